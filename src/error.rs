@@ -1,0 +1,87 @@
+//! The one error type of the request path.
+//!
+//! Every way a request can fail is a variant here, and its `Display` text is the body of the
+//! HTTP answer, word for word. Clients match on the first words (`Unknown peer`, `Unknown
+//! semaphore`, `Lock hierarchy violation`, ...), so these texts are a contract. Which status code
+//! a variant maps to is decided in `http.rs`, not here.
+
+use std::fmt;
+
+/// Why a request was refused. The state is unchanged whenever one of these is returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The peer id is not (or no longer) known: it expired, was released, or the server
+    /// restarted. Clients answer this with `restore`.
+    UnknownPeer,
+    /// The semaphore is not in the server's configuration.
+    UnknownSemaphore,
+    /// A lock count below 1.
+    InvalidCount,
+    /// A body that is not the JSON the route expects.
+    InvalidBody(String),
+    /// A duration that does not parse or is out of range.
+    InvalidDuration(String),
+    /// A path or query that names a route but carries a malformed part.
+    InvalidRequest(String),
+    /// A body over the size cap.
+    BodyTooLarge { limit: usize },
+    /// A lock count greater than the full count of the semaphore: it could never be granted.
+    CountTooLarge { count: i64, max: i64 },
+    /// The semaphore's level is not strictly below the peer's current level.
+    LockHierarchyViolation { level: i32, current: i32 },
+    /// The peer already waits for another lock; a peer has at most one pending lock.
+    SecondPendingLock,
+    /// Asking for more of a held lock, or a different count for a pending one.
+    LockCountChange { held: i64, requested: i64 },
+    /// `restore` for a peer that exists with other locks.
+    RestoreConflict,
+    /// Restored counts that would overflow a semaphore's sum.
+    CountOverflow,
+    /// No route matches method and path.
+    NotFound,
+    /// The server is shutting down and takes no new work.
+    ShuttingDown,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::UnknownPeer => f.write_str("Unknown peer"),
+            Error::UnknownSemaphore => f.write_str("Unknown semaphore"),
+            Error::InvalidCount => f.write_str("Invalid count: a lock count must be at least 1"),
+            Error::InvalidBody(reason) => write!(f, "Invalid body: {reason}"),
+            Error::InvalidDuration(reason) => write!(f, "Invalid duration: {reason}"),
+            Error::InvalidRequest(reason) => write!(f, "Invalid request: {reason}"),
+            Error::BodyTooLarge { limit } => {
+                write!(f, "Body too large: at most {limit} bytes are accepted")
+            }
+            Error::CountTooLarge { count, max } => write!(
+                f,
+                "Count too large: the lock count {count} exceeds the semaphore's max of {max}"
+            ),
+            Error::LockHierarchyViolation { level, current } => write!(
+                f,
+                "Lock hierarchy violation: the semaphore's level {level} is not below the peer's \
+                 current level {current}"
+            ),
+            Error::SecondPendingLock => {
+                f.write_str("Second pending lock: the peer already waits for another lock")
+            }
+            Error::LockCountChange { held, requested } => write!(
+                f,
+                "Lock count change: the peer's lock has count {held}, {requested} was requested; \
+                 a held lock may only shrink"
+            ),
+            Error::RestoreConflict => {
+                f.write_str("Restore conflict: the peer exists and holds other locks")
+            }
+            Error::CountOverflow => {
+                f.write_str("Count overflow: the semaphore's sum of counts would overflow")
+            }
+            Error::NotFound => f.write_str("Not found"),
+            Error::ShuttingDown => f.write_str("Shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
