@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 
 #[allow(dead_code)]
+mod core;
+#[allow(dead_code)]
 mod error;
 
 fn main() {
