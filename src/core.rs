@@ -255,13 +255,13 @@ impl Core {
             });
         }
 
-        if let Some(current) = self.level_of(peer) {
-            if sem.settings.level >= current {
-                return Err(Error::LockHierarchyViolation {
-                    level: sem.settings.level,
-                    current,
-                });
-            }
+        if let Some(current) = self.level_of(peer)
+            && sem.settings.level >= current
+        {
+            return Err(Error::LockHierarchyViolation {
+                level: sem.settings.level,
+                current,
+            });
         }
 
         let fits = sem

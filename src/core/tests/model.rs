@@ -151,10 +151,10 @@ impl Naive {
             state = Some(LockState::Pending);
         } else {
             let current = peer.acquired.keys().map(|s| settings(s).unwrap().1).min();
-            if let Some(current) = current {
-                if level >= current {
-                    return Err(Error::LockHierarchyViolation { level, current });
-                }
+            if let Some(current) = current
+                && level >= current
+            {
+                return Err(Error::LockHierarchyViolation { level, current });
             }
         }
         let state = match state {
