@@ -235,9 +235,9 @@ def test_lock_hierarchy_violation(client: Client) -> None:
 
 
 def test_second_pending_lock(client: Client) -> None:
-    holder, waiter = _peer(client), _peer(client)
-    client.acquire(holder, "B")
-    client.acquire(holder, "C", count=5)
+    first, second, waiter = _peer(client), _peer(client), _peer(client)
+    client.acquire(first, "B")
+    client.acquire(second, "C", count=5)
     assert not client.acquire(waiter, "C")
     with pytest.raises(SecondPendingLock):
         client.acquire(waiter, "B")
