@@ -39,8 +39,6 @@ pub enum Error {
     CountOverflow,
     /// No route matches method and path.
     NotFound,
-    /// The server is shutting down and takes no new work.
-    ShuttingDown,
 }
 
 impl fmt::Display for Error {
@@ -79,7 +77,6 @@ impl fmt::Display for Error {
                 f.write_str("Count overflow: the semaphore's sum of counts would overflow")
             }
             Error::NotFound => f.write_str("Not found"),
-            Error::ShuttingDown => f.write_str("Shutting down"),
         }
     }
 }

@@ -1,9 +1,118 @@
-//! The `throttle` executable (skeleton; filled in as the modules land).
+//! The `throttle` executable: reads the command line and the configuration, starts logging, the
+//! worker pool and the expiry thread, and shuts them down on SIGINT or SIGTERM (Ctrl+C on
+//! Windows).
+//!
+//! Data flow of a request: `http.rs` (tiny_http worker, body) → `routes.rs` (parse into a
+//! `Route`) → `service.rs` (lock, sweep, wait, wake) → `core.rs` (the bookkeeping) → back to
+//! `http.rs` (status code and body). Beside them: `expiry.rs` runs the expiry thread,
+//! `metrics.rs`, `config.rs`, `cli.rs`, `logging.rs` and `error.rs`.
 #![forbid(unsafe_code)]
 
-#[allow(dead_code)]
+mod cli;
+mod config;
+mod core;
 mod error;
+mod expiry;
+mod http;
+mod logging;
+mod metrics;
+mod routes;
+mod service;
 
-fn main() {
-    println!("throttle {}", env!("CARGO_PKG_VERSION"));
+use std::process::ExitCode;
+use std::sync::{Arc, mpsc};
+
+use crate::cli::{Command, Options};
+use crate::core::{Core, SemaphoreSettings};
+use crate::http::App;
+use crate::metrics::Metrics;
+use crate::service::Service;
+
+fn main() -> ExitCode {
+    let command = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(command) => command,
+        Err(error) => {
+            eprintln!("throttle: {error}\nTry 'throttle --help' for more information.");
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Help => {
+            print!("{}", cli::HELP);
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("throttle {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Serve(options) => match serve(options) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("throttle: {error}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// Runs the server until a termination signal arrives.
+fn serve(options: Options) -> Result<(), String> {
+    let loaded = config::load(options.configuration.as_deref())?;
+    logging::init(&loaded.config.logging)?;
+    for warning in &loaded.warnings {
+        log::warn!("{warning}");
+    }
+    log::info!("Starting throttle {}", env!("CARGO_PKG_VERSION"));
+
+    let semaphores = loaded
+        .config
+        .semaphores
+        .into_iter()
+        .map(|s| SemaphoreSettings {
+            name: s.name,
+            max: s.max,
+            level: s.level,
+        });
+    let service = Arc::new(Service::new(
+        Core::new(semaphores),
+        http::long_poll_slots(options.workers),
+    ));
+    let metrics = Metrics::new().map_err(|e| format!("cannot set up metrics: {e}"))?;
+    let app = Arc::new(App {
+        service: service.clone(),
+        metrics,
+    });
+
+    let server = tiny_http::Server::http((options.address.as_str(), options.port))
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", options.address, options.port))?;
+    let server = Arc::new(server);
+    match server.server_addr().to_ip() {
+        Some(address) => log::info!("Listening on http://{address}"),
+        None => log::info!("Listening on {}", server.server_addr()),
+    }
+
+    // Register the handler before starting threads, so an early signal is not lost.
+    let (stop, stopped) = mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = stop.send(());
+    })
+    .map_err(|e| format!("cannot install the signal handler: {e}"))?;
+
+    let expiry = expiry::spawn(service.clone()).map_err(|e| format!("cannot start: {e}"))?;
+    let workers = http::spawn_workers(&server, &app, options.workers)
+        .map_err(|e| format!("cannot start the worker threads: {e}"))?;
+
+    // Blocks until a signal; an error means the handler is gone, which also ends the server.
+    let _ = stopped.recv();
+    log::info!("Shutting down");
+    service.shut_down();
+    for _ in &workers {
+        server.unblock();
+    }
+    for worker in workers {
+        let _ = worker.join();
+    }
+    let _ = expiry.join();
+    log::info!("Stopped");
+    Ok(())
 }

@@ -1,0 +1,334 @@
+//! The command line: what the user typed, turned into a [`Command`].
+//!
+//! This module only parses arguments. It reads no files, opens no sockets and prints nothing:
+//! `main.rs` decides what to do with the result (print [`HELP`], print the version, or serve), and
+//! prints the error if parsing fails. `--help` and `--version` are returned as commands of their
+//! own, so they work even when the configuration file is broken.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use lexopt::ValueExt;
+
+/// What the user asked the executable to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run the server with these options.
+    Serve(Options),
+    /// Print [`HELP`] and exit successfully.
+    Help,
+    /// Print the version and exit successfully.
+    Version,
+}
+
+/// Options of the server, as given on the command line (with defaults filled in).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// The configuration file named with `-c/--configuration`. `None` means the default,
+    /// `throttle.toml` in the working directory, which may be missing (that is only a warning);
+    /// a named file must exist.
+    pub configuration: Option<PathBuf>,
+    /// The address to listen on, an IP address or a host name.
+    pub address: String,
+    /// The TCP port to listen on; 0 lets the operating system pick a free one.
+    pub port: u16,
+    /// The number of worker threads serving requests; at least 1.
+    pub workers: usize,
+}
+
+/// The address the server listens on by default: only the local machine, so that starting the
+/// server by hand never exposes it to the network by accident.
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1";
+
+/// The port the server listens on by default, the one Throttle has always used.
+pub const DEFAULT_PORT: u16 = 8000;
+
+/// The default size of the worker pool.
+///
+/// A long poll (`block_for`) holds a worker thread for as long as it waits, so the pool must be
+/// much larger than the number of cores: most workers spend their time asleep on a condition
+/// variable, not computing. A quarter of the pool (at least 2 workers) is reserved for short
+/// requests (releases, heartbeats, metrics scrapes), so 64 workers serve 48 waiting clients at
+/// once while releases still get through. Idle threads cost little more than their stack, so 64
+/// is cheap even on a small edge host; operators with many more waiting clients raise it with
+/// `--workers`.
+pub const DEFAULT_WORKERS: usize = 64;
+
+/// The text printed by `--help`. A test checks that the defaults named here match the constants.
+pub const HELP: &str = concat!(
+    "throttle ",
+    env!("CARGO_PKG_VERSION"),
+    "\n",
+    "Semaphores for distributed systems, served over HTTP.
+
+USAGE:
+    throttle [OPTIONS]
+
+OPTIONS:
+    -c, --configuration FILE  Configuration file (TOML) with the semaphores and logging.
+                              [default: throttle.toml in the working directory; if that file
+                              is missing the server starts without semaphores and warns.
+                              A file named with this option must exist.]
+        --address ADDR        Address to listen on. [default: 127.0.0.1]
+    -p, --port PORT           Port to listen on; 0 picks a free port. [default: 8000]
+        --workers N           Worker threads serving requests, at least 1. Each waiting long
+                              poll (block_for) holds one; a quarter of the pool is kept for
+                              short requests. [default: 64]
+    -h, --help                Print this help and exit.
+    -V, --version             Print the version and exit.
+
+ENVIRONMENT:
+    THROTTLE_LOG              Log level on stderr: ERROR, WARN, INFO, DEBUG or TRACE. Overrides
+                              [logging.stderr] level in the configuration. [default: INFO]
+
+EXAMPLE:
+    throttle --configuration /etc/throttle.toml --address 0.0.0.0 --port 8000
+"
+);
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            configuration: None,
+            address: DEFAULT_ADDRESS.to_owned(),
+            port: DEFAULT_PORT,
+            workers: DEFAULT_WORKERS,
+        }
+    }
+}
+
+/// Parses the command line, without the program name (`std::env::args_os().skip(1)`).
+///
+/// `--help` and `--version` win as soon as they are seen; arguments after them are not looked
+/// at. Positional arguments and unknown options are errors.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt::Error> {
+    use lexopt::prelude::{Long, Short};
+
+    let mut options = Options::default();
+    let mut parser = lexopt::Parser::from_args(args);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('c') | Long("configuration") => {
+                options.configuration = Some(parser.value()?.into());
+            }
+            Long("address") => options.address = parser.value()?.string()?,
+            Short('p') | Long("port") => {
+                options.port = number(&mut parser, "--port", "a port number from 0 to 65535")?;
+            }
+            Long("workers") => {
+                let workers = number(&mut parser, "--workers", "a number of threads")?;
+                if workers == 0 {
+                    return Err(
+                        "invalid value \"0\" for --workers: the server needs at least \
+                                one worker thread"
+                            .into(),
+                    );
+                }
+                options.workers = workers;
+            }
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('V') | Long("version") => return Ok(Command::Version),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(Command::Serve(options))
+}
+
+/// Reads the value of `option` as a number, with an error that names the option and says what
+/// was expected (lexopt's own message names neither).
+fn number<T: FromStr>(
+    parser: &mut lexopt::Parser,
+    option: &str,
+    expected: &str,
+) -> Result<T, lexopt::Error> {
+    let value = parser.value()?.string()?;
+    value
+        .parse()
+        .map_err(|_| format!("invalid value {value:?} for {option}: expected {expected}").into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn serve(args: &[&str]) -> Options {
+        match parse(args.iter().map(OsString::from)) {
+            Ok(Command::Serve(options)) => options,
+            other => panic!("expected Serve for {args:?}, got {other:?}"),
+        }
+    }
+
+    #[track_caller]
+    fn error(args: &[&str]) -> String {
+        match parse(args.iter().map(OsString::from)) {
+            Err(error) => error.to_string(),
+            Ok(command) => panic!("expected an error for {args:?}, got {command:?}"),
+        }
+    }
+
+    #[track_caller]
+    fn command(args: &[&str]) -> Command {
+        parse(args.iter().map(OsString::from)).unwrap()
+    }
+
+    #[test]
+    fn no_arguments_give_the_defaults() {
+        let options = serve(&[]);
+        assert_eq!(options.configuration, None);
+        assert_eq!(options.address, "127.0.0.1");
+        assert_eq!(options.port, 8000);
+        assert_eq!(options.workers, 64);
+        assert_eq!(options, Options::default());
+    }
+
+    #[test]
+    fn configuration_short_and_long() {
+        let expected = Some(PathBuf::from("conf/a b.toml"));
+        assert_eq!(serve(&["-c", "conf/a b.toml"]).configuration, expected);
+        assert_eq!(
+            serve(&["--configuration", "conf/a b.toml"]).configuration,
+            expected
+        );
+        assert_eq!(
+            serve(&["--configuration=conf/a b.toml"]).configuration,
+            expected
+        );
+        assert_eq!(serve(&["-cconf/a b.toml"]).configuration, expected);
+    }
+
+    #[test]
+    fn address() {
+        assert_eq!(serve(&["--address", "0.0.0.0"]).address, "0.0.0.0");
+        assert_eq!(serve(&["--address=::1"]).address, "::1");
+    }
+
+    #[test]
+    fn port_short_and_long() {
+        assert_eq!(serve(&["-p", "9000"]).port, 9000);
+        assert_eq!(serve(&["--port", "9000"]).port, 9000);
+        assert_eq!(serve(&["--port=0"]).port, 0);
+        assert_eq!(serve(&["--port", "65535"]).port, 65535);
+    }
+
+    #[test]
+    fn workers() {
+        assert_eq!(serve(&["--workers", "1"]).workers, 1);
+        assert_eq!(serve(&["--workers=500"]).workers, 500);
+    }
+
+    #[test]
+    fn all_options_together() {
+        let options = serve(&[
+            "-c",
+            "x.toml",
+            "--address",
+            "10.0.0.1",
+            "-p",
+            "1234",
+            "--workers",
+            "8",
+        ]);
+        assert_eq!(
+            options,
+            Options {
+                configuration: Some("x.toml".into()),
+                address: "10.0.0.1".to_owned(),
+                port: 1234,
+                workers: 8,
+            }
+        );
+    }
+
+    #[test]
+    fn the_last_occurrence_of_an_option_wins() {
+        assert_eq!(serve(&["-p", "1", "--port", "2"]).port, 2);
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert_eq!(command(&["-h"]), Command::Help);
+        assert_eq!(command(&["--help"]), Command::Help);
+        assert_eq!(command(&["-V"]), Command::Version);
+        assert_eq!(command(&["--version"]), Command::Version);
+        assert_eq!(
+            command(&["--port", "1", "--help", "--bogus"]),
+            Command::Help
+        );
+    }
+
+    #[test]
+    fn zero_workers_are_rejected() {
+        assert_eq!(
+            error(&["--workers", "0"]),
+            "invalid value \"0\" for --workers: the server needs at least one worker thread"
+        );
+    }
+
+    #[test]
+    fn bad_numbers_name_the_option() {
+        assert_eq!(
+            error(&["--port", "70000"]),
+            "invalid value \"70000\" for --port: expected a port number from 0 to 65535"
+        );
+        assert_eq!(
+            error(&["-p", "http"]),
+            "invalid value \"http\" for --port: expected a port number from 0 to 65535"
+        );
+        assert_eq!(
+            error(&["--workers", "-3"]),
+            "invalid value \"-3\" for --workers: expected a number of threads"
+        );
+    }
+
+    #[test]
+    fn missing_values() {
+        assert_eq!(error(&["--port"]), "missing argument for option '--port'");
+        assert_eq!(error(&["-c"]), "missing argument for option '-c'");
+        assert_eq!(
+            error(&["--address"]),
+            "missing argument for option '--address'"
+        );
+        assert_eq!(
+            error(&["--workers"]),
+            "missing argument for option '--workers'"
+        );
+    }
+
+    #[test]
+    fn unknown_arguments_are_errors() {
+        assert_eq!(error(&["--bogus"]), "invalid option '--bogus'");
+        assert_eq!(error(&["-x"]), "invalid option '-x'");
+        assert_eq!(error(&["serve"]), "unexpected argument \"serve\"");
+        assert_eq!(error(&["-p", "1", "2"]), "unexpected argument \"2\"");
+        assert_eq!(error(&["--", "x"]), "unexpected argument \"x\"");
+    }
+
+    #[test]
+    fn help_names_every_option_and_its_default() {
+        for needle in [
+            "-c, --configuration FILE",
+            "throttle.toml",
+            "--address ADDR",
+            "-p, --port PORT",
+            "--workers N",
+            "-h, --help",
+            "-V, --version",
+            "THROTTLE_LOG",
+            env!("CARGO_PKG_VERSION"),
+            &format!("[default: {DEFAULT_ADDRESS}]"),
+            &format!("[default: {DEFAULT_PORT}]"),
+            &format!("[default: {DEFAULT_WORKERS}]"),
+        ] {
+            assert!(HELP.contains(needle), "--help lacks {needle:?}");
+        }
+    }
+
+    #[test]
+    fn help_fits_a_terminal() {
+        for line in HELP.lines() {
+            assert!(line.chars().count() <= 100, "too long: {line:?}");
+        }
+    }
+}

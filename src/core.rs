@@ -1,0 +1,857 @@
+//! The semaphore bookkeeping: peers, their acquired and pending locks, per-semaphore sums and
+//! FIFO queues, and the ordered index of peer deadlines.
+//!
+//! This is a plain data structure. It does no I/O, starts no threads and never reads the clock:
+//! every method that depends on time takes `now`, and every method that changes state returns
+//! what happened (which peers were granted their pending lock, which peers expired), so the
+//! caller knows whom to wake. Locking, waiting and HTTP live in `service.rs` and `http.rs`.
+//!
+//! Cost: every operation is O(log n) in the number of peers and waiters, plus the size of what it
+//! touches (the locks of one peer, the waiters it grants). Nothing scans all peers, except the
+//! listing of peers itself.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+
+/// Identifies a peer. Chosen by the caller (the service draws it at random), so the core stays
+/// deterministic.
+pub type PeerId = u64;
+
+/// A semaphore as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SemaphoreSettings {
+    /// Name as configured and as clients send it (after percent-decoding).
+    pub name: String,
+    /// Full count. `1` makes a mutex.
+    pub max: i64,
+    /// Lock level for deadlock prevention: a peer may only acquire strictly lower levels.
+    pub level: i32,
+}
+
+/// The state of one lock of a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockState {
+    /// Counted against the semaphore: the peer may use the resource.
+    Acquired,
+    /// Queued behind earlier demand: the peer must wait.
+    Pending,
+}
+
+/// What a successful acquire did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acquisition {
+    /// The state of the requested lock afterwards.
+    pub state: LockState,
+    /// Other peers whose pending locks were granted, because shrinking a lock freed count.
+    pub granted: Vec<PeerId>,
+}
+
+/// What an expiry sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expired {
+    /// Peers removed because their deadline passed.
+    pub peers: Vec<PeerId>,
+    /// Peers whose pending locks were granted with the count the expired peers freed.
+    pub granted: Vec<PeerId>,
+}
+
+/// Figures of one semaphore, for metrics and status pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SemaphoreStats<'a> {
+    pub name: &'a str,
+    pub max: i64,
+    pub level: i32,
+    /// Sum of the counts of acquired locks.
+    pub acquired: i64,
+    /// Sum of the counts of pending locks.
+    pub pending: i64,
+    /// How long the oldest pending lock has waited; `None` without waiters.
+    pub longest_pending: Option<Duration>,
+}
+
+/// One peer as shown by the listing route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo<'a> {
+    pub id: PeerId,
+    pub acquired: Vec<(&'a str, i64)>,
+    pub pending: Option<(&'a str, i64)>,
+    /// Time left until the peer expires (zero if it is overdue and not yet swept).
+    pub expires_in: Duration,
+}
+
+/// All semaphores, peers and locks of one server.
+#[derive(Debug, Default)]
+pub struct Core {
+    semaphores: Vec<Semaphore>,
+    by_name: HashMap<String, usize>,
+    peers: HashMap<PeerId, Peer>,
+    /// Every peer's deadline, ordered, so expiry finds the overdue ones without a scan.
+    deadlines: BTreeSet<(Instant, PeerId)>,
+    /// Source of queue tickets; increasing, so queue order is request order.
+    next_ticket: u64,
+    /// Peers expired since start, for the metrics.
+    expired_total: u64,
+}
+
+#[derive(Debug)]
+struct Semaphore {
+    settings: SemaphoreSettings,
+    /// Sum of acquired counts. May exceed `max` only through `restore`.
+    acquired: i64,
+    /// Sum of pending counts.
+    pending: i64,
+    /// Pending locks in request order.
+    queue: BTreeMap<u64, Waiter>,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    peer: PeerId,
+    count: i64,
+    since: Instant,
+}
+
+#[derive(Debug)]
+struct Peer {
+    expires_at: Instant,
+    /// Acquired locks by semaphore index.
+    acquired: BTreeMap<usize, i64>,
+    /// At most one pending lock, by construction.
+    pending: Option<PendingLock>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PendingLock {
+    semaphore: usize,
+    count: i64,
+    ticket: u64,
+}
+
+impl Core {
+    /// A core serving the given semaphores. A name given twice keeps its last settings.
+    pub fn new(semaphores: impl IntoIterator<Item = SemaphoreSettings>) -> Core {
+        let mut core = Core::default();
+        for settings in semaphores {
+            if let Some(&index) = core.by_name.get(&settings.name) {
+                core.semaphores[index].settings = settings;
+                continue;
+            }
+            core.by_name
+                .insert(settings.name.clone(), core.semaphores.len());
+            core.semaphores.push(Semaphore {
+                settings,
+                acquired: 0,
+                pending: 0,
+                queue: BTreeMap::new(),
+            });
+        }
+        core
+    }
+
+    /// Registers a peer without locks. Returns `false`, changing nothing, if the id is taken.
+    pub fn new_peer(&mut self, id: PeerId, expires_at: Instant) -> bool {
+        if self.peers.contains_key(&id) {
+            return false;
+        }
+        self.insert_peer(id, expires_at, BTreeMap::new());
+        true
+    }
+
+    /// Moves a peer's deadline (a heartbeat).
+    pub fn heartbeat(&mut self, id: PeerId, expires_at: Instant) -> Result<(), Error> {
+        if !self.peers.contains_key(&id) {
+            return Err(Error::UnknownPeer);
+        }
+        self.set_deadline(id, expires_at);
+        Ok(())
+    }
+
+    /// Removes a peer and all its locks. Returns the peers granted with the freed count, or
+    /// `None` if the peer was not known.
+    pub fn remove_peer(&mut self, id: PeerId) -> Option<Vec<PeerId>> {
+        let peer = self.peers.remove(&id)?;
+        self.deadlines.remove(&(peer.expires_at, id));
+        let mut touched: Vec<usize> = Vec::with_capacity(peer.acquired.len() + 1);
+        for (&semaphore, &count) in &peer.acquired {
+            self.semaphores[semaphore].acquired -= count;
+            touched.push(semaphore);
+        }
+        if let Some(pending) = peer.pending {
+            self.dequeue(pending);
+            touched.push(pending.semaphore);
+        }
+        let mut granted = Vec::new();
+        for semaphore in touched {
+            self.promote(semaphore, &mut granted);
+        }
+        Some(granted)
+    }
+
+    /// Asks for a lock of `count` on `semaphore` for peer `id`.
+    ///
+    /// Granted at once if the semaphore's demand (acquired plus pending) leaves room for it,
+    /// queued otherwise. Repeating a request changes nothing; asking for less of a held lock
+    /// releases the difference. `expires_at`, if given, becomes the peer's new deadline when the
+    /// request succeeds. Every check happens before anything changes.
+    pub fn acquire(
+        &mut self,
+        id: PeerId,
+        semaphore: &str,
+        count: i64,
+        expires_at: Option<Instant>,
+        now: Instant,
+    ) -> Result<Acquisition, Error> {
+        let index = self.index(semaphore)?;
+        let peer = self.peers.get(&id).ok_or(Error::UnknownPeer)?;
+        if count < 1 {
+            return Err(Error::InvalidCount);
+        }
+        let sem = &self.semaphores[index];
+        if count > sem.settings.max {
+            return Err(Error::CountTooLarge {
+                count,
+                max: sem.settings.max,
+            });
+        }
+
+        if let Some(&held) = peer.acquired.get(&index) {
+            if count > held {
+                return Err(Error::LockCountChange {
+                    held,
+                    requested: count,
+                });
+            }
+            self.prolong(id, expires_at);
+            let mut granted = Vec::new();
+            if count < held {
+                if let Some(peer) = self.peers.get_mut(&id) {
+                    peer.acquired.insert(index, count);
+                }
+                self.semaphores[index].acquired -= held - count;
+                self.promote(index, &mut granted);
+            }
+            return Ok(Acquisition {
+                state: LockState::Acquired,
+                granted,
+            });
+        }
+
+        if let Some(pending) = peer.pending {
+            if pending.semaphore != index {
+                return Err(Error::SecondPendingLock);
+            }
+            if pending.count != count {
+                return Err(Error::LockCountChange {
+                    held: pending.count,
+                    requested: count,
+                });
+            }
+            self.prolong(id, expires_at);
+            return Ok(Acquisition {
+                state: LockState::Pending,
+                granted: Vec::new(),
+            });
+        }
+
+        if let Some(current) = self.level_of(peer)
+            && sem.settings.level >= current
+        {
+            return Err(Error::LockHierarchyViolation {
+                level: sem.settings.level,
+                current,
+            });
+        }
+
+        let fits = sem
+            .acquired
+            .checked_add(sem.pending)
+            .and_then(|demand| demand.checked_add(count))
+            .is_some_and(|demand| demand <= sem.settings.max);
+        let state = if fits {
+            let sem = &mut self.semaphores[index];
+            sem.acquired += count;
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.acquired.insert(index, count);
+            }
+            LockState::Acquired
+        } else {
+            let pending_sum = sem.pending.checked_add(count).ok_or(Error::CountOverflow)?;
+            let ticket = self.next_ticket;
+            self.next_ticket += 1;
+            let sem = &mut self.semaphores[index];
+            sem.pending = pending_sum;
+            sem.queue.insert(
+                ticket,
+                Waiter {
+                    peer: id,
+                    count,
+                    since: now,
+                },
+            );
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.pending = Some(PendingLock {
+                    semaphore: index,
+                    count,
+                    ticket,
+                });
+            }
+            LockState::Pending
+        };
+        self.prolong(id, expires_at);
+        Ok(Acquisition {
+            state,
+            granted: Vec::new(),
+        })
+    }
+
+    /// Releases the peer's lock on `semaphore`, acquired or pending. Releasing a lock the peer
+    /// does not hold is not an error. Returns the peers granted with the freed count.
+    pub fn release_lock(&mut self, id: PeerId, semaphore: &str) -> Result<Vec<PeerId>, Error> {
+        let index = self.index(semaphore)?;
+        let peer = self.peers.get_mut(&id).ok_or(Error::UnknownPeer)?;
+        let mut granted = Vec::new();
+        if let Some(count) = peer.acquired.remove(&index) {
+            self.semaphores[index].acquired -= count;
+        } else if let Some(pending) = peer.pending.filter(|p| p.semaphore == index) {
+            peer.pending = None;
+            self.dequeue(pending);
+        } else {
+            return Ok(granted);
+        }
+        self.promote(index, &mut granted);
+        Ok(granted)
+    }
+
+    /// Re-creates a peer the server forgot (it expired, or the server restarted) with its
+    /// acquired locks, even if that overcommits a semaphore: the client holds the resource
+    /// already. Restoring an existing peer with the same locks only prolongs it.
+    pub fn restore(
+        &mut self,
+        id: PeerId,
+        expires_at: Instant,
+        acquired: &BTreeMap<String, i64>,
+    ) -> Result<(), Error> {
+        let mut locks = BTreeMap::new();
+        for (name, &count) in acquired {
+            let index = self.index(name)?;
+            if count < 1 {
+                return Err(Error::InvalidCount);
+            }
+            self.semaphores[index]
+                .acquired
+                .checked_add(count)
+                .ok_or(Error::CountOverflow)?;
+            locks.insert(index, count);
+        }
+        if let Some(peer) = self.peers.get(&id) {
+            if peer.pending.is_some() || peer.acquired != locks {
+                return Err(Error::RestoreConflict);
+            }
+            self.set_deadline(id, expires_at);
+            return Ok(());
+        }
+        for (&index, &count) in &locks {
+            self.semaphores[index].acquired += count;
+        }
+        self.insert_peer(id, expires_at, locks);
+        Ok(())
+    }
+
+    /// Removes every peer whose deadline is at or before `now`, releasing its locks.
+    pub fn expire(&mut self, now: Instant) -> Expired {
+        let mut expired = Expired::default();
+        while let Some(&(deadline, id)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            if let Some(granted) = self.remove_peer(id) {
+                expired.granted.extend(granted);
+            }
+            expired.peers.push(id);
+        }
+        // A peer granted by an earlier expiry in this sweep may have expired itself since.
+        expired.granted.retain(|id| self.peers.contains_key(id));
+        self.expired_total += expired.peers.len() as u64;
+        expired
+    }
+
+    /// The earliest peer deadline: when `expire` next has work.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.first().map(|&(deadline, _)| deadline)
+    }
+
+    /// The state of the peer's lock on `semaphore`, `None` if it holds none.
+    pub fn lock_state(&self, id: PeerId, semaphore: &str) -> Result<Option<LockState>, Error> {
+        let index = self.index(semaphore)?;
+        let peer = self.peers.get(&id).ok_or(Error::UnknownPeer)?;
+        if peer.acquired.contains_key(&index) {
+            Ok(Some(LockState::Acquired))
+        } else if peer.pending.is_some_and(|p| p.semaphore == index) {
+            Ok(Some(LockState::Pending))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// `true` if the peer waits for nothing.
+    pub fn is_acquired(&self, id: PeerId) -> Result<bool, Error> {
+        let peer = self.peers.get(&id).ok_or(Error::UnknownPeer)?;
+        Ok(peer.pending.is_none())
+    }
+
+    /// `max - acquired`; negative if `restore` overcommitted the semaphore.
+    pub fn remainder(&self, semaphore: &str) -> Result<i64, Error> {
+        let sem = &self.semaphores[self.index(semaphore)?];
+        Ok(sem.settings.max - sem.acquired)
+    }
+
+    /// Every peer with its locks, ordered by id. This scans all peers: it serves the listing
+    /// route, never a request path that other clients wait on.
+    pub fn peers(&self, now: Instant) -> Vec<PeerInfo<'_>> {
+        let mut peers: Vec<PeerInfo<'_>> = self
+            .peers
+            .iter()
+            .map(|(&id, peer)| PeerInfo {
+                id,
+                acquired: peer
+                    .acquired
+                    .iter()
+                    .map(|(&index, &count)| (self.name(index), count))
+                    .collect(),
+                pending: peer.pending.map(|p| (self.name(p.semaphore), p.count)),
+                expires_in: peer.expires_at.saturating_duration_since(now),
+            })
+            .collect();
+        peers.sort_unstable_by_key(|peer| peer.id);
+        peers
+    }
+
+    /// Figures of every semaphore, in configuration order. Costs one step per semaphore.
+    pub fn stats(&self, now: Instant) -> Vec<SemaphoreStats<'_>> {
+        self.semaphores
+            .iter()
+            .map(|sem| SemaphoreStats {
+                name: &sem.settings.name,
+                max: sem.settings.max,
+                level: sem.settings.level,
+                acquired: sem.acquired,
+                pending: sem.pending,
+                longest_pending: sem
+                    .queue
+                    .first_key_value()
+                    .map(|(_, waiter)| now.saturating_duration_since(waiter.since)),
+            })
+            .collect()
+    }
+
+    /// Number of live peers.
+    pub fn num_peers(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Number of peers expired since start.
+    pub fn expired_total(&self) -> u64 {
+        self.expired_total
+    }
+
+    fn index(&self, semaphore: &str) -> Result<usize, Error> {
+        self.by_name
+            .get(semaphore)
+            .copied()
+            .ok_or(Error::UnknownSemaphore)
+    }
+
+    fn name(&self, index: usize) -> &str {
+        &self.semaphores[index].settings.name
+    }
+
+    /// The peer's current level: the lowest level among its acquired locks.
+    fn level_of(&self, peer: &Peer) -> Option<i32> {
+        peer.acquired
+            .keys()
+            .map(|&index| self.semaphores[index].settings.level)
+            .min()
+    }
+
+    fn insert_peer(&mut self, id: PeerId, expires_at: Instant, acquired: BTreeMap<usize, i64>) {
+        self.peers.insert(
+            id,
+            Peer {
+                expires_at,
+                acquired,
+                pending: None,
+            },
+        );
+        self.deadlines.insert((expires_at, id));
+    }
+
+    fn prolong(&mut self, id: PeerId, expires_at: Option<Instant>) {
+        if let Some(expires_at) = expires_at {
+            self.set_deadline(id, expires_at);
+        }
+    }
+
+    fn set_deadline(&mut self, id: PeerId, expires_at: Instant) {
+        if let Some(peer) = self.peers.get_mut(&id) {
+            self.deadlines.remove(&(peer.expires_at, id));
+            peer.expires_at = expires_at;
+            self.deadlines.insert((expires_at, id));
+        }
+    }
+
+    /// Takes a pending lock out of its semaphore's queue. The peer's own record is the caller's.
+    fn dequeue(&mut self, pending: PendingLock) {
+        let sem = &mut self.semaphores[pending.semaphore];
+        if sem.queue.remove(&pending.ticket).is_some() {
+            sem.pending -= pending.count;
+        }
+    }
+
+    /// Grants pending locks of `semaphore` from the front of its queue while they fit.
+    fn promote(&mut self, semaphore: usize, granted: &mut Vec<PeerId>) {
+        let sem = &mut self.semaphores[semaphore];
+        while let Some(entry) = sem.queue.first_entry() {
+            let waiter = entry.get();
+            let fits = sem
+                .acquired
+                .checked_add(waiter.count)
+                .is_some_and(|sum| sum <= sem.settings.max);
+            if !fits {
+                break;
+            }
+            let waiter = entry.remove();
+            sem.acquired += waiter.count;
+            sem.pending -= waiter.count;
+            if let Some(peer) = self.peers.get_mut(&waiter.peer) {
+                peer.pending = None;
+                peer.acquired.insert(semaphore, waiter.count);
+            }
+            granted.push(waiter.peer);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    /// A core with the given `(name, max, level)` semaphores.
+    fn core(semaphores: &[(&str, i64, i32)]) -> Core {
+        Core::new(
+            semaphores
+                .iter()
+                .map(|&(name, max, level)| SemaphoreSettings {
+                    name: name.to_owned(),
+                    max,
+                    level,
+                }),
+        )
+    }
+
+    /// Acquires without touching the deadline and returns the lock state or the error.
+    #[track_caller]
+    fn acquire(core: &mut Core, id: PeerId, sem: &str, count: i64, now: Instant) -> LockState {
+        core.acquire(id, sem, count, None, now).unwrap().state
+    }
+
+    /// Checks the peers' states on one semaphore: `Some(Acquired)`, `Some(Pending)` or `None`.
+    #[track_caller]
+    fn check(core: &Core, sem: &str, expected: &[(PeerId, Option<LockState>)]) {
+        for &(id, state) in expected {
+            assert_eq!(
+                core.lock_state(id, sem).unwrap(),
+                state,
+                "peer {id} on {sem}"
+            );
+        }
+    }
+
+    use LockState::{Acquired, Pending};
+
+    #[test]
+    fn grants_while_capacity_lasts_then_queues() {
+        let t0 = Instant::now();
+        let mut c = core(&[("A", 3, 0)]);
+        for id in 1..=3 {
+            c.new_peer(id, t0 + secs(60));
+        }
+        assert_eq!(acquire(&mut c, 1, "A", 2, t0), Acquired);
+        assert_eq!(acquire(&mut c, 2, "A", 1, t0), Acquired);
+        assert_eq!(acquire(&mut c, 3, "A", 1, t0), Pending);
+        assert_eq!(c.remainder("A"), Ok(0));
+        assert_eq!(c.is_acquired(3), Ok(false));
+    }
+
+    #[test]
+    fn big_waiter_blocks_later_small_ones() {
+        let t0 = Instant::now();
+        let mut c = core(&[("A", 3, 0)]);
+        for id in 1..=3 {
+            c.new_peer(id, t0 + secs(60));
+        }
+        assert_eq!(acquire(&mut c, 1, "A", 2, t0), Acquired);
+        assert_eq!(acquire(&mut c, 2, "A", 2, t0), Pending);
+        // One unit is free, but peer 2 asked first.
+        assert_eq!(acquire(&mut c, 3, "A", 1, t0), Pending);
+        assert_eq!(c.release_lock(1, "A"), Ok(vec![2, 3]));
+        check(
+            &c,
+            "A",
+            &[(1, None), (2, Some(Acquired)), (3, Some(Acquired))],
+        );
+    }
+
+    #[test]
+    fn waiters_are_granted_in_request_order() {
+        let t0 = Instant::now();
+        let mut c = core(&[("A", 1, 0)]);
+        for id in 1..=4 {
+            c.new_peer(id, t0 + secs(60));
+        }
+        acquire(&mut c, 1, "A", 1, t0);
+        acquire(&mut c, 3, "A", 1, t0);
+        acquire(&mut c, 2, "A", 1, t0);
+        acquire(&mut c, 4, "A", 1, t0);
+        assert_eq!(c.remove_peer(1), Some(vec![3]));
+        assert_eq!(c.release_lock(3, "A"), Ok(vec![2]));
+        assert_eq!(c.release_lock(2, "A"), Ok(vec![4]));
+    }
+
+    #[test]
+    fn releasing_a_pending_head_lets_the_next_waiter_in() {
+        let t0 = Instant::now();
+        let mut c = core(&[("A", 3, 0)]);
+        for id in 1..=3 {
+            c.new_peer(id, t0 + secs(60));
+        }
+        acquire(&mut c, 1, "A", 2, t0);
+        acquire(&mut c, 2, "A", 3, t0);
+        acquire(&mut c, 3, "A", 1, t0);
+        assert_eq!(c.release_lock(2, "A"), Ok(vec![3]));
+        assert_eq!(c.is_acquired(2), Ok(true));
+    }
+
+    #[test]
+    fn lock_hierarchy_allows_only_strictly_lower_levels() {
+        let t0 = Instant::now();
+        let mut c = core(&[("A", 1, 1), ("B", 1, 0), ("C", 1, 0)]);
+        c.new_peer(1, t0 + secs(60));
+        c.new_peer(2, t0 + secs(60));
+        assert_eq!(acquire(&mut c, 1, "A", 1, t0), Acquired);
+        assert_eq!(acquire(&mut c, 1, "B", 1, t0), Acquired);
+        assert_eq!(
+            c.acquire(1, "C", 1, None, t0),
+            Err(Error::LockHierarchyViolation {
+                level: 0,
+                current: 0
+            })
+        );
+        assert_eq!(acquire(&mut c, 2, "C", 1, t0), Acquired);
+        assert_eq!(
+            c.acquire(2, "A", 1, None, t0),
+            Err(Error::LockHierarchyViolation {
+                level: 1,
+                current: 0
+            })
+        );
+        // The violation changed nothing.
+        assert_eq!(c.remainder("A"), Ok(0));
+        assert_eq!(c.lock_state(2, "A"), Ok(None));
+    }
+
+    #[test]
+    fn repeating_an_acquire_changes_nothing() {
+        let t0 = Instant::now();
+        let mut c = core(&[("A", 2, 0)]);
+        c.new_peer(1, t0 + secs(60));
+        c.new_peer(2, t0 + secs(60));
+        assert_eq!(acquire(&mut c, 1, "A", 2, t0), Acquired);
+        assert_eq!(acquire(&mut c, 1, "A", 2, t0), Acquired);
+        assert_eq!(acquire(&mut c, 2, "A", 1, t0), Pending);
+        assert_eq!(acquire(&mut c, 2, "A", 1, t0), Pending);
+        assert_eq!(c.remainder("A"), Ok(0));
+        assert_eq!(c.stats(t0)[0].pending, 1);
+    }
+
+    #[test]
+    fn shrinking_a_lock_releases_the_difference() {
+        let t0 = Instant::now();
+        let mut c = core(&[("A", 3, 0)]);
+        c.new_peer(1, t0 + secs(60));
+        c.new_peer(2, t0 + secs(60));
+        acquire(&mut c, 1, "A", 3, t0);
+        acquire(&mut c, 2, "A", 2, t0);
+        let shrunk = c.acquire(1, "A", 1, None, t0).unwrap();
+        assert_eq!(shrunk.granted, vec![2]);
+        assert_eq!(c.remainder("A"), Ok(0));
+        assert_eq!(
+            c.acquire(1, "A", 2, None, t0),
+            Err(Error::LockCountChange {
+                held: 1,
+                requested: 2
+            })
+        );
+    }
+
+    #[test]
+    fn requests_that_cannot_be_served_are_rejected() {
+        let t0 = Instant::now();
+        let mut c = core(&[("A", 2, 0), ("B", 1, 0)]);
+        c.new_peer(1, t0 + secs(60));
+        c.new_peer(2, t0 + secs(60));
+        let count_too_large = Error::CountTooLarge { count: 3, max: 2 };
+        assert_eq!(c.acquire(1, "A", 3, None, t0), Err(count_too_large));
+        assert_eq!(c.acquire(1, "A", 0, None, t0), Err(Error::InvalidCount));
+        assert_eq!(c.acquire(1, "A", -1, None, t0), Err(Error::InvalidCount));
+        assert_eq!(c.acquire(1, "Z", 1, None, t0), Err(Error::UnknownSemaphore));
+        assert_eq!(c.acquire(9, "A", 1, None, t0), Err(Error::UnknownPeer));
+        acquire(&mut c, 2, "B", 1, t0);
+        assert_eq!(acquire(&mut c, 1, "B", 1, t0), Pending);
+        assert_eq!(
+            c.acquire(1, "A", 1, None, t0),
+            Err(Error::SecondPendingLock)
+        );
+        assert_eq!(c.remainder("A"), Ok(2));
+    }
+
+    #[test]
+    fn locks_of_expired_peers_are_released_at_their_deadline() {
+        let t0 = Instant::now();
+        let mut c = core(&[("A", 1, 0)]);
+        c.new_peer(1, t0 + secs(1));
+        c.new_peer(2, t0 + secs(60));
+        acquire(&mut c, 1, "A", 1, t0);
+        acquire(&mut c, 2, "A", 1, t0);
+        assert_eq!(c.next_deadline(), Some(t0 + secs(1)));
+        assert_eq!(
+            c.expire(t0 + Duration::from_millis(999)),
+            Expired::default()
+        );
+        let expired = c.expire(t0 + secs(1));
+        assert_eq!(expired.peers, vec![1]);
+        assert_eq!(expired.granted, vec![2]);
+        assert_eq!(c.heartbeat(1, t0 + secs(5)), Err(Error::UnknownPeer));
+        assert_eq!(c.expired_total(), 1);
+        assert_eq!(c.next_deadline(), Some(t0 + secs(60)));
+    }
+
+    #[test]
+    fn heartbeat_and_acquire_postpone_expiry() {
+        let t0 = Instant::now();
+        let mut c = core(&[("A", 1, 0)]);
+        c.new_peer(1, t0 + secs(1));
+        c.heartbeat(1, t0 + secs(10)).unwrap();
+        assert!(c.expire(t0 + secs(5)).peers.is_empty());
+        c.acquire(1, "A", 1, Some(t0 + secs(20)), t0).unwrap();
+        assert!(c.expire(t0 + secs(15)).peers.is_empty());
+        assert_eq!(c.expire(t0 + secs(20)).peers, vec![1]);
+        assert_eq!(c.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_failed_acquire_does_not_prolong_the_peer() {
+        let t0 = Instant::now();
+        let mut c = core(&[("A", 1, 0)]);
+        c.new_peer(1, t0 + secs(1));
+        assert!(c.acquire(1, "A", 2, Some(t0 + secs(20)), t0).is_err());
+        assert_eq!(c.next_deadline(), Some(t0 + secs(1)));
+    }
+
+    #[test]
+    fn restore_recreates_a_peer_even_if_that_overcommits() {
+        let t0 = Instant::now();
+        let mut c = core(&[("A", 1, 0), ("B", 5, 1)]);
+        c.new_peer(1, t0 + secs(60));
+        acquire(&mut c, 1, "A", 1, t0);
+        let locks = BTreeMap::from([("A".to_owned(), 1), ("B".to_owned(), 3)]);
+        c.restore(42, t0 + secs(60), &locks).unwrap();
+        assert_eq!(c.remainder("A"), Ok(-1));
+        assert_eq!(c.remainder("B"), Ok(2));
+        // Same locks again: idempotent. Other locks: conflict.
+        c.restore(42, t0 + secs(90), &locks).unwrap();
+        let other = BTreeMap::from([("A".to_owned(), 1)]);
+        assert_eq!(c.restore(42, t0, &other), Err(Error::RestoreConflict));
+        assert_eq!(c.remove_peer(1), Some(vec![]));
+        assert_eq!(c.remainder("A"), Ok(0));
+    }
+
+    #[test]
+    fn restore_rejects_bad_input_without_change() {
+        let t0 = Instant::now();
+        let mut c = core(&[("A", i64::MAX, 0)]);
+        let huge = BTreeMap::from([("A".to_owned(), i64::MAX)]);
+        c.restore(1, t0 + secs(60), &huge).unwrap();
+        let one = BTreeMap::from([("A".to_owned(), 1)]);
+        assert_eq!(c.restore(2, t0, &one), Err(Error::CountOverflow));
+        let zero = BTreeMap::from([("A".to_owned(), 0)]);
+        assert_eq!(c.restore(3, t0, &zero), Err(Error::InvalidCount));
+        let unknown = BTreeMap::from([("Z".to_owned(), 1)]);
+        assert_eq!(c.restore(4, t0, &unknown), Err(Error::UnknownSemaphore));
+        assert_eq!(c.num_peers(), 1);
+        assert_eq!(c.remainder("A"), Ok(0));
+    }
+
+    #[test]
+    fn pending_sums_that_would_overflow_are_rejected() {
+        let t0 = Instant::now();
+        let mut c = core(&[("A", i64::MAX, 0)]);
+        for id in 1..=3 {
+            c.new_peer(id, t0 + secs(60));
+        }
+        acquire(&mut c, 1, "A", i64::MAX, t0);
+        acquire(&mut c, 2, "A", i64::MAX, t0);
+        assert_eq!(
+            c.acquire(3, "A", i64::MAX, None, t0),
+            Err(Error::CountOverflow)
+        );
+        assert_eq!(c.remove_peer(1), Some(vec![2]));
+    }
+
+    #[test]
+    fn stats_report_sums_and_the_longest_wait() {
+        let t0 = Instant::now();
+        let mut c = core(&[("A", 2, 3)]);
+        for id in 1..=3 {
+            c.new_peer(id, t0 + secs(60));
+        }
+        acquire(&mut c, 1, "A", 2, t0);
+        acquire(&mut c, 2, "A", 1, t0 + secs(1));
+        acquire(&mut c, 3, "A", 2, t0 + secs(2));
+        let stats = c.stats(t0 + secs(5));
+        assert_eq!(
+            stats,
+            vec![SemaphoreStats {
+                name: "A",
+                max: 2,
+                level: 3,
+                acquired: 2,
+                pending: 3,
+                longest_pending: Some(secs(4)),
+            }]
+        );
+        let peers = c.peers(t0 + secs(10));
+        assert_eq!(peers[0].acquired, vec![("A", 2)]);
+        assert_eq!(peers[2].pending, Some(("A", 2)));
+        assert_eq!(peers[2].expires_in, secs(50));
+    }
+
+    #[test]
+    fn releasing_unknown_things() {
+        let t0 = Instant::now();
+        let mut c = core(&[("A", 1, 0)]);
+        c.new_peer(1, t0 + secs(60));
+        assert_eq!(c.release_lock(1, "A"), Ok(vec![]));
+        assert_eq!(c.release_lock(2, "A"), Err(Error::UnknownPeer));
+        assert_eq!(c.release_lock(1, "Z"), Err(Error::UnknownSemaphore));
+        assert_eq!(c.remove_peer(2), None);
+        assert!(!c.new_peer(1, t0));
+    }
+
+    mod model;
+}

@@ -1,0 +1,420 @@
+//! Randomized model test: thousands of random operation sequences run against `Core` and against
+//! a deliberately naive reference that recomputes every sum by scanning all peers. After every
+//! step both must agree on results, lock states and sums, and the invariants must hold.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::super::*;
+
+const SEMAPHORES: [(&str, i64, i32); 4] =
+    [("A", 3, 0), ("B", 1, 1), ("C", 5, 2), ("H", i64::MAX, 0)];
+
+/// A small deterministic generator, so a failing seed can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[derive(Clone, Debug)]
+struct NaivePeer {
+    expires_at: Instant,
+    acquired: BTreeMap<String, i64>,
+    /// Semaphore, count and arrival number.
+    pending: Option<(String, i64, u64)>,
+}
+
+/// The reference: peers only, every figure derived by a scan.
+#[derive(Default)]
+struct Naive {
+    peers: BTreeMap<PeerId, NaivePeer>,
+    arrivals: u64,
+    /// Semaphores `restore` may have overcommitted.
+    restored: Vec<String>,
+}
+
+fn settings(name: &str) -> Option<(i64, i32)> {
+    SEMAPHORES
+        .iter()
+        .find(|s| s.0 == name)
+        .map(|&(_, max, level)| (max, level))
+}
+
+impl Naive {
+    fn acquired_sum(&self, sem: &str) -> i128 {
+        self.peers
+            .values()
+            .filter_map(|p| p.acquired.get(sem))
+            .map(|&c| c as i128)
+            .sum()
+    }
+
+    fn pending_sum(&self, sem: &str) -> i128 {
+        self.peers
+            .values()
+            .filter_map(|p| p.pending.as_ref())
+            .filter(|p| p.0 == sem)
+            .map(|p| p.1 as i128)
+            .sum()
+    }
+
+    /// Grants the oldest pending locks of every semaphore while they fit.
+    fn promote(&mut self) -> Vec<PeerId> {
+        let mut granted = Vec::new();
+        for &(sem, max, _) in &SEMAPHORES {
+            loop {
+                let oldest = self
+                    .peers
+                    .iter()
+                    .filter_map(|(&id, p)| p.pending.as_ref().map(|q| (id, q.clone())))
+                    .filter(|(_, q)| q.0 == sem)
+                    .min_by_key(|(_, q)| q.2);
+                let Some((id, (_, count, _))) = oldest else {
+                    break;
+                };
+                if self.acquired_sum(sem) + count as i128 > max as i128 {
+                    break;
+                }
+                let peer = self.peers.get_mut(&id).unwrap();
+                peer.pending = None;
+                peer.acquired.insert(sem.to_owned(), count);
+                granted.push(id);
+            }
+        }
+        granted
+    }
+
+    fn expire(&mut self, now: Instant) -> Vec<PeerId> {
+        let expired: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.expires_at <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in &expired {
+            self.peers.remove(id);
+        }
+        expired
+    }
+
+    fn acquire(
+        &mut self,
+        id: PeerId,
+        sem: &str,
+        count: i64,
+        expires_at: Option<Instant>,
+    ) -> Result<LockState, Error> {
+        let (max, level) = settings(sem).ok_or(Error::UnknownSemaphore)?;
+        let Some(peer) = self.peers.get(&id).cloned() else {
+            return Err(Error::UnknownPeer);
+        };
+        if count < 1 {
+            return Err(Error::InvalidCount);
+        }
+        if count > max {
+            return Err(Error::CountTooLarge { count, max });
+        }
+        let mut state = None;
+        if let Some(&held) = peer.acquired.get(sem) {
+            if count > held {
+                return Err(Error::LockCountChange {
+                    held,
+                    requested: count,
+                });
+            }
+            self.peers
+                .get_mut(&id)
+                .unwrap()
+                .acquired
+                .insert(sem.to_owned(), count);
+            state = Some(LockState::Acquired);
+        } else if let Some((psem, pcount, _)) = &peer.pending {
+            if psem != sem {
+                return Err(Error::SecondPendingLock);
+            }
+            if *pcount != count {
+                return Err(Error::LockCountChange {
+                    held: *pcount,
+                    requested: count,
+                });
+            }
+            state = Some(LockState::Pending);
+        } else {
+            let current = peer.acquired.keys().map(|s| settings(s).unwrap().1).min();
+            if let Some(current) = current
+                && level >= current
+            {
+                return Err(Error::LockHierarchyViolation { level, current });
+            }
+        }
+        let state = match state {
+            Some(state) => state,
+            None => {
+                let demand = self.acquired_sum(sem) + self.pending_sum(sem) + count as i128;
+                if demand <= max as i128 {
+                    let peer = self.peers.get_mut(&id).unwrap();
+                    peer.acquired.insert(sem.to_owned(), count);
+                    LockState::Acquired
+                } else {
+                    if self.pending_sum(sem) + count as i128 > i64::MAX as i128 {
+                        return Err(Error::CountOverflow);
+                    }
+                    self.arrivals += 1;
+                    let peer = self.peers.get_mut(&id).unwrap();
+                    peer.pending = Some((sem.to_owned(), count, self.arrivals));
+                    LockState::Pending
+                }
+            }
+        };
+        if let Some(expires_at) = expires_at {
+            self.peers.get_mut(&id).unwrap().expires_at = expires_at;
+        }
+        Ok(state)
+    }
+
+    fn release_lock(&mut self, id: PeerId, sem: &str) -> Result<(), Error> {
+        settings(sem).ok_or(Error::UnknownSemaphore)?;
+        let peer = self.peers.get_mut(&id).ok_or(Error::UnknownPeer)?;
+        peer.acquired.remove(sem);
+        if peer.pending.as_ref().is_some_and(|p| p.0 == sem) {
+            peer.pending = None;
+        }
+        Ok(())
+    }
+
+    fn restore(
+        &mut self,
+        id: PeerId,
+        expires_at: Instant,
+        locks: &BTreeMap<String, i64>,
+    ) -> Result<(), Error> {
+        for (sem, &count) in locks {
+            settings(sem).ok_or(Error::UnknownSemaphore)?;
+            if count < 1 {
+                return Err(Error::InvalidCount);
+            }
+            if self.acquired_sum(sem) + count as i128 > i64::MAX as i128 {
+                return Err(Error::CountOverflow);
+            }
+        }
+        if let Some(peer) = self.peers.get_mut(&id) {
+            if peer.pending.is_some() || &peer.acquired != locks {
+                return Err(Error::RestoreConflict);
+            }
+            peer.expires_at = expires_at;
+            return Ok(());
+        }
+        self.restored.extend(locks.keys().cloned());
+        self.peers.insert(
+            id,
+            NaivePeer {
+                expires_at,
+                acquired: locks.clone(),
+                pending: None,
+            },
+        );
+        Ok(())
+    }
+}
+
+/// Compares every observable figure and checks the invariants.
+#[track_caller]
+fn compare(core: &Core, naive: &Naive, now: Instant, context: &str) {
+    assert_eq!(core.num_peers(), naive.peers.len(), "{context}");
+    for stats in core.stats(now) {
+        let sem = stats.name;
+        let (max, _) = settings(sem).unwrap();
+        assert_eq!(
+            stats.acquired as i128,
+            naive.acquired_sum(sem),
+            "{context}: {sem}"
+        );
+        assert_eq!(
+            stats.pending as i128,
+            naive.pending_sum(sem),
+            "{context}: {sem}"
+        );
+        // Capacity: only restore may overcommit.
+        if !naive.restored.iter().any(|s| s == sem) {
+            assert!(stats.acquired <= max, "{context}: capacity of {sem}");
+        }
+    }
+    for (&id, peer) in &naive.peers {
+        for &(sem, _, _) in &SEMAPHORES {
+            let expected = if peer.acquired.contains_key(sem) {
+                Some(LockState::Acquired)
+            } else if peer.pending.as_ref().is_some_and(|p| p.0 == sem) {
+                Some(LockState::Pending)
+            } else {
+                None
+            };
+            assert_eq!(
+                core.lock_state(id, sem),
+                Ok(expected),
+                "{context}: {id} {sem}"
+            );
+        }
+        // Hierarchy: acquired levels of a peer are pairwise distinct (each acquired strictly
+        // lower than the last), except for restored ones.
+        assert_eq!(
+            core.is_acquired(id),
+            Ok(peer.pending.is_none()),
+            "{context}"
+        );
+    }
+}
+
+fn sorted(mut ids: Vec<PeerId>) -> Vec<PeerId> {
+    ids.sort_unstable();
+    ids
+}
+
+fn run(seed: u64, steps: usize) {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut core = Core::new(
+        SEMAPHORES
+            .iter()
+            .map(|&(name, max, level)| SemaphoreSettings {
+                name: name.to_owned(),
+                max,
+                level,
+            }),
+    );
+    let mut naive = Naive::default();
+    let names = ["A", "B", "C", "H", "nope"];
+    let counts = [1, 1, 1, 2, 3, 0, -1, 6, i64::MAX];
+
+    for step in 0..steps {
+        now += Duration::from_millis(rng.below(400));
+        // The service sweeps before every operation; so does the test.
+        let expired = core.expire(now);
+        let naive_expired = naive.expire(now);
+        assert_eq!(
+            sorted(expired.peers),
+            sorted(naive_expired),
+            "seed {seed} step {step}"
+        );
+        let granted = naive.promote();
+        assert_eq!(
+            sorted(expired.granted),
+            sorted(granted),
+            "seed {seed} step {step}"
+        );
+
+        let id = 1 + rng.below(6);
+        let sem = names[rng.below(names.len() as u64) as usize];
+        let ttl = now + Duration::from_millis(200 + rng.below(3000));
+        let context = format!("seed {seed} step {step}");
+        match rng.below(10) {
+            0 => {
+                let fresh = core.new_peer(id, ttl);
+                assert_eq!(fresh, !naive.peers.contains_key(&id), "{context}");
+                if fresh {
+                    naive.peers.insert(
+                        id,
+                        NaivePeer {
+                            expires_at: ttl,
+                            acquired: BTreeMap::new(),
+                            pending: None,
+                        },
+                    );
+                }
+            }
+            1..=4 => {
+                let count = counts[rng.below(counts.len() as u64) as usize];
+                let expires_at = (rng.below(2) == 0).then_some(ttl);
+                let got = core.acquire(id, sem, count, expires_at, now);
+                let expected = naive.acquire(id, sem, count, expires_at);
+                let granted = naive.promote();
+                match got {
+                    Ok(acquisition) => {
+                        assert_eq!(Ok(acquisition.state), expected, "{context}");
+                        assert_eq!(sorted(acquisition.granted), sorted(granted), "{context}");
+                    }
+                    Err(error) => assert_eq!(Err(error), expected, "{context}"),
+                }
+            }
+            5 => {
+                let got = core.release_lock(id, sem);
+                let expected = naive.release_lock(id, sem);
+                let granted = naive.promote();
+                assert_eq!(
+                    got.map(sorted),
+                    expected.map(|()| sorted(granted)),
+                    "{context}"
+                );
+            }
+            6 => {
+                let got = core.remove_peer(id);
+                let existed = naive.peers.remove(&id).is_some();
+                let granted = naive.promote();
+                assert_eq!(
+                    got.map(sorted),
+                    existed.then(|| sorted(granted)),
+                    "{context}"
+                );
+            }
+            7 => {
+                let got = core.heartbeat(id, ttl);
+                let expected = match naive.peers.get_mut(&id) {
+                    Some(peer) => {
+                        peer.expires_at = ttl;
+                        Ok(())
+                    }
+                    None => Err(Error::UnknownPeer),
+                };
+                assert_eq!(got, expected, "{context}");
+            }
+            8 => {
+                let mut locks = BTreeMap::new();
+                for _ in 0..rng.below(3) {
+                    let sem = names[rng.below(names.len() as u64) as usize];
+                    let count = counts[rng.below(counts.len() as u64) as usize];
+                    locks.insert(sem.to_owned(), count);
+                }
+                let got = core.restore(id, ttl, &locks);
+                let expected = naive.restore(id, ttl, &locks);
+                assert_eq!(got, expected, "{context}");
+            }
+            _ => {
+                // Time passes further: a long jump, to let peers expire.
+                now += Duration::from_millis(rng.below(2000));
+            }
+        }
+        compare(&core, &naive, now, &context);
+    }
+
+    // Nothing is left once every peer is gone.
+    for id in 1..=6 {
+        core.remove_peer(id);
+    }
+    for stats in core.stats(now) {
+        assert_eq!(
+            (stats.acquired, stats.pending),
+            (0, 0),
+            "seed {seed}: {}",
+            stats.name
+        );
+        assert_eq!(stats.longest_pending, None);
+    }
+    assert_eq!(core.next_deadline(), None);
+}
+
+#[test]
+fn core_agrees_with_a_naive_model_on_random_sequences() {
+    for seed in 0..3000 {
+        run(seed, 200);
+    }
+}

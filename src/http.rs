@@ -1,0 +1,265 @@
+//! The HTTP shell: a fixed pool of worker threads pulls requests from tiny_http, reads the body
+//! (bounded), asks `routes.rs` what the request means, calls the service and writes the answer.
+//!
+//! Mapping results to status codes is this file's job and only this file knows tiny_http. It
+//! holds no state of its own beyond the metrics handle.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Instant;
+
+use tiny_http::{Header, Request, Response, Server};
+
+use crate::core::LockState;
+use crate::error::Error;
+use crate::metrics::{self, Metrics};
+use crate::routes::{self, Route};
+use crate::service::Service;
+
+/// Bodies above this size are refused: the largest legitimate body, a restore of a peer with
+/// many locks, is far smaller.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Request targets above this size are refused. Leaves room for long semaphore names.
+pub const URL_LIMIT: usize = 64 * 1024;
+
+const FAVICON: &[u8] = include_bytes!("favicon.ico");
+const GREETING: &str = "Hello from Throttle! Semaphores for distributed systems. \
+See /metrics, /health and /version.\n";
+
+/// What the workers share.
+pub struct App {
+    pub service: Arc<Service>,
+    pub metrics: Metrics,
+}
+
+/// How many long polls may wait at once in a pool of `workers`: all but a reserve of a quarter
+/// of the pool, at least two threads, so releases, heartbeats and scrapes always find a worker.
+pub fn long_poll_slots(workers: usize) -> usize {
+    workers.saturating_sub((workers / 4).max(2))
+}
+
+/// Starts `workers` threads serving requests until the server is unblocked once per thread.
+pub fn spawn_workers(
+    server: &Arc<Server>,
+    app: &Arc<App>,
+    workers: usize,
+) -> std::io::Result<Vec<JoinHandle<()>>> {
+    (0..workers)
+        .map(|i| {
+            let (server, app) = (server.clone(), app.clone());
+            thread::Builder::new()
+                .name(format!("worker-{i}"))
+                .spawn(move || {
+                    for request in server.incoming_requests() {
+                        serve(&app, request);
+                    }
+                })
+        })
+        .collect()
+}
+
+/// An answer before it becomes a tiny_http response.
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(status: u16, body: impl Into<String>) -> Reply {
+        Reply {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into().into_bytes(),
+        }
+    }
+
+    fn json(body: impl Into<String>) -> Reply {
+        Reply {
+            status: 200,
+            content_type: "application/json",
+            body: body.into().into_bytes(),
+        }
+    }
+}
+
+/// Answers one request. Never panics on input; a client that hung up is not an error.
+pub fn serve(app: &App, mut request: Request) {
+    let started = Instant::now();
+    let (name, reply) = match read_route(&mut request) {
+        Ok(route) => (route.name(), handle(app, route)),
+        Err(error) => ("unknown", Err(error)),
+    };
+    let reply = reply.unwrap_or_else(|error| Reply::text(status(&error), error.to_string()));
+    log::debug!(
+        "{} {} -> {}",
+        request.method(),
+        routes_log_url(request.url()),
+        reply.status
+    );
+    app.metrics.observe(name, reply.status, started.elapsed());
+    let content_type = Header::from_bytes("Content-Type", reply.content_type)
+        .expect("static header names and values are valid");
+    let response = Response::from_data(reply.body)
+        .with_status_code(reply.status)
+        .with_header(content_type);
+    let _ = request.respond(response);
+}
+
+/// Keeps log lines short when a client sends a huge URL.
+fn routes_log_url(url: &str) -> &str {
+    match url.char_indices().nth(200) {
+        Some((end, _)) => &url[..end],
+        None => url,
+    }
+}
+
+fn read_route(request: &mut Request) -> Result<Route, Error> {
+    if request.url().len() > URL_LIMIT {
+        return Err(Error::InvalidRequest(format!(
+            "the request target is longer than {URL_LIMIT} bytes"
+        )));
+    }
+    if request
+        .body_length()
+        .is_some_and(|length| length > BODY_LIMIT)
+    {
+        return Err(Error::BodyTooLarge { limit: BODY_LIMIT });
+    }
+    let mut body = Vec::new();
+    request
+        .as_reader()
+        .take(BODY_LIMIT as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| Error::InvalidBody(format!("reading the body failed: {e}")))?;
+    if body.len() > BODY_LIMIT {
+        return Err(Error::BodyTooLarge { limit: BODY_LIMIT });
+    }
+    routes::route(request.method().as_str(), request.url(), &body)
+}
+
+fn handle(app: &App, route: Route) -> Result<Reply, Error> {
+    let service = &app.service;
+    let reply = match route {
+        Route::Greeting => Reply::text(200, GREETING),
+        Route::Health => Reply::text(200, "Ok"),
+        Route::Version => Reply::text(200, env!("CARGO_PKG_VERSION")),
+        Route::Favicon => Reply {
+            status: 200,
+            content_type: "image/x-icon",
+            body: FAVICON.to_vec(),
+        },
+        Route::Metrics => {
+            service.inspect(|core, long_polls, now| app.metrics.update(core, long_polls, now));
+            Reply {
+                status: 200,
+                content_type: metrics::CONTENT_TYPE,
+                body: app.metrics.render().into_bytes(),
+            }
+        }
+        Route::NewPeer { expires_in } => Reply::json(service.new_peer(expires_in).to_string()),
+        Route::Heartbeat { peer, expires_in } => {
+            service.heartbeat(peer, expires_in)?;
+            Reply::text(200, "Ok")
+        }
+        Route::RemovePeer { peer } => {
+            service.remove_peer(peer);
+            Reply::text(200, "Ok")
+        }
+        Route::Acquire {
+            peer,
+            semaphore,
+            count,
+            block_for,
+            expires_in,
+        } => match service.acquire(peer, &semaphore, count, expires_in, block_for)? {
+            LockState::Acquired => Reply::text(200, "Acquired"),
+            LockState::Pending => Reply::text(202, "Pending"),
+        },
+        Route::ReleaseLock { peer, semaphore } => {
+            service.release_lock(peer, &semaphore)?;
+            Reply::text(200, "Ok")
+        }
+        Route::IsAcquired { peer } => {
+            let acquired = service.inspect(|core, _, _| core.is_acquired(peer))?;
+            Reply::json(acquired.to_string())
+        }
+        Route::ListPeers => Reply::json(service.inspect(|core, _, now| {
+            let peers: Vec<serde_json::Value> = core
+                .peers(now)
+                .into_iter()
+                .map(|peer| {
+                    serde_json::json!({
+                        "id": peer.id,
+                        "acquired": serde_json::Map::from_iter(
+                            peer.acquired.iter().map(|&(name, count)| (name.to_owned(), count.into()))
+                        ),
+                        "pending": serde_json::Map::from_iter(
+                            peer.pending.iter().map(|&(name, count)| (name.to_owned(), count.into()))
+                        ),
+                        "expires_in_ms": peer.expires_in.as_millis() as u64,
+                    })
+                })
+                .collect();
+            serde_json::Value::Array(peers).to_string()
+        })),
+        Route::Remainder { semaphore } => {
+            let remainder = service.inspect(|core, _, _| core.remainder(&semaphore))?;
+            Reply::json(remainder.to_string())
+        }
+        Route::Restore {
+            peer,
+            expires_in,
+            acquired,
+        } => {
+            service.restore(peer, expires_in, &acquired)?;
+            Reply::text(200, "Ok")
+        }
+    };
+    Ok(reply)
+}
+
+/// The status code of each error: 400 for a malformed or unknown reference, 409 for a request
+/// that conflicts with the state.
+fn status(error: &Error) -> u16 {
+    match error {
+        Error::UnknownPeer
+        | Error::UnknownSemaphore
+        | Error::InvalidCount
+        | Error::InvalidBody(_)
+        | Error::InvalidDuration(_)
+        | Error::InvalidRequest(_) => 400,
+        Error::NotFound => 404,
+        Error::BodyTooLarge { .. } => 413,
+        Error::CountTooLarge { .. }
+        | Error::LockHierarchyViolation { .. }
+        | Error::SecondPendingLock
+        | Error::LockCountChange { .. }
+        | Error::RestoreConflict
+        | Error::CountOverflow => 409,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_polls_leave_a_reserve() {
+        assert_eq!(long_poll_slots(1), 0);
+        assert_eq!(long_poll_slots(2), 0);
+        assert_eq!(long_poll_slots(3), 1);
+        assert_eq!(long_poll_slots(8), 6);
+        assert_eq!(long_poll_slots(64), 48);
+    }
+
+    #[test]
+    fn client_errors_map_to_400_and_conflicts_to_409() {
+        assert_eq!(status(&Error::UnknownPeer), 400);
+        assert_eq!(status(&Error::UnknownSemaphore), 400);
+        assert_eq!(status(&Error::SecondPendingLock), 409);
+        assert_eq!(status(&Error::CountTooLarge { count: 2, max: 1 }), 409);
+    }
+}

@@ -1,0 +1,491 @@
+//! Routing: turns a request's method, URL and body into a [`Route`], a plain value with every
+//! part parsed and checked (peer ids, percent-decoded semaphore names, counts, durations).
+//!
+//! This is a pure function, so it is tested with tables and no socket. It knows nothing of
+//! tiny_http (that is `http.rs`) and nothing of the state (that is `service.rs`): a `Route` that
+//! comes out of here is well formed, whether or not its peer or semaphore exists.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::core::PeerId;
+use crate::error::Error;
+
+/// The longest duration accepted for `expires_in` and `block_for`. Far beyond any sensible lease
+/// or long poll, and far from the point where deadline arithmetic could overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// A parsed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Greeting,
+    Health,
+    Metrics,
+    Version,
+    Favicon,
+    NewPeer {
+        expires_in: Duration,
+    },
+    Heartbeat {
+        peer: PeerId,
+        expires_in: Duration,
+    },
+    RemovePeer {
+        peer: PeerId,
+    },
+    Acquire {
+        peer: PeerId,
+        semaphore: String,
+        count: i64,
+        block_for: Option<Duration>,
+        expires_in: Option<Duration>,
+    },
+    ReleaseLock {
+        peer: PeerId,
+        semaphore: String,
+    },
+    IsAcquired {
+        peer: PeerId,
+    },
+    ListPeers,
+    Remainder {
+        semaphore: String,
+    },
+    Restore {
+        peer: PeerId,
+        expires_in: Duration,
+        acquired: BTreeMap<String, i64>,
+    },
+}
+
+impl Route {
+    /// A short fixed name, used as the `route` label of the request metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Route::Greeting => "greeting",
+            Route::Health => "health",
+            Route::Metrics => "metrics",
+            Route::Version => "version",
+            Route::Favicon => "favicon",
+            Route::NewPeer { .. } => "new_peer",
+            Route::Heartbeat { .. } => "heartbeat",
+            Route::RemovePeer { .. } => "remove_peer",
+            Route::Acquire { .. } => "acquire",
+            Route::ReleaseLock { .. } => "release_lock",
+            Route::IsAcquired { .. } => "is_acquired",
+            Route::ListPeers => "list_peers",
+            Route::Remainder { .. } => "remainder",
+            Route::Restore { .. } => "restore",
+        }
+    }
+}
+
+/// Parses a request. `url` is the raw request target (path and query, still percent-encoded).
+pub fn route(method: &str, url: &str, body: &[u8]) -> Result<Route, Error> {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let path = path.strip_prefix('/').ok_or(Error::NotFound)?;
+    let route = match (method, path) {
+        ("GET", "") => Route::Greeting,
+        ("GET", "health") => Route::Health,
+        ("GET", "metrics") => Route::Metrics,
+        ("GET", "version") => Route::Version,
+        ("GET", "favicon.ico") => Route::Favicon,
+        ("GET", "peers" | "peers/") => Route::ListPeers,
+        ("POST", "new_peer") => Route::NewPeer {
+            expires_in: parse_body::<ExpiresIn>(body)?.duration()?,
+        },
+        ("GET", "remainder") => Route::Remainder {
+            semaphore: query_param(query, "semaphore")?
+                .ok_or_else(|| missing_parameter("semaphore"))?,
+        },
+        ("POST", "restore") => {
+            let body: RestoreBody = parse_body(body)?;
+            Route::Restore {
+                peer: body.peer_id,
+                expires_in: duration(&body.expires_in)?,
+                acquired: body.acquired,
+            }
+        }
+        (_, path) => match path.strip_prefix("peers/") {
+            Some(rest) => peer_route(method, rest, query, body)?,
+            None => return Err(Error::NotFound),
+        },
+    };
+    Ok(route)
+}
+
+/// Routes below `/peers/`: `{id}`, `{id}/is_acquired` and `{id}/{semaphore}`. The semaphore is
+/// everything after the id, so a name whose `/` a client did not encode still arrives whole.
+fn peer_route(method: &str, rest: &str, query: &str, body: &[u8]) -> Result<Route, Error> {
+    let (id, semaphore) = match rest.split_once('/') {
+        Some((id, semaphore)) => (id, Some(semaphore)),
+        None => (rest, None),
+    };
+    let peer = peer_id(id)?;
+    let route = match (method, semaphore) {
+        ("PUT", None) => Route::Heartbeat {
+            peer,
+            expires_in: parse_body::<ExpiresIn>(body)?.duration()?,
+        },
+        ("DELETE", None) => Route::RemovePeer { peer },
+        ("GET", Some("is_acquired")) => Route::IsAcquired { peer },
+        ("PUT", Some(semaphore)) => Route::Acquire {
+            peer,
+            semaphore: percent_decode(semaphore, false)?,
+            count: count(body)?,
+            block_for: query_param(query, "block_for")?
+                .map(|d| duration(&d))
+                .transpose()?,
+            expires_in: query_param(query, "expires_in")?
+                .map(|d| duration(&d))
+                .transpose()?,
+        },
+        ("DELETE", Some(semaphore)) => Route::ReleaseLock {
+            peer,
+            semaphore: percent_decode(semaphore, false)?,
+        },
+        _ => return Err(Error::NotFound),
+    };
+    Ok(route)
+}
+
+#[derive(Deserialize)]
+struct ExpiresIn {
+    expires_in: String,
+}
+
+impl ExpiresIn {
+    fn duration(&self) -> Result<Duration, Error> {
+        duration(&self.expires_in)
+    }
+}
+
+/// Unknown fields are ignored: older clients also send `pending`.
+#[derive(Deserialize)]
+struct RestoreBody {
+    expires_in: String,
+    peer_id: PeerId,
+    #[serde(default)]
+    acquired: BTreeMap<String, i64>,
+}
+
+fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Error> {
+    serde_json::from_slice(body).map_err(|e| Error::InvalidBody(e.to_string()))
+}
+
+/// The lock count: a JSON integer of at least 1. An empty body means 1.
+fn count(body: &[u8]) -> Result<i64, Error> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(1);
+    }
+    let count: i64 = serde_json::from_slice(body)
+        .map_err(|e| Error::InvalidBody(format!("the lock count must be a JSON integer ({e})")))?;
+    if count < 1 {
+        return Err(Error::InvalidCount);
+    }
+    Ok(count)
+}
+
+fn peer_id(text: &str) -> Result<PeerId, Error> {
+    text.parse()
+        .map_err(|_| Error::InvalidRequest(format!("peer id `{}` is not a number", clip(text))))
+}
+
+/// Parses a human readable duration such as `500ms`, `30s` or `1h 30m`.
+pub fn duration(text: &str) -> Result<Duration, Error> {
+    let parsed = humantime::parse_duration(text)
+        .map_err(|e| Error::InvalidDuration(format!("`{}`: {e}", clip(text))))?;
+    if parsed > MAX_DURATION {
+        return Err(Error::InvalidDuration(format!(
+            "`{}` is longer than the limit of one year",
+            clip(text)
+        )));
+    }
+    Ok(parsed)
+}
+
+/// The decoded value of `key` in a query string; `None` if absent.
+fn query_param(query: &str, key: &str) -> Result<Option<String>, Error> {
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if percent_decode(k, true)? == key {
+            return percent_decode(v, true).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+fn missing_parameter(name: &str) -> Error {
+    Error::InvalidRequest(format!("the query parameter `{name}` is missing"))
+}
+
+/// Decodes `%XX` escapes (and, in a query, `+` as a space). The result must be UTF-8.
+fn percent_decode(text: &str, plus_is_space: bool) -> Result<String, Error> {
+    let invalid = || Error::InvalidRequest(format!("bad percent-encoding in `{}`", clip(text)));
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).ok_or_else(invalid)?;
+                let hex = std::str::from_utf8(hex).map_err(|_| invalid())?;
+                decoded.push(u8::from_str_radix(hex, 16).map_err(|_| invalid())?);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                decoded.push(b' ');
+                i += 1;
+            }
+            byte => {
+                decoded.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(decoded).map_err(|_| invalid())
+}
+
+/// Cuts client-provided text quoted in an error message to a readable length.
+fn clip(text: &str) -> &str {
+    match text.char_indices().nth(64) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(method: &str, url: &str, body: &str, expected: Result<Route, Error>) {
+        assert_eq!(route(method, url, body.as_bytes()), expected);
+    }
+
+    #[track_caller]
+    fn check_err(method: &str, url: &str, body: &str, expected_prefix: &str) {
+        let error = route(method, url, body.as_bytes()).unwrap_err().to_string();
+        assert!(
+            error.starts_with(expected_prefix),
+            "`{error}` does not start with `{expected_prefix}`"
+        );
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[test]
+    fn fixed_routes() {
+        check("GET", "/", "", Ok(Route::Greeting));
+        check("GET", "/health", "", Ok(Route::Health));
+        check("GET", "/metrics", "", Ok(Route::Metrics));
+        check("GET", "/version", "", Ok(Route::Version));
+        check("GET", "/favicon.ico", "", Ok(Route::Favicon));
+        check("GET", "/peers/", "", Ok(Route::ListPeers));
+        check("GET", "/peers", "", Ok(Route::ListPeers));
+        check("GET", "/nope", "", Err(Error::NotFound));
+        check("POST", "/health", "", Err(Error::NotFound));
+        check("GET", "nope", "", Err(Error::NotFound));
+    }
+
+    #[test]
+    fn peer_routes() {
+        let body = r#"{"expires_in": "5m"}"#;
+        check(
+            "POST",
+            "/new_peer",
+            body,
+            Ok(Route::NewPeer {
+                expires_in: secs(300),
+            }),
+        );
+        check(
+            "PUT",
+            "/peers/42",
+            body,
+            Ok(Route::Heartbeat {
+                peer: 42,
+                expires_in: secs(300),
+            }),
+        );
+        check(
+            "DELETE",
+            "/peers/42",
+            "",
+            Ok(Route::RemovePeer { peer: 42 }),
+        );
+        check(
+            "GET",
+            "/peers/42/is_acquired",
+            "",
+            Ok(Route::IsAcquired { peer: 42 }),
+        );
+        check_err("PUT", "/peers/abc", body, "Invalid request: peer id `abc`");
+        check_err("PUT", "/peers/-1", body, "Invalid request");
+        check_err(
+            "DELETE",
+            "/peers/99999999999999999999999",
+            "",
+            "Invalid request",
+        );
+        check("POST", "/peers/42", body, Err(Error::NotFound));
+    }
+
+    #[test]
+    fn acquire_routes() {
+        check(
+            "PUT",
+            "/peers/7/A?block_for=10s&expires_in=1h%2030m",
+            "3",
+            Ok(Route::Acquire {
+                peer: 7,
+                semaphore: "A".into(),
+                count: 3,
+                block_for: Some(secs(10)),
+                expires_in: Some(secs(5400)),
+            }),
+        );
+        check(
+            "PUT",
+            "/peers/7/a%20b%2Fc%26%C3%A4?expires_in=1h+30m",
+            "",
+            Ok(Route::Acquire {
+                peer: 7,
+                semaphore: "a b/c&ä".into(),
+                count: 1,
+                block_for: None,
+                expires_in: Some(secs(5400)),
+            }),
+        );
+        // A slash the client did not encode stays part of the name.
+        check(
+            "DELETE",
+            "/peers/7/x/y",
+            "",
+            Ok(Route::ReleaseLock {
+                peer: 7,
+                semaphore: "x/y".into(),
+            }),
+        );
+    }
+
+    #[test]
+    fn bad_counts() {
+        check("PUT", "/peers/7/A", "0", Err(Error::InvalidCount));
+        check("PUT", "/peers/7/A", "-5", Err(Error::InvalidCount));
+        check_err("PUT", "/peers/7/A", "1.5", "Invalid body");
+        check_err("PUT", "/peers/7/A", "\"2\"", "Invalid body");
+        check_err("PUT", "/peers/7/A", "9223372036854775808", "Invalid body");
+        check_err("PUT", "/peers/7/A", "{", "Invalid body");
+    }
+
+    #[test]
+    fn bad_durations() {
+        check_err(
+            "POST",
+            "/new_peer",
+            r#"{"expires_in": "soon"}"#,
+            "Invalid duration",
+        );
+        check_err(
+            "POST",
+            "/new_peer",
+            r#"{"expires_in": "-5s"}"#,
+            "Invalid duration",
+        );
+        check_err(
+            "POST",
+            "/new_peer",
+            r#"{"expires_in": "1000000000 years"}"#,
+            "Invalid duration",
+        );
+        check_err(
+            "POST",
+            "/new_peer",
+            r#"{"expires_in": "366days"}"#,
+            "Invalid duration",
+        );
+        check_err("POST", "/new_peer", r#"{"expires_in": 5}"#, "Invalid body");
+        check_err("POST", "/new_peer", "", "Invalid body");
+        check_err(
+            "PUT",
+            "/peers/1/A?block_for=forever",
+            "1",
+            "Invalid duration",
+        );
+    }
+
+    #[test]
+    fn bad_encoding() {
+        check_err(
+            "PUT",
+            "/peers/1/%zz",
+            "1",
+            "Invalid request: bad percent-encoding",
+        );
+        check_err(
+            "PUT",
+            "/peers/1/%C3",
+            "1",
+            "Invalid request: bad percent-encoding",
+        );
+        check_err(
+            "PUT",
+            "/peers/1/%",
+            "1",
+            "Invalid request: bad percent-encoding",
+        );
+        check_err("GET", "/remainder?semaphore=%ff", "", "Invalid request");
+    }
+
+    #[test]
+    fn remainder_and_restore() {
+        check(
+            "GET",
+            "/remainder?semaphore=a%2Fb",
+            "",
+            Ok(Route::Remainder {
+                semaphore: "a/b".into(),
+            }),
+        );
+        check_err(
+            "GET",
+            "/remainder",
+            "",
+            "Invalid request: the query parameter",
+        );
+        check(
+            "POST",
+            "/restore",
+            r#"{"expires_in":"5m","peer_id":42,"acquired":{"A":3},"pending":{}}"#,
+            Ok(Route::Restore {
+                peer: 42,
+                expires_in: secs(300),
+                acquired: BTreeMap::from([("A".to_owned(), 3)]),
+            }),
+        );
+        check_err(
+            "POST",
+            "/restore",
+            r#"{"expires_in":"5m","peer_id":-1}"#,
+            "Invalid body",
+        );
+        check_err(
+            "POST",
+            "/restore",
+            r#"{"expires_in":"5m","peer_id":1,"acquired":{"A":1e99}}"#,
+            "Invalid body",
+        );
+    }
+
+    #[test]
+    fn long_input_is_clipped_in_messages() {
+        let long = "x".repeat(10_000);
+        let error = route("PUT", &format!("/peers/{long}"), b"").unwrap_err();
+        assert!(error.to_string().len() < 200);
+    }
+}

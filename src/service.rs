@@ -1,0 +1,366 @@
+//! The shared state of a running server: the [`Core`] behind one `parking_lot` mutex, plus the
+//! wake-ups around it (one condition variable per waiting peer, one for the expiry thread).
+//!
+//! Every operation locks, reads the clock once, sweeps expired peers, calls the core and wakes
+//! exactly the waiters whose state changed: a release among 500 waiters wakes the one it grants,
+//! not 500. No I/O happens under the lock; parsing and answering are `http.rs`'s job.
+//!
+//! Long polls hold a worker thread while they wait, so their number is capped
+//! (`long_poll_slots`): past the cap a request is answered at once with its current state and the
+//! client asks again. That keeps workers free for releases, heartbeats and scrapes however many
+//! clients wait.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::core::{Core, LockState, PeerId};
+use crate::error::Error;
+
+/// Peer ids stay below 2^53 so that JavaScript clients can hold them in a number.
+const PEER_ID_LIMIT: u64 = 1 << 53;
+
+/// Counters kept beside the core, for the metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LongPolls {
+    /// Requests waiting right now.
+    pub waiting: usize,
+    /// Long polls answered at once because every slot was taken, since start.
+    pub refused: u64,
+}
+
+/// The state shared by all worker threads and the expiry thread.
+pub struct Service {
+    state: Mutex<State>,
+    /// Wakes the expiry thread when a deadline earlier than the one it sleeps for appears.
+    expiry: Condvar,
+    long_poll_slots: usize,
+}
+
+struct State {
+    core: Core,
+    /// One wake-up per peer with requests waiting in `acquire`.
+    waiters: HashMap<PeerId, Arc<Condvar>>,
+    long_polls: LongPolls,
+    /// The deadline the expiry thread sleeps until; `None` while it sleeps without one.
+    expiry_alarm: Option<Instant>,
+    shutting_down: bool,
+}
+
+impl State {
+    /// Releases the locks of every overdue peer, so no request ever sees a peer past its
+    /// deadline, and wakes whom that concerns.
+    fn sweep(&mut self, now: Instant) {
+        if self
+            .core
+            .next_deadline()
+            .is_none_or(|deadline| deadline > now)
+        {
+            return;
+        }
+        let expired = self.core.expire(now);
+        for id in &expired.peers {
+            log::debug!("Peer {id} expired");
+        }
+        self.wake(&expired.peers);
+        self.wake(&expired.granted);
+    }
+
+    fn wake(&self, peers: &[PeerId]) {
+        for id in peers {
+            if let Some(waiter) = self.waiters.get(id) {
+                waiter.notify_all();
+            }
+        }
+    }
+}
+
+impl Service {
+    /// Serves `core`, letting at most `long_poll_slots` requests wait at a time.
+    pub fn new(core: Core, long_poll_slots: usize) -> Service {
+        Service {
+            state: Mutex::new(State {
+                core,
+                waiters: HashMap::new(),
+                long_polls: LongPolls::default(),
+                expiry_alarm: None,
+                shutting_down: false,
+            }),
+            expiry: Condvar::new(),
+            long_poll_slots,
+        }
+    }
+
+    /// Creates a peer with a fresh random id.
+    pub fn new_peer(&self, expires_in: Duration) -> PeerId {
+        loop {
+            let id = rand::random_range(0..PEER_ID_LIMIT);
+            let mut state = self.state.lock();
+            let now = Instant::now();
+            state.sweep(now);
+            if state.core.new_peer(id, now + expires_in) {
+                self.rearm_expiry(&state);
+                return id;
+            }
+        }
+    }
+
+    pub fn heartbeat(&self, id: PeerId, expires_in: Duration) -> Result<(), Error> {
+        let mut state = self.state.lock();
+        let now = Instant::now();
+        state.sweep(now);
+        state.core.heartbeat(id, now + expires_in)?;
+        self.rearm_expiry(&state);
+        Ok(())
+    }
+
+    /// Removes the peer and its locks. Unknown peers are fine: the result is the same.
+    pub fn remove_peer(&self, id: PeerId) {
+        let mut state = self.state.lock();
+        state.sweep(Instant::now());
+        if let Some(granted) = state.core.remove_peer(id) {
+            state.wake(&[id]);
+            state.wake(&granted);
+        }
+    }
+
+    /// Asks for a lock and, with `block_for`, waits until it is granted or the time is up.
+    ///
+    /// A waiting request ends early if its peer disappears (`Unknown peer`), if its pending lock
+    /// is released by another request (answered as still pending), or at shutdown.
+    pub fn acquire(
+        &self,
+        id: PeerId,
+        semaphore: &str,
+        count: i64,
+        expires_in: Option<Duration>,
+        block_for: Option<Duration>,
+    ) -> Result<LockState, Error> {
+        let mut state = self.state.lock();
+        let now = Instant::now();
+        state.sweep(now);
+        let expires_at = expires_in.map(|d| now + d);
+        let acquisition = state.core.acquire(id, semaphore, count, expires_at, now)?;
+        state.wake(&acquisition.granted);
+        if expires_at.is_some() {
+            self.rearm_expiry(&state);
+        }
+        let Some(block_for) = block_for else {
+            return Ok(acquisition.state);
+        };
+        if acquisition.state == LockState::Acquired || block_for.is_zero() {
+            return Ok(acquisition.state);
+        }
+        if state.shutting_down {
+            return Ok(LockState::Pending);
+        }
+        if state.long_polls.waiting >= self.long_poll_slots {
+            state.long_polls.refused += 1;
+            log::debug!("All {} long-poll slots taken", self.long_poll_slots);
+            return Ok(LockState::Pending);
+        }
+
+        // Wait on a deadline rather than a duration, so early wake-ups don't extend the wait.
+        let deadline = now + block_for;
+        let waiter = state.waiters.entry(id).or_default().clone();
+        state.long_polls.waiting += 1;
+        let mut timed_out = false;
+        let outcome = loop {
+            match state.core.lock_state(id, semaphore) {
+                Err(error) => break Err(error),
+                Ok(Some(LockState::Acquired)) => break Ok(LockState::Acquired),
+                Ok(None) => break Ok(LockState::Pending),
+                Ok(Some(LockState::Pending)) if timed_out || state.shutting_down => {
+                    break Ok(LockState::Pending);
+                }
+                Ok(Some(LockState::Pending)) => {}
+            }
+            timed_out = waiter.wait_until(&mut state, deadline).timed_out();
+            state.sweep(Instant::now());
+        };
+        state.long_polls.waiting -= 1;
+        drop(waiter);
+        if let Entry::Occupied(entry) = state.waiters.entry(id)
+            && Arc::strong_count(entry.get()) == 1
+        {
+            entry.remove();
+        }
+        outcome
+    }
+
+    pub fn release_lock(&self, id: PeerId, semaphore: &str) -> Result<(), Error> {
+        let mut state = self.state.lock();
+        state.sweep(Instant::now());
+        let granted = state.core.release_lock(id, semaphore)?;
+        state.wake(&[id]);
+        state.wake(&granted);
+        Ok(())
+    }
+
+    pub fn restore(
+        &self,
+        id: PeerId,
+        expires_in: Duration,
+        acquired: &std::collections::BTreeMap<String, i64>,
+    ) -> Result<(), Error> {
+        let mut state = self.state.lock();
+        let now = Instant::now();
+        state.sweep(now);
+        state.core.restore(id, now + expires_in, acquired)?;
+        self.rearm_expiry(&state);
+        Ok(())
+    }
+
+    /// Runs `f` on the current state, after a sweep. For reads: the remainder, the listing of
+    /// peers, the metrics. Keep `f` short: every other request waits for it.
+    pub fn inspect<T>(&self, f: impl FnOnce(&Core, LongPolls, Instant) -> T) -> T {
+        let mut state = self.state.lock();
+        let now = Instant::now();
+        state.sweep(now);
+        f(&state.core, state.long_polls, now)
+    }
+
+    /// The expiry thread's loop: sleeps until the earliest deadline, releases the locks of the
+    /// peers that reached it and wakes their waiters. It sleeps without a timeout while no peer
+    /// exists and is woken by [`Service::rearm_expiry`] when an earlier deadline appears, so an
+    /// idle server does not wake up at all. Returns at shutdown.
+    pub fn run_expiry(&self) {
+        let mut state = self.state.lock();
+        while !state.shutting_down {
+            state.sweep(Instant::now());
+            state.expiry_alarm = state.core.next_deadline();
+            match state.expiry_alarm {
+                Some(deadline) => {
+                    self.expiry.wait_until(&mut state, deadline);
+                }
+                None => self.expiry.wait(&mut state),
+            }
+        }
+    }
+
+    /// Answers every waiting long poll and stops the expiry thread. Requests arriving after
+    /// this are still served, but no longer wait.
+    pub fn shut_down(&self) {
+        let mut state = self.state.lock();
+        state.shutting_down = true;
+        for waiter in state.waiters.values() {
+            waiter.notify_all();
+        }
+        self.expiry.notify_all();
+    }
+
+    /// Wakes the expiry thread if the earliest deadline moved before its alarm.
+    fn rearm_expiry(&self, state: &State) {
+        let earliest = state.core.next_deadline();
+        let sooner = match (earliest, state.expiry_alarm) {
+            (Some(earliest), Some(alarm)) => earliest < alarm,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if sooner {
+            self.expiry.notify_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::SemaphoreSettings;
+    use std::thread;
+
+    fn service(max: i64, slots: usize) -> Arc<Service> {
+        let core = Core::new([SemaphoreSettings {
+            name: "A".into(),
+            max,
+            level: 0,
+        }]);
+        Arc::new(Service::new(core, slots))
+    }
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_release_answers_the_waiting_request() {
+        let service = service(1, 4);
+        let holder = service.new_peer(MINUTE);
+        let waiter = service.new_peer(MINUTE);
+        service.acquire(holder, "A", 1, None, None).unwrap();
+        let waiting = {
+            let service = service.clone();
+            thread::spawn(move || service.acquire(waiter, "A", 1, None, Some(MINUTE)))
+        };
+        while service.inspect(|_, polls, _| polls.waiting) == 0 {
+            thread::yield_now();
+        }
+        let released = Instant::now();
+        service.release_lock(holder, "A").unwrap();
+        assert_eq!(waiting.join().unwrap(), Ok(LockState::Acquired));
+        // Generous: the point is "not at the end of block_for".
+        assert!(released.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn long_polls_beyond_the_slots_are_answered_at_once() {
+        let service = service(1, 0);
+        let holder = service.new_peer(MINUTE);
+        let waiter = service.new_peer(MINUTE);
+        service.acquire(holder, "A", 1, None, None).unwrap();
+        let state = service.acquire(waiter, "A", 1, None, Some(MINUTE));
+        assert_eq!(state, Ok(LockState::Pending));
+        assert_eq!(service.inspect(|_, polls, _| polls.refused), 1);
+    }
+
+    #[test]
+    fn removing_the_waiting_peer_answers_unknown_peer() {
+        let service = service(1, 4);
+        let holder = service.new_peer(MINUTE);
+        let waiter = service.new_peer(MINUTE);
+        service.acquire(holder, "A", 1, None, None).unwrap();
+        let waiting = {
+            let service = service.clone();
+            thread::spawn(move || service.acquire(waiter, "A", 1, None, Some(MINUTE)))
+        };
+        while service.inspect(|_, polls, _| polls.waiting) == 0 {
+            thread::yield_now();
+        }
+        service.remove_peer(waiter);
+        assert_eq!(waiting.join().unwrap(), Err(Error::UnknownPeer));
+    }
+
+    #[test]
+    fn expiry_thread_releases_at_the_deadline_and_shutdown_stops_it() {
+        let service = service(1, 4);
+        let expiry = {
+            let service = service.clone();
+            thread::spawn(move || service.run_expiry())
+        };
+        let holder = service.new_peer(Duration::from_millis(50));
+        let waiter = service.new_peer(MINUTE);
+        service.acquire(holder, "A", 1, None, None).unwrap();
+        let state = service.acquire(waiter, "A", 1, None, Some(MINUTE));
+        assert_eq!(state, Ok(LockState::Acquired));
+        service.shut_down();
+        expiry.join().unwrap();
+    }
+
+    #[test]
+    fn shutdown_answers_waiting_requests() {
+        let service = service(1, 4);
+        let holder = service.new_peer(MINUTE);
+        let waiter = service.new_peer(MINUTE);
+        service.acquire(holder, "A", 1, None, None).unwrap();
+        let waiting = {
+            let service = service.clone();
+            thread::spawn(move || service.acquire(waiter, "A", 1, None, Some(MINUTE)))
+        };
+        while service.inspect(|_, polls, _| polls.waiting) == 0 {
+            thread::yield_now();
+        }
+        service.shut_down();
+        assert_eq!(waiting.join().unwrap(), Ok(LockState::Pending));
+    }
+}
