@@ -6,7 +6,7 @@ import statistics
 import threading
 import time
 from datetime import timedelta
-from typing import List
+from typing import List, Tuple
 
 import pytest
 
@@ -23,30 +23,49 @@ def rate_server(start_server):  # type: ignore[no-untyped-def]
 
 def test_at_most_n_calls_in_any_window_under_load(rate_server) -> None:  # type: ignore[no-untyped-def]
     n, per, duration = 3, 0.4, 3.0
-    calls: List[float] = []
+    calls: List[Tuple[float, float]] = []  # (called, returned) per call
     calls_lock = threading.Lock()
     stop_at = time.monotonic() + duration
 
     def worker() -> None:
         while time.monotonic() < stop_at:
+            called = time.monotonic()
             rate_limit(rate_server.url, "api", per=timedelta(seconds=per))
             with calls_lock:
-                calls.append(time.monotonic())
+                calls.append((called, time.monotonic()))
 
     threads = [threading.Thread(target=worker) for _ in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=duration + 30)
-    calls.sort()
-    # Call i and call i+n must be a full window apart, less the time it takes an answer to
-    # travel from the server (where the window starts) back to the caller (where it is
-    # recorded): a few milliseconds on loopback.
-    gaps = [later - earlier for earlier, later in zip(calls, calls[n:])]
-    print(f"{len(calls)} calls, smallest gap between call i and i+{n}: {min(gaps) * 1000:.1f} ms")
-    assert min(gaps) >= per - 0.015
+
+    # Each call's unit was granted at some moment between its call and its return. n + 1
+    # units held for `per` each cannot all be granted within less than `per` (at the last
+    # grant all n + 1 would be held at once), so no n + 1 calls can have been called and have
+    # returned within less than `per`. This holds however loaded the machine is.
+    spread = _tightest_spread(calls, n + 1)
+    # For the report: how close consecutive returns came, which is what a caller that calls
+    # the resource right after `rate_limit` returns sees (it includes scheduling delays).
+    returns = sorted(returned for _, returned in calls)
+    gap = min(later - earlier for earlier, later in zip(returns, returns[n:]))
+    print(f"{len(calls)} calls; tightest {n + 1} calls span {spread * 1000:.1f} ms; "
+          f"returns i and i+{n} at least {gap * 1000:.1f} ms apart (window {per * 1000:.0f} ms)")
+    assert spread >= per - 0.001
     # The units were reused promptly: close to n calls per window got through.
-    assert len(calls) >= n * (duration / per) * 0.8
+    assert len(calls) >= n * (duration / per) * 0.7
+
+
+def _tightest_spread(calls: List[Tuple[float, float]], size: int) -> float:
+    """The shortest time from the first call to the last return over any ``size`` calls."""
+    ordered = sorted(calls)
+    best = float("inf")
+    for index, (called, returned) in enumerate(ordered):
+        later_returns = sorted(r for _, r in ordered[index + 1:])
+        if len(later_returns) < size - 1:
+            break
+        best = min(best, max(returned, later_returns[size - 2]) - called)
+    return best
 
 
 def test_a_freed_unit_is_used_right_after_its_expiry(rate_server) -> None:  # type: ignore[no-untyped-def]
