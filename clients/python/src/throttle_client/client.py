@@ -1,0 +1,354 @@
+"""``Client``: the HTTP routes of a Throttle server, one method each.
+
+This layer knows the wire format and nothing about lock bookkeeping: durations go out as
+``"{milliseconds}ms"``, semaphore names are percent-encoded as one path segment (so ``/`` and
+``&`` in a name are safe), and error answers become the typed exceptions of ``errors``. All
+requests go through one ``requests.Session``, so consecutive calls reuse a keep-alive connection
+instead of paying a TCP handshake each.
+
+Failures that may heal on their own (the server is restarting, a connection dropped, a 5xx) are
+retried with jittered exponential backoff for at most ``retry_for``. A 4xx answer is never
+retried: repeating a refused request gets the same refusal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+from urllib.parse import quote
+
+import requests
+
+from ._backoff import Backoff
+from .errors import ThrottleError, UnexpectedResponse, error_for
+
+_log = logging.getLogger(__name__)
+
+# Statuses in the 5xx range that will not go away by asking again.
+_PERMANENT_SERVER_ERRORS = frozenset({501, 505, 506, 507, 508, 510, 511})
+
+# Connecting to a live server on the same network takes milliseconds; a longer wait means it is
+# down or unreachable, and the retry loop should move on to the next attempt.
+_CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class PeerState:
+    """One peer as the server reports it in ``Client.list_peers``."""
+
+    id: int
+    acquired: Dict[str, int]
+    pending: Dict[str, int]
+    expires_in: timedelta
+
+
+class Client:
+    """A connection to one Throttle server, with one method per HTTP route.
+
+    For most uses the ``lock`` context manager is the better interface; this class is for code
+    that manages peers and locks itself.
+
+    * ``base_url``: the server's URL, e.g. ``http://localhost:8000``.
+    * ``retry_for``: how long a request keeps being retried after connection errors and 5xx
+      answers before the last error is raised.
+    * ``request_timeout``: how long to wait for an answer, on top of any ``block_for``.
+
+    A ``Client`` may be shared between threads and can be pickled (e.g. to hand it to a worker
+    process); the unpickled copy opens its own connections on first use.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        retry_for: timedelta = timedelta(seconds=60),
+        request_timeout: timedelta = timedelta(seconds=30),
+    ) -> None:
+        self.base_url = base_url
+        self.retry_for = retry_for
+        self.request_timeout = request_timeout
+        self._session: Optional[requests.Session] = None
+        self._session_pid = 0
+        self._session_lock = threading.Lock()
+
+    # Pickling: the session (sockets) and the lock cannot cross process boundaries, so only the
+    # configuration travels and the session is created again on first use.
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return {
+            "base_url": self.base_url,
+            "retry_for": self.retry_for,
+            "request_timeout": self.request_timeout,
+        }
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.base_url = state["base_url"]
+        self.retry_for = state.get("retry_for", timedelta(seconds=60))
+        self.request_timeout = state.get("request_timeout", timedelta(seconds=30))
+        self._session = None
+        self._session_pid = 0
+        self._session_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Client({self.base_url!r})"
+
+    def close(self) -> None:
+        """Close the pooled connections. The client stays usable and reconnects when needed."""
+        with self._session_lock:
+            session, self._session = self._session, None
+        if session is not None:
+            session.close()
+
+    # Routes.
+
+    def new_peer(self, expires_in: timedelta) -> int:
+        """Create a peer on the server and return its id.
+
+        A peer owns locks; if it is not prolonged (``heartbeat``, or ``expires_in`` on
+        ``acquire``) within ``expires_in``, the server removes it and releases its locks, so a
+        crashed client cannot leak count. Match every ``new_peer`` with a ``release``.
+        """
+        response = self._request(
+            "POST", "/new_peer", body={"expires_in": _format_duration(expires_in)}
+        )
+        return _parse_int(response)
+
+    def acquire(
+        self,
+        peer_id: int,
+        semaphore: str,
+        count: int = 1,
+        expires_in: Optional[timedelta] = None,
+        block_for: Optional[timedelta] = None,
+    ) -> bool:
+        """Ask for a lock of ``count`` on ``semaphore`` for the peer. ``True`` if it is
+        acquired, ``False`` if it is still pending (queued behind earlier requests).
+
+        * ``block_for``: wait up to this long for the grant (a long poll); ``None`` answers at
+          once. The server may answer ``False`` earlier than that, e.g. when it is busy.
+        * ``expires_in``: also prolong the peer by this, saving a heartbeat while waiting.
+
+        Asking again with the same count is idempotent, which is what makes waiting in slices
+        (and retrying after a lost answer) safe. A pending lock is not forgotten when the call
+        returns ``False``: it stays queued until granted, released or the peer expires.
+        """
+        query: List[str] = []
+        if expires_in is not None:
+            query.append(f"expires_in={_format_duration(expires_in)}")
+        if block_for is not None:
+            query.append(f"block_for={_format_duration(block_for)}")
+        path = f"/peers/{peer_id}/{_segment(semaphore)}"
+        if query:
+            path += "?" + "&".join(query)
+        response = self._request("PUT", path, body=count, block_for=block_for)
+        if response.status_code == 200:
+            return True
+        if response.status_code == 202:
+            return False
+        raise UnexpectedResponse(response.text, response.status_code)
+
+    def release(self, peer_id: int) -> None:
+        """Remove the peer and release all its locks, waking whoever waits for them.
+
+        Succeeds whether or not the server still knew the peer.
+        """
+        self._request("DELETE", f"/peers/{peer_id}")
+
+    def release_lock(self, peer_id: int, semaphore: str) -> None:
+        """Release the peer's lock on ``semaphore``, acquired or pending; the peer stays."""
+        self._request("DELETE", f"/peers/{peer_id}/{_segment(semaphore)}")
+
+    def heartbeat(
+        self,
+        peer_id: int,
+        expires_in: timedelta,
+        *,
+        cancel: Optional[threading.Event] = None,
+    ) -> None:
+        """Prolong the peer: it now expires ``expires_in`` from now.
+
+        Raises ``UnknownPeer`` if it has already expired. Retrying stops early once ``cancel``
+        is set, so a heartbeat thread can be stopped without waiting out the backoff.
+        """
+        self._request(
+            "PUT",
+            f"/peers/{peer_id}",
+            body={"expires_in": _format_duration(expires_in)},
+            cancel=cancel,
+        )
+
+    def restore(
+        self,
+        peer_id: int,
+        acquired: Mapping[str, int],
+        expires_in: timedelta,
+        *,
+        cancel: Optional[threading.Event] = None,
+    ) -> None:
+        """Re-create a peer the server lost (it expired, or the server restarted) with the same
+        id and the locks it held. The server counts them even if that overcommits a semaphore,
+        because the client holds the resource already.
+
+        Restoring a peer the server knows with exactly these locks changes nothing; with other
+        locks it raises ``RestoreConflict``.
+        """
+        body = {
+            "expires_in": _format_duration(expires_in),
+            "peer_id": peer_id,
+            "acquired": dict(acquired),
+        }
+        self._request("POST", "/restore", body=body, cancel=cancel)
+
+    def remainder(self, semaphore: str) -> int:
+        """The semaphore's ``max`` minus the counts acquired now: what is still free.
+
+        Negative if restores overcommitted it.
+        """
+        response = self._request("GET", f"/remainder?semaphore={_segment(semaphore)}")
+        return _parse_int(response)
+
+    def is_acquired(self, peer_id: int) -> bool:
+        """``True`` if the peer waits for no lock, i.e. all its locks are acquired."""
+        response = self._request("GET", f"/peers/{peer_id}/is_acquired")
+        value = _parse_json(response)
+        if not isinstance(value, bool):
+            raise UnexpectedResponse(response.text, response.status_code)
+        return value
+
+    def list_peers(self) -> List[PeerState]:
+        """All peers the server knows, with their acquired and pending locks."""
+        response = self._request("GET", "/peers/")
+        value = _parse_json(response)
+        try:
+            return [
+                PeerState(
+                    id=int(item["id"]),
+                    acquired={str(k): int(v) for k, v in item.get("acquired", {}).items()},
+                    pending={str(k): int(v) for k, v in item.get("pending", {}).items()},
+                    expires_in=timedelta(milliseconds=int(item.get("expires_in_ms", 0))),
+                )
+                for item in value
+            ]
+        except (TypeError, KeyError, ValueError, AttributeError):
+            raise UnexpectedResponse(response.text, response.status_code) from None
+
+    def version(self) -> str:
+        """The server's version."""
+        return self._request("GET", "/version").text.strip()
+
+    def metrics(self) -> str:
+        """The server's metrics in Prometheus text format."""
+        return self._request("GET", "/metrics").text
+
+    # Transport.
+
+    def _session_for_this_process(self) -> requests.Session:
+        """The pooled session, created on first use and again after a ``fork``: a child
+        process must not share the parent's sockets."""
+        pid = os.getpid()
+        with self._session_lock:
+            if self._session is None or self._session_pid != pid:
+                self._session = _new_session(self.base_url)
+                self._session_pid = pid
+            return self._session
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        block_for: Optional[timedelta] = None,
+        cancel: Optional[threading.Event] = None,
+    ) -> requests.Response:
+        """Send one request, retrying what may heal, and turn error answers into exceptions.
+
+        Returns only responses with a status below 400.
+        """
+        url = self.base_url.rstrip("/") + path
+        data = None if body is None else json.dumps(body)
+        headers = None if body is None else {"Content-Type": "application/json"}
+        read_timeout = self.request_timeout.total_seconds()
+        if block_for is not None:
+            read_timeout += block_for.total_seconds()
+        timeout: Tuple[float, float] = (_CONNECT_TIMEOUT_SECONDS, read_timeout)
+        give_up_at = time.monotonic() + self.retry_for.total_seconds()
+        backoff = Backoff(first=0.05, cap=2.0)
+        while True:
+            failure: Exception
+            try:
+                response = self._session_for_this_process().request(
+                    method, url, data=data, headers=headers, timeout=timeout
+                )
+            except (requests.ConnectionError, requests.Timeout) as error:
+                failure = error
+            else:
+                status = response.status_code
+                if status < 400:
+                    return response
+                refusal: Optional[ThrottleError] = error_for(status, response.text)
+                if refusal is not None:
+                    raise refusal
+                failure = UnexpectedResponse(response.text, status)
+                if not _is_transient(status):
+                    raise failure
+            # The last pause is cut short so that one more attempt falls on the deadline.
+            delay = min(backoff.next_delay(), give_up_at - time.monotonic())
+            if delay <= 0:
+                raise failure
+            _log.info("%s %s failed (%s), retrying in %.2fs", method, path, failure, delay)
+            if cancel is None:
+                time.sleep(delay)
+            elif cancel.wait(delay):
+                raise failure
+
+
+def _new_session(base_url: str) -> requests.Session:
+    """A session that reads proxy settings from the environment once, not per request.
+
+    By default ``requests`` looks up proxy variables, ``NO_PROXY`` and ``~/.netrc`` on every
+    request, which costs about a third of a loopback round trip. The proxy a base URL needs
+    does not change while the process runs, so it is resolved here and pinned.
+    """
+    session = requests.Session()
+    session.trust_env = False
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    return session
+
+
+def _is_transient(status: int) -> bool:
+    """Whether an error status may go away when the same request is sent again."""
+    return 500 <= status < 600 and status not in _PERMANENT_SERVER_ERRORS
+
+
+def _format_duration(duration: timedelta) -> str:
+    """A ``timedelta`` in the server's duration syntax, in whole milliseconds."""
+    milliseconds = duration // timedelta(milliseconds=1)
+    if milliseconds < 0:
+        raise ValueError(f"a duration must not be negative, got {duration}")
+    return f"{milliseconds}ms"
+
+
+def _segment(name: str) -> str:
+    """A semaphore name as one percent-encoded URL segment (``/`` and ``&`` included)."""
+    return quote(name, safe="")
+
+
+def _parse_json(response: requests.Response) -> Any:
+    try:
+        return json.loads(response.text)
+    except ValueError:
+        raise UnexpectedResponse(response.text, response.status_code) from None
+
+
+def _parse_int(response: requests.Response) -> int:
+    value = _parse_json(response)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UnexpectedResponse(response.text, response.status_code)
+    return value

@@ -1,0 +1,152 @@
+"""Exceptions raised by the Throttle client, one class per way a request can fail.
+
+The server answers a refused request with a status code and a one-line plain-text body whose
+first words name the reason (``Unknown peer``, ``Lock hierarchy violation: ...``). Those first
+words are part of the server's contract, so this module maps them to exception classes: a caller
+can catch exactly the failure it knows how to handle instead of parsing messages.
+
+Compatibility with the 0.5 client decides the base classes. ``UnknownPeer`` stays a plain
+``Exception`` (it is recovered from with ``restore``, not a programming error), while every other
+400, 409 and 413 answer is a ``ValueError`` as before, so existing ``except ValueError`` clauses
+keep working. Answers the client cannot interpret become ``UnexpectedResponse``, which is also a
+``requests.HTTPError`` because the 0.5 client raised that for them.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Type
+
+import requests
+
+
+class ThrottleError(Exception):
+    """Base class of every exception this package raises about a server answer."""
+
+
+class UnknownPeer(ThrottleError):
+    """The server does not know the peer (it expired, was released, or the server restarted).
+
+    Recover by restoring the peer with its acquired locks (``Peer.restore``); ``lock`` and
+    ``PeerWithHeartbeat`` do that on their own.
+    """
+
+    def __init__(self, text: str = "Unknown peer") -> None:
+        super().__init__(text)
+        self.status_code = 400
+        self.text = text
+
+
+class Timeout(ThrottleError):
+    """``lock`` or ``rate_limit`` gave up because its ``timeout`` passed before the grant.
+
+    No pending lock is left behind on the server when this is raised.
+    """
+
+
+class RequestRejected(ThrottleError, ValueError):
+    """The server refused the request (400, 409 or 413); the server state is unchanged.
+
+    Subclasses name the reason. This class itself is raised for a reason this client version
+    does not know yet. ``status_code`` and ``text`` carry the server's answer.
+    """
+
+    def __init__(self, text: str, status_code: int = 400) -> None:
+        super().__init__(text)
+        self.status_code = status_code
+        self.text = text
+
+
+class UnknownSemaphore(RequestRejected):
+    """The semaphore is not in the server's configuration."""
+
+
+class InvalidCount(RequestRejected):
+    """The lock count is below 1."""
+
+
+class InvalidBody(RequestRejected):
+    """The request body is not the JSON the route expects."""
+
+
+class InvalidDuration(RequestRejected):
+    """A duration did not parse or is out of the server's range (at most a year)."""
+
+
+class InvalidRequest(RequestRejected):
+    """The path or query is malformed (bad peer id, missing parameter, bad percent-encoding)."""
+
+
+class BodyTooLarge(RequestRejected):
+    """The request body exceeds the server's size limit (413)."""
+
+
+class CountTooLarge(RequestRejected):
+    """The lock count exceeds the semaphore's ``max``: such a lock could never be granted."""
+
+
+class LockHierarchyViolation(RequestRejected):
+    """The semaphore's level is not strictly below the lowest level of the peer's locks.
+
+    The server refuses such a request because granting it could deadlock; acquire locks in
+    descending level order instead.
+    """
+
+
+class SecondPendingLock(RequestRejected):
+    """The peer already waits for another lock; a peer may wait for at most one at a time."""
+
+
+class LockCountChange(RequestRejected):
+    """Growing a held lock, or asking another count for a pending one (shrinking is allowed)."""
+
+
+class RestoreConflict(RequestRejected):
+    """``restore`` for a peer the server knows with other locks than the ones restored."""
+
+
+class CountOverflow(RequestRejected):
+    """Restored counts would overflow a semaphore's sum."""
+
+
+class UnexpectedResponse(ThrottleError, requests.HTTPError):
+    """An answer the client cannot interpret: an unknown route (404, usually a wrong base URL),
+    another unexpected status, or a server error (5xx) that persisted through all retries."""
+
+    def __init__(self, text: str, status_code: int) -> None:
+        super().__init__(f"{status_code}: {text}")
+        self.status_code = status_code
+        self.text = text
+
+
+# The first words of an error body, as fixed by the server's contract, and the class they map
+# to. Matching on a prefix (not the whole text) leaves the server free to add detail after it.
+_BY_PREFIX: Dict[str, Type[RequestRejected]] = {
+    "Unknown semaphore": UnknownSemaphore,
+    "Invalid count": InvalidCount,
+    "Invalid body": InvalidBody,
+    "Invalid duration": InvalidDuration,
+    "Invalid request": InvalidRequest,
+    "Body too large": BodyTooLarge,
+    "Count too large": CountTooLarge,
+    "Lock hierarchy violation": LockHierarchyViolation,
+    "Second pending lock": SecondPendingLock,
+    "Lock count change": LockCountChange,
+    "Restore conflict": RestoreConflict,
+    "Count overflow": CountOverflow,
+}
+
+_REJECTING_STATUSES = (400, 409, 413)
+
+
+def error_for(status_code: int, text: str) -> Optional[ThrottleError]:
+    """The exception for an error answer that must not be retried, or ``None`` if the answer
+    is not such an error (success, or a status the retry policy decides about)."""
+    if status_code in _REJECTING_STATUSES:
+        text = text.strip()
+        if text.startswith("Unknown peer"):
+            return UnknownPeer(text)
+        for prefix, cls in _BY_PREFIX.items():
+            if text.startswith(prefix):
+                return cls(text, status_code)
+        return RequestRejected(text, status_code)
+    return None

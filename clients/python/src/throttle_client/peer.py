@@ -1,0 +1,234 @@
+"""``Peer`` and ``PeerWithHeartbeat``: a lock owner that remembers its locks client-side.
+
+The server keeps its state in memory only. After a restart (or after a peer expired because the
+network was down) it no longer knows the peer, and the only copy of "which locks does this peer
+hold" is the one kept here. That copy is what ``restore`` sends back, so it is updated on every
+grant and release.
+
+``PeerWithHeartbeat`` adds a thread that prolongs the peer while it holds locks, so a lock can
+be held far longer than the peer's expiration time while a crashed process still frees its locks
+within that time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from datetime import timedelta
+from typing import Any, Dict, Optional, Type, TypeVar
+
+import requests
+
+from .client import Client
+from .errors import RestoreConflict, UnexpectedResponse, UnknownPeer
+
+_log = logging.getLogger(__name__)
+
+_DEFAULT_EXPIRATION = timedelta(minutes=5)
+
+P = TypeVar("P", bound="Peer")
+
+
+class Peer:
+    """A peer on a Throttle server: its id, its client and the locks it holds.
+
+    * ``client``: the server connection.
+    * ``id``: an existing peer id; ``None`` creates a new peer on the server.
+    * ``acquired``: the locks the peer holds already (semaphore name to count), for a peer
+      taken over from elsewhere.
+    * ``expiration_time``: how long the server keeps the peer without hearing from it
+      (default five minutes). Each ``acquire`` and ``heartbeat`` prolongs it by this much.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        id: Optional[int] = None,
+        acquired: Optional[Dict[str, int]] = None,
+        expiration_time: Optional[timedelta] = None,
+    ) -> None:
+        self.client = client
+        self.expiration_time = (
+            expiration_time if expiration_time is not None else _DEFAULT_EXPIRATION
+        )
+        self.id = client.new_peer(expires_in=self.expiration_time) if id is None else id
+        # The client-side copy of the server's state, sent back by `restore`.
+        self.acquired: Dict[str, int] = {} if acquired is None else acquired
+        self._restore_lock = threading.Lock()
+
+    @classmethod
+    def from_server_url(cls: Type[P], baseurl: str) -> P:
+        """A new peer on the server at ``baseurl``, with default settings."""
+        return cls(client=Client(base_url=baseurl))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(id={self.id}, acquired={self.acquired!r})"
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = dict(self.__dict__)
+        for name in self._runtime_attributes():
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._restore_lock = threading.Lock()
+
+    def _runtime_attributes(self) -> tuple[str, ...]:
+        """Attributes tied to this process (locks, threads) that pickling leaves out."""
+        return ("_restore_lock",)
+
+    def acquire(
+        self, semaphore: str, count: int = 1, block_for: Optional[timedelta] = None
+    ) -> bool:
+        """Ask for a lock; ``True`` if acquired, ``False`` if still pending. See
+        ``Client.acquire``. The request also prolongs the peer by ``expiration_time``.
+
+        Every acquired lock should be released again; ``lock`` does that for you.
+        """
+        granted = self.client.acquire(
+            self.id,
+            semaphore,
+            count=count,
+            expires_in=self.expiration_time,
+            block_for=block_for,
+        )
+        if granted:
+            self.acquired[semaphore] = count
+        return granted
+
+    def restore(self, *, cancel: Optional[threading.Event] = None) -> None:
+        """Re-create this peer with its acquired locks on a server that lost it.
+
+        Call it after ``UnknownPeer``. A ``RestoreConflict`` answer means the server knows the
+        peer already (another thread, e.g. the heartbeat, restored it first), which is the state
+        this call aims for, so it is not raised.
+        """
+        with self._restore_lock:
+            try:
+                self.client.restore(
+                    self.id, dict(self.acquired), expires_in=self.expiration_time, cancel=cancel
+                )
+            except RestoreConflict:
+                _log.debug("peer %s was restored already", self.id)
+
+    def release(self, semaphore: str) -> None:
+        """Release the lock on ``semaphore`` (acquired or pending); the peer stays."""
+        self.acquired.pop(semaphore, None)
+        self.client.release_lock(self.id, semaphore)
+
+    def heartbeat(self) -> None:
+        """Prolong the peer by ``expiration_time`` so it does not expire."""
+        self.client.heartbeat(self.id, expires_in=self.expiration_time)
+
+    def has_acquired(self) -> bool:
+        """``True`` if this peer holds at least one lock."""
+        return len(self.acquired) != 0
+
+    def remove_from_server(self) -> None:
+        """Remove the peer from the server, releasing all its locks."""
+        self.acquired.clear()
+        self.client.release(self.id)
+
+    def start_heartbeat(self) -> None:
+        """Does nothing: a plain ``Peer`` has no heartbeat. Exists so code can treat both kinds
+        of peer alike."""
+
+    def stop_heartbeat(self) -> None:
+        """Does nothing: a plain ``Peer`` has no heartbeat."""
+
+
+class PeerWithHeartbeat(Peer):
+    """A ``Peer`` whose heartbeat thread prolongs it every ``heartbeat_interval`` while the
+    heartbeat runs, and restores it if the server lost it.
+
+    ``heartbeat_interval`` defaults to a third of ``expiration_time``, so two beats in a row
+    may fail (a short network hiccup) before the peer expires.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        id: Optional[int] = None,
+        acquired: Optional[Dict[str, int]] = None,
+        expiration_time: Optional[timedelta] = None,
+        heartbeat_interval: Optional[timedelta] = None,
+    ) -> None:
+        super().__init__(
+            client=client, id=id, acquired=acquired, expiration_time=expiration_time
+        )
+        self.heartbeat_interval = (
+            heartbeat_interval if heartbeat_interval is not None else self.expiration_time / 3
+        )
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._stop = threading.Event()
+        self._thread = None
+
+    def _runtime_attributes(self) -> tuple[str, ...]:
+        return super()._runtime_attributes() + ("_stop", "_thread")
+
+    @property
+    def interval_sec(self) -> float:
+        """The heartbeat interval in seconds (the 0.5 client's attribute name)."""
+        return self.heartbeat_interval.total_seconds()
+
+    def start_heartbeat(self) -> None:
+        """Start the heartbeat thread, unless it runs already."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        # A fresh event per thread: a thread still finishing its last beat after a stop must
+        # not be revived by clearing the event it watches.
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=_heartbeat_loop,
+            args=(weakref.ref(self), self._stop, self.heartbeat_interval.total_seconds()),
+            name=f"throttle-heartbeat-{self.id}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop_heartbeat(self) -> None:
+        """Stop the heartbeat thread and wait for it.
+
+        The wait is short: the thread sleeps on an event that this sets, and a beat in progress
+        stops retrying at once; at most one HTTP request already on the wire is waited for.
+        """
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _beat(self, stop: threading.Event) -> None:
+        """One heartbeat; restores the peer if the server lost it."""
+        try:
+            self.client.heartbeat(self.id, expires_in=self.expiration_time, cancel=stop)
+        except UnknownPeer:
+            # Checked again here: a stop that raced with this beat means the peer was released
+            # on purpose, and restoring it would bring its locks back.
+            if not stop.is_set():
+                _log.warning("server lost peer %s, restoring it", self.id)
+                self.restore(cancel=stop)
+
+
+def _heartbeat_loop(
+    peer_ref: "weakref.ref[PeerWithHeartbeat]", stop: threading.Event, interval: float
+) -> None:
+    """The heartbeat thread's body. It holds the peer only through a weak reference, so a peer
+    that nobody uses any more is garbage collected and its thread ends with it."""
+    while not stop.wait(interval):
+        peer = peer_ref()
+        if peer is None:
+            return
+        try:
+            peer._beat(stop)
+        except (requests.ConnectionError, requests.Timeout, UnexpectedResponse) as error:
+            # The server may be back before the peer expires; the next beat tries again.
+            _log.warning("heartbeat for peer %s failed: %s", peer.id, error)
+        except Exception:
+            _log.exception("heartbeat for peer %s failed", peer.id)
+        del peer

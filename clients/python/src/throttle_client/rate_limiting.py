@@ -1,0 +1,76 @@
+"""``rate_limit``: at most N calls per time window, without ever releasing anything.
+
+For a resource that allows N calls per window (an API allowing 5 calls a second), configure a
+semaphore with ``max = N`` and call ``rate_limit`` before every call. Each call takes one unit
+on a fresh peer whose lease runs for one window and is never released: the unit frees itself
+when the lease expires, and the server's prompt expiry hands it to the next waiter at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Optional
+
+import requests
+
+from ._waiting import wait_for_grant
+from .errors import ThrottleError, UnknownPeer
+from .local_peers import local_client
+
+_log = logging.getLogger(__name__)
+
+_LONGEST_SLICE = timedelta(seconds=2)
+# While queued, the peer is kept alive by each slice's acquire. A waiter that crashes blocks the
+# queue behind it until its peer expires, so this is kept to a few slices.
+_WAITING_EXPIRATION = 3 * _LONGEST_SLICE
+
+
+def rate_limit(
+    url: str,
+    semaphore: str,
+    per: timedelta,
+    count: int = 1,
+    timeout: Optional[timedelta] = None,
+) -> None:
+    """Block until a call may proceed, then return; the unit taken frees itself after ``per``.
+
+    With the semaphore ``api = 5`` configured on the server, this lets at most five calls
+    start in any one-second window, across all threads and machines that share the server::
+
+        rate_limit("http://localhost:8000", "api", per=timedelta(seconds=1))
+        call_the_api()
+
+    * ``count``: units this call takes (for calls that cost more than one).
+    * ``timeout``: raise ``Timeout`` if no unit frees up in time; nothing is left queued then.
+
+    The window starts when the unit is granted: a caller that had to wait gets its full window
+    from the moment it may proceed.
+    """
+    client = local_client(url)
+    peer_id = client.new_peer(expires_in=per)
+    if client.acquire(peer_id, semaphore, count=count, expires_in=per):
+        return
+    waiting_expiration = max(per, _WAITING_EXPIRATION)
+    try:
+        wait_for_grant(
+            acquire=lambda block_for: client.acquire(
+                peer_id, semaphore, count=count, expires_in=waiting_expiration,
+                block_for=block_for,
+            ),
+            restore=lambda: client.restore(peer_id, {}, expires_in=waiting_expiration),
+            timeout=timeout,
+            longest_slice=_LONGEST_SLICE,
+            what=f"rate limit unit of {semaphore!r}",
+        )
+    except BaseException:
+        try:
+            client.release(peer_id)
+        except (requests.ConnectionError, requests.Timeout, ThrottleError) as error:
+            _log.warning("could not withdraw the request for %r: %s", semaphore, error)
+        raise
+    # While queued, the peer lived on the longer waiting expiration. Start the window now.
+    try:
+        client.heartbeat(peer_id, expires_in=per)
+    except UnknownPeer:
+        pass  # The lease has run out already (a window shorter than a round trip).
