@@ -1,0 +1,433 @@
+//! `Client`: one method per route of the server's HTTP API, with typed errors and retries.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backoff::Backoff;
+use crate::error::Error;
+
+/// How long [`Client::new`] keeps retrying a request that failed on the way (connection
+/// refused or reset, timeout) or on the server (5xx). Long enough to ride out a server restart.
+pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(30);
+
+/// How long a request may take beyond the `block_for` it asks the server to wait. A healthy
+/// server answers in milliseconds; this only bounds how long a silent connection goes unnoticed.
+const ANSWER_MARGIN: Duration = Duration::from_secs(30);
+
+/// The id of a peer, the server-side owner of locks. The server picks it at random, below
+/// 2^53.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PeerId(pub u64);
+
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One peer as `GET /peers/` ([`Client::list_peers`]) describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PeerInfo {
+    /// The peer's id.
+    pub id: PeerId,
+    /// Its acquired locks: semaphore name to count.
+    pub acquired: BTreeMap<String, i64>,
+    /// Its pending lock, if any: semaphore name to count (at most one entry).
+    pub pending: BTreeMap<String, i64>,
+    /// Time left until the peer expires, in milliseconds.
+    pub expires_in_ms: u64,
+}
+
+impl PeerInfo {
+    /// Time left until the peer expires, unless it is prolonged.
+    pub fn expires_in(&self) -> Duration {
+        Duration::from_millis(self.expires_in_ms)
+    }
+}
+
+/// A connection to one Throttle server, with one method per route of its HTTP API.
+///
+/// Cloning is cheap: clones share the connection pool. Every method blocks until the server
+/// answers. Requests that fail on the way or with a server error (5xx) are retried with
+/// growing, jittered pauses for up to [`DEFAULT_RETRY_BUDGET`] (see
+/// [`Client::with_retry_budget`]); rejected requests (4xx) are not retried, they become the
+/// matching [`Error`] variant at once. Retrying is safe because acquire, release, heartbeat and
+/// restore are idempotent; a retried [`Client::new_peer`] may leave an unused peer behind, which
+/// expires on its own.
+///
+/// Most programs want the higher-level [`Client::lock`] and [`Client::rate_limit`] instead.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use throttle_client::Client;
+///
+/// let client = Client::new("http://localhost:8000");
+/// let peer = client.new_peer(Duration::from_secs(60))?;
+/// if client.acquire(peer, "A", 1, Some(Duration::from_secs(5)), None)? {
+///     println!("{} of A left", client.remainder("A")?);
+/// }
+/// client.release(peer)?;
+/// # Ok::<(), throttle_client::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+    base_url: Arc<str>,
+    retry_budget: Duration,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.base_url)
+            .field("retry_budget", &self.retry_budget)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The body of `POST /new_peer` and `PUT /peers/{id}`.
+#[derive(Serialize)]
+struct ExpiresIn {
+    expires_in: String,
+}
+
+/// The body of `POST /restore`.
+#[derive(Serialize)]
+struct Restore<'a> {
+    expires_in: String,
+    peer_id: PeerId,
+    acquired: &'a BTreeMap<String, i64>,
+}
+
+/// A request before it is sent: the method, and the body for those that have one.
+enum Method {
+    Get,
+    Delete,
+    Put(String),
+    Post(String),
+}
+
+impl Client {
+    /// A client for the server at `base_url`, e.g. `http://localhost:8000`. Nothing is sent
+    /// until the first request; a malformed URL shows as [`Error::Transport`] then.
+    pub fn new(base_url: &str) -> Client {
+        let agent = ureq::Agent::config_builder()
+            // Rejections carry their reason in the body, so 4xx and 5xx must be read, not raised.
+            .http_status_as_error(false)
+            // Requests that carry `block_for` raise this per request.
+            .timeout_global(Some(ANSWER_MARGIN))
+            .build()
+            .new_agent();
+        Client {
+            agent,
+            base_url: base_url.trim_end_matches('/').into(),
+            retry_budget: DEFAULT_RETRY_BUDGET,
+        }
+    }
+
+    /// This client with another retry budget: the longest time a request is retried after
+    /// transport errors and 5xx answers. `Duration::ZERO` turns retries off.
+    pub fn with_retry_budget(mut self, budget: Duration) -> Client {
+        self.retry_budget = budget;
+        self
+    }
+
+    /// The server's URL, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The retry budget, see [`Client::with_retry_budget`].
+    pub fn retry_budget(&self) -> Duration {
+        self.retry_budget
+    }
+
+    /// Creates a peer (`POST /new_peer`) that expires `expires_in` from now unless prolonged by
+    /// [`Client::heartbeat`] or an acquire with `expires_in`. Release it with
+    /// [`Client::release`] when done.
+    pub fn new_peer(&self, expires_in: Duration) -> Result<PeerId, Error> {
+        let body = json(&ExpiresIn {
+            expires_in: duration(expires_in),
+        });
+        self.send_json(Method::Post(body), "/new_peer", None)
+    }
+
+    /// Asks for a lock of `count` on `semaphore` for `peer`
+    /// (`PUT /peers/{id}/{semaphore}`). Returns `true` once the lock is acquired, `false` while
+    /// it is pending (queued behind others).
+    ///
+    /// With `block_for` the server holds the answer until the lock is granted or `block_for`
+    /// has passed (long poll); without it, it answers at once. The server may also answer
+    /// `false` early, e.g. when all its long-poll slots are taken, so callers should pause a
+    /// little before asking again after an early `false`. `expires_in` also prolongs the
+    /// peer. Asking again with the same count is idempotent and keeps the place in the queue;
+    /// a smaller count shrinks a held lock.
+    pub fn acquire(
+        &self,
+        peer: PeerId,
+        semaphore: &str,
+        count: i64,
+        block_for: Option<Duration>,
+        expires_in: Option<Duration>,
+    ) -> Result<bool, Error> {
+        let mut path = format!("/peers/{peer}/{}", encode(semaphore));
+        let mut separator = '?';
+        for (key, value) in [("block_for", block_for), ("expires_in", expires_in)] {
+            if let Some(value) = value {
+                path.push_str(&format!("{separator}{key}={}", duration(value)));
+                separator = '&';
+            }
+        }
+        let timeout = block_for.map(|block_for| block_for + ANSWER_MARGIN);
+        match self.send(Method::Put(count.to_string()), &path, timeout)? {
+            (200, _) => Ok(true),
+            (202, _) => Ok(false),
+            (status, body) => Err(Error::UnexpectedResponse { status, body }),
+        }
+    }
+
+    /// Releases `peer` and all its locks (`DELETE /peers/{id}`). Succeeds also if the server
+    /// did not know the peer.
+    pub fn release(&self, peer: PeerId) -> Result<(), Error> {
+        self.send(Method::Delete, &format!("/peers/{peer}"), None)
+            .map(drop)
+    }
+
+    /// Releases the lock of `peer` on `semaphore`, acquired or pending
+    /// (`DELETE /peers/{id}/{semaphore}`). Succeeds also if the peer holds no such lock.
+    pub fn release_lock(&self, peer: PeerId, semaphore: &str) -> Result<(), Error> {
+        let path = format!("/peers/{peer}/{}", encode(semaphore));
+        self.send(Method::Delete, &path, None).map(drop)
+    }
+
+    /// Prolongs `peer` to expire `expires_in` from now (`PUT /peers/{id}`). Fails with
+    /// [`Error::UnknownPeer`] if the server no longer knows it; [`Client::restore`] helps then.
+    pub fn heartbeat(&self, peer: PeerId, expires_in: Duration) -> Result<(), Error> {
+        let body = json(&ExpiresIn {
+            expires_in: duration(expires_in),
+        });
+        self.send(Method::Put(body), &format!("/peers/{peer}"), None)
+            .map(drop)
+    }
+
+    /// Re-creates `peer` with the same id and the locks it had `acquired` (`POST /restore`),
+    /// after the server forgot it (it restarted, or the peer expired). The restored locks count
+    /// even if that overcommits a semaphore: their owner already uses the resource.
+    ///
+    /// Restoring a peer the server still knows with exactly these locks only prolongs it; with
+    /// other locks it fails with [`Error::RestoreConflict`].
+    pub fn restore(
+        &self,
+        peer: PeerId,
+        acquired: &BTreeMap<String, i64>,
+        expires_in: Duration,
+    ) -> Result<(), Error> {
+        let body = json(&Restore {
+            expires_in: duration(expires_in),
+            peer_id: peer,
+            acquired,
+        });
+        self.send(Method::Post(body), "/restore", None).map(drop)
+    }
+
+    /// The count still free on `semaphore` (`GET /remainder`): its `max` minus the counts of
+    /// acquired locks. Negative after a restore overcommitted it.
+    pub fn remainder(&self, semaphore: &str) -> Result<i64, Error> {
+        let path = format!("/remainder?semaphore={}", encode(semaphore));
+        self.send_json(Method::Get, &path, None)
+    }
+
+    /// `true` if `peer` has no pending lock, i.e. all the locks it asked for are acquired
+    /// (`GET /peers/{id}/is_acquired`).
+    pub fn is_acquired(&self, peer: PeerId) -> Result<bool, Error> {
+        self.send_json(Method::Get, &format!("/peers/{peer}/is_acquired"), None)
+    }
+
+    /// All peers the server knows, with their locks (`GET /peers/`).
+    pub fn list_peers(&self) -> Result<Vec<PeerInfo>, Error> {
+        self.send_json(Method::Get, "/peers/", None)
+    }
+
+    /// Succeeds if the server answers its health check (`GET /health`).
+    pub fn health(&self) -> Result<(), Error> {
+        self.send(Method::Get, "/health", None).map(drop)
+    }
+
+    /// The server's version, e.g. `0.1.0` (`GET /version`).
+    pub fn version(&self) -> Result<String, Error> {
+        let (_, body) = self.send(Method::Get, "/version", None)?;
+        Ok(body.trim().to_owned())
+    }
+
+    /// Sends a request and parses the JSON body of a successful answer.
+    fn send_json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        timeout: Option<Duration>,
+    ) -> Result<T, Error> {
+        let (status, body) = self.send(method, path, timeout)?;
+        serde_json::from_str(&body).map_err(|_| Error::UnexpectedResponse { status, body })
+    }
+
+    /// Sends a request, retrying transport errors and 5xx answers within the retry budget.
+    /// Returns the status and body of a successful (< 400) answer.
+    fn send(
+        &self,
+        method: Method,
+        path: &str,
+        timeout: Option<Duration>,
+    ) -> Result<(u16, String), Error> {
+        let started = Instant::now();
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+        loop {
+            let outcome = self.send_once(&method, path, timeout);
+            let retryable = match &outcome {
+                Ok((status, _)) => is_retryable_status(*status),
+                Err(error) => is_retryable_error(error),
+            };
+            let pause = backoff.next_pause();
+            if !retryable || started.elapsed() + pause > self.retry_budget {
+                return match outcome {
+                    Ok((status, body)) if status >= 400 => Err(Error::from_answer(status, body)),
+                    Ok(answer) => Ok(answer),
+                    Err(error) => Err(Error::Transport(error)),
+                };
+            }
+            log::debug!("retrying {path} in {pause:?} after {outcome:?}");
+            thread::sleep(pause);
+        }
+    }
+
+    fn send_once(
+        &self,
+        method: &Method,
+        path: &str,
+        timeout: Option<Duration>,
+    ) -> Result<(u16, String), ureq::Error> {
+        let url = format!("{}{path}", self.base_url);
+        let timeout = Some(timeout.unwrap_or(ANSWER_MARGIN));
+        let mut response = match method {
+            Method::Get => self
+                .agent
+                .get(&url)
+                .config()
+                .timeout_global(timeout)
+                .build()
+                .call(),
+            Method::Delete => self
+                .agent
+                .delete(&url)
+                .config()
+                .timeout_global(timeout)
+                .build()
+                .call(),
+            Method::Put(body) => self
+                .agent
+                .put(&url)
+                .header("Content-Type", "application/json")
+                .config()
+                .timeout_global(timeout)
+                .build()
+                .send(body.as_str()),
+            Method::Post(body) => self
+                .agent
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .config()
+                .timeout_global(timeout)
+                .build()
+                .send(body.as_str()),
+        }?;
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string()?;
+        Ok((status, body))
+    }
+}
+
+/// Server errors that a later attempt may not meet. Those that say the request itself cannot
+/// work (501 Not Implemented, 505 HTTP Version Not Supported, ...) are final.
+fn is_retryable_status(status: u16) -> bool {
+    (500..600).contains(&status) && !matches!(status, 501 | 505 | 506 | 507 | 508 | 510 | 511)
+}
+
+/// Transport errors that a later attempt may not meet: the connection, not the request, failed.
+fn is_retryable_error(error: &ureq::Error) -> bool {
+    matches!(
+        error,
+        ureq::Error::Io(_)
+            | ureq::Error::Timeout(_)
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::HostNotFound
+            | ureq::Error::Protocol(_)
+    )
+}
+
+/// A duration as the server reads it: whole milliseconds, e.g. `"1500ms"`.
+fn duration(duration: Duration) -> String {
+    format!("{}ms", duration.as_millis())
+}
+
+fn json(value: &impl Serialize) -> String {
+    serde_json::to_string(value).expect("request bodies always serialize")
+}
+
+/// Percent-encodes `text` as one path segment or query value: every byte except the unreserved
+/// characters of RFC 3986 (`A-Z a-z 0-9 - . _ ~`), so `/`, `?`, `&`, `+`, `%`, spaces and
+/// non-ASCII characters all arrive as part of the name.
+pub(crate) fn encode(text: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut encoded = String::with_capacity(text.len());
+    for &byte in text.as_bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(byte as char);
+        } else {
+            encoded.push('%');
+            encoded.push(HEX[usize::from(byte >> 4)] as char);
+            encoded.push(HEX[usize::from(byte & 0xf)] as char);
+        }
+    }
+    encoded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_encoded_as_one_segment() {
+        assert_eq!(encode("A"), "A");
+        assert_eq!(encode("a/b c"), "a%2Fb%20c");
+        assert_eq!(encode("x&y=z+1%?#"), "x%26y%3Dz%2B1%25%3F%23");
+        assert_eq!(encode("Grüße-._~"), "Gr%C3%BC%C3%9Fe-._~");
+    }
+
+    #[test]
+    fn durations_go_on_the_wire_in_milliseconds() {
+        assert_eq!(duration(Duration::from_secs(90)), "90000ms");
+        assert_eq!(duration(Duration::from_micros(1500)), "1ms");
+        assert_eq!(duration(Duration::ZERO), "0ms");
+    }
+
+    #[test]
+    fn only_transient_server_errors_are_retried() {
+        assert!(is_retryable_status(500) && is_retryable_status(503));
+        assert!(!is_retryable_status(501) && !is_retryable_status(409));
+        assert!(!is_retryable_status(200) && !is_retryable_status(202));
+    }
+
+    #[test]
+    fn clients_are_cheap_to_clone_and_share_across_threads() {
+        fn assert_send_sync<T: Send + Sync + Clone>() {}
+        assert_send_sync::<Client>();
+        let client = Client::new("http://localhost:8000/");
+        assert_eq!(client.clone().base_url(), "http://localhost:8000");
+    }
+}

@@ -1,0 +1,217 @@
+//! The one error type of the crate, and how a server answer maps to it.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Everything that can go wrong talking to a Throttle server.
+///
+/// The server answers a rejected request with a status code and a one-line plain-text reason
+/// whose first words name the failure (`Unknown peer`, `Count too large: ...`). The variants
+/// below follow those words; a variant that carries `message` keeps the server's whole line.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum Error {
+    /// The server does not know the peer (400 `Unknown peer`): it expired, was released, or the
+    /// server restarted. [`Client::restore`](crate::Client::restore) brings it back; the lock
+    /// guard and the heartbeat thread do that on their own.
+    UnknownPeer,
+    /// No semaphore of that name is configured on the server (400 `Unknown semaphore`).
+    UnknownSemaphore,
+    /// The lock's count exceeds the semaphore's `max`, so it could never be granted (409).
+    CountTooLarge {
+        /// The server's reason, e.g. `Count too large: the lock count 5 exceeds ...`.
+        message: String,
+    },
+    /// The peer holds a lock whose level is not higher than the level of the semaphore asked
+    /// for; granting it could deadlock (409). Nothing changed on the server.
+    LockHierarchyViolation {
+        /// The server's reason.
+        message: String,
+    },
+    /// The peer already waits for another lock; a peer has at most one pending lock (409).
+    SecondPendingLock {
+        /// The server's reason.
+        message: String,
+    },
+    /// The peer asked for a larger count of a lock it holds, or another count for a lock it
+    /// waits for (409). Shrinking a held lock is allowed and does not cause this.
+    LockCountChange {
+        /// The server's reason.
+        message: String,
+    },
+    /// A restore named a peer that exists on the server with other locks (409).
+    RestoreConflict {
+        /// The server's reason.
+        message: String,
+    },
+    /// Any other rejected request (4xx): an invalid count or duration, a body too large, an
+    /// unknown route, a count overflow on restore, ...
+    InvalidRequest {
+        /// The HTTP status code, e.g. 400.
+        status: u16,
+        /// The server's reason.
+        message: String,
+    },
+    /// The server failed (5xx, e.g. 503 `Shutting down`) and kept failing until the retry
+    /// budget ran out.
+    Server {
+        /// The HTTP status code, e.g. 503.
+        status: u16,
+        /// The body of the last answer.
+        message: String,
+    },
+    /// A successful status with a body this client does not understand, e.g. a peer id that is
+    /// not a number. Points at a server of another kind or version behind the URL.
+    UnexpectedResponse {
+        /// The HTTP status code.
+        status: u16,
+        /// The body of the answer.
+        body: String,
+    },
+    /// The lock (or rate-limit unit) was not granted within the timeout. The pending request
+    /// has been withdrawn, so nothing of it stays queued on the server.
+    Timeout {
+        /// The semaphore that was asked for.
+        semaphore: String,
+        /// The timeout that ran out.
+        timeout: Duration,
+    },
+    /// A [`Peer`](crate::Peer) was asked to lock a semaphore it already holds a guard for. One
+    /// peer holds one lock per semaphore, so a second guard would be released by the first.
+    AlreadyLocked {
+        /// The semaphore that is already held.
+        semaphore: String,
+    },
+    /// The request did not get an answer: the connection failed or timed out, the server is
+    /// not reachable, the URL is malformed. Transient failures are retried before this is
+    /// returned.
+    Transport(ureq::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::UnknownPeer => f.write_str("unknown peer"),
+            Error::UnknownSemaphore => f.write_str("unknown semaphore"),
+            Error::CountTooLarge { message }
+            | Error::LockHierarchyViolation { message }
+            | Error::SecondPendingLock { message }
+            | Error::LockCountChange { message }
+            | Error::RestoreConflict { message } => f.write_str(message),
+            Error::InvalidRequest { status, message } => {
+                write!(f, "request rejected with status {status}: {message}")
+            }
+            Error::Server { status, message } => {
+                write!(f, "server error with status {status}: {message}")
+            }
+            Error::UnexpectedResponse { status, body } => {
+                write!(f, "unexpected answer with status {status}: {body:?}")
+            }
+            Error::Timeout { semaphore, timeout } => {
+                write!(f, "lock on {semaphore:?} not granted within {timeout:?}")
+            }
+            Error::AlreadyLocked { semaphore } => {
+                write!(f, "this peer already holds a lock on {semaphore:?}")
+            }
+            Error::Transport(error) => write!(f, "transport error: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Transport(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl From<ureq::Error> for Error {
+    fn from(error: ureq::Error) -> Self {
+        Error::Transport(error)
+    }
+}
+
+impl Error {
+    /// The error for an answer with a status of 400 or more, chosen by the words the server's
+    /// reason starts with.
+    pub(crate) fn from_answer(status: u16, body: String) -> Error {
+        let message = body.trim_end().to_owned();
+        let starts = |words: &str| message.starts_with(words);
+        match status {
+            400 if starts("Unknown peer") => Error::UnknownPeer,
+            400 if starts("Unknown semaphore") => Error::UnknownSemaphore,
+            409 if starts("Count too large") => Error::CountTooLarge { message },
+            409 if starts("Lock hierarchy violation") => Error::LockHierarchyViolation { message },
+            409 if starts("Second pending lock") => Error::SecondPendingLock { message },
+            409 if starts("Lock count change") => Error::LockCountChange { message },
+            409 if starts("Restore conflict") => Error::RestoreConflict { message },
+            500.. => Error::Server { status, message },
+            _ => Error::InvalidRequest { status, message },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(status: u16, body: &str, expected: &str) {
+        let error = Error::from_answer(status, body.to_owned());
+        assert_eq!(format!("{error:?}"), expected);
+    }
+
+    #[test]
+    fn answers_map_to_variants_by_their_first_words() {
+        check(400, "Unknown peer", "UnknownPeer");
+        check(400, "Unknown semaphore", "UnknownSemaphore");
+        check(
+            409,
+            "Count too large: 5 > 3",
+            "CountTooLarge { message: \"Count too large: 5 > 3\" }",
+        );
+        check(
+            409,
+            "Lock hierarchy violation: x",
+            "LockHierarchyViolation { message: \"Lock hierarchy violation: x\" }",
+        );
+        check(
+            409,
+            "Second pending lock: x",
+            "SecondPendingLock { message: \"Second pending lock: x\" }",
+        );
+        check(
+            409,
+            "Lock count change: x",
+            "LockCountChange { message: \"Lock count change: x\" }",
+        );
+        check(
+            409,
+            "Restore conflict: x",
+            "RestoreConflict { message: \"Restore conflict: x\" }",
+        );
+        check(
+            409,
+            "Count overflow: x",
+            "InvalidRequest { status: 409, message: \"Count overflow: x\" }",
+        );
+        check(
+            404,
+            "Not found\n",
+            "InvalidRequest { status: 404, message: \"Not found\" }",
+        );
+        check(
+            503,
+            "Shutting down",
+            "Server { status: 503, message: \"Shutting down\" }",
+        );
+        // The words only count with the status that goes with them.
+        check(
+            409,
+            "Unknown peer",
+            "InvalidRequest { status: 409, message: \"Unknown peer\" }",
+        );
+    }
+}

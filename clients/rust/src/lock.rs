@@ -1,0 +1,540 @@
+//! The lock guard: waiting with long polls, the heartbeat thread, restore, release on drop.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::backoff::Backoff;
+use crate::client::{Client, PeerId};
+use crate::error::Error;
+
+/// The lease of a peer created by [`Client::lock`] or [`Client::peer`] unless told otherwise:
+/// how long the server keeps a lock whose owner stopped sending heartbeats (it crashed, or lost
+/// the network). The heartbeat thread prolongs it every third of that time.
+pub const DEFAULT_EXPIRES_IN: Duration = Duration::from_secs(60);
+
+/// The longest `block_for` of one acquire request while waiting. Shorter slices notice a
+/// restarted server and a lost connection sooner; longer ones send fewer requests.
+pub(crate) const LONGEST_SLICE: Duration = Duration::from_secs(5);
+
+/// An answer that arrives in less than this fraction of its `block_for` counts as early, and is
+/// followed by a pause before the next request.
+const EARLY_FRACTION: f64 = 0.5;
+
+/// The shortest pause between two heartbeats, whatever the lease.
+const SHORTEST_HEARTBEAT: Duration = Duration::from_millis(10);
+
+impl Client {
+    /// Starts building a lock on `semaphore`, taken on a peer of its own:
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use throttle_client::Client;
+    ///
+    /// let client = Client::new("http://localhost:8000");
+    /// let guard = client.lock("A").count(2).timeout(Duration::from_secs(10)).acquire()?;
+    /// // ... use two units of the resource A protects ...
+    /// drop(guard); // releases the lock
+    /// # Ok::<(), throttle_client::Error>(())
+    /// ```
+    ///
+    /// For nested locks that the server's lock hierarchy should check, take them through one
+    /// [`Peer`] instead (see [`Client::peer`]).
+    pub fn lock<'a>(&'a self, semaphore: &'a str) -> LockBuilder<'a> {
+        LockBuilder {
+            client: self,
+            semaphore,
+            count: 1,
+            timeout: None,
+            expires_in: DEFAULT_EXPIRES_IN,
+        }
+    }
+
+    /// Creates a peer that can hold several locks, kept alive by a heartbeat thread every
+    /// third of `expires_in` until the [`Peer`] and all guards taken through it are dropped.
+    ///
+    /// All locks of one peer are subject to the server's lock hierarchy: a peer may only lock a
+    /// semaphore whose level is lower than the levels of those it holds, which rules out
+    /// deadlocks between peers that nest locks.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use throttle_client::Client;
+    ///
+    /// let client = Client::new("http://localhost:8000");
+    /// let peer = client.peer(Duration::from_secs(60))?;
+    /// let outer = peer.lock("A").acquire()?; // level 1
+    /// let inner = peer.lock("B").acquire()?; // level 0
+    /// drop(inner);
+    /// drop(outer);
+    /// # Ok::<(), throttle_client::Error>(())
+    /// ```
+    pub fn peer(&self, expires_in: Duration) -> Result<Peer, Error> {
+        Ok(Peer {
+            core: PeerCore::create(self, expires_in)?,
+        })
+    }
+}
+
+/// Settings of a lock taken by [`Client::lock`]; [`LockBuilder::acquire`] takes it.
+#[derive(Debug, Clone)]
+#[must_use = "a lock builder does nothing until `acquire` is called"]
+pub struct LockBuilder<'a> {
+    client: &'a Client,
+    semaphore: &'a str,
+    count: i64,
+    timeout: Option<Duration>,
+    expires_in: Duration,
+}
+
+impl LockBuilder<'_> {
+    /// The count of the lock (default 1), the units of the resource it stands for. It may not
+    /// exceed the semaphore's `max`.
+    pub fn count(mut self, count: i64) -> Self {
+        self.count = count;
+        self
+    }
+
+    /// Give up waiting after `timeout` with [`Error::Timeout`] (default: wait as long as it
+    /// takes).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The lease of the lock's peer (default [`DEFAULT_EXPIRES_IN`]): how long the server keeps
+    /// the lock after its holder stopped sending heartbeats.
+    pub fn expires_in(mut self, expires_in: Duration) -> Self {
+        self.expires_in = expires_in;
+        self
+    }
+
+    /// Creates a peer, waits until the lock is granted, and returns a guard that keeps it alive
+    /// and releases it when dropped.
+    ///
+    /// Waiting is a series of long polls. If the server forgets the peer meanwhile (it
+    /// restarted), the peer is restored and waiting goes on. On timeout, or any other error,
+    /// the peer is released, so no pending lock stays behind to block others.
+    pub fn acquire(self) -> Result<LockGuard, Error> {
+        let core = PeerCore::create(self.client, self.expires_in)?;
+        PeerCore::acquire(core, self.semaphore, self.count, self.timeout)
+    }
+}
+
+/// A peer that holds several locks, created by [`Client::peer`].
+///
+/// A heartbeat thread keeps it alive and restores it (with the locks it holds) after the server
+/// forgot it. The peer is released on the server when this handle and every guard taken
+/// through it are dropped. A peer waits for one lock at a time: share it between threads only
+/// to hand locks around, not to wait in parallel (that fails with
+/// [`Error::SecondPendingLock`]).
+pub struct Peer {
+    core: Arc<PeerCore>,
+}
+
+impl fmt::Debug for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Peer")
+            .field("id", &self.core.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Peer {
+    /// The peer's id on the server.
+    pub fn id(&self) -> PeerId {
+        self.core.id
+    }
+
+    /// The peer's lease, as given to [`Client::peer`].
+    pub fn expires_in(&self) -> Duration {
+        self.core.expires_in
+    }
+
+    /// The locks this peer holds through guards: semaphore name to count. This is what a
+    /// restore sends to the server.
+    pub fn acquired(&self) -> BTreeMap<String, i64> {
+        lock(&self.core.acquired).clone()
+    }
+
+    /// Starts building a lock on `semaphore` held by this peer.
+    pub fn lock<'a>(&'a self, semaphore: &'a str) -> PeerLockBuilder<'a> {
+        PeerLockBuilder {
+            peer: self,
+            semaphore,
+            count: 1,
+            timeout: None,
+        }
+    }
+}
+
+/// Settings of a lock taken by [`Peer::lock`]; [`PeerLockBuilder::acquire`] takes it.
+#[derive(Debug)]
+#[must_use = "a lock builder does nothing until `acquire` is called"]
+pub struct PeerLockBuilder<'a> {
+    peer: &'a Peer,
+    semaphore: &'a str,
+    count: i64,
+    timeout: Option<Duration>,
+}
+
+impl PeerLockBuilder<'_> {
+    /// The count of the lock (default 1). It may not exceed the semaphore's `max`.
+    pub fn count(mut self, count: i64) -> Self {
+        self.count = count;
+        self
+    }
+
+    /// Give up waiting after `timeout` with [`Error::Timeout`] (default: wait as long as it
+    /// takes).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Waits until the lock is granted and returns a guard that releases it when dropped. On
+    /// timeout, or any other error, the pending lock is withdrawn; the peer keeps the locks it
+    /// held before. Fails with [`Error::AlreadyLocked`] if the peer holds this semaphore.
+    pub fn acquire(self) -> Result<LockGuard, Error> {
+        PeerCore::acquire(
+            self.peer.core.clone(),
+            self.semaphore,
+            self.count,
+            self.timeout,
+        )
+    }
+}
+
+/// A granted lock. It stays alive while the guard exists (a heartbeat thread prolongs its
+/// peer) and is released when the guard is dropped or [`LockGuard::release`]d.
+///
+/// Dropping cannot report errors: a failed release is logged (`log::warn!`), and the server
+/// frees the lock anyway when the lease runs out.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct LockGuard {
+    core: Arc<PeerCore>,
+    semaphore: String,
+    count: i64,
+    released: bool,
+}
+
+impl fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("peer", &self.core.id)
+            .field("semaphore", &self.semaphore)
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LockGuard {
+    /// The id of the peer that holds the lock.
+    pub fn peer_id(&self) -> PeerId {
+        self.core.id
+    }
+
+    /// The semaphore locked.
+    pub fn semaphore(&self) -> &str {
+        &self.semaphore
+    }
+
+    /// The count of the lock.
+    pub fn count(&self) -> i64 {
+        self.count
+    }
+
+    /// Releases the lock now and reports whether the server confirmed it. Dropping the guard
+    /// does the same but can only log a failure.
+    pub fn release(mut self) -> Result<(), Error> {
+        self.release_once()
+    }
+
+    fn release_once(&mut self) -> Result<(), Error> {
+        self.released = true;
+        lock(&self.core.acquired).remove(&self.semaphore);
+        if Arc::strong_count(&self.core) == 1 {
+            // The last owner of the peer: releasing the whole peer frees this lock too.
+            self.core.close()
+        } else {
+            self.core.client.release_lock(self.core.id, &self.semaphore)
+        }
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if !self.released
+            && let Err(error) = self.release_once()
+        {
+            log::warn!(
+                "could not release the lock on {:?}: {error}",
+                self.semaphore
+            );
+        }
+    }
+}
+
+/// What a [`Peer`] handle and its guards share. Dropping the last of them stops the heartbeat
+/// and releases the peer on the server.
+struct PeerCore {
+    client: Client,
+    id: PeerId,
+    expires_in: Duration,
+    /// The locks held through guards, for restores.
+    acquired: Arc<Mutex<BTreeMap<String, i64>>>,
+    /// `None` once the peer is closed.
+    heartbeat: Mutex<Option<Heartbeat>>,
+}
+
+impl PeerCore {
+    fn create(client: &Client, expires_in: Duration) -> Result<Arc<PeerCore>, Error> {
+        let id = client.new_peer(expires_in)?;
+        let acquired = Arc::new(Mutex::new(BTreeMap::new()));
+        let heartbeat = Heartbeat::start(client, id, expires_in, acquired.clone());
+        Ok(Arc::new(PeerCore {
+            client: client.clone(),
+            id,
+            expires_in,
+            acquired,
+            heartbeat: Mutex::new(Some(heartbeat)),
+        }))
+    }
+
+    fn acquire(
+        core: Arc<PeerCore>,
+        semaphore: &str,
+        count: i64,
+        timeout: Option<Duration>,
+    ) -> Result<LockGuard, Error> {
+        if lock(&core.acquired).contains_key(semaphore) {
+            return Err(Error::AlreadyLocked {
+                semaphore: semaphore.to_owned(),
+            });
+        }
+        let (client, id, expires_in) = (&core.client, core.id, core.expires_in);
+        let waited = wait_for_grant(
+            semaphore,
+            timeout,
+            |block_for| client.acquire(id, semaphore, count, Some(block_for), Some(expires_in)),
+            || client.restore(id, &lock(&core.acquired).clone(), expires_in),
+        );
+        if let Err(error) = waited {
+            // Withdraw the pending lock. A peer of this lock alone is released as a whole
+            // when `core` is dropped on return.
+            if Arc::strong_count(&core) > 1
+                && let Err(withdraw) = client.release_lock(id, semaphore)
+            {
+                log::warn!("could not withdraw the lock request on {semaphore:?}: {withdraw}");
+            }
+            return Err(error);
+        }
+        lock(&core.acquired).insert(semaphore.to_owned(), count);
+        Ok(LockGuard {
+            core,
+            semaphore: semaphore.to_owned(),
+            count,
+            released: false,
+        })
+    }
+
+    /// Stops the heartbeat, then releases the peer. Stopping first means a heartbeat in flight
+    /// cannot restore the peer after it is gone. Does nothing the second time.
+    fn close(&self) -> Result<(), Error> {
+        let Some(heartbeat) = lock(&self.heartbeat).take() else {
+            return Ok(());
+        };
+        heartbeat.stop();
+        self.client.release(self.id)
+    }
+}
+
+impl Drop for PeerCore {
+    fn drop(&mut self) {
+        if let Err(error) = self.close() {
+            log::warn!("could not release peer {}: {error}", self.id);
+        }
+    }
+}
+
+/// A thread that prolongs a peer every third of its lease, and restores it with its acquired
+/// locks when the server no longer knows it. It waits on a condition variable, not in a sleep,
+/// so stopping it takes effect at once.
+struct Heartbeat {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: JoinHandle<()>,
+}
+
+impl Heartbeat {
+    fn start(
+        client: &Client,
+        id: PeerId,
+        expires_in: Duration,
+        acquired: Arc<Mutex<BTreeMap<String, i64>>>,
+    ) -> Heartbeat {
+        // The next beat is the retry: retrying within a beat would only delay stopping.
+        let client = client.clone().with_retry_budget(Duration::ZERO);
+        let interval = (expires_in / 3).max(SHORTEST_HEARTBEAT);
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let signal = stop.clone();
+        let thread = thread::Builder::new()
+            .name(format!("throttle-heartbeat-{id}"))
+            .spawn(move || {
+                let (stopped, wake) = &*signal;
+                loop {
+                    let guard = lock(stopped);
+                    let (guard, _) = wake
+                        .wait_timeout_while(guard, interval, |stopped| !*stopped)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    if *guard {
+                        return;
+                    }
+                    drop(guard);
+                    beat(&client, id, expires_in, &acquired);
+                }
+            })
+            .expect("the operating system refused to start a heartbeat thread");
+        Heartbeat { stop, thread }
+    }
+
+    fn stop(self) {
+        *lock(&self.stop.0) = true;
+        self.stop.1.notify_all();
+        if self.thread.join().is_err() {
+            log::warn!("the heartbeat thread panicked");
+        }
+    }
+}
+
+/// One heartbeat, with a restore if the server forgot the peer.
+fn beat(
+    client: &Client,
+    id: PeerId,
+    expires_in: Duration,
+    acquired: &Mutex<BTreeMap<String, i64>>,
+) {
+    match client.heartbeat(id, expires_in) {
+        Ok(()) => {}
+        Err(Error::UnknownPeer) => {
+            let acquired = lock(acquired).clone();
+            match client.restore(id, &acquired, expires_in) {
+                Ok(()) => log::info!("restored peer {id} with {acquired:?}"),
+                Err(error) => log::warn!("could not restore peer {id}: {error}"),
+            }
+        }
+        Err(error) => log::warn!("heartbeat of peer {id} failed: {error}"),
+    }
+}
+
+/// Calls `acquire(block_for)` until it returns `true`, in slices of at most
+/// [`LONGEST_SLICE`] that end at the deadline. `restore` is called when the server answers
+/// [`Error::UnknownPeer`], and waiting goes on. Returns [`Error::Timeout`] once `timeout` has
+/// passed; withdrawing the pending lock is the caller's job.
+///
+/// An answer that comes back much sooner than asked (the server's long-poll slots are full,
+/// it shuts down, or the pending lock was released under us) is followed by a growing,
+/// jittered pause, so a busy server does not turn waiting into a busy loop.
+pub(crate) fn wait_for_grant(
+    semaphore: &str,
+    timeout: Option<Duration>,
+    mut acquire: impl FnMut(Duration) -> Result<bool, Error>,
+    mut restore: impl FnMut() -> Result<(), Error>,
+) -> Result<(), Error> {
+    let deadline = timeout.map(|timeout| Instant::now() + timeout);
+    let mut pause = Backoff::new(Duration::from_millis(20), Duration::from_secs(1));
+    loop {
+        let block_for = match deadline {
+            Some(deadline) => LONGEST_SLICE.min(deadline.saturating_duration_since(Instant::now())),
+            None => LONGEST_SLICE,
+        };
+        let asked_at = Instant::now();
+        let early = match acquire(block_for) {
+            Ok(true) => return Ok(()),
+            Ok(false) => asked_at.elapsed() < block_for.mul_f64(EARLY_FRACTION),
+            Err(Error::UnknownPeer) => {
+                restore()?;
+                // A peer that keeps vanishing (a lease shorter than a round trip) must not
+                // make this a busy loop either.
+                true
+            }
+            Err(error) => return Err(error),
+        };
+        let now = Instant::now();
+        if let (Some(deadline), Some(timeout)) = (deadline, timeout)
+            && now >= deadline
+        {
+            return Err(Error::Timeout {
+                semaphore: semaphore.to_owned(),
+                timeout,
+            });
+        }
+        if early {
+            let mut delay = pause.next_pause();
+            if let Some(deadline) = deadline {
+                delay = delay.min(deadline - now);
+            }
+            thread::sleep(delay);
+        } else {
+            pause.reset();
+        }
+    }
+}
+
+/// Locks a mutex, ignoring poisoning: the data behind these mutexes stays consistent even if a
+/// thread panicked while holding one.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_times_out_after_asking_at_least_once() {
+        let mut asked = Vec::new();
+        let result = wait_for_grant(
+            "A",
+            Some(Duration::ZERO),
+            |block_for| {
+                asked.push(block_for);
+                Ok(false)
+            },
+            || Ok(()),
+        );
+        assert!(matches!(result, Err(Error::Timeout { .. })), "{result:?}");
+        assert_eq!(asked, [Duration::ZERO]);
+    }
+
+    #[test]
+    fn waiting_restores_an_unknown_peer_and_goes_on() {
+        let mut answers = vec![Ok(true), Err(Error::UnknownPeer)];
+        let mut restores = 0;
+        let result = wait_for_grant(
+            "A",
+            None,
+            |_| answers.pop().unwrap(),
+            || {
+                restores += 1;
+                Ok(())
+            },
+        );
+        assert!(result.is_ok());
+        assert_eq!(restores, 1);
+    }
+
+    #[test]
+    fn waiting_stops_at_errors_other_than_unknown_peer() {
+        let result = wait_for_grant("A", None, |_| Err(Error::UnknownSemaphore), || Ok(()));
+        assert!(matches!(result, Err(Error::UnknownSemaphore)));
+    }
+
+    #[test]
+    fn guards_can_move_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<LockGuard>();
+        assert_send_sync::<Peer>();
+    }
+}
