@@ -207,14 +207,21 @@ pub fn duration(text: &str) -> Result<Duration, Error> {
 }
 
 /// The decoded value of `key` in a query string; `None` if absent.
+/// A parameter given twice is an error: which one was meant is anybody's guess.
 fn query_param(query: &str, key: &str) -> Result<Option<String>, Error> {
+    let mut found = None;
     for pair in query.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if percent_decode(k, true)? == key {
-            return percent_decode(v, true).map(Some);
+            if found.is_some() {
+                return Err(Error::InvalidRequest(format!(
+                    "the query parameter `{key}` is given twice"
+                )));
+            }
+            found = Some(percent_decode(v, true)?);
         }
     }
-    Ok(None)
+    Ok(found)
 }
 
 fn missing_parameter(name: &str) -> Error {

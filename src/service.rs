@@ -171,7 +171,17 @@ impl Service {
         let outcome = loop {
             match state.core.lock_state(id, semaphore) {
                 Err(error) => break Err(error),
-                Ok(Some(LockState::Acquired)) => break Ok(LockState::Acquired),
+                Ok(Some(LockState::Acquired)) => {
+                    // The lease asked for starts at the grant, not at the request: a rate
+                    // limiter that never releases relies on the slot lasting `expires_in`.
+                    if let Some(expires_in) = expires_in {
+                        let renewed = state.core.heartbeat(id, Instant::now() + expires_in);
+                        if renewed.is_ok() {
+                            self.rearm_expiry(&state);
+                        }
+                    }
+                    break Ok(LockState::Acquired);
+                }
                 Ok(None) => break Ok(LockState::Pending),
                 Ok(Some(LockState::Pending)) if timed_out || state.shutting_down => {
                     break Ok(LockState::Pending);
@@ -301,6 +311,33 @@ mod tests {
         assert_eq!(waiting.join().unwrap(), Ok(LockState::Acquired));
         // Generous: the point is "not at the end of block_for".
         assert!(released.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_lease_asked_for_in_a_long_poll_starts_at_the_grant() {
+        let service = service(1, 4);
+        let holder = service.new_peer(MINUTE);
+        let waiter = service.new_peer(MINUTE);
+        service.acquire(holder, "A", 1, None, None).unwrap();
+        let lease = Duration::from_secs(3600);
+        let waiting = {
+            let service = service.clone();
+            thread::spawn(move || service.acquire(waiter, "A", 1, Some(lease), Some(MINUTE)))
+        };
+        while service.inspect(|_, polls, _| polls.waiting) == 0 {
+            thread::yield_now();
+        }
+        thread::sleep(Duration::from_millis(50));
+        let released = Instant::now();
+        service.release_lock(holder, "A").unwrap();
+        assert_eq!(waiting.join().unwrap(), Ok(LockState::Acquired));
+        let expires_in = service.inspect(|core, _, now| {
+            let peers = core.peers(now);
+            let info = peers.iter().find(|p| p.id == waiter).unwrap();
+            info.expires_in + now.duration_since(released)
+        });
+        // Counted from the request, the lease would end at least 50 ms earlier.
+        assert!(expires_in >= lease, "{expires_in:?}");
     }
 
     #[test]
