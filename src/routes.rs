@@ -238,6 +238,10 @@ fn percent_decode(text: &str, plus_is_space: bool) -> Result<String, Error> {
         match bytes[i] {
             b'%' => {
                 let hex = bytes.get(i + 1..i + 3).ok_or_else(invalid)?;
+                // Two hex digits exactly: `from_str_radix` alone would take `%+F` as 0x0F.
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return Err(invalid());
+                }
                 let hex = std::str::from_utf8(hex).map_err(|_| invalid())?;
                 decoded.push(u8::from_str_radix(hex, 16).map_err(|_| invalid())?);
                 i += 3;
@@ -496,3 +500,6 @@ mod tests {
         assert!(error.to_string().len() < 200);
     }
 }
+
+#[cfg(test)]
+mod fuzz_regressions;
