@@ -446,6 +446,11 @@ impl Core {
             .collect()
     }
 
+    /// `true` if the peer is live.
+    pub fn has_peer(&self, id: PeerId) -> bool {
+        self.peers.contains_key(&id)
+    }
+
     /// Number of live peers.
     pub fn num_peers(&self) -> usize {
         self.peers.len()

@@ -24,6 +24,10 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// Request targets above this size are refused. Leaves room for long semaphore names.
 pub const URL_LIMIT: usize = 64 * 1024;
 
+/// The largest request head (request line and headers) the HTTP layer reads before it answers
+/// 431 and closes the connection: the longest target plus room for headers.
+pub const HEAD_LIMIT: usize = URL_LIMIT + 16 * 1024;
+
 const FAVICON: &[u8] = include_bytes!("favicon.ico");
 const GREETING: &str = "Hello from Throttle! Semaphores for distributed systems. \
 See /metrics, /health and /version.\n";
@@ -128,6 +132,16 @@ fn read_route(request: &mut Request) -> Result<Route, Error> {
     {
         return Err(Error::BodyTooLarge { limit: BODY_LIMIT });
     }
+    // A body of known length up to the limit was read by the connection's thread already
+    // (see vendor/tiny_http/PATCHED.md); a chunked one would be read here, on a worker, at the
+    // sender's pace.
+    let chunked = request
+        .headers()
+        .iter()
+        .any(|header| header.field.equiv("Transfer-Encoding"));
+    if chunked {
+        return Err(Error::LengthRequired);
+    }
     let mut body = Vec::new();
     request
         .as_reader()
@@ -159,7 +173,7 @@ fn handle(app: &App, route: Route) -> Result<Reply, Error> {
                 body: app.metrics.render().into_bytes(),
             }
         }
-        Route::NewPeer { expires_in } => Reply::json(service.new_peer(expires_in).to_string()),
+        Route::NewPeer { expires_in } => Reply::json(service.new_peer(expires_in)?.to_string()),
         Route::Heartbeat { peer, expires_in } => {
             service.heartbeat(peer, expires_in)?;
             Reply::text(200, "Ok")
@@ -232,6 +246,8 @@ fn status(error: &Error) -> u16 {
         | Error::InvalidDuration(_)
         | Error::InvalidRequest(_) => 400,
         Error::NotFound => 404,
+        Error::LengthRequired => 411,
+        Error::TooManyPeers { .. } => 503,
         Error::BodyTooLarge { .. } => 413,
         Error::CountTooLarge { .. }
         | Error::LockHierarchyViolation { .. }
@@ -261,5 +277,6 @@ mod tests {
         assert_eq!(status(&Error::UnknownSemaphore), 400);
         assert_eq!(status(&Error::SecondPendingLock), 409);
         assert_eq!(status(&Error::CountTooLarge { count: 2, max: 1 }), 409);
+        assert_eq!(status(&Error::TooManyPeers { limit: 1 }), 503);
     }
 }

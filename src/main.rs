@@ -76,6 +76,7 @@ fn serve(options: Options) -> Result<(), String> {
     let service = Arc::new(Service::new(
         Core::new(semaphores),
         http::long_poll_slots(options.workers),
+        options.max_peers,
     ));
     let metrics = Metrics::new().map_err(|e| format!("cannot set up metrics: {e}"))?;
     let app = Arc::new(App {
@@ -83,8 +84,15 @@ fn serve(options: Options) -> Result<(), String> {
         metrics,
     });
 
-    let server = tiny_http::Server::http((options.address.as_str(), options.port))
-        .map_err(|e| format!("cannot listen on {}:{}: {e}", options.address, options.port))?;
+    let limits = tiny_http::ConnectionLimits {
+        max_connections: options.max_connections,
+        idle_timeout: Some(options.idle_timeout),
+        request_timeout: options.request_timeout,
+        max_head_bytes: http::HEAD_LIMIT,
+    };
+    let server =
+        tiny_http::Server::http_with_limits((options.address.as_str(), options.port), limits)
+            .map_err(|e| format!("cannot listen on {}:{}: {e}", options.address, options.port))?;
     let server = Arc::new(server);
     match server.server_addr().to_ip() {
         Some(address) => log::info!("Listening on http://{address}"),

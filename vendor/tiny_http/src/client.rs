@@ -6,10 +6,12 @@ use std::io::{BufReader, BufWriter, ErrorKind, Read};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::time::Instant;
 
 use crate::common::{HTTPVersion, Method};
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
+use crate::ConnectionLimits;
 use crate::Request;
 
 /// A ClientConnection is an object that will store a socket to a client
@@ -34,6 +36,11 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // Throttle's patch: bounds on each request head, and the progress of the current one.
+    limits: ConnectionLimits,
+    head_bytes: usize,
+    head_started: Option<Instant>,
 }
 
 /// Error that can happen when reading a request.
@@ -51,6 +58,7 @@ impl ClientConnection {
     pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        limits: ConnectionLimits,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
@@ -65,6 +73,9 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            limits,
+            head_bytes: 0,
+            head_started: None,
         }
     }
 
@@ -89,6 +100,23 @@ impl ClientConnection {
                 None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
             };
 
+            // Throttle's patch: a head may not grow without bound, nor trickle in forever. The
+            // clock is read every 64 bytes only, which keeps it off the fast path.
+            self.head_bytes += 1;
+            if self.head_bytes > self.limits.max_head_bytes {
+                return Err(IoError::new(ErrorKind::InvalidData, "request head too large"));
+            }
+            match self.head_started {
+                None => self.head_started = Some(Instant::now()),
+                Some(started)
+                    if self.head_bytes % 64 == 0
+                        && started.elapsed() > self.limits.request_timeout =>
+                {
+                    return Err(IoError::new(ErrorKind::TimedOut, "request head too slow"));
+                }
+                Some(_) => {}
+            }
+
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
                 return AsciiString::from_ascii(buf)
@@ -104,6 +132,8 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        self.head_bytes = 0;
+        self.head_started = None;
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
@@ -203,7 +233,27 @@ impl Iterator for ClientConnection {
                                  // se we have to close
                 }
 
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
+                // Throttle's patch: an idle keep-alive connection that times out before the
+                // first byte of a request is closed without an answer nobody asked for.
+                Err(ReadError::ReadIoError(ref err))
+                    if self.head_bytes == 0
+                        && matches!(err.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) =>
+                {
+                    return None;
+                }
+
+                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::InvalidData => {
+                    let writer = self.sink.next().unwrap();
+                    let response = Response::new_empty(StatusCode(431));
+                    response
+                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .ok();
+                    return None; // closing the connection
+                }
+
+                Err(ReadError::ReadIoError(ref err))
+                    if matches!(err.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) =>
+                {
                     // request timeout
                     let writer = self.sink.next().unwrap();
                     let response = Response::new_empty(StatusCode(408));
