@@ -42,6 +42,8 @@ pub enum Error {
     /// A body sent without a `Content-Length` (chunked): the server reads only bodies whose
     /// size it knows up front, so a slow sender cannot hold a worker.
     LengthRequired,
+    /// A token is configured and the request did not carry it.
+    Unauthorized,
     /// The server holds its configured maximum of live peers.
     TooManyPeers { limit: usize },
 }
@@ -82,6 +84,9 @@ impl fmt::Display for Error {
                 f.write_str("Count overflow: the semaphore's sum of counts would overflow")
             }
             Error::NotFound => f.write_str("Not found"),
+            Error::Unauthorized => f.write_str(
+                "Unauthorized: this server needs the header `Authorization: Bearer <token>`",
+            ),
             Error::LengthRequired => {
                 f.write_str("Length required: send the body with a Content-Length header")
             }

@@ -36,6 +36,8 @@ See /metrics, /health and /version.\n";
 pub struct App {
     pub service: Arc<Service>,
     pub metrics: Metrics,
+    /// The shared secret every route but `/` and `/health` needs, if any.
+    pub token: Option<String>,
 }
 
 /// How many long polls may wait at once in a pool of `workers`: all but a reserve of a quarter
@@ -93,6 +95,9 @@ impl Reply {
 pub fn serve(app: &App, mut request: Request) {
     let started = Instant::now();
     let (name, reply) = match read_route(&mut request) {
+        Ok(route) if route.needs_token() && !authorized(&request, app.token.as_deref()) => {
+            (route.name(), Err(Error::Unauthorized))
+        }
         Ok(route) => (route.name(), handle(app, route)),
         Err(error) => ("unknown", Err(error)),
     };
@@ -106,10 +111,38 @@ pub fn serve(app: &App, mut request: Request) {
     app.metrics.observe(name, reply.status, started.elapsed());
     let content_type = Header::from_bytes("Content-Type", reply.content_type)
         .expect("static header names and values are valid");
-    let response = Response::from_data(reply.body)
+    let mut response = Response::from_data(reply.body)
         .with_status_code(reply.status)
         .with_header(content_type);
+    if reply.status == 401 {
+        let challenge = Header::from_bytes("WWW-Authenticate", "Bearer")
+            .expect("static header names and values are valid");
+        response.add_header(challenge);
+    }
     let _ = request.respond(response);
+}
+
+/// Whether the request carries the token (or no token is configured). The comparison takes the
+/// same time wherever the first difference is, so the secret cannot be found byte by byte.
+fn authorized(request: &Request, token: Option<&str>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    request
+        .headers()
+        .iter()
+        .filter(|header| header.field.equiv("Authorization"))
+        .filter_map(|header| header.value.as_str().strip_prefix("Bearer "))
+        .any(|offered| same_secret(offered.trim().as_bytes(), token.as_bytes()))
+}
+
+/// Compares in time that depends on the lengths only.
+fn same_secret(offered: &[u8], expected: &[u8]) -> bool {
+    let difference = offered
+        .iter()
+        .zip(expected)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    std::hint::black_box(difference) == 0 && offered.len() == expected.len()
 }
 
 /// Keeps log lines short when a client sends a huge URL.
@@ -246,6 +279,7 @@ fn status(error: &Error) -> u16 {
         | Error::InvalidDuration(_)
         | Error::InvalidRequest(_) => 400,
         Error::NotFound => 404,
+        Error::Unauthorized => 401,
         Error::LengthRequired => 411,
         Error::TooManyPeers { .. } => 503,
         Error::BodyTooLarge { .. } => 413,
@@ -261,6 +295,15 @@ fn status(error: &Error) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_compare_equal_only_when_identical() {
+        assert!(same_secret(b"s3cret", b"s3cret"));
+        assert!(!same_secret(b"s3cret", b"s3creT"));
+        assert!(!same_secret(b"s3cre", b"s3cret"));
+        assert!(!same_secret(b"s3crett", b"s3cret"));
+        assert!(!same_secret(b"", b"s3cret"));
+    }
 
     #[test]
     fn long_polls_leave_a_reserve() {

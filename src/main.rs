@@ -79,9 +79,18 @@ fn serve(options: Options) -> Result<(), String> {
         options.max_peers,
     ));
     let metrics = Metrics::new().map_err(|e| format!("cannot set up metrics: {e}"))?;
+    // The environment wins over the file, so the secret need not be written into it.
+    let token = std::env::var("THROTTLE_TOKEN")
+        .ok()
+        .filter(|token| !token.is_empty())
+        .or(loaded.config.auth.token);
+    if token.is_some() {
+        log::info!("Access control on: every route but / and /health needs the token");
+    }
     let app = Arc::new(App {
         service: service.clone(),
         metrics,
+        token,
     });
 
     let limits = tiny_http::ConnectionLimits {
