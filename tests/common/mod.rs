@@ -146,10 +146,16 @@ impl Process {
     pub fn spawn(config: &str, args: &[&str], env: &[(&str, &str)]) -> Process {
         let dir = TempDir::new();
         let path = dir.write("throttle.toml", config);
+        let path = path.to_str().expect("temporary paths are UTF-8 here");
+        let mut all_args = vec!["-c", path];
+        all_args.extend_from_slice(args);
+        Process::spawn_in(dir, &all_args, env)
+    }
+
+    /// Starts the binary with exactly `args`, in `dir` as its working directory.
+    pub fn spawn_in(dir: TempDir, args: &[&str], env: &[(&str, &str)]) -> Process {
         let mut command = Command::new(BINARY);
         command
-            .arg("-c")
-            .arg(&path)
             .args(args)
             .current_dir(dir.path())
             .env_remove("THROTTLE_LOG")
@@ -348,7 +354,11 @@ impl Server {
     pub fn start_with(config: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut all_args = vec!["--port", "0", "--address", "127.0.0.1"];
         all_args.extend_from_slice(args);
-        let process = Process::spawn(config, &all_args, env);
+        Server::ready(Process::spawn(config, &all_args, env))
+    }
+
+    /// Waits until `process` logs its address and answers `/health`.
+    pub fn ready(process: Process) -> Server {
         let line = process
             .lines
             .wait_for(STARTUP, |line| line.contains("Listening on http://"))
@@ -404,6 +414,12 @@ impl Server {
     }
 
     /// Like [`Server::acquire`], on another thread, returning the answer and how long it took.
+    ///
+    /// FIXME: start these one at a time (wait until the previous one waits in the server). A
+    /// burst of new connections while others stay open can leave an accepted connection unread
+    /// until another connection closes: tiny_http 0.12's connection task pool loses a wake-up
+    /// when two connections arrive before a notified pool thread runs. Reported to the lead;
+    /// once the server works around it, tests can start their long polls all at once again.
     pub fn acquire_in_background(
         &self,
         peer: u64,
