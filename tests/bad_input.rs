@@ -6,9 +6,9 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use common::{PROMPTLY, Server};
+use common::{Client, PROMPTLY, Server};
 
 const CONFIG: &str = r#"
 [semaphores]
@@ -354,7 +354,8 @@ fn bodies_larger_than_the_cap() {
 #[test]
 fn bodies_larger_than_the_cap_without_content_length_or_sent_slowly() {
     let (server, holder, _, before) = server_with_state();
-    // Chunked: the size is only known while reading.
+    // Chunked: the size is only known while reading, and a worker would read it at the
+    // sender's pace, so chunked bodies are refused outright.
     let chunk = " ".repeat(70_000);
     let request = format!(
         "PUT /peers/{holder}/A HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
@@ -362,7 +363,12 @@ fn bodies_larger_than_the_cap_without_content_length_or_sent_slowly() {
         chunk.len()
     );
     let answer = server.raw(request.as_bytes());
-    assert_eq!(answer.status(), Some(413), "{}", answer.text());
+    assert_eq!(answer.status(), Some(411), "{}", answer.text());
+    assert!(
+        answer.text().contains("Length required"),
+        "{}",
+        answer.text()
+    );
     server.assert_unchanged_and_serving(&before, "A");
     // A huge announced length is refused without waiting for the body.
     let request = format!(
@@ -508,4 +514,44 @@ fn silent_connections_do_not_block_others() {
     drop(silent);
     drop(half);
     server.get("/health").expect(200, "Ok");
+}
+
+#[test]
+fn a_burst_of_new_connections_is_served() {
+    let server = Server::start("[semaphores]\nA = 1\n");
+    let clients: Vec<Client> = (0..20).map(|_| Client::new(server.addr)).collect();
+    let started = Instant::now();
+    let threads: Vec<_> = clients
+        .iter()
+        .cloned()
+        .map(|client| std::thread::spawn(move || (client.get("/health").status, client)))
+        .collect();
+    let answers: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(answers.iter().all(|(status, _)| *status == 200));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn stalled_bodies_do_not_block_others() {
+    let server = Server::start_with("[semaphores]\nA = 1\n", &["--workers", "2"], &[]);
+    let _stalled: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut stream = TcpStream::connect(server.addr).unwrap();
+            stream
+                .write_all(b"PUT /peers/1/A HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n1")
+                .unwrap();
+            stream
+        })
+        .collect();
+    let client = Client::new(server.addr);
+    let started = Instant::now();
+    let health = std::thread::spawn(move || client.get("/health").status);
+    while !health.is_finished() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(health.is_finished(), "/health not answered within 10 s");
 }

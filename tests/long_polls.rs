@@ -116,9 +116,7 @@ fn waiting_requests_never_occupy_every_worker() {
     for &waiter in &waiters {
         server.acquire(waiter, "mutex", 1, "").expect(202, "");
     }
-    // One at a time: see the FIXME on `Server::acquire_in_background`.
     let first = server.acquire_in_background(waiters[0], "mutex", 1, "?block_for=60s");
-    server.wait_for_long_polls(1);
     let second = server.acquire_in_background(waiters[1], "mutex", 1, "?block_for=60s");
     server.wait_for_long_polls(2);
 
@@ -177,4 +175,28 @@ fn waiting_requests_never_occupy_every_worker() {
     server.release(waiters[1], "mutex").expect(200, "");
     assert!(server.is_acquired(waiters[2]));
     assert!(!server.is_acquired(waiters[3]));
+}
+
+/// Many clients waiting at once on the default pool are all answered, in order, by releases.
+#[test]
+fn many_waiters_are_all_answered() {
+    let server = Server::start(CONFIG);
+    let holder = server.new_peer();
+    let waiters: Vec<u64> = (0..20).map(|_| server.new_peer()).collect();
+    server.acquire(holder, "mutex", 1, "").expect(200, "");
+    for &waiter in &waiters {
+        server.acquire(waiter, "mutex", 1, "").expect(202, "");
+    }
+    let polls: Vec<_> = waiters
+        .iter()
+        .map(|&waiter| server.acquire_in_background(waiter, "mutex", 1, "?block_for=60s"))
+        .collect();
+    server.wait_for_long_polls(waiters.len());
+    let mut previous = holder;
+    for (&waiter, poll) in waiters.iter().zip(polls) {
+        server.release(previous, "mutex").expect(200, "");
+        let (reply, _) = poll.join().unwrap();
+        reply.expect(200, "");
+        previous = waiter;
+    }
 }

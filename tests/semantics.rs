@@ -65,11 +65,8 @@ fn long_polls_are_answered_in_fifo_order() {
     let (sender, answers) = mpsc::channel();
     let polls: Vec<_> = waiters
         .iter()
-        .enumerate()
-        .map(|(i, &waiter)| {
+        .map(|&waiter| {
             let poll = server.acquire_in_background(waiter, "mutex", 1, "?block_for=60s");
-            // One at a time: see the FIXME on `Server::acquire_in_background`.
-            server.wait_for_long_polls(i + 1);
             let sender = sender.clone();
             std::thread::spawn(move || {
                 let (reply, _) = poll.join().unwrap();
@@ -77,6 +74,7 @@ fn long_polls_are_answered_in_fifo_order() {
             })
         })
         .collect();
+    server.wait_for_long_polls(waiters.len());
 
     let mut previous = holder;
     for &waiter in &waiters {

@@ -414,12 +414,8 @@ impl Server {
     }
 
     /// Like [`Server::acquire`], on another thread, returning the answer and how long it took.
-    ///
-    /// FIXME: start these one at a time (wait until the previous one waits in the server). A
-    /// burst of new connections while others stay open can leave an accepted connection unread
-    /// until another connection closes: tiny_http 0.12's connection task pool loses a wake-up
-    /// when two connections arrive before a notified pool thread runs. Reported to the lead;
-    /// once the server works around it, tests can start their long polls all at once again.
+    /// Each call opens its own connection, so many may start at once (the tiny_http pool fix in
+    /// `vendor/tiny_http/PATCHED.md` keeps a burst of connections from stalling).
     pub fn acquire_in_background(
         &self,
         peer: u64,
