@@ -61,6 +61,13 @@ pub enum Route {
 }
 
 impl Route {
+    /// Whether the route needs the token, when one is configured. Only the greeting and the
+    /// health check stay open, so load balancers can probe without the secret; every route
+    /// added later needs it unless listed here.
+    pub fn needs_token(&self) -> bool {
+        !matches!(self, Route::Greeting | Route::Health)
+    }
+
     /// A short fixed name, used as the `route` label of the request metrics.
     pub fn name(&self) -> &'static str {
         match self {
