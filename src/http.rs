@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::metrics::{self, Metrics};
 use crate::routes::{self, Route};
 use crate::service::Service;
+use crate::status::{self, Snapshot};
 
 /// Bodies above this size are refused: the largest legitimate body, a restore of a peer with
 /// many locks, is far smaller.
@@ -102,9 +103,14 @@ pub fn serve(app: &App, mut request: Request) {
     app.metrics.observe(name, reply.status, started.elapsed());
     let content_type = Header::from_bytes("Content-Type", reply.content_type)
         .expect("static header names and values are valid");
-    let response = Response::from_data(reply.body)
+    let mut response = Response::from_data(reply.body)
         .with_status_code(reply.status)
         .with_header(content_type);
+    if matches!(name, "greeting" | "status_page") {
+        // `GET /` answers by the `Accept` header: caches must not mix the two answers.
+        let vary = Header::from_bytes("Vary", "Accept").expect("a static header is valid");
+        response = response.with_header(vary);
+    }
     let _ = request.respond(response);
 }
 
@@ -137,13 +143,33 @@ fn read_route(request: &mut Request) -> Result<Route, Error> {
     if body.len() > BODY_LIMIT {
         return Err(Error::BodyTooLarge { limit: BODY_LIMIT });
     }
+    let accept = request
+        .headers()
+        .iter()
+        .find(|header| header.field.equiv("Accept"))
+        .map(|header| header.value.as_str());
     routes::route(request.method().as_str(), request.url(), &body)
+        .map(|route| routes::negotiate(route, accept))
 }
 
 fn handle(app: &App, route: Route) -> Result<Reply, Error> {
     let service = &app.service;
     let reply = match route {
         Route::Greeting => Reply::text(200, GREETING),
+        // The snapshot is copied under the lock and rendered after it is released.
+        Route::StatusPage => Reply {
+            status: 200,
+            content_type: status::HTML_CONTENT_TYPE,
+            body: service
+                .inspect(|core, _, now| Snapshot::take(core, now))
+                .to_html()
+                .into_bytes(),
+        },
+        Route::StatusJson => Reply::json(
+            service
+                .inspect(|core, _, now| Snapshot::take(core, now))
+                .to_json(),
+        ),
         Route::Health => Reply::text(200, "Ok"),
         Route::Version => Reply::text(200, env!("CARGO_PKG_VERSION")),
         Route::Favicon => Reply {
