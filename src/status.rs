@@ -303,26 +303,35 @@ fn td(out: &mut String, label: &str, class: &str, html: &str) {
     let _ = write!(out, ">{html}</td>");
 }
 
-/// The load bar: acquired, then pending, against `max`.
+/// The load bar: acquired, then pending. Its track is `max` long, or the whole demand
+/// (acquired plus pending) if that is more, with a tick where `max` is: a queue beyond
+/// capacity stays visible.
 fn bar(sem: &SemaphoreRow) -> String {
+    let scale = sem.max.max(sem.acquired.saturating_add(sem.pending));
     let percent = |part: i64| {
-        if sem.max <= 0 {
+        if scale <= 0 {
             0.0
         } else {
-            (100.0 * part.max(0) as f64 / sem.max as f64).min(100.0)
+            100.0 * part.max(0) as f64 / scale as f64
         }
     };
-    let acquired = sem.acquired.min(sem.max);
-    let room = sem.max.saturating_sub(acquired.max(0));
+    let cap = if sem.max > 0 && scale > sem.max {
+        format!(
+            "<i class=\"cap\" style=\"left:{:.1}%\"></i>",
+            percent(sem.max)
+        )
+    } else {
+        String::new()
+    };
     format!(
         "<div class=\"bar\" title=\"{} acquired, {} pending of {}\">\
          <span class=\"a\" style=\"width:{:.1}%\"></span>\
-         <span class=\"p\" style=\"width:{:.1}%\"></span></div>",
+         <span class=\"p\" style=\"width:{:.1}%\"></span>{cap}</div>",
         sem.acquired,
         sem.pending,
         sem.max,
-        percent(acquired),
-        percent(sem.pending.min(room)),
+        percent(sem.acquired),
+        percent(sem.pending),
     )
 }
 
@@ -490,7 +499,8 @@ mod tests {
         let html = contended("db").to_html();
         assert!(html.starts_with("<!doctype html>"));
         assert!(html.contains("<td data-label=\"Name\" class=\"name\">db</td>"));
-        assert!(html.contains("width:100.0%"));
+        assert!(html.contains("width:50.0%"));
+        assert!(html.contains("class=\"cap\""));
         assert!(html.contains("db ×1 for 5.0 s"));
         assert!(html.contains("showing 2 of 2"));
         assert!(!html.contains("@@"), "an unfilled marker");
@@ -562,18 +572,17 @@ mod tests {
             pending,
             longest_pending: None,
         };
-        // Overcommitted by restore, and a queue longer than max.
-        assert!(
-            bar(&row(2, 5, 9))
-                .contains("width:100.0%\"></span><span class=\"p\" style=\"width:0.0%")
-        );
-        assert!(
-            bar(&row(4, 1, 9))
-                .contains("width:25.0%\"></span><span class=\"p\" style=\"width:75.0%")
-        );
-        assert!(
-            bar(&row(0, 0, 0)).contains("width:0.0%\"></span><span class=\"p\" style=\"width:0.0%")
-        );
+        let a_p =
+            |a: &str, p: &str| format!("width:{a}%\"></span><span class=\"p\" style=\"width:{p}%");
+        assert!(bar(&row(4, 1, 2)).contains(&a_p("25.0", "50.0")));
+        assert!(!bar(&row(4, 1, 2)).contains("cap"));
+        // Full with a queue: the track is the demand, the tick marks max.
+        let full = bar(&row(8, 8, 8));
+        assert!(full.contains(&a_p("50.0", "50.0")));
+        assert!(full.contains("<i class=\"cap\" style=\"left:50.0%\">"));
+        // Overcommitted by restore.
+        assert!(bar(&row(2, 4, 0)).contains(&a_p("100.0", "0.0")));
+        assert!(bar(&row(0, 0, 0)).contains(&a_p("0.0", "0.0")));
     }
 
     #[test]

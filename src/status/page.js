@@ -27,7 +27,6 @@
     body.replaceWith(fresh);
     rows.forEach((r) => draw(fresh.insertRow(), r));
   };
-  const pct = (part, max) => max > 0 ? Math.min(100, Math.max(0, 100 * part / max)) + "%" : "0%";
   function render(s) {
     fill("semaphores", s.semaphores, (tr, x) => {
       if (x.pending > 0) tr.className = "waiting";
@@ -37,8 +36,16 @@
       const bar = document.createElement("div"), a = document.createElement("span"), p = document.createElement("span");
       bar.className = "bar"; a.className = "a"; p.className = "p";
       bar.title = x.acquired + " acquired, " + x.pending + " pending of " + x.max;
-      a.style.width = pct(x.acquired, x.max);
-      p.style.width = pct(Math.min(x.pending, x.max - Math.min(x.acquired, x.max)), x.max);
+      const scale = Math.max(x.max, x.acquired + x.pending);
+      const pct = (v) => (scale > 0 ? (100 * Math.max(0, v)) / scale : 0) + "%";
+      a.style.width = pct(x.acquired);
+      p.style.width = pct(x.pending);
+      if (x.max > 0 && scale > x.max) {
+        const cap = document.createElement("i");
+        cap.className = "cap";
+        cap.style.left = pct(x.max);
+        bar.append(cap);
+      }
       bar.append(a, p);
       cell(tr).append(bar);
     });
