@@ -8,6 +8,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use lexopt::ValueExt;
 
@@ -35,6 +36,14 @@ pub struct Options {
     pub port: u16,
     /// The number of worker threads serving requests; at least 1.
     pub workers: usize,
+    /// Open connections served at once; further ones are closed when accepted.
+    pub max_connections: usize,
+    /// How long a keep-alive connection may sit idle, and one read or write may block.
+    pub idle_timeout: Duration,
+    /// How long a request's head may take from its first byte, and its body to arrive.
+    pub request_timeout: Duration,
+    /// Live peers at most; `new_peer` and `restore` answer 503 beyond it.
+    pub max_peers: usize,
 }
 
 /// The address the server listens on by default: only the local machine, so that starting the
@@ -54,6 +63,23 @@ pub const DEFAULT_PORT: u16 = 8000;
 /// is cheap even on a small edge host; operators with many more waiting clients raise it with
 /// `--workers`.
 pub const DEFAULT_WORKERS: usize = 64;
+
+/// The default limit of open connections. Every keep-alive connection holds a thread of the
+/// HTTP layer while it is open, so this bounds threads and file descriptors; it is far above the
+/// number of processes that usually share one Throttle.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// The default idle timeout of a keep-alive connection: clients reconnect transparently, and a
+/// connection that sends nothing cannot hold a thread longer than this.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The default time a request may take to arrive once it started: legitimate requests take
+/// microseconds; a client sending one byte a second is cut off.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The default cap on live peers. A peer with a lock costs about 0.4 KB, so the cap bounds the
+/// memory a flood of `new_peer` can take to a few hundred megabytes.
+pub const DEFAULT_MAX_PEERS: usize = 500_000;
 
 /// The text printed by `--help`. A test checks that the defaults named here match the constants.
 pub const HELP: &str = concat!(
@@ -75,6 +101,14 @@ OPTIONS:
         --workers N           Worker threads serving requests, at least 1. Each waiting long
                               poll (block_for) holds one; a quarter of the pool is kept for
                               short requests. [default: 64]
+        --max-connections N   Open connections served at once; more are closed at once.
+                              [default: 1024]
+        --idle-timeout DUR    Close keep-alive connections idle this long; also bounds one
+                              blocked read or write. [default: 60s]
+        --request-timeout DUR Time a request may take to arrive once started (head and
+                              body). [default: 10s]
+        --max-peers N         Live peers at most; new_peer and restore answer 503 beyond.
+                              [default: 500000]
     -h, --help                Print this help and exit.
     -V, --version             Print the version and exit.
 
@@ -94,6 +128,10 @@ impl Default for Options {
             address: DEFAULT_ADDRESS.to_owned(),
             port: DEFAULT_PORT,
             workers: DEFAULT_WORKERS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_peers: DEFAULT_MAX_PEERS,
         }
     }
 }
@@ -127,6 +165,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt
                 }
                 options.workers = workers;
             }
+            Long("max-connections") => {
+                options.max_connections =
+                    at_least_one(&mut parser, "--max-connections", "a number of connections")?;
+            }
+            Long("max-peers") => {
+                options.max_peers = at_least_one(&mut parser, "--max-peers", "a number of peers")?;
+            }
+            Long("idle-timeout") => options.idle_timeout = duration(&mut parser, "--idle-timeout")?,
+            Long("request-timeout") => {
+                options.request_timeout = duration(&mut parser, "--request-timeout")?;
+            }
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
             _ => return Err(arg.unexpected()),
@@ -146,6 +195,30 @@ fn number<T: FromStr>(
     value
         .parse()
         .map_err(|_| format!("invalid value {value:?} for {option}: expected {expected}").into())
+}
+
+/// A count that must be at least 1.
+fn at_least_one(
+    parser: &mut lexopt::Parser,
+    option: &str,
+    expected: &str,
+) -> Result<usize, lexopt::Error> {
+    match number(parser, option, expected)? {
+        0 => Err(format!("invalid value \"0\" for {option}: expected at least 1").into()),
+        n => Ok(n),
+    }
+}
+
+/// A positive duration such as `30s` or `1m 30s`.
+fn duration(parser: &mut lexopt::Parser, option: &str) -> Result<Duration, lexopt::Error> {
+    let value = parser.value()?.string()?;
+    match humantime::parse_duration(&value) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        _ => Err(format!(
+            "invalid value {value:?} for {option}: expected a positive duration such as 30s"
+        )
+        .into()),
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +254,26 @@ mod tests {
         assert_eq!(options.port, 8000);
         assert_eq!(options.workers, 64);
         assert_eq!(options, Options::default());
+    }
+
+    #[test]
+    fn limits() {
+        let options = serve(&[
+            "--max-connections",
+            "10",
+            "--max-peers=7",
+            "--idle-timeout",
+            "5s",
+            "--request-timeout",
+            "1m 30s",
+        ]);
+        assert_eq!(options.max_connections, 10);
+        assert_eq!(options.max_peers, 7);
+        assert_eq!(options.idle_timeout, Duration::from_secs(5));
+        assert_eq!(options.request_timeout, Duration::from_secs(90));
+        assert!(error(&["--max-peers", "0"]).contains("--max-peers"));
+        assert!(error(&["--idle-timeout", "soon"]).contains("--idle-timeout"));
+        assert!(error(&["--request-timeout", "0s"]).contains("positive duration"));
     }
 
     #[test]
@@ -237,6 +330,7 @@ mod tests {
                 address: "10.0.0.1".to_owned(),
                 port: 1234,
                 workers: 8,
+                ..Options::default()
             }
         );
     }

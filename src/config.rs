@@ -54,6 +54,17 @@ pub struct Config {
     pub semaphores: Vec<SemaphoreConfig>,
     /// Where log records go besides the defaults.
     pub logging: LoggingConfig,
+    /// Access control; open to everyone unless a token is set.
+    pub auth: AuthConfig,
+}
+
+/// The `[auth]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table like `[auth]`")]
+pub struct AuthConfig {
+    /// The shared secret clients send as `Authorization: Bearer <token>`. The environment
+    /// variable `THROTTLE_TOKEN` takes precedence, so the secret can stay out of the file.
+    pub token: Option<String>,
 }
 
 /// One semaphore of the `[semaphores]` table.
@@ -179,6 +190,11 @@ pub fn parse(source: &str, file_name: &str) -> Result<Loaded, String> {
             level: semaphore.level,
         })
         .collect();
+    if file.auth.token.as_deref() == Some("") {
+        return Err(format!(
+            "{file_name}: `token` in [auth] is empty: remove it to serve without a token"
+        ));
+    }
     if semaphores.is_empty() {
         warnings.push(format!(
             "{file_name}: no semaphores configured: every lock request will be answered \
@@ -189,6 +205,7 @@ pub fn parse(source: &str, file_name: &str) -> Result<Loaded, String> {
         config: Config {
             semaphores,
             logging: file.logging,
+            auth: file.auth,
         },
         warnings,
     })
@@ -203,6 +220,8 @@ struct File {
     semaphores: BTreeMap<Name, Semaphore>,
     #[serde(default)]
     logging: LoggingConfig,
+    #[serde(default)]
+    auth: AuthConfig,
     /// Accepted for compatibility with Throttle 0.5 configurations; the span points the warning
     /// at the line.
     litter_collection_interval: Option<Spanned<IgnoredAny>>,
@@ -516,6 +535,7 @@ level = "INFO"
                         level: LevelFilter::Info,
                     }),
                 },
+                auth: AuthConfig::default(),
             }
         );
     }
@@ -608,6 +628,20 @@ level = "INFO"
             let stderr = ok(&source).config.logging.stderr.unwrap();
             assert_eq!(stderr.level, level, "{text}");
         }
+    }
+
+    #[test]
+    fn a_token_may_be_configured() {
+        let loaded = ok("[semaphores]\nA = 1\n[auth]\ntoken = \"s3cret\"\n");
+        assert_eq!(loaded.config.auth.token.as_deref(), Some("s3cret"));
+        assert_eq!(ok("[semaphores]\nA = 1\n").config.auth.token, None);
+        let error = parse("[auth]\ntoken = \"\"\n", "throttle.toml").unwrap_err();
+        assert!(error.contains("empty"), "{error}");
+        let error = parse("[auth]\ntokn = \"x\"\n", "throttle.toml").unwrap_err();
+        assert!(
+            error.starts_with("throttle.toml:2: unknown field `tokn`"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -725,12 +759,12 @@ level = "INFO"
         check_error(
             "[semaphores]\nA = 1\n[semaphore]\nB = 2\n",
             "throttle.toml:3: unknown field `semaphore`, expected one of `semaphores`, \
-             `logging`, `litter_collection_interval` (in `[semaphore]`)",
+             `logging`, `auth`, `litter_collection_interval` (in `[semaphore]`)",
         );
         check_error(
             "port = 8000\n",
             "throttle.toml:1: unknown field `port`, expected one of `semaphores`, `logging`, \
-             `litter_collection_interval` (in `port = 8000`)",
+             `auth`, `litter_collection_interval` (in `port = 8000`)",
         );
     }
 

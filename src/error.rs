@@ -39,6 +39,13 @@ pub enum Error {
     CountOverflow,
     /// No route matches method and path.
     NotFound,
+    /// A body sent without a `Content-Length` (chunked): the server reads only bodies whose
+    /// size it knows up front, so a slow sender cannot hold a worker.
+    LengthRequired,
+    /// A token is configured and the request did not carry it.
+    Unauthorized,
+    /// The server holds its configured maximum of live peers.
+    TooManyPeers { limit: usize },
 }
 
 impl fmt::Display for Error {
@@ -77,6 +84,18 @@ impl fmt::Display for Error {
                 f.write_str("Count overflow: the semaphore's sum of counts would overflow")
             }
             Error::NotFound => f.write_str("Not found"),
+            Error::Unauthorized => f.write_str(
+                "Unauthorized: this server needs the header `Authorization: Bearer <token>`",
+            ),
+            Error::LengthRequired => {
+                f.write_str("Length required: send the body with a Content-Length header")
+            }
+            Error::TooManyPeers { limit } => {
+                write!(
+                    f,
+                    "Too many peers: the server holds its limit of {limit} live peers"
+                )
+            }
         }
     }
 }

@@ -25,6 +25,10 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// Request targets above this size are refused. Leaves room for long semaphore names.
 pub const URL_LIMIT: usize = 64 * 1024;
 
+/// The largest request head (request line and headers) the HTTP layer reads before it answers
+/// 431 and closes the connection: the longest target plus room for headers.
+pub const HEAD_LIMIT: usize = URL_LIMIT + 16 * 1024;
+
 const FAVICON: &[u8] = include_bytes!("favicon.ico");
 const GREETING: &str = "Hello from Throttle! Semaphores for distributed systems. \
 See /metrics, /health and /version.\n";
@@ -33,6 +37,8 @@ See /metrics, /health and /version.\n";
 pub struct App {
     pub service: Arc<Service>,
     pub metrics: Metrics,
+    /// The shared secret every route but `/` and `/health` needs, if any.
+    pub token: Option<String>,
 }
 
 /// How many long polls may wait at once in a pool of `workers`: all but a reserve of a quarter
@@ -77,6 +83,14 @@ impl Reply {
         }
     }
 
+    fn html(body: String) -> Reply {
+        Reply {
+            status: 200,
+            content_type: status::HTML_CONTENT_TYPE,
+            body: body.into_bytes(),
+        }
+    }
+
     fn json(body: impl Into<String>) -> Reply {
         Reply {
             status: 200,
@@ -90,6 +104,15 @@ impl Reply {
 pub fn serve(app: &App, mut request: Request) {
     let started = Instant::now();
     let (name, reply) = match read_route(&mut request) {
+        Ok(route) if route.needs_token() && !authorized(&request, app.token.as_deref()) => {
+            (route.name(), Err(Error::Unauthorized))
+        }
+        // The page itself is served without the token, so a browser can load it and ask for
+        // the token; without it, it carries no data.
+        Ok(Route::StatusPage) if !authorized(&request, app.token.as_deref()) => (
+            Route::StatusPage.name(),
+            Ok(Reply::html(status::locked_html())),
+        ),
         Ok(route) => (route.name(), handle(app, route)),
         Err(error) => ("unknown", Err(error)),
     };
@@ -109,9 +132,37 @@ pub fn serve(app: &App, mut request: Request) {
     if matches!(name, "greeting" | "status_page") {
         // `GET /` answers by the `Accept` header: caches must not mix the two answers.
         let vary = Header::from_bytes("Vary", "Accept").expect("a static header is valid");
-        response = response.with_header(vary);
+        response.add_header(vary);
+    }
+    if reply.status == 401 {
+        let challenge = Header::from_bytes("WWW-Authenticate", "Bearer")
+            .expect("static header names and values are valid");
+        response.add_header(challenge);
     }
     let _ = request.respond(response);
+}
+
+/// Whether the request carries the token (or no token is configured). The comparison takes the
+/// same time wherever the first difference is, so the secret cannot be found byte by byte.
+fn authorized(request: &Request, token: Option<&str>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    request
+        .headers()
+        .iter()
+        .filter(|header| header.field.equiv("Authorization"))
+        .filter_map(|header| header.value.as_str().strip_prefix("Bearer "))
+        .any(|offered| same_secret(offered.trim().as_bytes(), token.as_bytes()))
+}
+
+/// Compares in time that depends on the lengths only.
+fn same_secret(offered: &[u8], expected: &[u8]) -> bool {
+    let difference = offered
+        .iter()
+        .zip(expected)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    std::hint::black_box(difference) == 0 && offered.len() == expected.len()
 }
 
 /// Keeps log lines short when a client sends a huge URL.
@@ -133,6 +184,16 @@ fn read_route(request: &mut Request) -> Result<Route, Error> {
         .is_some_and(|length| length > BODY_LIMIT)
     {
         return Err(Error::BodyTooLarge { limit: BODY_LIMIT });
+    }
+    // A body of known length up to the limit was read by the connection's thread already
+    // (see vendor/tiny_http/PATCHED.md); a chunked one would be read here, on a worker, at the
+    // sender's pace.
+    let chunked = request
+        .headers()
+        .iter()
+        .any(|header| header.field.equiv("Transfer-Encoding"));
+    if chunked {
+        return Err(Error::LengthRequired);
     }
     let mut body = Vec::new();
     request
@@ -157,14 +218,11 @@ fn handle(app: &App, route: Route) -> Result<Reply, Error> {
     let reply = match route {
         Route::Greeting => Reply::text(200, GREETING),
         // The snapshot is copied under the lock and rendered after it is released.
-        Route::StatusPage => Reply {
-            status: 200,
-            content_type: status::HTML_CONTENT_TYPE,
-            body: service
+        Route::StatusPage => Reply::html(
+            service
                 .inspect(|core, _, now| Snapshot::take(core, now))
-                .to_html()
-                .into_bytes(),
-        },
+                .to_html(),
+        ),
         Route::StatusJson => Reply::json(
             service
                 .inspect(|core, _, now| Snapshot::take(core, now))
@@ -185,7 +243,7 @@ fn handle(app: &App, route: Route) -> Result<Reply, Error> {
                 body: app.metrics.render().into_bytes(),
             }
         }
-        Route::NewPeer { expires_in } => Reply::json(service.new_peer(expires_in).to_string()),
+        Route::NewPeer { expires_in } => Reply::json(service.new_peer(expires_in)?.to_string()),
         Route::Heartbeat { peer, expires_in } => {
             service.heartbeat(peer, expires_in)?;
             Reply::text(200, "Ok")
@@ -258,6 +316,9 @@ fn status(error: &Error) -> u16 {
         | Error::InvalidDuration(_)
         | Error::InvalidRequest(_) => 400,
         Error::NotFound => 404,
+        Error::Unauthorized => 401,
+        Error::LengthRequired => 411,
+        Error::TooManyPeers { .. } => 503,
         Error::BodyTooLarge { .. } => 413,
         Error::CountTooLarge { .. }
         | Error::LockHierarchyViolation { .. }
@@ -271,6 +332,15 @@ fn status(error: &Error) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_compare_equal_only_when_identical() {
+        assert!(same_secret(b"s3cret", b"s3cret"));
+        assert!(!same_secret(b"s3cret", b"s3creT"));
+        assert!(!same_secret(b"s3cre", b"s3cret"));
+        assert!(!same_secret(b"s3crett", b"s3cret"));
+        assert!(!same_secret(b"", b"s3cret"));
+    }
 
     #[test]
     fn long_polls_leave_a_reserve() {
@@ -287,5 +357,6 @@ mod tests {
         assert_eq!(status(&Error::UnknownSemaphore), 400);
         assert_eq!(status(&Error::SecondPendingLock), 409);
         assert_eq!(status(&Error::CountTooLarge { count: 2, max: 1 }), 409);
+        assert_eq!(status(&Error::TooManyPeers { limit: 1 }), 503);
     }
 }

@@ -77,15 +77,32 @@ fn serve(options: Options) -> Result<(), String> {
     let service = Arc::new(Service::new(
         Core::new(semaphores),
         http::long_poll_slots(options.workers),
+        options.max_peers,
     ));
     let metrics = Metrics::new().map_err(|e| format!("cannot set up metrics: {e}"))?;
+    // The environment wins over the file, so the secret need not be written into it.
+    let token = std::env::var("THROTTLE_TOKEN")
+        .ok()
+        .filter(|token| !token.is_empty())
+        .or(loaded.config.auth.token);
+    if token.is_some() {
+        log::info!("Access control on: every route but / and /health needs the token");
+    }
     let app = Arc::new(App {
         service: service.clone(),
         metrics,
+        token,
     });
 
-    let server = tiny_http::Server::http((options.address.as_str(), options.port))
-        .map_err(|e| format!("cannot listen on {}:{}: {e}", options.address, options.port))?;
+    let limits = tiny_http::ConnectionLimits {
+        max_connections: options.max_connections,
+        idle_timeout: Some(options.idle_timeout),
+        request_timeout: options.request_timeout,
+        max_head_bytes: http::HEAD_LIMIT,
+    };
+    let server =
+        tiny_http::Server::http_with_limits((options.address.as_str(), options.port), limits)
+            .map_err(|e| format!("cannot listen on {}:{}: {e}", options.address, options.port))?;
     let server = Arc::new(server);
     match server.server_addr().to_ip() {
         Some(address) => log::info!("Listening on http://{address}"),

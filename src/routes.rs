@@ -65,6 +65,14 @@ pub enum Route {
 }
 
 impl Route {
+    /// Whether the route needs the token, when one is configured. Only the greeting and the
+    /// health check stay open, so load balancers can probe without the secret, and the status
+    /// page, which a browser must load to ask for the token: `http.rs` serves it without data
+    /// to a request without the token. Every route added later needs it unless listed here.
+    pub fn needs_token(&self) -> bool {
+        !matches!(self, Route::Greeting | Route::Health | Route::StatusPage)
+    }
+
     /// A short fixed name, used as the `route` label of the request metrics.
     pub fn name(&self) -> &'static str {
         match self {

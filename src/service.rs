@@ -38,6 +38,8 @@ pub struct Service {
     /// Wakes the expiry thread when a deadline earlier than the one it sleeps for appears.
     expiry: Condvar,
     long_poll_slots: usize,
+    /// Live peers at most: a flood of `new_peer` must not exhaust memory.
+    max_peers: usize,
 }
 
 struct State {
@@ -79,8 +81,9 @@ impl State {
 }
 
 impl Service {
-    /// Serves `core`, letting at most `long_poll_slots` requests wait at a time.
-    pub fn new(core: Core, long_poll_slots: usize) -> Service {
+    /// Serves `core`, letting at most `long_poll_slots` requests wait at a time and at most
+    /// `max_peers` peers live.
+    pub fn new(core: Core, long_poll_slots: usize, max_peers: usize) -> Service {
         Service {
             state: Mutex::new(State {
                 core,
@@ -91,19 +94,21 @@ impl Service {
             }),
             expiry: Condvar::new(),
             long_poll_slots,
+            max_peers,
         }
     }
 
     /// Creates a peer with a fresh random id.
-    pub fn new_peer(&self, expires_in: Duration) -> PeerId {
+    pub fn new_peer(&self, expires_in: Duration) -> Result<PeerId, Error> {
         loop {
             let id = rand::random_range(0..PEER_ID_LIMIT);
             let mut state = self.state.lock();
             let now = Instant::now();
             state.sweep(now);
+            self.check_peer_limit(&state)?;
             if state.core.new_peer(id, now + expires_in) {
                 self.rearm_expiry(&state);
-                return id;
+                return Ok(id);
             }
         }
     }
@@ -219,6 +224,9 @@ impl Service {
         let mut state = self.state.lock();
         let now = Instant::now();
         state.sweep(now);
+        if !state.core.has_peer(id) {
+            self.check_peer_limit(&state)?;
+        }
         state.core.restore(id, now + expires_in, acquired)?;
         self.rearm_expiry(&state);
         Ok(())
@@ -262,6 +270,15 @@ impl Service {
         self.expiry.notify_all();
     }
 
+    fn check_peer_limit(&self, state: &State) -> Result<(), Error> {
+        if state.core.num_peers() >= self.max_peers {
+            return Err(Error::TooManyPeers {
+                limit: self.max_peers,
+            });
+        }
+        Ok(())
+    }
+
     /// Wakes the expiry thread if the earliest deadline moved before its alarm.
     fn rearm_expiry(&self, state: &State) {
         let earliest = state.core.next_deadline();
@@ -288,7 +305,7 @@ mod tests {
             max,
             level: 0,
         }]);
-        Arc::new(Service::new(core, slots))
+        Arc::new(Service::new(core, slots, 3))
     }
 
     const MINUTE: Duration = Duration::from_secs(60);
@@ -296,8 +313,8 @@ mod tests {
     #[test]
     fn a_release_answers_the_waiting_request() {
         let service = service(1, 4);
-        let holder = service.new_peer(MINUTE);
-        let waiter = service.new_peer(MINUTE);
+        let holder = service.new_peer(MINUTE).unwrap();
+        let waiter = service.new_peer(MINUTE).unwrap();
         service.acquire(holder, "A", 1, None, None).unwrap();
         let waiting = {
             let service = service.clone();
@@ -316,8 +333,8 @@ mod tests {
     #[test]
     fn a_lease_asked_for_in_a_long_poll_starts_at_the_grant() {
         let service = service(1, 4);
-        let holder = service.new_peer(MINUTE);
-        let waiter = service.new_peer(MINUTE);
+        let holder = service.new_peer(MINUTE).unwrap();
+        let waiter = service.new_peer(MINUTE).unwrap();
         service.acquire(holder, "A", 1, None, None).unwrap();
         let lease = Duration::from_secs(3600);
         let waiting = {
@@ -341,10 +358,29 @@ mod tests {
     }
 
     #[test]
+    fn peers_beyond_the_limit_are_refused() {
+        let service = service(1, 4);
+        let ids: Vec<PeerId> = (0..3).map(|_| service.new_peer(MINUTE).unwrap()).collect();
+        assert_eq!(
+            service.new_peer(MINUTE),
+            Err(Error::TooManyPeers { limit: 3 })
+        );
+        let locks = std::collections::BTreeMap::new();
+        assert_eq!(
+            service.restore(42, MINUTE, &locks),
+            Err(Error::TooManyPeers { limit: 3 })
+        );
+        // Restoring a peer that exists creates nothing, so it is fine at the limit.
+        assert_eq!(service.restore(ids[0], MINUTE, &locks), Ok(()));
+        service.remove_peer(ids[1]);
+        assert!(service.new_peer(MINUTE).is_ok());
+    }
+
+    #[test]
     fn long_polls_beyond_the_slots_are_answered_at_once() {
         let service = service(1, 0);
-        let holder = service.new_peer(MINUTE);
-        let waiter = service.new_peer(MINUTE);
+        let holder = service.new_peer(MINUTE).unwrap();
+        let waiter = service.new_peer(MINUTE).unwrap();
         service.acquire(holder, "A", 1, None, None).unwrap();
         let state = service.acquire(waiter, "A", 1, None, Some(MINUTE));
         assert_eq!(state, Ok(LockState::Pending));
@@ -354,8 +390,8 @@ mod tests {
     #[test]
     fn removing_the_waiting_peer_answers_unknown_peer() {
         let service = service(1, 4);
-        let holder = service.new_peer(MINUTE);
-        let waiter = service.new_peer(MINUTE);
+        let holder = service.new_peer(MINUTE).unwrap();
+        let waiter = service.new_peer(MINUTE).unwrap();
         service.acquire(holder, "A", 1, None, None).unwrap();
         let waiting = {
             let service = service.clone();
@@ -375,8 +411,8 @@ mod tests {
             let service = service.clone();
             thread::spawn(move || service.run_expiry())
         };
-        let holder = service.new_peer(Duration::from_millis(50));
-        let waiter = service.new_peer(MINUTE);
+        let holder = service.new_peer(Duration::from_millis(50)).unwrap();
+        let waiter = service.new_peer(MINUTE).unwrap();
         service.acquire(holder, "A", 1, None, None).unwrap();
         let state = service.acquire(waiter, "A", 1, None, Some(MINUTE));
         assert_eq!(state, Ok(LockState::Acquired));
@@ -387,8 +423,8 @@ mod tests {
     #[test]
     fn shutdown_answers_waiting_requests() {
         let service = service(1, 4);
-        let holder = service.new_peer(MINUTE);
-        let waiter = service.new_peer(MINUTE);
+        let holder = service.new_peer(MINUTE).unwrap();
+        let waiter = service.new_peer(MINUTE).unwrap();
         service.acquire(holder, "A", 1, None, None).unwrap();
         let waiting = {
             let service = service.clone();

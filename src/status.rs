@@ -194,6 +194,10 @@ impl Snapshot {
     /// The status page with this snapshot rendered into its tables, so it is useful without
     /// JavaScript. Every name is escaped.
     pub fn to_html(&self) -> String {
+        self.render(Access::Open)
+    }
+
+    fn render(&self, access: Access) -> String {
         let mut semaphores = String::new();
         for sem in &self.semaphores {
             semaphores.push_str(if sem.pending > 0 {
@@ -237,7 +241,10 @@ impl Snapshot {
             td(&mut peers, "Expires in", "n", &human(peer.expires_in));
             peers.push_str("</tr>\n");
         }
-        let peer_count = format!("showing {} of {}", self.peers.len(), self.num_peers);
+        let peer_count = match access {
+            Access::Open => format!("showing {} of {}", self.peers.len(), self.num_peers),
+            Access::Locked => "(this server needs a token)".to_owned(),
+        };
         fill(PAGE, |marker, out| match marker {
             "CSS" => out.push_str(CSS),
             "JS" => out.push_str(JS),
@@ -247,9 +254,26 @@ impl Snapshot {
             "WAITERS" => out.push_str(&WAITERS_PER_SEMAPHORE.to_string()),
             "FIRST" => out.push_str(&PEERS_EXPIRING_FIRST.to_string()),
             "VERSION" => out.push_str(env!("CARGO_PKG_VERSION")),
+            "LOCKED" => out.push_str(match access {
+                Access::Open => "no",
+                Access::Locked => "yes",
+            }),
             _ => {}
         })
     }
+}
+
+/// The page without data, for a browser that has not sent the token the server needs. Its
+/// script asks for the token at once and fills the tables from `status.json`.
+pub fn locked_html() -> String {
+    Snapshot::default().render(Access::Locked)
+}
+
+/// Whether the page may carry data.
+#[derive(Debug, Clone, Copy)]
+enum Access {
+    Open,
+    Locked,
 }
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -560,6 +584,19 @@ mod tests {
         assert!(html.contains("showing 0 of 0"));
         let json: serde_json::Value = serde_json::from_str(&Snapshot::default().to_json()).unwrap();
         assert_eq!(json["semaphores"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn the_locked_page_carries_no_data_and_asks_at_once() {
+        let html = locked_html();
+        assert!(html.contains("<body data-locked=\"yes\">"));
+        assert!(html.contains("<tbody></tbody>"));
+        assert!(html.contains("needs a token"));
+        assert!(
+            contended("A")
+                .to_html()
+                .contains("<body data-locked=\"no\">")
+        );
     }
 
     #[test]

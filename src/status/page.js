@@ -80,5 +80,6 @@
     }
     setTimeout(poll, 1000);
   }
-  setTimeout(poll, 1000);
+  // A page served without data (the token is missing) asks at once.
+  setTimeout(poll, document.body.dataset.locked === "yes" ? 0 : 1000);
 })();

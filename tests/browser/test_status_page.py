@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Callable, Iterator
@@ -26,6 +27,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,16 +54,21 @@ HOSTILE = [
 class Server:
     """The real throttle binary on a free port, with a configuration of its own."""
 
-    def __init__(self, config: str) -> None:
+    def __init__(self, config: str, token: str | None = None) -> None:
+        self.token = token
         self.dir = tempfile.TemporaryDirectory(prefix="throttle-browser-")
         path = Path(self.dir.name) / "throttle.toml"
         path.write_text(config, encoding="utf-8")
+        env = {**os.environ, "THROTTLE_LOG": "INFO"}
+        env.pop("THROTTLE_TOKEN", None)
+        if token:
+            env["THROTTLE_TOKEN"] = token
         self.proc = subprocess.Popen(
             [str(BIN), "--port", "0", "-c", str(path)],
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             text=True,
-            env={**os.environ, "THROTTLE_LOG": "INFO"},
+            env=env,
         )
         self.url = self._read_address(deadline=time.monotonic() + 20)
         # Keep draining stderr so the server never blocks on a full pipe.
@@ -77,11 +84,19 @@ class Server:
         self.stop()
         raise RuntimeError(f"{BIN} did not report its address")
 
-    def call(self, method: str, path: str, body: object = None) -> tuple[int, str]:
+    def call(
+        self, method: str, path: str, body: object = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, str]:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method)
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, answer.read().decode()
+        headers = dict(headers or {})
+        if self.token:
+            headers.setdefault("Authorization", f"Bearer {self.token}")
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
 
     def peer(self) -> int:
         return int(self.call("POST", "/new_peer", {"expires_in": "5m"})[1])
@@ -100,11 +115,11 @@ class Server:
 
 
 @pytest.fixture
-def server() -> Iterator[Callable[[str], Server]]:
+def server() -> Iterator[Callable[..., Server]]:
     started: list[Server] = []
 
-    def start(config: str) -> Server:
-        started.append(Server(config))
+    def start(config: str, token: str | None = None) -> Server:
+        started.append(Server(config, token))
         return started[-1]
 
     yield start
@@ -290,3 +305,26 @@ def test_screenshot_under_load(
     finally:
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     print(f"screenshot: {SCREENSHOT} ({SCREENSHOT.stat().st_size} bytes)")
+
+
+def test_with_a_token_the_page_asks_once_and_keeps_it_for_the_tab(
+    browser: webdriver.Chrome, server: Callable[..., Server]
+) -> None:
+    s = server(SAMPLE, token="s3cret")
+    # Without the token: the data route refuses, the page comes without data.
+    assert s.call("GET", "/status.json", headers={"Authorization": ""})[0] == 401
+    status, page = s.call("GET", "/", headers={"Accept": "text/html", "Authorization": ""})
+    assert status == 200 and 'data-locked="yes"' in page and "jobs_mutex" not in page
+    assert s.call("GET", "/", headers={"Accept": "text/html"})[1].count("jobs_mutex") == 1
+
+    browser.get(s.url + "/")
+    prompt = WebDriverWait(browser, 3).until(expected_conditions.alert_is_present())
+    assert "token" in prompt.text
+    prompt.send_keys("s3cret")
+    prompt.accept()
+    WebDriverWait(browser, 2, poll_frequency=0.05).until(lambda d: cell(d, "db", 2) == "8")
+    assert browser.execute_script("return sessionStorage.getItem('throttle-token')") == "s3cret"
+    # A reload in the same tab does not ask again.
+    browser.refresh()
+    WebDriverWait(browser, 2, poll_frequency=0.05).until(lambda d: cell(d, "db", 2) == "8")
+    assert "live" in browser.find_element(By.ID, "state").text

@@ -2,14 +2,16 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
+use std::io::{BufRead, BufReader, BufWriter, ErrorKind};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::time::Instant;
 
 use crate::common::{HTTPVersion, Method};
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
+use crate::ConnectionLimits;
 use crate::Request;
 
 /// A ClientConnection is an object that will store a socket to a client
@@ -34,6 +36,11 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // Throttle's patch: bounds on each request head, and the progress of the current one.
+    limits: ConnectionLimits,
+    head_bytes: usize,
+    head_started: Option<Instant>,
 }
 
 /// Error that can happen when reading a request.
@@ -51,6 +58,7 @@ impl ClientConnection {
     pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        limits: ConnectionLimits,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
@@ -65,6 +73,9 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            limits,
+            head_bytes: 0,
+            head_started: None,
         }
     }
 
@@ -78,32 +89,50 @@ impl ClientConnection {
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
     fn read_next_line(&mut self) -> IoResult<AsciiString> {
+        // Throttle's patch: scans the buffer for the line's end instead of reading one byte at a
+        // time (which cost a third of all instructions per request), and bounds the head: it may
+        // not grow beyond `max_head_bytes`, nor take longer than `request_timeout` from its first
+        // byte (checked once per buffer, that is once per read from the socket at most).
         let mut buf = Vec::new();
-        let mut prev_byte_was_cr = false;
 
         loop {
-            let byte = self.next_header_source.by_ref().bytes().next();
+            let available = self.next_header_source.fill_buf()?;
+            if available.is_empty() {
+                return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF"));
+            }
+            match self.head_started {
+                None => self.head_started = Some(Instant::now()),
+                Some(started) if started.elapsed() > self.limits.request_timeout => {
+                    return Err(IoError::new(ErrorKind::TimedOut, "request head too slow"));
+                }
+                Some(_) => {}
+            }
 
-            let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
+            let (taken, line_feed) = match available.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (available.len(), false),
             };
+            if self.head_bytes + taken > self.limits.max_head_bytes {
+                return Err(IoError::new(ErrorKind::InvalidData, "request head too large"));
+            }
+            buf.extend_from_slice(&available[..taken]);
+            self.next_header_source.consume(taken);
+            self.head_bytes += taken;
 
-            if byte == b'\n' && prev_byte_was_cr {
-                buf.pop(); // removing the '\r'
+            // As before the patch, only CRLF ends a line; a bare LF is part of it.
+            if line_feed && buf.len() >= 2 && buf[buf.len() - 2] == b'\r' {
+                buf.truncate(buf.len() - 2);
                 return AsciiString::from_ascii(buf)
                     .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
             }
-
-            prev_byte_was_cr = byte == b'\r';
-
-            buf.push(byte);
         }
     }
 
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        self.head_bytes = 0;
+        self.head_started = None;
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
@@ -203,7 +232,27 @@ impl Iterator for ClientConnection {
                                  // se we have to close
                 }
 
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
+                // Throttle's patch: an idle keep-alive connection that times out before the
+                // first byte of a request is closed without an answer nobody asked for.
+                Err(ReadError::ReadIoError(ref err))
+                    if self.head_bytes == 0
+                        && matches!(err.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) =>
+                {
+                    return None;
+                }
+
+                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::InvalidData => {
+                    let writer = self.sink.next().unwrap();
+                    let response = Response::new_empty(StatusCode(431));
+                    response
+                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .ok();
+                    return None; // closing the connection
+                }
+
+                Err(ReadError::ReadIoError(ref err))
+                    if matches!(err.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) =>
+                {
                     // request timeout
                     let writer = self.sink.next().unwrap();
                     let response = Response::new_empty(StatusCode(408));

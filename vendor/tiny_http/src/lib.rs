@@ -99,7 +99,7 @@ use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -167,6 +167,42 @@ impl MustBeShareDummy for Server {}
 
 pub struct IncomingRequests<'a> {
     server: &'a Server,
+}
+
+/// Throttle's patch: what one connection may hold, so that clients that send nothing, send
+/// slowly or never read cannot hold threads or memory without bound.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Connections served at once; a connection beyond it is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// How long one read or write may block, which is also how long a keep-alive connection may
+    /// sit idle between requests. `None` waits forever.
+    pub idle_timeout: Option<Duration>,
+    /// How long the head (request line and headers) of a request may take from its first byte.
+    pub request_timeout: Duration,
+    /// The largest request head, in bytes.
+    pub max_head_bytes: usize,
+}
+
+impl Default for ConnectionLimits {
+    /// No limits, as tiny_http had.
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: usize::MAX,
+            idle_timeout: None,
+            request_timeout: Duration::MAX,
+            max_head_bytes: usize::MAX,
+        }
+    }
+}
+
+/// Counts a connection as live until its task ends.
+struct LiveConnection(Arc<AtomicUsize>);
+
+impl Drop for LiveConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 /// Represents the parameters required to create a server.
@@ -243,7 +279,26 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        let listener = listener.into();
+        Self::start(listener.into(), ssl_config, ConnectionLimits::default())
+    }
+
+    /// Throttle's patch: an HTTP server whose connections are bounded by `limits`.
+    pub fn http_with_limits<A>(
+        addr: A,
+        limits: ConnectionLimits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
+    where
+        A: ToSocketAddrs,
+    {
+        let listener = ConfigListenAddr::from_socket_addrs(addr)?.bind()?;
+        Self::start(listener, None, limits)
+    }
+
+    fn start(
+        listener: Listener,
+        ssl_config: Option<SslConfig>,
+        limits: ConnectionLimits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
 
@@ -288,11 +343,23 @@ impl Server {
         thread::spawn(move || {
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
+            // Throttle's patch: connections being served, to enforce `max_connections`.
+            let live = Arc::new(AtomicUsize::new(0));
 
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
+                        if live.load(Relaxed) >= limits.max_connections {
+                            log::warn!(
+                                "Closing a new connection: {} connections are open, the limit",
+                                limits.max_connections
+                            );
+                            continue;
+                        }
+                        if let Err(err) = sock.set_timeouts(limits.idle_timeout) {
+                            log::warn!("Cannot set connection timeouts: {}", err);
+                        }
                         use util::RefinedTcpStream;
                         let (read_closable, write_closable) = match ssl {
                             None => RefinedTcpStream::new(sock),
@@ -311,7 +378,7 @@ impl Server {
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        Ok(ClientConnection::new(write_closable, read_closable, limits))
                     }
                     Err(e) => Err(e),
                 };
@@ -320,7 +387,10 @@ impl Server {
                     Ok(client) => {
                         let messages = inside_messages.clone();
                         let mut client = Some(client);
+                        live.fetch_add(1, Relaxed);
+                        let live = LiveConnection(live.clone());
                         tasks_pool.spawn(Box::new(move || {
+                            let _live = &live;
                             if let Some(client) = client.take() {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
                                 if client.secure() {
@@ -338,10 +408,11 @@ impl Server {
                         }));
                     }
 
+                    // Throttle's patch: a failed accept (out of file descriptors, say) used to
+                    // end the accept thread and one worker for good. Pause and go on instead.
                     Err(e) => {
                         log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
+                        thread::sleep(Duration::from_millis(50));
                     }
                 }
             }

@@ -191,8 +191,10 @@ where
     } else if let Some(content_length) = content_length {
         if content_length == 0 {
             Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-        } else if content_length <= 1024 && !expects_continue {
+        } else if content_length <= 64 * 1024 && !expects_continue {
             // if the content-length is small enough, we just read everything into a buffer
+            // (Throttle's patch: up to 64 KiB, Throttle's body limit, instead of 1 KiB, so that
+            // the connection's own thread waits for a slow body, never a worker)
 
             let mut buffer = vec![0; content_length];
             let mut offset = 0;

@@ -1,0 +1,636 @@
+//! The harness of the integration tests: starts the real `throttle` binary on a free port with a
+//! configuration written to a fresh temporary directory, and talks HTTP to it.
+//!
+//! A [`Server`] reads the child's stderr until the line `Listening on http://ADDR:PORT`, then polls
+//! `GET /health` until it answers 200, both bounded by [`STARTUP`]. A thread keeps draining stderr
+//! for the whole life of the child, so the child never blocks on a full pipe, and keeps the lines
+//! so tests can assert what was logged. Dropping a [`Server`] kills the child and removes the
+//! directory. Nothing here sleeps to synchronise: waits are polls or condition variables bounded
+//! by a deadline, so the tests run in parallel and stay correct on a loaded machine.
+
+// Every test file compiles this module and uses a different part of it.
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to start: generous, for a loaded two-core machine.
+pub const STARTUP: Duration = Duration::from_secs(10);
+
+/// How long anything that should happen "at once" may take before a test fails. Far above what it
+/// takes on an idle machine; the point of the tests is behaviour, measurements are benchmarks.
+pub const PROMPTLY: Duration = Duration::from_secs(10);
+
+/// The path of the binary under test.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_throttle");
+
+/// A directory under the system's temporary directory with a name no other test or run uses,
+/// removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let path = std::env::temp_dir().join(format!(
+            "throttle-itest-{}-{}-{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("create a temporary directory");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes `text` to the file `name` in this directory and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("write a file into the temporary directory");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The lines a child wrote to stderr so far, shared with the thread that drains the pipe.
+#[derive(Clone, Default)]
+pub struct Lines(Arc<(Mutex<LinesState>, Condvar)>);
+
+#[derive(Default)]
+struct LinesState {
+    lines: Vec<String>,
+    closed: bool,
+}
+
+impl Lines {
+    /// Starts a thread that reads `stderr` line by line until the pipe closes.
+    fn drain(stderr: ChildStderr) -> (Lines, JoinHandle<()>) {
+        let lines = Lines::default();
+        let shared = lines.clone();
+        let handle = thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut buffer = Vec::new();
+            loop {
+                buffer.clear();
+                match reader.read_until(b'\n', &mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buffer).trim_end().to_owned();
+                        let (state, changed) = &*shared.0;
+                        state.lock().unwrap().lines.push(line);
+                        changed.notify_all();
+                    }
+                }
+            }
+            let (state, changed) = &*shared.0;
+            state.lock().unwrap().closed = true;
+            changed.notify_all();
+        });
+        (lines, handle)
+    }
+
+    /// A copy of every line so far.
+    pub fn all(&self) -> Vec<String> {
+        self.0.0.lock().unwrap().lines.clone()
+    }
+
+    /// Waits until a line satisfies `predicate` and returns it; `None` if the pipe closed or
+    /// `timeout` passed first.
+    pub fn wait_for(&self, timeout: Duration, predicate: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let (state, changed) = &*self.0;
+        let mut state = state.lock().unwrap();
+        loop {
+            if let Some(line) = state.lines.iter().find(|line| predicate(line)) {
+                return Some(line.clone());
+            }
+            let now = Instant::now();
+            if state.closed || now >= deadline {
+                return None;
+            }
+            state = changed.wait_timeout(state, deadline - now).unwrap().0;
+        }
+    }
+}
+
+/// A running `throttle` child process whose stderr is being collected. Killed on drop.
+pub struct Process {
+    child: Child,
+    pub lines: Lines,
+    drainer: Option<JoinHandle<()>>,
+    /// Holds the configuration file; removed when the process is dropped.
+    pub dir: TempDir,
+}
+
+impl Process {
+    /// Writes `config` to `throttle.toml` in a fresh directory and starts the binary with
+    /// `-c <that file>` followed by `args`. `THROTTLE_LOG` is removed from the environment unless
+    /// `env` sets it.
+    pub fn spawn(config: &str, args: &[&str], env: &[(&str, &str)]) -> Process {
+        let dir = TempDir::new();
+        let path = dir.write("throttle.toml", config);
+        let path = path.to_str().expect("temporary paths are UTF-8 here");
+        let mut all_args = vec!["-c", path];
+        all_args.extend_from_slice(args);
+        Process::spawn_in(dir, &all_args, env)
+    }
+
+    /// Starts the binary with exactly `args`, in `dir` as its working directory.
+    pub fn spawn_in(dir: TempDir, args: &[&str], env: &[(&str, &str)]) -> Process {
+        let mut command = Command::new(BINARY);
+        command
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("THROTTLE_LOG")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start the throttle binary");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (lines, drainer) = Lines::drain(stderr);
+        Process {
+            child,
+            lines,
+            drainer: Some(drainer),
+            dir,
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`) with the `kill` command.
+    #[cfg(unix)]
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed: {status}");
+    }
+
+    /// Polls until the child exits and returns its status, or `None` after `timeout`. Once it
+    /// returns `Some`, every line of stderr has been collected.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("query the child") {
+                if let Some(drainer) = self.drainer.take() {
+                    let _ = drainer.join();
+                }
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An answer of the server.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.bytes)
+            .unwrap_or_else(|e| panic!("answer {:?} is not JSON: {e}", self.text()))
+    }
+
+    /// Asserts the status and that the body starts with `prefix`.
+    #[track_caller]
+    pub fn expect(&self, status: u16, prefix: &str) -> &Reply {
+        let text = self.text();
+        assert!(
+            self.status == status && text.starts_with(prefix),
+            "expected {status} `{prefix}...`, got {} `{text}`",
+            self.status
+        );
+        assert!(
+            !text.trim_end().contains('\n'),
+            "the reason is not one line: {text:?}"
+        );
+        self
+    }
+}
+
+/// A client for one server: a blocking HTTP client that reports every status as an answer
+/// (4xx and 5xx included, with their bodies) and waits long enough for any long poll of a test.
+#[derive(Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+}
+
+impl Client {
+    pub fn new(addr: SocketAddr) -> Client {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build()
+            .into();
+        Client {
+            agent,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    /// Sends a request; `body` `None` sends none. Panics on transport errors.
+    pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> Reply {
+        self.try_request(method, path, body)
+            .unwrap_or_else(|e| panic!("{method} {path} failed: {e}"))
+    }
+
+    pub fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<Reply, ureq::Error> {
+        let url = format!("{}{path}", self.base);
+        let response = match (method, body) {
+            ("GET", _) => self.agent.get(&url).call(),
+            ("DELETE", _) => self.agent.delete(&url).call(),
+            ("PUT", Some(body)) => self.agent.put(&url).send(body),
+            ("PUT", None) => self.agent.put(&url).send_empty(),
+            ("POST", Some(body)) => self.agent.post(&url).send(body),
+            ("POST", None) => self.agent.post(&url).send_empty(),
+            _ => panic!("unsupported method {method}"),
+        }?;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let bytes = response
+            .into_body()
+            .with_config()
+            .limit(16 * 1024 * 1024)
+            .read_to_vec()?;
+        Ok(Reply {
+            status,
+            content_type,
+            bytes,
+        })
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, None)
+    }
+
+    pub fn put(&self, path: &str, body: &str) -> Reply {
+        self.request("PUT", path, Some(body))
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> Reply {
+        self.request("POST", path, Some(body))
+    }
+
+    pub fn delete(&self, path: &str) -> Reply {
+        self.request("DELETE", path, None)
+    }
+}
+
+/// A started server, ready to serve (it answered `/health`). Killed on drop.
+pub struct Server {
+    pub process: Process,
+    pub addr: SocketAddr,
+    pub client: Client,
+}
+
+impl std::ops::Deref for Server {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Server {
+    /// Starts a server with `config` as its configuration file.
+    pub fn start(config: &str) -> Server {
+        Server::start_with(config, &[], &[])
+    }
+
+    /// Starts a server with extra command line arguments and environment variables.
+    pub fn start_with(config: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut all_args = vec!["--port", "0", "--address", "127.0.0.1"];
+        all_args.extend_from_slice(args);
+        Server::ready(Process::spawn(config, &all_args, env))
+    }
+
+    /// Waits until `process` logs its address and answers `/health`.
+    pub fn ready(process: Process) -> Server {
+        let line = process
+            .lines
+            .wait_for(STARTUP, |line| line.contains("Listening on http://"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "the server did not log `Listening on http://` in time; stderr: {:#?}",
+                    process.lines.all()
+                )
+            });
+        let addr: SocketAddr = line
+            .split("Listening on http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let client = Client::new(addr);
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            match client.try_request("GET", "/health", None) {
+                Ok(reply) if reply.status == 200 => break,
+                _ if Instant::now() >= deadline => panic!("/health did not answer 200 in time"),
+                _ => thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        Server {
+            process,
+            addr,
+            client,
+        }
+    }
+
+    /// Creates a peer that lives for `expires_in` and returns its id.
+    pub fn new_peer_for(&self, expires_in: &str) -> u64 {
+        let reply = self.post("/new_peer", &format!(r#"{{"expires_in": "{expires_in}"}}"#));
+        assert_eq!(reply.status, 200, "new_peer: {}", reply.text());
+        reply
+            .json()
+            .as_u64()
+            .unwrap_or_else(|| panic!("peer id {:?} is not an integer", reply.text()))
+    }
+
+    /// Creates a peer that lives for five minutes.
+    pub fn new_peer(&self) -> u64 {
+        self.new_peer_for("5m")
+    }
+
+    /// `PUT /peers/{peer}/{semaphore}{query}` with `count`; `semaphore` is percent-encoded here.
+    pub fn acquire(&self, peer: u64, semaphore: &str, count: i64, query: &str) -> Reply {
+        self.put(
+            &format!("/peers/{peer}/{}{query}", encode(semaphore)),
+            &count.to_string(),
+        )
+    }
+
+    /// Like [`Server::acquire`], on another thread, returning the answer and how long it took.
+    /// Each call opens its own connection, so many may start at once (the tiny_http pool fix in
+    /// `vendor/tiny_http/PATCHED.md` keeps a burst of connections from stalling).
+    pub fn acquire_in_background(
+        &self,
+        peer: u64,
+        semaphore: &str,
+        count: i64,
+        query: &str,
+    ) -> JoinHandle<(Reply, Duration)> {
+        let client = self.client.clone();
+        let path = format!("/peers/{peer}/{}{query}", encode(semaphore));
+        thread::spawn(move || {
+            let started = Instant::now();
+            let reply = client.put(&path, &count.to_string());
+            (reply, started.elapsed())
+        })
+    }
+
+    pub fn release(&self, peer: u64, semaphore: &str) -> Reply {
+        self.delete(&format!("/peers/{peer}/{}", encode(semaphore)))
+    }
+
+    pub fn remainder(&self, semaphore: &str) -> i64 {
+        let reply = self.get(&format!("/remainder?semaphore={}", encode(semaphore)));
+        assert_eq!(reply.status, 200, "remainder: {}", reply.text());
+        reply.json().as_i64().expect("remainder is an integer")
+    }
+
+    pub fn is_acquired(&self, peer: u64) -> bool {
+        let reply = self.get(&format!("/peers/{peer}/is_acquired"));
+        assert_eq!(reply.status, 200, "is_acquired: {}", reply.text());
+        reply.json().as_bool().expect("is_acquired is a boolean")
+    }
+
+    /// The `/metrics` text.
+    pub fn metrics(&self) -> String {
+        let reply = self.get("/metrics");
+        assert_eq!(reply.status, 200);
+        reply.text()
+    }
+
+    /// One sample of `/metrics`, e.g. `throttle_acquired{semaphore="A"}`; `None` if absent.
+    pub fn metric(&self, sample: &str) -> Option<f64> {
+        metric(&self.metrics(), sample)
+    }
+
+    /// Polls `/metrics` until `sample` has `value`, bounded by [`PROMPTLY`].
+    #[track_caller]
+    pub fn wait_for_metric(&self, sample: &str, value: f64) {
+        let deadline = Instant::now() + PROMPTLY;
+        loop {
+            let current = self.metric(sample);
+            if current == Some(value) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{sample} stayed at {current:?}, expected {value}"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits until `n` requests wait in a long poll (the server's `throttle_long_polls` gauge).
+    #[track_caller]
+    pub fn wait_for_long_polls(&self, n: usize) {
+        self.wait_for_metric("throttle_long_polls", n as f64);
+    }
+
+    /// What a client can see of the state: every peer with its locks (without the time left to
+    /// live, which changes by itself), sorted by id. Bad requests must not change it.
+    pub fn state(&self) -> serde_json::Value {
+        let reply = self.get("/peers/");
+        assert_eq!(reply.status, 200);
+        let mut peers = reply.json().as_array().expect("a JSON list").clone();
+        for peer in &mut peers {
+            peer.as_object_mut()
+                .expect("a peer is an object")
+                .remove("expires_in_ms");
+        }
+        peers.sort_by_key(|peer| peer["id"].as_u64());
+        serde_json::Value::Array(peers)
+    }
+
+    /// Asserts that the state is still `before` and that a normal lock cycle on `semaphore`
+    /// (which must have room for one) still works, leaving the state as it was.
+    #[track_caller]
+    pub fn assert_unchanged_and_serving(&self, before: &serde_json::Value, semaphore: &str) {
+        assert_eq!(
+            &self.state(),
+            before,
+            "a rejected request changed the state"
+        );
+        let peer = self.new_peer();
+        self.acquire(peer, semaphore, 1, "").expect(200, "");
+        self.release(peer, semaphore).expect(200, "");
+        self.delete(&format!("/peers/{peer}")).expect(200, "");
+        assert_eq!(&self.state(), before);
+    }
+
+    /// Sends `bytes` on a fresh TCP connection, closes the sending half and returns what came
+    /// back until the server closed the connection (bounded by [`PROMPTLY`]).
+    pub fn raw(&self, bytes: &[u8]) -> RawAnswer {
+        raw_exchange(self.addr, bytes)
+    }
+}
+
+/// What came back on a raw TCP connection.
+#[derive(Debug)]
+pub struct RawAnswer {
+    pub bytes: Vec<u8>,
+    /// The server closed the connection (rather than the read timing out).
+    pub closed: bool,
+}
+
+impl RawAnswer {
+    /// The status code of the first response, if there is one.
+    pub fn status(&self) -> Option<u16> {
+        let text = String::from_utf8_lossy(&self.bytes);
+        let line = text.lines().next()?;
+        let mut parts = line.split_whitespace();
+        parts.next().filter(|v| v.starts_with("HTTP/1."))?;
+        parts.next()?.parse().ok()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+}
+
+pub fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> RawAnswer {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(PROMPTLY))
+        .expect("set a read timeout");
+    // The server may close the connection before taking everything; that is an answer too.
+    let _ = stream.write_all(bytes);
+    let _ = stream.shutdown(Shutdown::Write);
+    let mut answer = Vec::new();
+    let mut buffer = [0; 8192];
+    let closed = loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => break true,
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(_) => break false,
+        }
+    };
+    RawAnswer {
+        bytes: answer,
+        closed,
+    }
+}
+
+/// Percent-encodes `text` as one path segment or query value: every byte but the unreserved
+/// ones of RFC 3986.
+pub fn encode(text: &str) -> String {
+    let mut encoded = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            write!(encoded, "%{byte:02X}").unwrap();
+        }
+    }
+    encoded
+}
+
+/// The value of one sample in a Prometheus text exposition, e.g. `throttle_num_404` or
+/// `throttle_acquired{semaphore="A"}`.
+pub fn metric(text: &str, sample: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
+        .map(|value| value.trim().parse().expect("a sample value is a number"))
+}
+
+/// Runs the binary to its end with `args` in `dir`, returning exit status, stdout and stderr.
+/// Fails the test if it is still running after [`STARTUP`] (it should not have started serving).
+pub fn run_to_exit(
+    args: &[&str],
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> (ExitStatus, String, String) {
+    let mut child = Command::new(BINARY)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("THROTTLE_LOG")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the throttle binary");
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let out = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let err = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + STARTUP;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("query the child") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`throttle {}` did not exit", args.join(" "));
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    (status, out.join().unwrap(), err.join().unwrap())
+}
