@@ -116,10 +116,50 @@ struct Waiter {
 #[derive(Debug)]
 struct Peer {
     expires_at: Instant,
-    /// Acquired locks by semaphore index.
-    acquired: BTreeMap<usize, i64>,
+    acquired: Held,
     /// At most one pending lock, by construction.
     pending: Option<PendingLock>,
+}
+
+/// The acquired locks of one peer, sorted by semaphore index. A peer holds few locks (one per
+/// lock level, more only after a restore), so a short vector is as fast as a map and saves the
+/// map's node allocation per peer: with 100,000 peers that is the difference between about 25 and
+/// 45 MB (measured with `scripts/bench`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Held(Vec<(usize, i64)>);
+
+impl Held {
+    fn get(&self, semaphore: usize) -> Option<i64> {
+        let i = self.0.binary_search_by_key(&semaphore, |&(s, _)| s).ok()?;
+        Some(self.0[i].1)
+    }
+
+    /// Sets the count of a lock, adding it if the peer did not hold it.
+    fn insert(&mut self, semaphore: usize, count: i64) {
+        match self.0.binary_search_by_key(&semaphore, |&(s, _)| s) {
+            Ok(i) => self.0[i].1 = count,
+            Err(i) => self.0.insert(i, (semaphore, count)),
+        }
+    }
+
+    fn remove(&mut self, semaphore: usize) -> Option<i64> {
+        let i = self.0.binary_search_by_key(&semaphore, |&(s, _)| s).ok()?;
+        Some(self.0.remove(i).1)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (usize, i64)> + '_ {
+        self.0.iter().copied()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl From<&BTreeMap<usize, i64>> for Held {
+    fn from(locks: &BTreeMap<usize, i64>) -> Held {
+        Held(locks.iter().map(|(&s, &c)| (s, c)).collect())
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -155,7 +195,7 @@ impl Core {
         if self.peers.contains_key(&id) {
             return false;
         }
-        self.insert_peer(id, expires_at, BTreeMap::new());
+        self.insert_peer(id, expires_at, Held::default());
         true
     }
 
@@ -174,7 +214,7 @@ impl Core {
         let peer = self.peers.remove(&id)?;
         self.deadlines.remove(&(peer.expires_at, id));
         let mut touched: Vec<usize> = Vec::with_capacity(peer.acquired.len() + 1);
-        for (&semaphore, &count) in &peer.acquired {
+        for (semaphore, count) in peer.acquired.iter() {
             self.semaphores[semaphore].acquired -= count;
             touched.push(semaphore);
         }
@@ -216,7 +256,7 @@ impl Core {
             });
         }
 
-        if let Some(&held) = peer.acquired.get(&index) {
+        if let Some(held) = peer.acquired.get(index) {
             if count > held {
                 return Err(Error::LockCountChange {
                     held,
@@ -312,7 +352,7 @@ impl Core {
         let index = self.index(semaphore)?;
         let peer = self.peers.get_mut(&id).ok_or(Error::UnknownPeer)?;
         let mut granted = Vec::new();
-        if let Some(count) = peer.acquired.remove(&index) {
+        if let Some(count) = peer.acquired.remove(index) {
             self.semaphores[index].acquired -= count;
         } else if let Some(pending) = peer.pending.filter(|p| p.semaphore == index) {
             peer.pending = None;
@@ -346,7 +386,7 @@ impl Core {
             locks.insert(index, count);
         }
         if let Some(peer) = self.peers.get(&id) {
-            if peer.pending.is_some() || peer.acquired != locks {
+            if peer.pending.is_some() || peer.acquired != Held::from(&locks) {
                 return Err(Error::RestoreConflict);
             }
             self.set_deadline(id, expires_at);
@@ -355,7 +395,7 @@ impl Core {
         for (&index, &count) in &locks {
             self.semaphores[index].acquired += count;
         }
-        self.insert_peer(id, expires_at, locks);
+        self.insert_peer(id, expires_at, Held::from(&locks));
         Ok(())
     }
 
@@ -386,7 +426,7 @@ impl Core {
     pub fn lock_state(&self, id: PeerId, semaphore: &str) -> Result<Option<LockState>, Error> {
         let index = self.index(semaphore)?;
         let peer = self.peers.get(&id).ok_or(Error::UnknownPeer)?;
-        if peer.acquired.contains_key(&index) {
+        if peer.acquired.get(index).is_some() {
             Ok(Some(LockState::Acquired))
         } else if peer.pending.is_some_and(|p| p.semaphore == index) {
             Ok(Some(LockState::Pending))
@@ -418,7 +458,7 @@ impl Core {
                 acquired: peer
                     .acquired
                     .iter()
-                    .map(|(&index, &count)| (self.name(index), count))
+                    .map(|(index, count)| (self.name(index), count))
                     .collect(),
                 pending: peer.pending.map(|p| (self.name(p.semaphore), p.count)),
                 expires_in: peer.expires_at.saturating_duration_since(now),
@@ -475,12 +515,12 @@ impl Core {
     /// The peer's current level: the lowest level among its acquired locks.
     fn level_of(&self, peer: &Peer) -> Option<i32> {
         peer.acquired
-            .keys()
-            .map(|&index| self.semaphores[index].settings.level)
+            .iter()
+            .map(|(index, _)| self.semaphores[index].settings.level)
             .min()
     }
 
-    fn insert_peer(&mut self, id: PeerId, expires_at: Instant, acquired: BTreeMap<usize, i64>) {
+    fn insert_peer(&mut self, id: PeerId, expires_at: Instant, acquired: Held) {
         self.peers.insert(
             id,
             Peer {
@@ -535,6 +575,76 @@ impl Core {
             }
             granted.push(waiter.peer);
         }
+    }
+}
+
+/// One pending lock in a semaphore's queue, as the status page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaiterInfo {
+    pub peer: PeerId,
+    pub count: i64,
+    /// How long the lock has been pending.
+    pub waited: Duration,
+}
+
+/// Read-only views for the status page. Each is a bounded walk of an ordered index (a queue, the
+/// deadlines) or a lookup by id, never a scan of all peers, so a snapshot stays cheap however
+/// many peers are live.
+impl Core {
+    /// The first `limit` waiters of `semaphore` in queue (request) order: the oldest first.
+    /// Costs O(log n + limit).
+    pub fn waiters(
+        &self,
+        semaphore: &str,
+        limit: usize,
+        now: Instant,
+    ) -> Result<Vec<WaiterInfo>, Error> {
+        let sem = &self.semaphores[self.index(semaphore)?];
+        Ok(sem
+            .queue
+            .values()
+            .take(limit)
+            .map(|waiter| WaiterInfo {
+                peer: waiter.peer,
+                count: waiter.count,
+                waited: now.saturating_duration_since(waiter.since),
+            })
+            .collect())
+    }
+
+    /// The ids of up to `limit` peers whose deadlines come first, soonest first (ties by id).
+    /// Costs O(log n + limit).
+    pub fn peers_expiring_first(&self, limit: usize) -> Vec<PeerId> {
+        self.deadlines
+            .iter()
+            .take(limit)
+            .map(|&(_, id)| id)
+            .collect()
+    }
+
+    /// One peer with its locks, `None` if it is not known. Costs O(1) plus its locks.
+    pub fn peer(&self, id: PeerId, now: Instant) -> Option<PeerInfo<'_>> {
+        let peer = self.peers.get(&id)?;
+        Some(PeerInfo {
+            id,
+            acquired: peer
+                .acquired
+                .iter()
+                .map(|(index, count)| (self.name(index), count))
+                .collect(),
+            pending: peer.pending.map(|p| (self.name(p.semaphore), p.count)),
+            expires_in: peer.expires_at.saturating_duration_since(now),
+        })
+    }
+
+    /// How long the peer's pending lock has waited; `None` if it waits for nothing or is not
+    /// known. Costs O(log n).
+    pub fn waiting_for(&self, id: PeerId, now: Instant) -> Option<Duration> {
+        let pending = self.peers.get(&id)?.pending?;
+        let waiter = self.semaphores[pending.semaphore]
+            .queue
+            .get(&pending.ticket)?;
+        Some(now.saturating_duration_since(waiter.since))
     }
 }
 
@@ -856,6 +966,36 @@ mod tests {
         assert_eq!(c.release_lock(1, "Z"), Err(Error::UnknownSemaphore));
         assert_eq!(c.remove_peer(2), None);
         assert!(!c.new_peer(1, t0));
+    }
+
+    #[test]
+    fn status_views_walk_the_queue_and_the_deadlines() {
+        let t0 = Instant::now();
+        let mut c = core(&[("A", 1, 0)]);
+        for id in 1..=4 {
+            c.new_peer(id, t0 + secs(100 - id));
+        }
+        acquire(&mut c, 1, "A", 1, t0);
+        acquire(&mut c, 3, "A", 1, t0 + secs(1));
+        acquire(&mut c, 2, "A", 1, t0 + secs(2));
+        let now = t0 + secs(5);
+        let waiters = c.waiters("A", 1, now).unwrap();
+        assert_eq!(
+            waiters,
+            vec![WaiterInfo {
+                peer: 3,
+                count: 1,
+                waited: secs(4)
+            }]
+        );
+        assert_eq!(c.waiters("A", 10, now).unwrap().len(), 2);
+        assert_eq!(c.waiters("Z", 10, now), Err(Error::UnknownSemaphore));
+        assert_eq!(c.peers_expiring_first(3), vec![4, 3, 2]);
+        assert_eq!(c.peer(2, now).unwrap().pending, Some(("A", 1)));
+        assert_eq!(c.peer(1, now).unwrap().expires_in, secs(94));
+        assert_eq!(c.peer(9, now), None);
+        assert_eq!(c.waiting_for(2, now), Some(secs(3)));
+        assert_eq!(c.waiting_for(1, now), None);
     }
 
     mod model;

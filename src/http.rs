@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::metrics::{self, Metrics};
 use crate::routes::{self, Route};
 use crate::service::Service;
+use crate::status::{self, Snapshot};
 
 /// Bodies above this size are refused: the largest legitimate body, a restore of a peer with
 /// many locks, is far smaller.
@@ -82,6 +83,14 @@ impl Reply {
         }
     }
 
+    fn html(body: String) -> Reply {
+        Reply {
+            status: 200,
+            content_type: status::HTML_CONTENT_TYPE,
+            body: body.into_bytes(),
+        }
+    }
+
     fn json(body: impl Into<String>) -> Reply {
         Reply {
             status: 200,
@@ -98,6 +107,12 @@ pub fn serve(app: &App, mut request: Request) {
         Ok(route) if route.needs_token() && !authorized(&request, app.token.as_deref()) => {
             (route.name(), Err(Error::Unauthorized))
         }
+        // The page itself is served without the token, so a browser can load it and ask for
+        // the token; without it, it carries no data.
+        Ok(Route::StatusPage) if !authorized(&request, app.token.as_deref()) => (
+            Route::StatusPage.name(),
+            Ok(Reply::html(status::locked_html())),
+        ),
         Ok(route) => (route.name(), handle(app, route)),
         Err(error) => ("unknown", Err(error)),
     };
@@ -114,6 +129,11 @@ pub fn serve(app: &App, mut request: Request) {
     let mut response = Response::from_data(reply.body)
         .with_status_code(reply.status)
         .with_header(content_type);
+    if matches!(name, "greeting" | "status_page") {
+        // `GET /` answers by the `Accept` header: caches must not mix the two answers.
+        let vary = Header::from_bytes("Vary", "Accept").expect("a static header is valid");
+        response.add_header(vary);
+    }
     if reply.status == 401 {
         let challenge = Header::from_bytes("WWW-Authenticate", "Bearer")
             .expect("static header names and values are valid");
@@ -184,13 +204,30 @@ fn read_route(request: &mut Request) -> Result<Route, Error> {
     if body.len() > BODY_LIMIT {
         return Err(Error::BodyTooLarge { limit: BODY_LIMIT });
     }
+    let accept = request
+        .headers()
+        .iter()
+        .find(|header| header.field.equiv("Accept"))
+        .map(|header| header.value.as_str());
     routes::route(request.method().as_str(), request.url(), &body)
+        .map(|route| routes::negotiate(route, accept))
 }
 
 fn handle(app: &App, route: Route) -> Result<Reply, Error> {
     let service = &app.service;
     let reply = match route {
         Route::Greeting => Reply::text(200, GREETING),
+        // The snapshot is copied under the lock and rendered after it is released.
+        Route::StatusPage => Reply::html(
+            service
+                .inspect(|core, _, now| Snapshot::take(core, now))
+                .to_html(),
+        ),
+        Route::StatusJson => Reply::json(
+            service
+                .inspect(|core, _, now| Snapshot::take(core, now))
+                .to_json(),
+        ),
         Route::Health => Reply::text(200, "Ok"),
         Route::Version => Reply::text(200, env!("CARGO_PKG_VERSION")),
         Route::Favicon => Reply {

@@ -2,7 +2,7 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
+use std::io::{BufRead, BufReader, BufWriter, ErrorKind};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -89,43 +89,42 @@ impl ClientConnection {
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
     fn read_next_line(&mut self) -> IoResult<AsciiString> {
+        // Throttle's patch: scans the buffer for the line's end instead of reading one byte at a
+        // time (which cost a third of all instructions per request), and bounds the head: it may
+        // not grow beyond `max_head_bytes`, nor take longer than `request_timeout` from its first
+        // byte (checked once per buffer, that is once per read from the socket at most).
         let mut buf = Vec::new();
-        let mut prev_byte_was_cr = false;
 
         loop {
-            let byte = self.next_header_source.by_ref().bytes().next();
-
-            let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
-            };
-
-            // Throttle's patch: a head may not grow without bound, nor trickle in forever. The
-            // clock is read every 64 bytes only, which keeps it off the fast path.
-            self.head_bytes += 1;
-            if self.head_bytes > self.limits.max_head_bytes {
-                return Err(IoError::new(ErrorKind::InvalidData, "request head too large"));
+            let available = self.next_header_source.fill_buf()?;
+            if available.is_empty() {
+                return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF"));
             }
             match self.head_started {
                 None => self.head_started = Some(Instant::now()),
-                Some(started)
-                    if self.head_bytes % 64 == 0
-                        && started.elapsed() > self.limits.request_timeout =>
-                {
+                Some(started) if started.elapsed() > self.limits.request_timeout => {
                     return Err(IoError::new(ErrorKind::TimedOut, "request head too slow"));
                 }
                 Some(_) => {}
             }
 
-            if byte == b'\n' && prev_byte_was_cr {
-                buf.pop(); // removing the '\r'
+            let (taken, line_feed) = match available.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (available.len(), false),
+            };
+            if self.head_bytes + taken > self.limits.max_head_bytes {
+                return Err(IoError::new(ErrorKind::InvalidData, "request head too large"));
+            }
+            buf.extend_from_slice(&available[..taken]);
+            self.next_header_source.consume(taken);
+            self.head_bytes += taken;
+
+            // As before the patch, only CRLF ends a line; a bare LF is part of it.
+            if line_feed && buf.len() >= 2 && buf[buf.len() - 2] == b'\r' {
+                buf.truncate(buf.len() - 2);
                 return AsciiString::from_ascii(buf)
                     .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
             }
-
-            prev_byte_was_cr = byte == b'\r';
-
-            buf.push(byte);
         }
     }
 
