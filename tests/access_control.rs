@@ -1,5 +1,5 @@
 //! Access control (README "Reliability and security"): with a token from `THROTTLE_TOKEN` or
-//! `[auth] token`, every route but `/` and `/health` needs `Authorization: Bearer <token>` and
+//! `[auth] token`, every route but `/` (greeting or status page) and `/health` needs `Authorization: Bearer <token>` and
 //! answers 401 with `WWW-Authenticate: Bearer` otherwise; a 401 changes nothing. Without a token
 //! everything is open, as before.
 
@@ -30,6 +30,7 @@ fn guarded_routes(peer: u64) -> Vec<(&'static str, String, Option<&'static str>,
         ("GET", "/metrics".into(), None, 200),
         ("GET", "/version".into(), None, 200),
         ("GET", "/favicon.ico".into(), None, 200),
+        ("GET", "/status.json".into(), None, 200),
         ("GET", "/peers/".into(), None, 200),
         ("GET", format!("/peers/{peer}/is_acquired"), None, 200),
         ("GET", "/remainder?semaphore=B".into(), None, 200),
@@ -93,6 +94,10 @@ fn check_access_control(server: &Server) {
     // Open to all: the greeting and the health check (for load balancers and orchestrators).
     anonymous.get("/").expect(200, "Hello");
     anonymous.get("/health").expect(200, "Ok");
+    // The status page's HTML (it asks for the token and sends it with `/status.json`).
+    let browser = Client::new(server.addr).with_header("Accept", "text/html");
+    assert_eq!(browser.get("/").status, 200);
+    expect_401(&browser.get("/status.json"), "/status.json from a browser");
     for wrong in WRONG {
         let client = Client::new(server.addr).with_header("Authorization", wrong);
         client.get("/health").expect(200, "Ok");
