@@ -5,6 +5,7 @@
 //! holds no state of its own beyond the metrics handle.
 
 use std::io::Read;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
@@ -60,7 +61,13 @@ pub fn spawn_workers(
                 .name(format!("worker-{i}"))
                 .spawn(move || {
                     for request in server.incoming_requests() {
-                        serve(&app, request);
+                        // A panic is a bug, but it must not shrink the pool: the request is
+                        // answered 500 as it drops, and the worker goes on. (A panic while the
+                        // state is locked aborts instead; see `service.rs`.)
+                        let served = panic::catch_unwind(AssertUnwindSafe(|| serve(&app, request)));
+                        if served.is_err() {
+                            log::error!("A request panicked; it was answered 500");
+                        }
                     }
                 })
         })
@@ -152,8 +159,10 @@ fn authorized(request: &Request, token: Option<&str>) -> bool {
         .headers()
         .iter()
         .filter(|header| header.field.equiv("Authorization"))
-        .filter_map(|header| header.value.as_str().strip_prefix("Bearer "))
-        .any(|offered| same_secret(offered.trim().as_bytes(), token.as_bytes()))
+        .filter_map(|header| header.value.as_str().trim().split_once(' '))
+        // The scheme is case-insensitive (RFC 9110); the token is not.
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .any(|(_, offered)| same_secret(offered.trim().as_bytes(), token.as_bytes()))
 }
 
 /// Compares in time that depends on the lengths only.

@@ -206,3 +206,15 @@ fn tokens_may_hold_any_printable_characters() {
     let client = Client::new(server.addr).with_header("Authorization", &format!("Bearer {almost}"));
     expect_401(&client.get("/peers/"), "a prefix of the token");
 }
+
+#[test]
+fn the_scheme_is_case_insensitive_but_the_token_is_not() {
+    let server = server_with_token(TOKEN, true);
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let client =
+            Client::new(server.addr).with_header("Authorization", &format!("{scheme} {TOKEN}"));
+        assert_eq!(client.get("/version").status, 200, "scheme `{scheme}`");
+    }
+    let client = Client::new(server.addr).with_header("Authorization", "Bearer S3CRET");
+    expect_401(&client.get("/version"), "a token in other case");
+}

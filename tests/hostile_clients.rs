@@ -306,14 +306,9 @@ fn a_client_that_never_reads_a_few_answers_does_not_stop_others() {
 /// so the server's writes to it block. README: one blocked write is bounded by
 /// `--idle-timeout`, and clients that never read "must not hold workers" (issue 6).
 ///
-/// Ignored because the server fails it: tiny_http's connection thread reads pipelined requests
-/// ahead and queues all of them; each waits for the answer before it on the same connection,
-/// and each of those answers blocks a worker for up to `--idle-timeout` on the full socket. With
-/// 20,000 pipelined `GET /metrics` (700 KB sent once) and `--idle-timeout 1s`, `/health` on other
-/// connections went unanswered for more than 200 s in a row. Run it with
-/// `cargo test --test hostile_clients -- --ignored`.
+/// A connection hands the workers one request at a time (see vendor/tiny_http/PATCHED.md), so
+/// this client holds at most one worker, for at most one write timeout at a time.
 #[test]
-#[ignore = "server bug: pipelined requests of a client that never reads hold every worker"]
 fn a_client_that_never_reads_does_not_stop_others() {
     let server = Server::start_with(CONFIG, &["--workers", "4", "--idle-timeout", "1s"], &[]);
     let mut never_reads = TcpStream::connect(server.addr).expect("connect");
