@@ -578,6 +578,76 @@ impl Core {
     }
 }
 
+/// One pending lock in a semaphore's queue, as the status page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaiterInfo {
+    pub peer: PeerId,
+    pub count: i64,
+    /// How long the lock has been pending.
+    pub waited: Duration,
+}
+
+/// Read-only views for the status page. Each is a bounded walk of an ordered index (a queue, the
+/// deadlines) or a lookup by id, never a scan of all peers, so a snapshot stays cheap however
+/// many peers are live.
+impl Core {
+    /// The first `limit` waiters of `semaphore` in queue (request) order: the oldest first.
+    /// Costs O(log n + limit).
+    pub fn waiters(
+        &self,
+        semaphore: &str,
+        limit: usize,
+        now: Instant,
+    ) -> Result<Vec<WaiterInfo>, Error> {
+        let sem = &self.semaphores[self.index(semaphore)?];
+        Ok(sem
+            .queue
+            .values()
+            .take(limit)
+            .map(|waiter| WaiterInfo {
+                peer: waiter.peer,
+                count: waiter.count,
+                waited: now.saturating_duration_since(waiter.since),
+            })
+            .collect())
+    }
+
+    /// The ids of up to `limit` peers whose deadlines come first, soonest first (ties by id).
+    /// Costs O(log n + limit).
+    pub fn peers_expiring_first(&self, limit: usize) -> Vec<PeerId> {
+        self.deadlines
+            .iter()
+            .take(limit)
+            .map(|&(_, id)| id)
+            .collect()
+    }
+
+    /// One peer with its locks, `None` if it is not known. Costs O(1) plus its locks.
+    pub fn peer(&self, id: PeerId, now: Instant) -> Option<PeerInfo<'_>> {
+        let peer = self.peers.get(&id)?;
+        Some(PeerInfo {
+            id,
+            acquired: peer
+                .acquired
+                .iter()
+                .map(|(index, count)| (self.name(index), count))
+                .collect(),
+            pending: peer.pending.map(|p| (self.name(p.semaphore), p.count)),
+            expires_in: peer.expires_at.saturating_duration_since(now),
+        })
+    }
+
+    /// How long the peer's pending lock has waited; `None` if it waits for nothing or is not
+    /// known. Costs O(log n).
+    pub fn waiting_for(&self, id: PeerId, now: Instant) -> Option<Duration> {
+        let pending = self.peers.get(&id)?.pending?;
+        let waiter = self.semaphores[pending.semaphore]
+            .queue
+            .get(&pending.ticket)?;
+        Some(now.saturating_duration_since(waiter.since))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -896,6 +966,36 @@ mod tests {
         assert_eq!(c.release_lock(1, "Z"), Err(Error::UnknownSemaphore));
         assert_eq!(c.remove_peer(2), None);
         assert!(!c.new_peer(1, t0));
+    }
+
+    #[test]
+    fn status_views_walk_the_queue_and_the_deadlines() {
+        let t0 = Instant::now();
+        let mut c = core(&[("A", 1, 0)]);
+        for id in 1..=4 {
+            c.new_peer(id, t0 + secs(100 - id));
+        }
+        acquire(&mut c, 1, "A", 1, t0);
+        acquire(&mut c, 3, "A", 1, t0 + secs(1));
+        acquire(&mut c, 2, "A", 1, t0 + secs(2));
+        let now = t0 + secs(5);
+        let waiters = c.waiters("A", 1, now).unwrap();
+        assert_eq!(
+            waiters,
+            vec![WaiterInfo {
+                peer: 3,
+                count: 1,
+                waited: secs(4)
+            }]
+        );
+        assert_eq!(c.waiters("A", 10, now).unwrap().len(), 2);
+        assert_eq!(c.waiters("Z", 10, now), Err(Error::UnknownSemaphore));
+        assert_eq!(c.peers_expiring_first(3), vec![4, 3, 2]);
+        assert_eq!(c.peer(2, now).unwrap().pending, Some(("A", 1)));
+        assert_eq!(c.peer(1, now).unwrap().expires_in, secs(94));
+        assert_eq!(c.peer(9, now), None);
+        assert_eq!(c.waiting_for(2, now), Some(secs(3)));
+        assert_eq!(c.waiting_for(1, now), None);
     }
 
     mod model;

@@ -5,6 +5,7 @@
 //! holds no state of its own beyond the metrics handle.
 
 use std::io::Read;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
@@ -16,6 +17,7 @@ use crate::error::Error;
 use crate::metrics::{self, Metrics};
 use crate::routes::{self, Route};
 use crate::service::Service;
+use crate::status::{self, Snapshot};
 
 /// Bodies above this size are refused: the largest legitimate body, a restore of a peer with
 /// many locks, is far smaller.
@@ -59,7 +61,13 @@ pub fn spawn_workers(
                 .name(format!("worker-{i}"))
                 .spawn(move || {
                     for request in server.incoming_requests() {
-                        serve(&app, request);
+                        // A panic is a bug, but it must not shrink the pool: the request is
+                        // answered 500 as it drops, and the worker goes on. (A panic while the
+                        // state is locked aborts instead; see `service.rs`.)
+                        let served = panic::catch_unwind(AssertUnwindSafe(|| serve(&app, request)));
+                        if served.is_err() {
+                            log::error!("A request panicked; it was answered 500");
+                        }
                     }
                 })
         })
@@ -82,6 +90,14 @@ impl Reply {
         }
     }
 
+    fn html(body: String) -> Reply {
+        Reply {
+            status: 200,
+            content_type: status::HTML_CONTENT_TYPE,
+            body: body.into_bytes(),
+        }
+    }
+
     fn json(body: impl Into<String>) -> Reply {
         Reply {
             status: 200,
@@ -98,6 +114,12 @@ pub fn serve(app: &App, mut request: Request) {
         Ok(route) if route.needs_token() && !authorized(&request, app.token.as_deref()) => {
             (route.name(), Err(Error::Unauthorized))
         }
+        // The page itself is served without the token, so a browser can load it and ask for
+        // the token; without it, it carries no data.
+        Ok(Route::StatusPage) if !authorized(&request, app.token.as_deref()) => (
+            Route::StatusPage.name(),
+            Ok(Reply::html(status::locked_html())),
+        ),
         Ok(route) => (route.name(), handle(app, route)),
         Err(error) => ("unknown", Err(error)),
     };
@@ -114,6 +136,11 @@ pub fn serve(app: &App, mut request: Request) {
     let mut response = Response::from_data(reply.body)
         .with_status_code(reply.status)
         .with_header(content_type);
+    if matches!(name, "greeting" | "status_page") {
+        // `GET /` answers by the `Accept` header: caches must not mix the two answers.
+        let vary = Header::from_bytes("Vary", "Accept").expect("a static header is valid");
+        response.add_header(vary);
+    }
     if reply.status == 401 {
         let challenge = Header::from_bytes("WWW-Authenticate", "Bearer")
             .expect("static header names and values are valid");
@@ -132,8 +159,10 @@ fn authorized(request: &Request, token: Option<&str>) -> bool {
         .headers()
         .iter()
         .filter(|header| header.field.equiv("Authorization"))
-        .filter_map(|header| header.value.as_str().strip_prefix("Bearer "))
-        .any(|offered| same_secret(offered.trim().as_bytes(), token.as_bytes()))
+        .filter_map(|header| header.value.as_str().trim().split_once(' '))
+        // The scheme is case-insensitive (RFC 9110); the token is not.
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .any(|(_, offered)| same_secret(offered.trim().as_bytes(), token.as_bytes()))
 }
 
 /// Compares in time that depends on the lengths only.
@@ -184,13 +213,30 @@ fn read_route(request: &mut Request) -> Result<Route, Error> {
     if body.len() > BODY_LIMIT {
         return Err(Error::BodyTooLarge { limit: BODY_LIMIT });
     }
+    let accept = request
+        .headers()
+        .iter()
+        .find(|header| header.field.equiv("Accept"))
+        .map(|header| header.value.as_str());
     routes::route(request.method().as_str(), request.url(), &body)
+        .map(|route| routes::negotiate(route, accept))
 }
 
 fn handle(app: &App, route: Route) -> Result<Reply, Error> {
     let service = &app.service;
     let reply = match route {
         Route::Greeting => Reply::text(200, GREETING),
+        // The snapshot is copied under the lock and rendered after it is released.
+        Route::StatusPage => Reply::html(
+            service
+                .inspect(|core, _, now| Snapshot::take(core, now))
+                .to_html(),
+        ),
+        Route::StatusJson => Reply::json(
+            service
+                .inspect(|core, _, now| Snapshot::take(core, now))
+                .to_json(),
+        ),
         Route::Health => Reply::text(200, "Ok"),
         Route::Version => Reply::text(200, env!("CARGO_PKG_VERSION")),
         Route::Favicon => Reply {

@@ -18,6 +18,7 @@ mod logging;
 mod metrics;
 mod routes;
 mod service;
+mod status;
 
 use std::process::ExitCode;
 use std::sync::{Arc, mpsc};

@@ -58,14 +58,19 @@ pub enum Route {
         expires_in: Duration,
         acquired: BTreeMap<String, i64>,
     },
+    /// `GET /` from a browser: the live status page (see [`negotiate`]).
+    StatusPage,
+    /// `GET /status.json`: the status page's data.
+    StatusJson,
 }
 
 impl Route {
     /// Whether the route needs the token, when one is configured. Only the greeting and the
-    /// health check stay open, so load balancers can probe without the secret; every route
-    /// added later needs it unless listed here.
+    /// health check stay open, so load balancers can probe without the secret, and the status
+    /// page, which a browser must load to ask for the token: `http.rs` serves it without data
+    /// to a request without the token. Every route added later needs it unless listed here.
     pub fn needs_token(&self) -> bool {
-        !matches!(self, Route::Greeting | Route::Health)
+        !matches!(self, Route::Greeting | Route::Health | Route::StatusPage)
     }
 
     /// A short fixed name, used as the `route` label of the request metrics.
@@ -85,6 +90,8 @@ impl Route {
             Route::ListPeers => "list_peers",
             Route::Remainder { .. } => "remainder",
             Route::Restore { .. } => "restore",
+            Route::StatusPage => "status_page",
+            Route::StatusJson => "status_json",
         }
     }
 }
@@ -99,6 +106,7 @@ pub fn route(method: &str, url: &str, body: &[u8]) -> Result<Route, Error> {
         ("GET", "metrics") => Route::Metrics,
         ("GET", "version") => Route::Version,
         ("GET", "favicon.ico") => Route::Favicon,
+        ("GET", "status.json") => Route::StatusJson,
         ("GET", "peers" | "peers/") => Route::ListPeers,
         ("POST", "new_peer") => Route::NewPeer {
             expires_in: parse_body::<ExpiresIn>(body)?.duration()?,
@@ -121,6 +129,32 @@ pub fn route(method: &str, url: &str, body: &[u8]) -> Result<Route, Error> {
         },
     };
     Ok(route)
+}
+
+/// Content negotiation for `GET /`: a request whose `Accept` header admits `text/html` (a
+/// browser) gets the status page; every other client (`curl`, the Python client, `*/*`, no
+/// header) keeps the plain-text greeting. Other routes pass unchanged.
+pub fn negotiate(route: Route, accept: Option<&str>) -> Route {
+    match route {
+        Route::Greeting if accept.is_some_and(accepts_html) => Route::StatusPage,
+        route => route,
+    }
+}
+
+/// `true` if an `Accept` header names `text/html` explicitly with a quality above zero.
+/// Wildcards (`*/*`, `text/*`) do not count: they are what non-browser clients send.
+fn accepts_html(accept: &str) -> bool {
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("");
+        let refused = parts.any(|param| {
+            param
+                .strip_prefix("q=")
+                .and_then(|q| q.parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        media.eq_ignore_ascii_case("text/html") && !refused
+    })
 }
 
 /// Routes below `/peers/`: `{id}`, `{id}/is_acquired` and `{id}/{semaphore}`. The semaphore is
@@ -522,6 +556,31 @@ mod tests {
             r#"{"expires_in":"5m","peer_id":1,"acquired":{"A":1e99}}"#,
             "Invalid body",
         );
+    }
+
+    #[test]
+    fn browsers_get_the_status_page_and_everyone_else_the_greeting() {
+        let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+        for (accept, expected) in [
+            (Some(browser), Route::StatusPage),
+            (Some("TEXT/HTML"), Route::StatusPage),
+            (Some("application/json, text/html;q=0.5"), Route::StatusPage),
+            (None, Route::Greeting),
+            (Some("*/*"), Route::Greeting),
+            (Some("text/*"), Route::Greeting),
+            (Some("text/plain"), Route::Greeting),
+            (Some("application/json"), Route::Greeting),
+            (Some("text/html;q=0"), Route::Greeting),
+            (Some("text/htmlx"), Route::Greeting),
+            (Some(""), Route::Greeting),
+        ] {
+            let routed = route("GET", "/", b"").map(|r| negotiate(r, accept));
+            assert_eq!(routed, Ok(expected), "Accept: {accept:?}");
+        }
+        // Only the greeting is negotiated.
+        assert_eq!(negotiate(Route::Health, Some(browser)), Route::Health);
+        check("GET", "/status.json", "", Ok(Route::StatusJson));
+        check("POST", "/status.json", "", Err(Error::NotFound));
     }
 
     #[test]

@@ -15,7 +15,9 @@ use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use std::ops::{Deref, DerefMut};
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::core::{Core, LockState, PeerId};
 use crate::error::Error;
@@ -50,6 +52,40 @@ struct State {
     /// The deadline the expiry thread sleeps until; `None` while it sleeps without one.
     expiry_alarm: Option<Instant>,
     shutting_down: bool,
+}
+
+/// The state, locked. A panic while it is held aborts the process (see [`AbortOnPanic`]).
+struct Locked<'a> {
+    guard: MutexGuard<'a, State>,
+    _abort: AbortOnPanic,
+}
+
+impl Deref for Locked<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
+/// Aborts the process when dropped by a panic. A panic while the bookkeeping is locked may have
+/// left it half changed, and serving on from it could hand out more than `max`; a restart (the
+/// supervisor's job) and the clients' restore give a consistent state again. Panics anywhere
+/// else (parsing, rendering, the HTTP layer) only cost the request they happen in.
+struct AbortOnPanic;
+
+impl Drop for AbortOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            log::error!("A panic while the state was locked: aborting to protect the counts");
+            std::process::abort();
+        }
+    }
 }
 
 impl State {
@@ -102,7 +138,7 @@ impl Service {
     pub fn new_peer(&self, expires_in: Duration) -> Result<PeerId, Error> {
         loop {
             let id = rand::random_range(0..PEER_ID_LIMIT);
-            let mut state = self.state.lock();
+            let mut state = self.lock();
             let now = Instant::now();
             state.sweep(now);
             self.check_peer_limit(&state)?;
@@ -114,7 +150,7 @@ impl Service {
     }
 
     pub fn heartbeat(&self, id: PeerId, expires_in: Duration) -> Result<(), Error> {
-        let mut state = self.state.lock();
+        let mut state = self.lock();
         let now = Instant::now();
         state.sweep(now);
         state.core.heartbeat(id, now + expires_in)?;
@@ -124,7 +160,7 @@ impl Service {
 
     /// Removes the peer and its locks. Unknown peers are fine: the result is the same.
     pub fn remove_peer(&self, id: PeerId) {
-        let mut state = self.state.lock();
+        let mut state = self.lock();
         state.sweep(Instant::now());
         if let Some(granted) = state.core.remove_peer(id) {
             state.wake(&[id]);
@@ -144,7 +180,7 @@ impl Service {
         expires_in: Option<Duration>,
         block_for: Option<Duration>,
     ) -> Result<LockState, Error> {
-        let mut state = self.state.lock();
+        let mut state = self.lock();
         let now = Instant::now();
         state.sweep(now);
         let expires_at = expires_in.map(|d| now + d);
@@ -193,7 +229,7 @@ impl Service {
                 }
                 Ok(Some(LockState::Pending)) => {}
             }
-            timed_out = waiter.wait_until(&mut state, deadline).timed_out();
+            timed_out = waiter.wait_until(&mut state.guard, deadline).timed_out();
             state.sweep(Instant::now());
         };
         state.long_polls.waiting -= 1;
@@ -207,7 +243,7 @@ impl Service {
     }
 
     pub fn release_lock(&self, id: PeerId, semaphore: &str) -> Result<(), Error> {
-        let mut state = self.state.lock();
+        let mut state = self.lock();
         state.sweep(Instant::now());
         let granted = state.core.release_lock(id, semaphore)?;
         state.wake(&[id]);
@@ -221,7 +257,7 @@ impl Service {
         expires_in: Duration,
         acquired: &std::collections::BTreeMap<String, i64>,
     ) -> Result<(), Error> {
-        let mut state = self.state.lock();
+        let mut state = self.lock();
         let now = Instant::now();
         state.sweep(now);
         if !state.core.has_peer(id) {
@@ -235,7 +271,7 @@ impl Service {
     /// Runs `f` on the current state, after a sweep. For reads: the remainder, the listing of
     /// peers, the metrics. Keep `f` short: every other request waits for it.
     pub fn inspect<T>(&self, f: impl FnOnce(&Core, LongPolls, Instant) -> T) -> T {
-        let mut state = self.state.lock();
+        let mut state = self.lock();
         let now = Instant::now();
         state.sweep(now);
         f(&state.core, state.long_polls, now)
@@ -246,15 +282,15 @@ impl Service {
     /// exists and is woken by [`Service::rearm_expiry`] when an earlier deadline appears, so an
     /// idle server does not wake up at all. Returns at shutdown.
     pub fn run_expiry(&self) {
-        let mut state = self.state.lock();
+        let mut state = self.lock();
         while !state.shutting_down {
             state.sweep(Instant::now());
             state.expiry_alarm = state.core.next_deadline();
             match state.expiry_alarm {
                 Some(deadline) => {
-                    self.expiry.wait_until(&mut state, deadline);
+                    self.expiry.wait_until(&mut state.guard, deadline);
                 }
-                None => self.expiry.wait(&mut state),
+                None => self.expiry.wait(&mut state.guard),
             }
         }
     }
@@ -262,7 +298,7 @@ impl Service {
     /// Answers every waiting long poll and stops the expiry thread. Requests arriving after
     /// this are still served, but no longer wait.
     pub fn shut_down(&self) {
-        let mut state = self.state.lock();
+        let mut state = self.lock();
         state.shutting_down = true;
         for waiter in state.waiters.values() {
             waiter.notify_all();
@@ -277,6 +313,13 @@ impl Service {
             });
         }
         Ok(())
+    }
+
+    fn lock(&self) -> Locked<'_> {
+        Locked {
+            guard: self.state.lock(),
+            _abort: AbortOnPanic,
+        }
     }
 
     /// Wakes the expiry thread if the earliest deadline moved before its alarm.

@@ -6,7 +6,8 @@ uses the standard library only and imports neither.
 
 Each test gets its own server on a free port (``--port 0``); the port is read from the
 ``Listening on http://HOST:PORT`` line the server logs, then ``/health`` is polled. Every wait
-has a deadline, so a broken server fails a test instead of hanging it.
+has a deadline, so a broken server fails a test instead of hanging it. Servers get no
+``THROTTLE_TOKEN`` from the test run's environment, only what a test passes in ``env``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import urllib.error
 import urllib.request
 from collections import deque
 from pathlib import Path
-from typing import Callable, Deque, Iterator, List, Optional
+from typing import Callable, Deque, Dict, Iterator, List, Optional
 
 import pytest
 
@@ -40,9 +41,12 @@ def server_binary() -> Path:
 class ThrottleServer:
     """One server process with a given configuration, restartable on the same port."""
 
-    def __init__(self, binary: Path, config_file: Path) -> None:
+    def __init__(
+        self, binary: Path, config_file: Path, env: Optional[Dict[str, str]] = None
+    ) -> None:
         self.binary = binary
         self.config_file = config_file
+        self.env = dict(env or {})
         self.url = ""
         self.port = 0
         self._process: Optional[subprocess.Popen[str]] = None
@@ -88,6 +92,8 @@ class ThrottleServer:
 
     def _try_start(self, port: int, deadline: float) -> bool:
         env = dict(os.environ, THROTTLE_LOG="INFO")
+        env.pop("THROTTLE_TOKEN", None)
+        env.update(self.env)
         process = subprocess.Popen(
             [str(self.binary), "--address", "127.0.0.1", "--port", str(port),
              "-c", str(self.config_file)],
@@ -147,22 +153,23 @@ class ThrottleServer:
             time.sleep(0.02)
 
 
-StartServer = Callable[[str], ThrottleServer]
+StartServer = Callable[..., ThrottleServer]
 
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[StartServer]:
-    """A function that starts a server with the given TOML configuration; every server it
-    started is stopped after the test."""
+    """A function that starts a server with the given TOML configuration (and environment
+    variables ``env``, e.g. ``{"THROTTLE_TOKEN": "s3cret"}``); every server it started is
+    stopped after the test."""
     binary = server_binary()
     if not binary.exists():
         pytest.fail(f"no server binary at {binary}: run `cargo build` or set THROTTLE_BIN")
     servers: List[ThrottleServer] = []
 
-    def start(config: str) -> ThrottleServer:
+    def start(config: str, env: Optional[Dict[str, str]] = None) -> ThrottleServer:
         config_file = tmp_path / f"throttle-{len(servers)}.toml"
         config_file.write_text(config)
-        server = ThrottleServer(binary, config_file)
+        server = ThrottleServer(binary, config_file, env)
         servers.append(server)
         server.start()
         return server

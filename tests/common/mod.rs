@@ -141,8 +141,8 @@ pub struct Process {
 
 impl Process {
     /// Writes `config` to `throttle.toml` in a fresh directory and starts the binary with
-    /// `-c <that file>` followed by `args`. `THROTTLE_LOG` is removed from the environment unless
-    /// `env` sets it.
+    /// `-c <that file>` followed by `args`. `THROTTLE_LOG` and `THROTTLE_TOKEN` are removed from
+    /// the environment unless `env` sets them.
     pub fn spawn(config: &str, args: &[&str], env: &[(&str, &str)]) -> Process {
         let dir = TempDir::new();
         let path = dir.write("throttle.toml", config);
@@ -159,6 +159,7 @@ impl Process {
             .args(args)
             .current_dir(dir.path())
             .env_remove("THROTTLE_LOG")
+            .env_remove("THROTTLE_TOKEN")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -221,9 +222,19 @@ pub struct Reply {
     pub status: u16,
     pub content_type: String,
     pub bytes: Vec<u8>,
+    /// Every header of the answer, names in lower case.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Reply {
+    /// The value of the answer's header `name` (any case), if it has one.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(field, _)| field.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.bytes).into_owned()
     }
@@ -256,6 +267,8 @@ impl Reply {
 pub struct Client {
     agent: ureq::Agent,
     base: String,
+    /// Headers sent with every request, see [`Client::with_header`].
+    headers: Vec<(String, String)>,
 }
 
 impl Client {
@@ -268,7 +281,15 @@ impl Client {
         Client {
             agent,
             base: format!("http://{addr}"),
+            headers: Vec::new(),
         }
+    }
+
+    /// This client, sending the header `name: value` with every request from now on, e.g.
+    /// `Authorization: Bearer <token>` for a server with access control.
+    pub fn with_header(mut self, name: &str, value: &str) -> Client {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
     }
 
     /// Sends a request; `body` `None` sends none. Panics on transport errors.
@@ -285,15 +306,23 @@ impl Client {
     ) -> Result<Reply, ureq::Error> {
         let url = format!("{}{path}", self.base);
         let response = match (method, body) {
-            ("GET", _) => self.agent.get(&url).call(),
-            ("DELETE", _) => self.agent.delete(&url).call(),
-            ("PUT", Some(body)) => self.agent.put(&url).send(body),
-            ("PUT", None) => self.agent.put(&url).send_empty(),
-            ("POST", Some(body)) => self.agent.post(&url).send(body),
-            ("POST", None) => self.agent.post(&url).send_empty(),
+            ("GET", _) => self.with_headers(self.agent.get(&url)).call(),
+            ("DELETE", _) => self.with_headers(self.agent.delete(&url)).call(),
+            ("PUT", Some(body)) => self.with_headers(self.agent.put(&url)).send(body),
+            ("PUT", None) => self.with_headers(self.agent.put(&url)).send_empty(),
+            ("POST", Some(body)) => self.with_headers(self.agent.post(&url)).send(body),
+            ("POST", None) => self.with_headers(self.agent.post(&url)).send_empty(),
             _ => panic!("unsupported method {method}"),
         }?;
         let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                (name.as_str().to_owned(), value)
+            })
+            .collect();
         let content_type = response
             .headers()
             .get("content-type")
@@ -309,7 +338,16 @@ impl Client {
             status,
             content_type,
             bytes,
+            headers,
         })
+    }
+
+    /// Adds the headers of [`Client::with_header`] to a request.
+    fn with_headers<B>(&self, mut request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
+        request
     }
 
     pub fn get(&self, path: &str) -> Reply {
@@ -602,6 +640,7 @@ pub fn run_to_exit(
         .args(args)
         .current_dir(dir)
         .env_remove("THROTTLE_LOG")
+        .env_remove("THROTTLE_TOKEN")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -17,6 +17,8 @@ class StubServer:
     def __init__(self, script: Script) -> None:
         self.requests: List[Tuple[str, str]] = []
         self.connections: Set[Tuple[str, int]] = set()
+        # The Authorization header of every request, "" where there was none.
+        self.authorizations: List[str] = []
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -26,6 +28,7 @@ class StubServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
                 stub.requests.append((self.command, self.path))
+                stub.authorizations.append(self.headers.get("Authorization") or "")
                 stub.connections.add(self.client_address)
                 status, body = script(self.command, self.path)
                 data = body.encode()

@@ -15,6 +15,10 @@ use crate::error::Error;
 /// refused or reset, timeout) or on the server (5xx). Long enough to ride out a server restart.
 pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(30);
 
+/// The environment variable [`Client::from_env`] reads the token from, the same one the server
+/// reads its token from.
+pub const TOKEN_VARIABLE: &str = "THROTTLE_TOKEN";
+
 /// How long a request may take beyond the `block_for` it asks the server to wait. A healthy
 /// server answers in milliseconds; this only bounds how long a silent connection goes unnoticed.
 const ANSWER_MARGIN: Duration = Duration::from_secs(30);
@@ -64,6 +68,9 @@ impl PeerInfo {
 ///
 /// Most programs want the higher-level [`Client::lock`] and [`Client::rate_limit`] instead.
 ///
+/// A server with access control needs a token: see [`Client::with_token`] and
+/// [`Client::from_env`].
+///
 /// ```no_run
 /// use std::time::Duration;
 /// use throttle_client::Client;
@@ -81,13 +88,17 @@ pub struct Client {
     agent: ureq::Agent,
     base_url: Arc<str>,
     retry_budget: Duration,
+    /// The value of the `Authorization` header, `Bearer <token>`, if a token is set.
+    authorization: Option<Arc<str>>,
 }
 
+/// Shows whether a token is set, never the token.
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
             .field("base_url", &self.base_url)
             .field("retry_budget", &self.retry_budget)
+            .field("has_token", &self.has_token())
             .finish_non_exhaustive()
     }
 }
@@ -129,7 +140,58 @@ impl Client {
             agent,
             base_url: base_url.trim_end_matches('/').into(),
             retry_budget: DEFAULT_RETRY_BUDGET,
+            authorization: None,
         }
+    }
+
+    /// A client for the server at `base_url` with the token from the environment variable
+    /// `THROTTLE_TOKEN` ([`TOKEN_VARIABLE`]), if it is set and not empty; without it, the same
+    /// as [`Client::new`]. The server reads the same variable, so one setting serves both.
+    ///
+    /// ```no_run
+    /// use throttle_client::Client;
+    ///
+    /// // THROTTLE_TOKEN=s3cret in the environment of the program.
+    /// let client = Client::from_env("http://localhost:8000");
+    /// println!("{} units of A free", client.remainder("A")?);
+    /// # Ok::<(), throttle_client::Error>(())
+    /// ```
+    pub fn from_env(base_url: &str) -> Client {
+        let client = Client::new(base_url);
+        match std::env::var(TOKEN_VARIABLE) {
+            Ok(token) => client.with_token(token),
+            Err(_) => client,
+        }
+    }
+
+    /// This client, sending `Authorization: Bearer <token>` with every request, for a server
+    /// started with a token (`[auth] token` or `THROTTLE_TOKEN`). Without the right token such
+    /// a server answers everything but its health check with 401, which becomes
+    /// [`Error::Unauthorized`]. An empty `token` removes the token.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use throttle_client::{Client, Error};
+    ///
+    /// let client = Client::new("http://localhost:8000").with_token("s3cret");
+    /// match client.lock("db").timeout(Duration::from_secs(10)).acquire() {
+    ///     Ok(_guard) => { /* use the database */ }
+    ///     Err(Error::Unauthorized) => eprintln!("wrong token"),
+    ///     Err(other) => eprintln!("failed: {other}"),
+    /// }
+    /// ```
+    ///
+    /// A token with characters a header may not hold (a line break, say) makes every request
+    /// fail with [`Error::Transport`].
+    pub fn with_token(mut self, token: impl Into<String>) -> Client {
+        let token = token.into();
+        self.authorization = (!token.is_empty()).then(|| format!("Bearer {token}").into());
+        self
+    }
+
+    /// Whether requests carry a token (see [`Client::with_token`]).
+    pub fn has_token(&self) -> bool {
+        self.authorization.is_some()
     }
 
     /// This client with another retry budget: the longest time a request is retried after
@@ -316,30 +378,26 @@ impl Client {
         let timeout = Some(timeout.unwrap_or(ANSWER_MARGIN));
         let mut response = match method {
             Method::Get => self
-                .agent
-                .get(&url)
+                .authorize(self.agent.get(&url))
                 .config()
                 .timeout_global(timeout)
                 .build()
                 .call(),
             Method::Delete => self
-                .agent
-                .delete(&url)
+                .authorize(self.agent.delete(&url))
                 .config()
                 .timeout_global(timeout)
                 .build()
                 .call(),
             Method::Put(body) => self
-                .agent
-                .put(&url)
+                .authorize(self.agent.put(&url))
                 .header("Content-Type", "application/json")
                 .config()
                 .timeout_global(timeout)
                 .build()
                 .send(body.as_str()),
             Method::Post(body) => self
-                .agent
-                .post(&url)
+                .authorize(self.agent.post(&url))
                 .header("Content-Type", "application/json")
                 .config()
                 .timeout_global(timeout)
@@ -349,6 +407,14 @@ impl Client {
         let status = response.status().as_u16();
         let body = response.body_mut().read_to_string()?;
         Ok((status, body))
+    }
+
+    /// Adds the `Authorization` header if a token is set.
+    fn authorize<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.authorization {
+            Some(value) => request.header("Authorization", &**value),
+            None => request,
+        }
     }
 }
 
@@ -429,5 +495,17 @@ mod tests {
         assert_send_sync::<Client>();
         let client = Client::new("http://localhost:8000/");
         assert_eq!(client.clone().base_url(), "http://localhost:8000");
+    }
+
+    #[test]
+    fn a_token_is_kept_by_clones_and_never_shown() {
+        let client = Client::new("http://localhost:8000").with_token("s3cret");
+        assert!(client.has_token() && client.clone().has_token());
+        let shown = format!("{client:?}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("has_token: true"),
+            "{shown}"
+        );
+        assert!(!client.with_token("").has_token());
     }
 }

@@ -44,6 +44,11 @@ pub enum Error {
         /// The server's reason.
         message: String,
     },
+    /// The server needs a token and the request carried none, or the wrong one (401). Set it
+    /// with [`Client::with_token`](crate::Client::with_token) or
+    /// [`Client::from_env`](crate::Client::from_env). Not retried: asking again with the same
+    /// token gets the same answer.
+    Unauthorized,
     /// Any other rejected request (4xx): an invalid count or duration, a body too large, an
     /// unknown route, a count overflow on restore, ...
     InvalidRequest {
@@ -93,6 +98,9 @@ impl fmt::Display for Error {
         match self {
             Error::UnknownPeer => f.write_str("unknown peer"),
             Error::UnknownSemaphore => f.write_str("unknown semaphore"),
+            Error::Unauthorized => {
+                f.write_str("unauthorized: the server needs a valid token (Client::with_token)")
+            }
             Error::CountTooLarge { message }
             | Error::LockHierarchyViolation { message }
             | Error::SecondPendingLock { message }
@@ -142,6 +150,7 @@ impl Error {
         match status {
             400 if starts("Unknown peer") => Error::UnknownPeer,
             400 if starts("Unknown semaphore") => Error::UnknownSemaphore,
+            401 => Error::Unauthorized,
             409 if starts("Count too large") => Error::CountTooLarge { message },
             409 if starts("Lock hierarchy violation") => Error::LockHierarchyViolation { message },
             409 if starts("Second pending lock") => Error::SecondPendingLock { message },
@@ -167,6 +176,8 @@ mod tests {
     fn answers_map_to_variants_by_their_first_words() {
         check(400, "Unknown peer", "UnknownPeer");
         check(400, "Unknown semaphore", "UnknownSemaphore");
+        check(401, "Unauthorized: ...", "Unauthorized");
+        check(401, "", "Unauthorized");
         check(
             409,
             "Count too large: 5 > 3",

@@ -59,6 +59,20 @@
 //! }
 //! ```
 //!
+//! # Access control
+//!
+//! A server started with a token (`[auth] token` in its configuration, or `THROTTLE_TOKEN`)
+//! answers 401 to every request without it but the health check. [`Client::with_token`] sends
+//! it; [`Client::from_env`] takes it from `THROTTLE_TOKEN`, like the server. A wrong or
+//! missing token is [`Error::Unauthorized`], never retried.
+//!
+//! ```no_run
+//! # use std::time::Duration;
+//! let client = throttle_client::Client::new("http://localhost:8000").with_token("s3cret");
+//! let guard = client.lock("db").acquire()?;
+//! # Ok::<(), throttle_client::Error>(())
+//! ```
+//!
 //! # Lower levels
 //!
 //! [`Client`] has one method per route of the HTTP API ([`Client::new_peer`],
@@ -76,6 +90,6 @@ mod error;
 mod lock;
 mod rate_limit;
 
-pub use client::{Client, DEFAULT_RETRY_BUDGET, PeerId, PeerInfo};
+pub use client::{Client, DEFAULT_RETRY_BUDGET, PeerId, PeerInfo, TOKEN_VARIABLE};
 pub use error::Error;
 pub use lock::{DEFAULT_EXPIRES_IN, LockBuilder, LockGuard, Peer, PeerLockBuilder};

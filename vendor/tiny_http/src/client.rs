@@ -179,7 +179,9 @@ impl ClientConnection {
             path,
             version.clone(),
             headers,
-            *self.remote_addr.as_ref().unwrap(),
+            // Throttle's patch: `peer_addr` fails for a client that reset the connection right
+            // after connecting; that used to panic here.
+            self.remote_addr.as_ref().ok().copied().flatten(),
             data_source,
             writer,
         )

@@ -397,11 +397,25 @@ impl Server {
                                     let (sender, receiver) = mpsc::channel();
                                     for rq in client {
                                         messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
+                                        if receiver.recv().is_err() {
+                                            break;
+                                        }
                                     }
                                 } else {
+                                    // Throttle's patch: at most one request of a connection is
+                                    // in the workers' hands. The next one is read ahead (so a
+                                    // client that waits for each answer costs no extra wake-up)
+                                    // but handed over only once the previous one is answered: a
+                                    // client that pipelines and never reads holds one worker
+                                    // until the write timeout, not every worker.
+                                    let (sender, answered) = mpsc::channel();
+                                    let mut in_flight = false;
                                     for rq in client {
-                                        messages.push(rq.into());
+                                        if in_flight && answered.recv().is_err() {
+                                            break;
+                                        }
+                                        messages.push(rq.with_notify_sender(sender.clone()).into());
+                                        in_flight = true;
                                     }
                                 }
                             }

@@ -96,7 +96,8 @@ impl<R: Write> Write for NotifyOnDrop<R> {
 }
 impl<R> Drop for NotifyOnDrop<R> {
     fn drop(&mut self) {
-        self.sender.send(()).unwrap();
+        // Throttle's patch: the connection may be gone; that is no reason to panic.
+        let _ = self.sender.send(());
     }
 }
 
@@ -437,7 +438,7 @@ impl Request {
     {
         let res = self.respond_impl(response);
         if let Some(sender) = self.notify_when_responded.take() {
-            sender.send(()).unwrap();
+            let _ = sender.send(()); // Throttle's patch: see NotifyOnDrop
         }
         res
     }
@@ -493,7 +494,7 @@ impl Drop for Request {
             let response = Response::empty(500);
             let _ = self.respond_impl(response); // ignoring any potential error
             if let Some(sender) = self.notify_when_responded.take() {
-                sender.send(()).unwrap();
+                let _ = sender.send(()); // Throttle's patch: see NotifyOnDrop
             }
         }
     }

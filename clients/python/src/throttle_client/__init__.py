@@ -14,6 +14,10 @@ restart), and the thread-local peers behind ``lock`` (``get_local_peer``, ``set_
 ``throttle_client.errors`` and are re-exported here.
 
 This package is a drop-in replacement for the 0.5 client: the same names and signatures.
+
+A server with access control needs its token: ``Client(url, token=...)``,
+``lock(url, ..., token=...)``, ``rate_limit(url, ..., token=...)``, or ``THROTTLE_TOKEN`` in
+the environment for all of them. A missing or wrong token raises ``Unauthorized``.
 """
 
 from .client import Client, PeerState
@@ -32,6 +36,7 @@ from .errors import (
     SecondPendingLock,
     ThrottleError,
     Timeout,
+    Unauthorized,
     UnexpectedResponse,
     UnknownPeer,
     UnknownSemaphore,
@@ -62,6 +67,7 @@ __all__ = [
     "SecondPendingLock",
     "ThrottleError",
     "Timeout",
+    "Unauthorized",
     "UnexpectedResponse",
     "UnknownPeer",
     "UnknownSemaphore",

@@ -9,6 +9,10 @@ instead of paying a TCP handshake each.
 Failures that may heal on their own (the server is restarting, a connection dropped, a 5xx) are
 retried with jittered exponential backoff for at most ``retry_for``. A 4xx answer is never
 retried: repeating a refused request gets the same refusal.
+
+A server with access control needs ``Authorization: Bearer <token>`` on every route but ``/``
+and ``/health``; ``Client(url, token=...)`` sends it, and without ``token`` the environment
+variable ``THROTTLE_TOKEN`` (the one the server reads) supplies it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from ._backoff import Backoff
 from .errors import ThrottleError, UnexpectedResponse, error_for
 
 _log = logging.getLogger(__name__)
+
+#: The environment variable a ``Client`` without an explicit ``token`` reads its token from.
+TOKEN_VARIABLE = "THROTTLE_TOKEN"
 
 # Statuses in the 5xx range that will not go away by asking again.
 _PERMANENT_SERVER_ERRORS = frozenset({501, 505, 506, 507, 508, 510, 511})
@@ -58,9 +65,15 @@ class Client:
     * ``retry_for``: how long a request keeps being retried after connection errors and 5xx
       answers before the last error is raised.
     * ``request_timeout``: how long to wait for an answer, on top of any ``block_for``.
+    * ``token``: the server's access token, sent as ``Authorization: Bearer <token>``. ``None``
+      (the default) takes it from the environment variable ``THROTTLE_TOKEN`` when the client is
+      created, if it is set and not empty; an explicit ``token`` wins over the environment, and
+      ``token=""`` sends no token even if the variable is set. A wrong or missing token raises
+      ``Unauthorized``.
 
     A ``Client`` may be shared between threads and can be pickled (e.g. to hand it to a worker
-    process); the unpickled copy opens its own connections on first use.
+    process); the unpickled copy opens its own connections on first use. The pickle carries the
+    token, so the copy works where the environment lacks it; ``repr`` never shows it.
     """
 
     def __init__(
@@ -69,10 +82,12 @@ class Client:
         *,
         retry_for: timedelta = timedelta(seconds=60),
         request_timeout: timedelta = timedelta(seconds=30),
+        token: Optional[str] = None,
     ) -> None:
         self.base_url = base_url
         self.retry_for = retry_for
         self.request_timeout = request_timeout
+        self._token = resolve_token(token)
         self._session: Optional[requests.Session] = None
         self._session_pid = 0
         self._session_lock = threading.Lock()
@@ -85,18 +100,25 @@ class Client:
             "base_url": self.base_url,
             "retry_for": self.retry_for,
             "request_timeout": self.request_timeout,
+            "token": self._token,
         }
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.base_url = state["base_url"]
         self.retry_for = state.get("retry_for", timedelta(seconds=60))
         self.request_timeout = state.get("request_timeout", timedelta(seconds=30))
+        self._token = state.get("token")
         self._session = None
         self._session_pid = 0
         self._session_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Client({self.base_url!r})"
+
+    @property
+    def has_token(self) -> bool:
+        """Whether requests carry a token (see ``token`` above)."""
+        return self._token is not None
 
     def close(self) -> None:
         """Close the pooled connections. The client stays usable and reconnects when needed."""
@@ -273,7 +295,11 @@ class Client:
         """
         url = self.base_url.rstrip("/") + path
         data = None if body is None else json.dumps(body)
-        headers = None if body is None else {"Content-Type": "application/json"}
+        headers: Dict[str, str] = {}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token}"
         read_timeout = self.request_timeout.total_seconds()
         if block_for is not None:
             read_timeout += block_for.total_seconds()
@@ -307,6 +333,14 @@ class Client:
                 time.sleep(delay)
             elif cancel.wait(delay):
                 raise failure
+
+
+def resolve_token(token: Optional[str]) -> Optional[str]:
+    """The token a client with the argument ``token`` sends: the argument if given, else
+    ``THROTTLE_TOKEN`` from the environment; ``None`` for no token (an empty string is none)."""
+    if token is None:
+        token = os.environ.get(TOKEN_VARIABLE)
+    return token or None
 
 
 def _new_session(base_url: str) -> requests.Session:

@@ -9,7 +9,9 @@ Compatibility with the 0.5 client decides the base classes. ``UnknownPeer`` stay
 ``Exception`` (it is recovered from with ``restore``, not a programming error), while every other
 400, 409 and 413 answer is a ``ValueError`` as before, so existing ``except ValueError`` clauses
 keep working. Answers the client cannot interpret become ``UnexpectedResponse``, which is also a
-``requests.HTTPError`` because the 0.5 client raised that for them.
+``requests.HTTPError`` because the 0.5 client raised that for them. A 401 (the server needs a
+token the request did not carry) is ``Unauthorized``, a ``PermissionError``: Python's exception
+for "not allowed", and no ``ValueError``, because the request itself was fine.
 """
 
 from __future__ import annotations
@@ -33,6 +35,21 @@ class UnknownPeer(ThrottleError):
     def __init__(self, text: str = "Unknown peer") -> None:
         super().__init__(text)
         self.status_code = 400
+        self.text = text
+
+
+class Unauthorized(ThrottleError, PermissionError):
+    """The server needs a token and the request carried none, or a wrong one (401).
+
+    Pass the server's token as ``Client(url, token=...)`` (or ``lock(..., token=...)``,
+    ``rate_limit(..., token=...)``), or set ``THROTTLE_TOKEN`` in the environment. Never retried:
+    asking again with the same token gets the same answer. ``status_code`` and ``text`` carry
+    the server's answer.
+    """
+
+    def __init__(self, text: str = "Unauthorized") -> None:
+        super().__init__(text)
+        self.status_code = 401
         self.text = text
 
 
@@ -141,6 +158,8 @@ _REJECTING_STATUSES = (400, 409, 413)
 def error_for(status_code: int, text: str) -> Optional[ThrottleError]:
     """The exception for an error answer that must not be retried, or ``None`` if the answer
     is not such an error (success, or a status the retry policy decides about)."""
+    if status_code == 401:
+        return Unauthorized(text.strip())
     if status_code in _REJECTING_STATUSES:
         text = text.strip()
         if text.startswith("Unknown peer"):

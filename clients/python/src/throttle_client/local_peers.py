@@ -7,15 +7,16 @@ is therefore the default.
 
 The ``Client`` is kept per thread as well, beyond the peer's lifetime: ``lock`` removes the peer
 when its outermost block exits, but the next ``lock`` in the same thread reuses the client's
-keep-alive connection instead of opening a new one.
+keep-alive connection instead of opening a new one. Clients are kept per server URL and token,
+so a call with another token gets a client of its own.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
-from .client import Client
+from .client import Client, resolve_token
 from .peer import Peer, PeerWithHeartbeat
 
 
@@ -24,18 +25,22 @@ class _ThreadState(threading.local):
 
     def __init__(self) -> None:
         self.peers: Dict[str, Peer] = {}
-        self.clients: Dict[str, Client] = {}
+        self.clients: Dict[Tuple[str, Optional[str]], Client] = {}
 
 
 _state = _ThreadState()
 
 
-def get_local_peer(url: str) -> Peer:
+def get_local_peer(url: str, token: Optional[str] = None) -> Peer:
     """This thread's peer for the server at ``url`` (e.g. ``http://localhost:8000``), created
-    (as a ``PeerWithHeartbeat`` with default settings) if there is none yet."""
+    (as a ``PeerWithHeartbeat`` with default settings) if there is none yet.
+
+    ``token`` is the server's access token for a new peer's client (``None``: from
+    ``THROTTLE_TOKEN``, see ``Client``). An existing peer keeps the client it was created with.
+    """
     peer = _state.peers.get(url)
     if peer is None:
-        peer = PeerWithHeartbeat(client=local_client(url))
+        peer = PeerWithHeartbeat(client=local_client(url, token))
         _state.peers[url] = peer
     return peer
 
@@ -53,13 +58,15 @@ def clear_peers() -> None:
     _state.peers = {}
 
 
-def local_client(url: str) -> Client:
-    """This thread's client for ``url``, created on first use and kept for the thread's
-    lifetime so its connection is reused."""
-    client = _state.clients.get(url)
+def local_client(url: str, token: Optional[str] = None) -> Client:
+    """This thread's client for ``url`` and ``token`` (``None``: from ``THROTTLE_TOKEN``),
+    created on first use and kept for the thread's lifetime so its connection is reused."""
+    key = (url, resolve_token(token))
+    client = _state.clients.get(key)
     if client is None:
-        client = Client(url)
-        _state.clients[url] = client
+        # The resolved token, or "" for none, so the environment is read once, above.
+        client = Client(url, token=key[1] or "")
+        _state.clients[key] = client
     return client
 
 

@@ -34,6 +34,8 @@ def lock(
     semaphore: str,
     count: int = 1,
     timeout: Optional[timedelta] = None,
+    *,
+    token: Optional[str] = None,
 ) -> Iterator[Peer]:
     """Acquire a lock on ``semaphore`` for the ``with`` block, and release it afterwards.
 
@@ -43,6 +45,9 @@ def lock(
     * ``timeout``: give up and raise ``Timeout`` if the lock is not granted within this time.
       ``None`` waits as long as it takes. No pending lock is left on the server after a
       ``Timeout`` (or any other exception while waiting).
+    * ``token``: the server's access token, if it needs one; ``None`` takes ``THROTTLE_TOKEN``
+      from the environment (see ``Client``). A missing or wrong one raises ``Unauthorized``.
+      Nested blocks use the outermost block's peer, and with it its token.
 
     Yields the thread's ``Peer``. Locks nest: inside the block, take locks on semaphores of a
     strictly lower level (the server rejects anything else to rule out deadlocks). The peer is
@@ -51,7 +56,7 @@ def lock(
     Errors from the server (unknown semaphore, count too large, lock hierarchy violation) are
     raised as the typed ``ValueError`` subclasses of ``throttle_client.errors``.
     """
-    peer = get_local_peer(server_url)
+    peer = get_local_peer(server_url, token)
     if semaphore in peer.acquired:
         # The server would answer the repeat idempotently, and the inner block's exit would then
         # release the outer block's lock.

@@ -21,7 +21,7 @@ from typing import Any, Dict, Optional, Type, TypeVar
 import requests
 
 from .client import Client
-from .errors import RestoreConflict, UnexpectedResponse, UnknownPeer
+from .errors import RestoreConflict, Unauthorized, UnexpectedResponse, UnknownPeer
 
 _log = logging.getLogger(__name__)
 
@@ -58,9 +58,10 @@ class Peer:
         self._restore_lock = threading.Lock()
 
     @classmethod
-    def from_server_url(cls: Type[P], baseurl: str) -> P:
-        """A new peer on the server at ``baseurl``, with default settings."""
-        return cls(client=Client(base_url=baseurl))
+    def from_server_url(cls: Type[P], baseurl: str, token: Optional[str] = None) -> P:
+        """A new peer on the server at ``baseurl``, with default settings. ``token`` is the
+        server's access token (``None``: from ``THROTTLE_TOKEN``, see ``Client``)."""
+        return cls(client=Client(base_url=baseurl, token=token))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(id={self.id}, acquired={self.acquired!r})"
@@ -226,7 +227,12 @@ def _heartbeat_loop(
             return
         try:
             peer._beat(stop)
-        except (requests.ConnectionError, requests.Timeout, UnexpectedResponse) as error:
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            UnexpectedResponse,
+            Unauthorized,
+        ) as error:
             # The server may be back before the peer expires; the next beat tries again.
             _log.warning("heartbeat for peer %s failed: %s", peer.id, error)
         except Exception:

@@ -32,6 +32,8 @@ def rate_limit(
     per: timedelta,
     count: int = 1,
     timeout: Optional[timedelta] = None,
+    *,
+    token: Optional[str] = None,
 ) -> None:
     """Block until a call may proceed, then return; the unit taken frees itself after ``per``.
 
@@ -43,11 +45,13 @@ def rate_limit(
 
     * ``count``: units this call takes (for calls that cost more than one).
     * ``timeout``: raise ``Timeout`` if no unit frees up in time; nothing is left queued then.
+    * ``token``: the server's access token, if it needs one; ``None`` takes ``THROTTLE_TOKEN``
+      from the environment (see ``Client``). A missing or wrong one raises ``Unauthorized``.
 
     The window starts when the unit is granted: a caller that had to wait gets its full window
     from the moment it may proceed.
     """
-    client = local_client(url)
+    client = local_client(url, token)
     peer_id = client.new_peer(expires_in=per)
     if client.acquire(peer_id, semaphore, count=count, expires_in=per):
         return

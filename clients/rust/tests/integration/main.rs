@@ -1,6 +1,7 @@
 //! Tests of the client against the real `throttle` server binary, one process per test on a
 //! port of its own.
 
+mod access_control;
 mod client;
 mod lock;
 mod rate_limit;

@@ -37,6 +37,9 @@ pub struct Server {
     port: u16,
     config: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
+    /// The token the server needs, if any; [`Server::client`] sends it.
+    token: Option<String>,
 }
 
 impl Server {
@@ -47,6 +50,19 @@ impl Server {
 
     /// Starts a server with [`CONFIG`] and extra command line arguments.
     pub fn start_with(args: &[&str]) -> Server {
+        Server::start_with_env(args, &[])
+    }
+
+    /// Starts a server that needs `token` (given to it as `THROTTLE_TOKEN`); its
+    /// [`Server::client`] sends the token.
+    pub fn start_with_token(token: &str) -> Server {
+        let mut server = Server::start_with_env(&[], &[("THROTTLE_TOKEN", token)]);
+        server.token = Some(token.to_owned());
+        server
+    }
+
+    /// Starts a server with [`CONFIG`], extra command line arguments and environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let config = std::env::temp_dir().join(format!(
             "throttle-client-test-{}-{}.toml",
@@ -55,12 +71,18 @@ impl Server {
         ));
         std::fs::write(&config, CONFIG).expect("write the test configuration");
         let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
-        let (child, port) = spawn(&config, 0, &args);
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|&(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        let (child, port) = spawn(&config, 0, &args, &env);
         Server {
             child,
             port,
             config,
             args,
+            env,
+            token: None,
         }
     }
 
@@ -69,16 +91,20 @@ impl Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// A client of this server.
+    /// A client of this server, with the server's token if it needs one.
     pub fn client(&self) -> Client {
-        Client::new(&self.url())
+        let client = Client::new(&self.url());
+        match &self.token {
+            Some(token) => client.with_token(token.as_str()),
+            None => client,
+        }
     }
 
     /// Kills the server (no graceful shutdown: all state is lost) and starts a new one on the
     /// same port, as after a crash.
     pub fn restart(&mut self) {
         stop(&mut self.child);
-        let (child, port) = spawn(&self.config, self.port, &self.args);
+        let (child, port) = spawn(&self.config, self.port, &self.args, &self.env);
         assert_eq!(port, self.port);
         self.child = child;
     }
@@ -96,13 +122,16 @@ fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// Starts the binary and waits for the address it logs and for `/health` to answer.
-fn spawn(config: &Path, port: u16, args: &[String]) -> (Child, u16) {
+/// Starts the binary and waits for the address it logs and for `/health` to answer. The
+/// server gets no `THROTTLE_TOKEN` from the tests' environment, only from `env`.
+fn spawn(config: &Path, port: u16, args: &[String], env: &[(String, String)]) -> (Child, u16) {
     let mut child = Command::new(binary())
         .args(["--address", "127.0.0.1", "--port", &port.to_string(), "-c"])
         .arg(config)
         .args(args)
         .env("THROTTLE_LOG", "INFO")
+        .env_remove("THROTTLE_TOKEN")
+        .envs(env.iter().map(|(name, value)| (name, value)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
