@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use throttle_fuzz::routes::{MAX_DURATION, Route, route};
+use throttle_fuzz::routes::{MAX_DURATION, Route, negotiate, route};
 
 const METHODS: [&str; 8] = ["GET", "PUT", "POST", "DELETE", "HEAD", "PATCH", "get", ""];
 
@@ -56,6 +56,14 @@ fn check(method: &str, url: &str, body: &[u8]) {
         }
     };
     let _ = parsed.name();
+    let _ = parsed.needs_token();
+    // Content negotiation of `GET /`, with the body standing in for an `Accept` header: only
+    // the greeting may turn into the status page, and nothing panics.
+    let negotiated = negotiate(parsed.clone(), Some(&String::from_utf8_lossy(body)));
+    assert!(
+        negotiated == parsed || (parsed == Route::Greeting && negotiated == Route::StatusPage),
+        "{parsed:?} negotiated into {negotiated:?}"
+    );
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     match &parsed {
         Route::NewPeer { expires_in } | Route::Heartbeat { expires_in, .. } => {
