@@ -213,7 +213,7 @@ struct RestoreBody {
 }
 
 fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Error> {
-    serde_json::from_slice(body).map_err(|e| Error::InvalidBody(e.to_string()))
+    serde_json::from_slice(body).map_err(|e| Error::InvalidBody(clip_to(&e.to_string(), 160)))
 }
 
 /// The lock count: a JSON integer of at least 1. An empty body means 1.
@@ -221,8 +221,10 @@ fn count(body: &[u8]) -> Result<i64, Error> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(1);
     }
-    let count: i64 = serde_json::from_slice(body)
-        .map_err(|e| Error::InvalidBody(format!("the lock count must be a JSON integer ({e})")))?;
+    let count: i64 = serde_json::from_slice(body).map_err(|e| {
+        let e = clip_to(&e.to_string(), 160);
+        Error::InvalidBody(format!("the lock count must be a JSON integer ({e})"))
+    })?;
     if count < 1 {
         return Err(Error::InvalidCount);
     }
@@ -236,8 +238,13 @@ fn peer_id(text: &str) -> Result<PeerId, Error> {
 
 /// Parses a human readable duration such as `500ms`, `30s` or `1h 30m`.
 pub fn duration(text: &str) -> Result<Duration, Error> {
-    let parsed = humantime::parse_duration(text)
-        .map_err(|e| Error::InvalidDuration(format!("`{}`: {e}", clip(text))))?;
+    let parsed = humantime::parse_duration(text).map_err(|e| {
+        Error::InvalidDuration(format!(
+            "`{}`: {}",
+            clip(text),
+            clip_to(&e.to_string(), 160)
+        ))
+    })?;
     if parsed > MAX_DURATION {
         return Err(Error::InvalidDuration(format!(
             "`{}` is longer than the limit of one year",
@@ -279,6 +286,10 @@ fn percent_decode(text: &str, plus_is_space: bool) -> Result<String, Error> {
         match bytes[i] {
             b'%' => {
                 let hex = bytes.get(i + 1..i + 3).ok_or_else(invalid)?;
+                // Two hex digits exactly: `from_str_radix` alone would take `%+F` as 0x0F.
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return Err(invalid());
+                }
                 let hex = std::str::from_utf8(hex).map_err(|_| invalid())?;
                 decoded.push(u8::from_str_radix(hex, 16).map_err(|_| invalid())?);
                 i += 3;
@@ -296,12 +307,29 @@ fn percent_decode(text: &str, plus_is_space: bool) -> Result<String, Error> {
     String::from_utf8(decoded).map_err(|_| invalid())
 }
 
-/// Cuts client-provided text quoted in an error message to a readable length.
-fn clip(text: &str) -> &str {
-    match text.char_indices().nth(64) {
-        Some((end, _)) => &text[..end],
-        None => text,
+/// Cuts client-provided text quoted in an error message to a readable length, and keeps the
+/// message on one line: control characters (a raw or `%0A`-decoded newline, a `\n` in a JSON
+/// string) are shown escaped, as `\n` or `\u{1b}`.
+fn clip(text: &str) -> String {
+    clip_to(text, 64)
+}
+
+/// [`clip`] to `limit` characters. Also for the messages of parsers (serde_json, humantime),
+/// which quote the client's input whole: a 64 KiB body must not come back as a 64 KiB error.
+fn clip_to(text: &str, limit: usize) -> String {
+    let mut clipped = String::new();
+    for c in text.chars() {
+        if clipped.chars().count() >= limit {
+            clipped.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            clipped.extend(c.escape_default());
+        } else {
+            clipped.push(c);
+        }
     }
+    clipped
 }
 
 #[cfg(test)]
@@ -562,3 +590,6 @@ mod tests {
         assert!(error.to_string().len() < 200);
     }
 }
+
+#[cfg(test)]
+mod fuzz_regressions;
