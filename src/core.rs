@@ -669,6 +669,16 @@ mod tests {
         )
     }
 
+    /// A core with the given semaphores and peers `1..=peers`, each living for a minute.
+    fn with_peers(semaphores: &[(&str, i64, i32)], peers: PeerId) -> (Core, Instant) {
+        let t0 = Instant::now();
+        let mut c = core(semaphores);
+        for id in 1..=peers {
+            c.new_peer(id, t0 + secs(60));
+        }
+        (c, t0)
+    }
+
     /// Acquires without touching the deadline and returns the lock state or the error.
     #[track_caller]
     fn acquire(core: &mut Core, id: PeerId, sem: &str, count: i64, now: Instant) -> LockState {
@@ -691,11 +701,7 @@ mod tests {
 
     #[test]
     fn grants_while_capacity_lasts_then_queues() {
-        let t0 = Instant::now();
-        let mut c = core(&[("A", 3, 0)]);
-        for id in 1..=3 {
-            c.new_peer(id, t0 + secs(60));
-        }
+        let (mut c, t0) = with_peers(&[("A", 3, 0)], 3);
         assert_eq!(acquire(&mut c, 1, "A", 2, t0), Acquired);
         assert_eq!(acquire(&mut c, 2, "A", 1, t0), Acquired);
         assert_eq!(acquire(&mut c, 3, "A", 1, t0), Pending);
@@ -705,11 +711,7 @@ mod tests {
 
     #[test]
     fn big_waiter_blocks_later_small_ones() {
-        let t0 = Instant::now();
-        let mut c = core(&[("A", 3, 0)]);
-        for id in 1..=3 {
-            c.new_peer(id, t0 + secs(60));
-        }
+        let (mut c, t0) = with_peers(&[("A", 3, 0)], 3);
         assert_eq!(acquire(&mut c, 1, "A", 2, t0), Acquired);
         assert_eq!(acquire(&mut c, 2, "A", 2, t0), Pending);
         // One unit is free, but peer 2 asked first.
@@ -724,11 +726,7 @@ mod tests {
 
     #[test]
     fn waiters_are_granted_in_request_order() {
-        let t0 = Instant::now();
-        let mut c = core(&[("A", 1, 0)]);
-        for id in 1..=4 {
-            c.new_peer(id, t0 + secs(60));
-        }
+        let (mut c, t0) = with_peers(&[("A", 1, 0)], 4);
         acquire(&mut c, 1, "A", 1, t0);
         acquire(&mut c, 3, "A", 1, t0);
         acquire(&mut c, 2, "A", 1, t0);
@@ -740,11 +738,7 @@ mod tests {
 
     #[test]
     fn releasing_a_pending_head_lets_the_next_waiter_in() {
-        let t0 = Instant::now();
-        let mut c = core(&[("A", 3, 0)]);
-        for id in 1..=3 {
-            c.new_peer(id, t0 + secs(60));
-        }
+        let (mut c, t0) = with_peers(&[("A", 3, 0)], 3);
         acquire(&mut c, 1, "A", 2, t0);
         acquire(&mut c, 2, "A", 3, t0);
         acquire(&mut c, 3, "A", 1, t0);
@@ -914,11 +908,7 @@ mod tests {
 
     #[test]
     fn pending_sums_that_would_overflow_are_rejected() {
-        let t0 = Instant::now();
-        let mut c = core(&[("A", i64::MAX, 0)]);
-        for id in 1..=3 {
-            c.new_peer(id, t0 + secs(60));
-        }
+        let (mut c, t0) = with_peers(&[("A", i64::MAX, 0)], 3);
         acquire(&mut c, 1, "A", i64::MAX, t0);
         acquire(&mut c, 2, "A", i64::MAX, t0);
         assert_eq!(
@@ -930,11 +920,7 @@ mod tests {
 
     #[test]
     fn stats_report_sums_and_the_longest_wait() {
-        let t0 = Instant::now();
-        let mut c = core(&[("A", 2, 3)]);
-        for id in 1..=3 {
-            c.new_peer(id, t0 + secs(60));
-        }
+        let (mut c, t0) = with_peers(&[("A", 2, 3)], 3);
         acquire(&mut c, 1, "A", 2, t0);
         acquire(&mut c, 2, "A", 1, t0 + secs(1));
         acquire(&mut c, 3, "A", 2, t0 + secs(2));

@@ -353,19 +353,30 @@ mod tests {
 
     const MINUTE: Duration = Duration::from_secs(60);
 
+    /// Starts `waiter`'s long poll for one unit of `A` on another thread and returns once it
+    /// waits in the service.
+    fn wait_in_background(
+        service: &Arc<Service>,
+        waiter: PeerId,
+        expires_in: Option<Duration>,
+    ) -> thread::JoinHandle<Result<LockState, Error>> {
+        let waiting = {
+            let service = service.clone();
+            thread::spawn(move || service.acquire(waiter, "A", 1, expires_in, Some(MINUTE)))
+        };
+        while service.inspect(|_, polls, _| polls.waiting) == 0 {
+            thread::yield_now();
+        }
+        waiting
+    }
+
     #[test]
     fn a_release_answers_the_waiting_request() {
         let service = service(1, 4);
         let holder = service.new_peer(MINUTE).unwrap();
         let waiter = service.new_peer(MINUTE).unwrap();
         service.acquire(holder, "A", 1, None, None).unwrap();
-        let waiting = {
-            let service = service.clone();
-            thread::spawn(move || service.acquire(waiter, "A", 1, None, Some(MINUTE)))
-        };
-        while service.inspect(|_, polls, _| polls.waiting) == 0 {
-            thread::yield_now();
-        }
+        let waiting = wait_in_background(&service, waiter, None);
         let released = Instant::now();
         service.release_lock(holder, "A").unwrap();
         assert_eq!(waiting.join().unwrap(), Ok(LockState::Acquired));
@@ -380,13 +391,7 @@ mod tests {
         let waiter = service.new_peer(MINUTE).unwrap();
         service.acquire(holder, "A", 1, None, None).unwrap();
         let lease = Duration::from_secs(3600);
-        let waiting = {
-            let service = service.clone();
-            thread::spawn(move || service.acquire(waiter, "A", 1, Some(lease), Some(MINUTE)))
-        };
-        while service.inspect(|_, polls, _| polls.waiting) == 0 {
-            thread::yield_now();
-        }
+        let waiting = wait_in_background(&service, waiter, Some(lease));
         thread::sleep(Duration::from_millis(50));
         let released = Instant::now();
         service.release_lock(holder, "A").unwrap();
@@ -436,13 +441,7 @@ mod tests {
         let holder = service.new_peer(MINUTE).unwrap();
         let waiter = service.new_peer(MINUTE).unwrap();
         service.acquire(holder, "A", 1, None, None).unwrap();
-        let waiting = {
-            let service = service.clone();
-            thread::spawn(move || service.acquire(waiter, "A", 1, None, Some(MINUTE)))
-        };
-        while service.inspect(|_, polls, _| polls.waiting) == 0 {
-            thread::yield_now();
-        }
+        let waiting = wait_in_background(&service, waiter, None);
         service.remove_peer(waiter);
         assert_eq!(waiting.join().unwrap(), Err(Error::UnknownPeer));
     }
@@ -469,13 +468,7 @@ mod tests {
         let holder = service.new_peer(MINUTE).unwrap();
         let waiter = service.new_peer(MINUTE).unwrap();
         service.acquire(holder, "A", 1, None, None).unwrap();
-        let waiting = {
-            let service = service.clone();
-            thread::spawn(move || service.acquire(waiter, "A", 1, None, Some(MINUTE)))
-        };
-        while service.inspect(|_, polls, _| polls.waiting) == 0 {
-            thread::yield_now();
-        }
+        let waiting = wait_in_background(&service, waiter, None);
         service.shut_down();
         assert_eq!(waiting.join().unwrap(), Ok(LockState::Pending));
     }
