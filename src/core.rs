@@ -249,13 +249,9 @@ impl Core {
             return Err(Error::InvalidCount);
         }
         let sem = &self.semaphores[index];
-        if count > sem.settings.max {
-            return Err(Error::CountTooLarge {
-                count,
-                max: sem.settings.max,
-            });
-        }
 
+        // A lock the peer holds is checked against what it holds, not against `max`: a restore
+        // may have handed out more than `max`, and repeating that acquire must still report it.
         if let Some(held) = peer.acquired.get(index) {
             if count > held {
                 return Err(Error::LockCountChange {
@@ -295,6 +291,12 @@ impl Core {
             });
         }
 
+        if count > sem.settings.max {
+            return Err(Error::CountTooLarge {
+                count,
+                max: sem.settings.max,
+            });
+        }
         if let Some(current) = self.level_of(peer)
             && sem.settings.level >= current
         {
@@ -888,6 +890,21 @@ mod tests {
         assert_eq!(c.restore(42, t0, &other), Err(Error::RestoreConflict));
         assert_eq!(c.remove_peer(1), Some(vec![]));
         assert_eq!(c.remainder("A"), Ok(0));
+    }
+
+    #[test]
+    fn a_restored_lock_above_max_is_reported_when_asked_for_again() {
+        let t0 = Instant::now();
+        let mut c = core(&[("A", 2, 0)]);
+        let locks = BTreeMap::from([("A".to_owned(), 5)]);
+        c.restore(1, t0 + secs(60), &locks).unwrap();
+        assert_eq!(acquire(&mut c, 1, "A", 5, t0), Acquired);
+        // Shrinking it is fine too; a new lock above max is not.
+        assert_eq!(acquire(&mut c, 1, "A", 3, t0), Acquired);
+        assert_eq!(c.remainder("A"), Ok(-1));
+        c.new_peer(2, t0 + secs(60));
+        let too_large = Error::CountTooLarge { count: 3, max: 2 };
+        assert_eq!(c.acquire(2, "A", 3, None, t0), Err(too_large));
     }
 
     #[test]

@@ -121,9 +121,6 @@ impl Naive {
         if count < 1 {
             return Err(Error::InvalidCount);
         }
-        if count > max {
-            return Err(Error::CountTooLarge { count, max });
-        }
         let mut state = None;
         if let Some(&held) = peer.acquired.get(sem) {
             if count > held {
@@ -150,6 +147,9 @@ impl Naive {
             }
             state = Some(LockState::Pending);
         } else {
+            if count > max {
+                return Err(Error::CountTooLarge { count, max });
+            }
             let current = peer.acquired.keys().map(|s| settings(s).unwrap().1).min();
             if let Some(current) = current
                 && level >= current
