@@ -318,15 +318,20 @@ fn clip(text: &str) -> String {
 /// which quote the client's input whole: a 64 KiB body must not come back as a 64 KiB error.
 fn clip_to(text: &str, limit: usize) -> String {
     let mut clipped = String::new();
+    // Characters written so far, escapes included, so the limit bounds what is shown.
+    let mut shown = 0;
     for c in text.chars() {
-        if clipped.chars().count() >= limit {
+        if shown >= limit {
             clipped.push_str("...");
             break;
         }
         if c.is_control() {
-            clipped.extend(c.escape_default());
+            let escaped = c.escape_default();
+            shown += escaped.len();
+            clipped.extend(escaped);
         } else {
             clipped.push(c);
+            shown += 1;
         }
     }
     clipped
