@@ -455,16 +455,7 @@ impl Core {
         let mut peers: Vec<PeerInfo<'_>> = self
             .peers
             .iter()
-            .map(|(&id, peer)| PeerInfo {
-                id,
-                acquired: peer
-                    .acquired
-                    .iter()
-                    .map(|(index, count)| (self.name(index), count))
-                    .collect(),
-                pending: peer.pending.map(|p| (self.name(p.semaphore), p.count)),
-                expires_in: peer.expires_at.saturating_duration_since(now),
-            })
+            .map(|(&id, peer)| self.info(id, peer, now))
             .collect();
         peers.sort_unstable_by_key(|peer| peer.id);
         peers
@@ -627,7 +618,12 @@ impl Core {
     /// One peer with its locks, `None` if it is not known. Costs O(1) plus its locks.
     pub fn peer(&self, id: PeerId, now: Instant) -> Option<PeerInfo<'_>> {
         let peer = self.peers.get(&id)?;
-        Some(PeerInfo {
+        Some(self.info(id, peer, now))
+    }
+
+    /// A peer as the listings show it: semaphore names instead of indices, time left.
+    fn info(&self, id: PeerId, peer: &Peer, now: Instant) -> PeerInfo<'_> {
+        PeerInfo {
             id,
             acquired: peer
                 .acquired
@@ -636,7 +632,7 @@ impl Core {
                 .collect(),
             pending: peer.pending.map(|p| (self.name(p.semaphore), p.count)),
             expires_in: peer.expires_at.saturating_duration_since(now),
-        })
+        }
     }
 
     /// How long the peer's pending lock has waited; `None` if it waits for nothing or is not
