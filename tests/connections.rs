@@ -92,3 +92,42 @@ fn a_burst_of_keep_alive_connections_is_served() {
     }
     assert_eq!(answered, streams.len(), "after {:?}", started.elapsed());
 }
+
+/// Answers over 1 KiB leave in two writes; with Nagle's algorithm on, the second waited for the
+/// client's delayed ACK, 40 ms per answer (patch 6 in `vendor/tiny_http/PATCHED.md`). Twenty
+/// `/metrics` answers on one keep-alive connection took 800 ms or more then; now milliseconds.
+#[test]
+fn large_answers_are_not_delayed_by_nagle() {
+    let server = start();
+    let mut stream = TcpStream::connect(&server.address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    for _ in 0..20 {
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: throttle\r\n\r\n")
+            .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .map(|value| value.trim().parse().unwrap())
+            .expect("a Content-Length");
+        assert!(length > 1024, "the answer must be large enough to matter");
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).unwrap();
+    }
+    let took = started.elapsed();
+    // Generous against a loaded machine, far below the 800 ms Nagle cost.
+    assert!(
+        took < Duration::from_millis(400),
+        "20 answers took {took:?}"
+    );
+}
