@@ -73,6 +73,12 @@ impl Route {
         !matches!(self, Route::Greeting | Route::Health | Route::StatusPage)
     }
 
+    /// Whether serving the route may sleep for long: a long poll waits up to its `block_for`
+    /// for a grant. `http.rs` does not count such a worker as running meanwhile.
+    pub fn may_wait(&self) -> bool {
+        matches!(self, Route::Acquire { block_for: Some(block_for), .. } if !block_for.is_zero())
+    }
+
     /// A short fixed name, used as the `route` label of the request metrics.
     pub fn name(&self) -> &'static str {
         match self {

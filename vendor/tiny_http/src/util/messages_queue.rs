@@ -1,5 +1,24 @@
+// Throttle's patch 9: hand messages to few, recently active threads.
+//
+// The original was a `Mutex<VecDeque>` with one `Condvar`: every `push` woke the waiter that had
+// slept longest. A pool of 64 workers on a 2-CPU machine then put up to 64 threads on the run
+// queue, each cache-cold, each going back to sleep after one request: two context switches per
+// request on top of the connection thread's.
+//
+// Here every waiting thread parks on its own slot and idle threads form a stack, so `push` wakes
+// the thread that went idle last. And at most `max_running` threads that took a message run at
+// once (a thread that returns to `pop` gives its place back; `while_waiting` gives it back while
+// the thread sleeps for other reasons, such as a long poll). Beyond that, messages queue, and
+// the running threads take them as they come back, without sleeping in between.
+//
+// So that a running thread that blocks cannot stall the queue, one idle thread stands by while
+// messages queue: when the oldest has waited `standby_after`, it takes it regardless of the cap,
+// and another idle thread takes its place as the standby.
+
+use std::cell::Cell;
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 enum Control<T> {
@@ -7,12 +26,85 @@ enum Control<T> {
     Unblock,
 }
 
+/// What a waiting thread is woken with.
+enum Handed<T> {
+    /// Take this message.
+    Message(Control<T>),
+    /// Watch the queue (see the module comment).
+    Standby,
+}
+
+/// A thread waiting in `pop`: `push` fills `slot` and unparks `thread`.
+struct Waiter<T> {
+    thread: Thread,
+    slot: Mutex<Option<Handed<T>>>,
+}
+
+struct Inner<T> {
+    /// Messages not handed over yet, oldest first, with the time they came in.
+    queue: VecDeque<(Instant, Control<T>)>,
+    /// Waiting threads, the one that went idle last on top.
+    idle: Vec<Arc<Waiter<T>>>,
+    /// Threads that took a message and have not come back to `pop` or into `while_waiting`.
+    running: usize,
+    max_running: usize,
+    standby_after: Duration,
+    /// Whether a thread watches the queue as the standby.
+    standby: bool,
+}
+
 pub struct MessagesQueue<T>
 where
     T: Send,
 {
-    queue: Mutex<VecDeque<Control<T>>>,
-    condvar: Condvar,
+    inner: Mutex<Inner<T>>,
+}
+
+thread_local! {
+    /// The queue (by address) this thread took a message from and counts as running on, or 0.
+    static RUNNING_ON: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Locks ignoring poison: the queue's invariants hold between any two statements.
+fn lock<U>(mutex: &Mutex<U>) -> MutexGuard<'_, U> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn hand<T>(waiter: Arc<Waiter<T>>, handed: Handed<T>) {
+    *lock(&waiter.slot) = Some(handed);
+    waiter.thread.unpark();
+}
+
+impl<T> Inner<T> {
+    /// Whether the message at the front may be taken by a thread that is not running.
+    fn front_takeable(&self, now: Instant, as_standby: bool) -> bool {
+        match self.queue.front() {
+            None => false,
+            Some((_, Control::Unblock)) => true,
+            Some(_) if self.running < self.max_running => true,
+            Some((since, _)) => as_standby && now.saturating_duration_since(*since) >= self.standby_after,
+        }
+    }
+
+    /// Hands queued messages to idle threads while the cap allows, then makes sure a standby
+    /// watches what is left.
+    fn dispatch(&mut self) {
+        let now = Instant::now();
+        while !self.idle.is_empty() && self.front_takeable(now, false) {
+            let (_, control) = self.queue.pop_front().expect("front_takeable saw a message");
+            if matches!(control, Control::Elem(_)) {
+                self.running += 1;
+            }
+            let waiter = self.idle.pop().expect("checked above");
+            hand(waiter, Handed::Message(control));
+        }
+        if !self.standby && !self.queue.is_empty() {
+            if let Some(waiter) = self.idle.pop() {
+                self.standby = true;
+                hand(waiter, Handed::Standby);
+            }
+        }
+    }
 }
 
 impl<T> MessagesQueue<T>
@@ -21,76 +113,387 @@ where
 {
     pub fn with_capacity(capacity: usize) -> Arc<MessagesQueue<T>> {
         Arc::new(MessagesQueue {
-            queue: Mutex::new(VecDeque::with_capacity(capacity)),
-            condvar: Condvar::new(),
+            inner: Mutex::new(Inner {
+                queue: VecDeque::with_capacity(capacity),
+                idle: Vec::new(),
+                running: 0,
+                max_running: usize::MAX,
+                standby_after: Duration::from_millis(5),
+                standby: false,
+            }),
         })
+    }
+
+    fn id(&self) -> usize {
+        self as *const Self as usize
+    }
+
+    /// Whether this thread counts as running on this queue.
+    fn holds(&self) -> bool {
+        RUNNING_ON.with(|on| on.get() == self.id())
+    }
+
+    fn set_holds(&self, holds: bool) {
+        RUNNING_ON.with(|on| on.set(if holds { self.id() } else { 0 }));
+    }
+
+    /// Lets at most `max_running` threads that took a message run at once; see the module
+    /// comment. `standby_after` bounds how long a message waits when those threads are stuck.
+    pub fn limit_running(&self, max_running: usize, standby_after: Duration) {
+        let mut inner = lock(&self.inner);
+        inner.max_running = max_running.max(1);
+        inner.standby_after = standby_after;
+        inner.dispatch();
+    }
+
+    /// Runs `f` without counting this thread as running, so that another thread can take a
+    /// message while this one sleeps in `f`.
+    pub fn while_waiting<R>(&self, f: impl FnOnce() -> R) -> R {
+        let held = self.holds();
+        if held {
+            self.set_holds(false);
+            let mut inner = lock(&self.inner);
+            inner.running -= 1;
+            inner.dispatch();
+        }
+        let result = f();
+        if held {
+            lock(&self.inner).running += 1;
+            self.set_holds(true);
+        }
+        result
+    }
+
+    fn deliver(&self, control: Control<T>) {
+        let now = Instant::now();
+        let mut inner = lock(&self.inner);
+        inner.queue.push_back((now, control));
+        inner.dispatch();
     }
 
     /// Pushes an element to the queue.
     pub fn push(&self, value: T) {
-        let mut queue = self.queue.lock().unwrap();
-        queue.push_back(Control::Elem(value));
-        self.condvar.notify_one();
+        self.deliver(Control::Elem(value));
     }
 
     /// Unblock one thread stuck in pop loop.
     pub fn unblock(&self) {
-        let mut queue = self.queue.lock().unwrap();
-        queue.push_back(Control::Unblock);
-        self.condvar.notify_one();
+        self.deliver(Control::Unblock);
+    }
+
+    /// Takes the front message for this thread, which then counts as running.
+    fn take(&self, inner: &mut Inner<T>) -> Option<T> {
+        match inner.queue.pop_front() {
+            Some((_, Control::Elem(value))) => {
+                inner.running += 1;
+                self.set_holds(true);
+                Some(value)
+            }
+            Some((_, Control::Unblock)) | None => None,
+        }
+    }
+
+    fn received(&self, control: Control<T>) -> Option<T> {
+        match control {
+            // `dispatch` counted this thread as running already.
+            Control::Elem(value) => {
+                self.set_holds(true);
+                Some(value)
+            }
+            Control::Unblock => None,
+        }
     }
 
     /// Pops an element. Blocks until one is available.
     /// Returns None in case unblock() was issued.
     pub fn pop(&self) -> Option<T> {
-        let mut queue = self.queue.lock().unwrap();
-
-        loop {
-            match queue.pop_front() {
-                Some(Control::Elem(value)) => return Some(value),
-                Some(Control::Unblock) => return None,
-                None => (),
-            }
-
-            queue = self.condvar.wait(queue).unwrap();
-        }
+        self.pop_until(None)
     }
 
     /// Tries to pop an element without blocking.
     pub fn try_pop(&self) -> Option<T> {
-        let mut queue = self.queue.lock().unwrap();
-        match queue.pop_front() {
-            Some(Control::Elem(value)) => Some(value),
-            Some(Control::Unblock) | None => None,
+        let mut inner = lock(&self.inner);
+        if self.holds() {
+            self.set_holds(false);
+            inner.running -= 1;
         }
+        if inner.front_takeable(Instant::now(), false) {
+            return self.take(&mut inner);
+        }
+        inner.dispatch();
+        None
     }
 
     /// Tries to pop an element without blocking
     /// more than the specified timeout duration
     /// or unblock() was issued
     pub fn pop_timeout(&self, timeout: Duration) -> Option<T> {
-        let mut queue = self.queue.lock().unwrap();
-        let mut duration = timeout;
+        self.pop_until(Some(Instant::now() + timeout))
+    }
+
+    fn pop_until(&self, deadline: Option<Instant>) -> Option<T> {
+        let mut inner = lock(&self.inner);
+        if self.holds() {
+            self.set_holds(false);
+            inner.running -= 1;
+        }
         loop {
-            match queue.pop_front() {
-                Some(Control::Elem(value)) => return Some(value),
-                Some(Control::Unblock) => return None,
-                None => (),
+            if inner.front_takeable(Instant::now(), false) {
+                return self.take(&mut inner);
             }
-            let now = Instant::now();
-            let (_queue, result) = self.condvar.wait_timeout(queue, timeout).unwrap();
-            queue = _queue;
-            let sleep_time = now.elapsed();
-            duration = if duration > sleep_time {
-                duration - sleep_time
-            } else {
-                Duration::from_millis(0)
-            };
-            if result.timed_out()
-                || (duration.as_secs() == 0 && duration.subsec_nanos() < 1_000_000)
-            {
-                return None;
+            if !inner.queue.is_empty() && !inner.standby {
+                // Messages wait for the running threads, and nobody watches them.
+                inner.standby = true;
+                drop(inner);
+                match self.stand_by(deadline) {
+                    Ok(value) => return value,
+                    Err(relocked) => {
+                        inner = relocked;
+                        continue;
+                    }
+                }
+            }
+            let waiter = Arc::new(Waiter {
+                thread: thread::current(),
+                slot: Mutex::new(None),
+            });
+            inner.idle.push(Arc::clone(&waiter));
+            drop(inner);
+            match self.wait(&waiter, deadline) {
+                Some(Handed::Message(control)) => return self.received(control),
+                Some(Handed::Standby) => match self.stand_by(deadline) {
+                    Ok(value) => return value,
+                    Err(relocked) => inner = relocked,
+                },
+                None => return None,
             }
         }
+    }
+
+    /// Parks until something is handed to `waiter`, or until `deadline`: then `None`, with the
+    /// waiter off the idle stack.
+    fn wait(&self, waiter: &Arc<Waiter<T>>, deadline: Option<Instant>) -> Option<Handed<T>> {
+        loop {
+            if let Some(handed) = lock(&waiter.slot).take() {
+                return Some(handed);
+            }
+            match deadline {
+                None => thread::park(),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    thread::park_timeout(deadline - now);
+                }
+            }
+        }
+        let mut inner = lock(&self.inner);
+        if let Some(at) = inner.idle.iter().position(|w| Arc::ptr_eq(w, waiter)) {
+            inner.idle.remove(at);
+            return None;
+        }
+        drop(inner);
+        // `dispatch` took the waiter off the stack, so it is filling the slot: wait for it.
+        loop {
+            if let Some(handed) = lock(&waiter.slot).take() {
+                return Some(handed);
+            }
+            thread::park();
+        }
+    }
+
+    /// Watches the queue as the standby: takes the front message once it may, or gives the
+    /// role up when the queue is empty (`Err`: go back to waiting) or at `deadline`.
+    fn stand_by(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<T>, MutexGuard<'_, Inner<T>>> {
+        loop {
+            let mut inner = lock(&self.inner);
+            let now = Instant::now();
+            if inner.front_takeable(now, true) {
+                inner.standby = false;
+                let value = self.take(&mut inner);
+                inner.dispatch();
+                return Ok(value);
+            }
+            let Some(&(since, _)) = inner.queue.front() else {
+                inner.standby = false;
+                return Err(inner);
+            };
+            let mut wake = since + inner.standby_after;
+            if let Some(deadline) = deadline {
+                if now >= deadline {
+                    inner.standby = false;
+                    inner.dispatch();
+                    return Ok(None);
+                }
+                wake = wake.min(deadline);
+            }
+            drop(inner);
+            thread::park_timeout(wake.saturating_duration_since(now));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MessagesQueue;
+    use std::sync::mpsc;
+    use std::sync::Arc;
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn queued_messages_come_out_in_order() {
+        let queue = MessagesQueue::with_capacity(4);
+        queue.push(1);
+        queue.push(2);
+        assert_eq!(queue.try_pop(), Some(1));
+        assert_eq!(queue.pop(), Some(2));
+        assert_eq!(queue.try_pop(), None);
+    }
+
+    fn drain_in_threads(queue: &Arc<MessagesQueue<u32>>, threads: usize) -> Vec<thread::JoinHandle<Vec<u32>>> {
+        (0..threads)
+            .map(|_| {
+                let queue = Arc::clone(queue);
+                thread::spawn(move || {
+                    let mut got = Vec::new();
+                    while let Some(value) = queue.pop() {
+                        got.push(value);
+                    }
+                    got
+                })
+            })
+            .collect()
+    }
+
+    fn every_message_once(queue: &Arc<MessagesQueue<u32>>, threads: usize) {
+        let waiters = drain_in_threads(queue, threads);
+        for value in 0..2000 {
+            queue.push(value);
+        }
+        for _ in 0..threads {
+            queue.unblock();
+        }
+        let mut all: Vec<u32> = waiters
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..2000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn every_message_reaches_one_thread_and_unblock_ends_each_wait() {
+        every_message_once(&MessagesQueue::with_capacity(4), 8);
+        let limited = MessagesQueue::with_capacity(4);
+        limited.limit_running(2, Duration::from_millis(1));
+        every_message_once(&limited, 8);
+    }
+
+    #[test]
+    fn pop_timeout_returns_none_in_time_and_loses_nothing() {
+        let queue: Arc<MessagesQueue<u32>> = MessagesQueue::with_capacity(4);
+        assert_eq!(queue.pop_timeout(Duration::from_millis(10)), None);
+        let popper = {
+            let queue = Arc::clone(&queue);
+            thread::spawn(move || {
+                let mut got = Vec::new();
+                while got.len() < 200 {
+                    if let Some(value) = queue.pop_timeout(Duration::from_micros(50)) {
+                        got.push(value);
+                    }
+                }
+                got
+            })
+        };
+        for value in 0..200 {
+            queue.push(value);
+            if value % 7 == 0 {
+                thread::sleep(Duration::from_micros(30));
+            }
+        }
+        assert_eq!(popper.join().unwrap(), (0..200).collect::<Vec<_>>());
+    }
+
+    /// A thread that takes a message and then blocks until `release` is sent.
+    fn busy_thread(queue: &Arc<MessagesQueue<u32>>, waiting: bool) -> (mpsc::Sender<()>, thread::JoinHandle<Option<u32>>) {
+        let (release, released) = mpsc::channel::<()>();
+        let (took, has_taken) = mpsc::channel();
+        let queue = Arc::clone(queue);
+        let handle = thread::spawn(move || {
+            let first = queue.pop();
+            took.send(first).unwrap();
+            if waiting {
+                queue.while_waiting(|| released.recv().unwrap());
+            } else {
+                released.recv().unwrap();
+            }
+            queue.pop_timeout(Duration::from_millis(100))
+        });
+        assert_eq!(has_taken.recv().unwrap(), Some(0));
+        (release, handle)
+    }
+
+    #[test]
+    fn beyond_the_cap_messages_wait_for_a_running_thread() {
+        let queue: Arc<MessagesQueue<u32>> = MessagesQueue::with_capacity(4);
+        queue.limit_running(1, HOUR);
+        queue.push(0);
+        let (release, busy) = busy_thread(&queue, false);
+        queue.push(1);
+        // An idle thread may not take it while the running one has not come back.
+        assert_eq!(queue.pop_timeout(Duration::from_millis(50)), None);
+        release.send(()).unwrap();
+        assert_eq!(busy.join().unwrap(), Some(1));
+    }
+
+    #[test]
+    fn a_thread_in_while_waiting_leaves_its_place_to_another() {
+        let queue: Arc<MessagesQueue<u32>> = MessagesQueue::with_capacity(4);
+        queue.limit_running(1, HOUR);
+        queue.push(0);
+        let (release, busy) = busy_thread(&queue, true);
+        queue.push(1);
+        assert_eq!(queue.pop_timeout(Duration::from_secs(10)), Some(1));
+        release.send(()).unwrap();
+        assert_eq!(busy.join().unwrap(), None);
+    }
+
+    #[test]
+    fn a_stuck_running_thread_does_not_stall_the_queue() {
+        let queue: Arc<MessagesQueue<u32>> = MessagesQueue::with_capacity(4);
+        queue.limit_running(1, Duration::from_millis(5));
+        queue.push(0);
+        let (release, busy) = busy_thread(&queue, false);
+        let drainers = drain_in_threads(&queue, 3);
+        let started = Instant::now();
+        for value in 1..=3 {
+            queue.push(value);
+        }
+        // The standby takes them, one after another, although the running thread never returns.
+        let (got, got_all) = mpsc::channel();
+        let watcher = {
+            let queue = Arc::clone(&queue);
+            thread::spawn(move || {
+                for _ in 0..3 {
+                    queue.unblock();
+                }
+                got.send(()).unwrap();
+            })
+        };
+        let mut all: Vec<u32> = drainers.into_iter().flat_map(|d| d.join().unwrap()).collect();
+        all.sort_unstable();
+        assert_eq!(all, vec![1, 2, 3]);
+        got_all.recv().unwrap();
+        watcher.join().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+        release.send(()).unwrap();
+        assert_eq!(busy.join().unwrap(), None);
     }
 }
