@@ -49,8 +49,8 @@ struct Inner<T> {
     running: usize,
     max_running: usize,
     standby_after: Duration,
-    /// Whether a thread watches the queue as the standby.
-    standby: bool,
+    /// The thread that watches the queue as the standby, if any.
+    standby: Option<Thread>,
 }
 
 pub struct MessagesQueue<T>
@@ -67,12 +67,29 @@ thread_local! {
 
 /// Locks ignoring poison: the queue's invariants hold between any two statements.
 fn lock<U>(mutex: &Mutex<U>) -> MutexGuard<'_, U> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn hand<T>(waiter: Arc<Waiter<T>>, handed: Handed<T>) {
-    *lock(&waiter.slot) = Some(handed);
-    waiter.thread.unpark();
+/// What `dispatch` decided, carried out once the queue's lock is released (so that woken
+/// threads do not find it held, and the lock is not held across the wake-up system call).
+struct Handoffs<T> {
+    hand: Vec<(Arc<Waiter<T>>, Handed<T>)>,
+    /// The standby, when a message it may take now waits.
+    nudge: Option<Thread>,
+}
+
+impl<T> Handoffs<T> {
+    fn carry_out(self) {
+        for (waiter, handed) in self.hand {
+            *lock(&waiter.slot) = Some(handed);
+            waiter.thread.unpark();
+        }
+        if let Some(standby) = self.nudge {
+            standby.unpark();
+        }
+    }
 }
 
 impl<T> Inner<T> {
@@ -82,28 +99,46 @@ impl<T> Inner<T> {
             None => false,
             Some((_, Control::Unblock)) => true,
             Some(_) if self.running < self.max_running => true,
-            Some((since, _)) => as_standby && now.saturating_duration_since(*since) >= self.standby_after,
+            Some((since, _)) => {
+                as_standby && now.saturating_duration_since(*since) >= self.standby_after
+            }
         }
     }
 
     /// Hands queued messages to idle threads while the cap allows, then makes sure a standby
     /// watches what is left.
-    fn dispatch(&mut self) {
+    #[must_use = "the hand-offs must be carried out after unlocking"]
+    fn dispatch(&mut self) -> Handoffs<T> {
+        let mut handoffs = Handoffs {
+            hand: Vec::new(),
+            nudge: None,
+        };
         let now = Instant::now();
         while !self.idle.is_empty() && self.front_takeable(now, false) {
-            let (_, control) = self.queue.pop_front().expect("front_takeable saw a message");
+            let (_, control) = self
+                .queue
+                .pop_front()
+                .expect("front_takeable saw a message");
             if matches!(control, Control::Elem(_)) {
                 self.running += 1;
             }
             let waiter = self.idle.pop().expect("checked above");
-            hand(waiter, Handed::Message(control));
+            handoffs.hand.push((waiter, Handed::Message(control)));
         }
-        if !self.standby && !self.queue.is_empty() {
-            if let Some(waiter) = self.idle.pop() {
-                self.standby = true;
-                hand(waiter, Handed::Standby);
+        match &self.standby {
+            Some(standby) if self.front_takeable(now, false) => {
+                handoffs.nudge = Some(standby.clone());
+            }
+            Some(_) => {}
+            None if self.queue.is_empty() => {}
+            None => {
+                if let Some(waiter) = self.idle.pop() {
+                    self.standby = Some(waiter.thread.clone());
+                    handoffs.hand.push((waiter, Handed::Standby));
+                }
             }
         }
+        handoffs
     }
 }
 
@@ -119,7 +154,7 @@ where
                 running: 0,
                 max_running: usize::MAX,
                 standby_after: Duration::from_millis(5),
-                standby: false,
+                standby: None,
             }),
         })
     }
@@ -143,7 +178,9 @@ where
         let mut inner = lock(&self.inner);
         inner.max_running = max_running.max(1);
         inner.standby_after = standby_after;
-        inner.dispatch();
+        let handoffs = inner.dispatch();
+        drop(inner);
+        handoffs.carry_out();
     }
 
     /// Runs `f` without counting this thread as running, so that another thread can take a
@@ -154,7 +191,9 @@ where
             self.set_holds(false);
             let mut inner = lock(&self.inner);
             inner.running -= 1;
-            inner.dispatch();
+            let handoffs = inner.dispatch();
+            drop(inner);
+            handoffs.carry_out();
         }
         let result = f();
         if held {
@@ -168,7 +207,9 @@ where
         let now = Instant::now();
         let mut inner = lock(&self.inner);
         inner.queue.push_back((now, control));
-        inner.dispatch();
+        let handoffs = inner.dispatch();
+        drop(inner);
+        handoffs.carry_out();
     }
 
     /// Pushes an element to the queue.
@@ -220,7 +261,9 @@ where
         if inner.front_takeable(Instant::now(), false) {
             return self.take(&mut inner);
         }
-        inner.dispatch();
+        let handoffs = inner.dispatch();
+        drop(inner);
+        handoffs.carry_out();
         None
     }
 
@@ -241,9 +284,9 @@ where
             if inner.front_takeable(Instant::now(), false) {
                 return self.take(&mut inner);
             }
-            if !inner.queue.is_empty() && !inner.standby {
+            if !inner.queue.is_empty() && inner.standby.is_none() {
                 // Messages wait for the running threads, and nobody watches them.
-                inner.standby = true;
+                inner.standby = Some(thread::current());
                 drop(inner);
                 match self.stand_by(deadline) {
                     Ok(value) => return value,
@@ -305,28 +348,29 @@ where
 
     /// Watches the queue as the standby: takes the front message once it may, or gives the
     /// role up when the queue is empty (`Err`: go back to waiting) or at `deadline`.
-    fn stand_by(
-        &self,
-        deadline: Option<Instant>,
-    ) -> Result<Option<T>, MutexGuard<'_, Inner<T>>> {
+    fn stand_by(&self, deadline: Option<Instant>) -> Result<Option<T>, MutexGuard<'_, Inner<T>>> {
         loop {
             let mut inner = lock(&self.inner);
             let now = Instant::now();
             if inner.front_takeable(now, true) {
-                inner.standby = false;
+                inner.standby = None;
                 let value = self.take(&mut inner);
-                inner.dispatch();
+                let handoffs = inner.dispatch();
+                drop(inner);
+                handoffs.carry_out();
                 return Ok(value);
             }
             let Some(&(since, _)) = inner.queue.front() else {
-                inner.standby = false;
+                inner.standby = None;
                 return Err(inner);
             };
             let mut wake = since + inner.standby_after;
             if let Some(deadline) = deadline {
                 if now >= deadline {
-                    inner.standby = false;
-                    inner.dispatch();
+                    inner.standby = None;
+                    let handoffs = inner.dispatch();
+                    drop(inner);
+                    handoffs.carry_out();
                     return Ok(None);
                 }
                 wake = wake.min(deadline);
@@ -357,7 +401,10 @@ mod tests {
         assert_eq!(queue.try_pop(), None);
     }
 
-    fn drain_in_threads(queue: &Arc<MessagesQueue<u32>>, threads: usize) -> Vec<thread::JoinHandle<Vec<u32>>> {
+    fn drain_in_threads(
+        queue: &Arc<MessagesQueue<u32>>,
+        threads: usize,
+    ) -> Vec<thread::JoinHandle<Vec<u32>>> {
         (0..threads)
             .map(|_| {
                 let queue = Arc::clone(queue);
@@ -397,6 +444,39 @@ mod tests {
     }
 
     #[test]
+    fn threads_that_wait_in_between_lose_nothing() {
+        let queue: Arc<MessagesQueue<u32>> = MessagesQueue::with_capacity(4);
+        queue.limit_running(2, Duration::from_millis(1));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let queue = Arc::clone(&queue);
+                thread::spawn(move || {
+                    let mut got = Vec::new();
+                    while let Some(value) = queue.pop() {
+                        if value % 3 == 0 {
+                            queue.while_waiting(|| thread::sleep(Duration::from_micros(50)));
+                        }
+                        got.push(value);
+                    }
+                    got
+                })
+            })
+            .collect();
+        for value in 0..3000 {
+            queue.push(value);
+        }
+        for _ in 0..8 {
+            queue.unblock();
+        }
+        let mut all: Vec<u32> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..3000).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn pop_timeout_returns_none_in_time_and_loses_nothing() {
         let queue: Arc<MessagesQueue<u32>> = MessagesQueue::with_capacity(4);
         assert_eq!(queue.pop_timeout(Duration::from_millis(10)), None);
@@ -422,7 +502,10 @@ mod tests {
     }
 
     /// A thread that takes a message and then blocks until `release` is sent.
-    fn busy_thread(queue: &Arc<MessagesQueue<u32>>, waiting: bool) -> (mpsc::Sender<()>, thread::JoinHandle<Option<u32>>) {
+    fn busy_thread(
+        queue: &Arc<MessagesQueue<u32>>,
+        waiting: bool,
+    ) -> (mpsc::Sender<()>, thread::JoinHandle<Option<u32>>) {
         let (release, released) = mpsc::channel::<()>();
         let (took, has_taken) = mpsc::channel();
         let queue = Arc::clone(queue);
@@ -460,7 +543,15 @@ mod tests {
         queue.push(0);
         let (release, busy) = busy_thread(&queue, true);
         queue.push(1);
-        assert_eq!(queue.pop_timeout(Duration::from_secs(10)), Some(1));
+        // This thread may become the standby first; freeing the place must reach it too, long
+        // before its own deadline.
+        let started = Instant::now();
+        assert_eq!(queue.pop_timeout(Duration::from_secs(60)), Some(1));
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            started.elapsed()
+        );
         release.send(()).unwrap();
         assert_eq!(busy.join().unwrap(), None);
     }
@@ -487,12 +578,19 @@ mod tests {
                 got.send(()).unwrap();
             })
         };
-        let mut all: Vec<u32> = drainers.into_iter().flat_map(|d| d.join().unwrap()).collect();
+        let mut all: Vec<u32> = drainers
+            .into_iter()
+            .flat_map(|d| d.join().unwrap())
+            .collect();
         all.sort_unstable();
         assert_eq!(all, vec![1, 2, 3]);
         got_all.recv().unwrap();
         watcher.join().unwrap();
-        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
         release.send(()).unwrap();
         assert_eq!(busy.join().unwrap(), None);
     }
