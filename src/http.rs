@@ -4,6 +4,7 @@
 //! Mapping results to status codes is this file's job and only this file knows tiny_http. It
 //! holds no state of its own beyond the metrics handle.
 
+use std::fmt::Write as _;
 use std::io::Read;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tiny_http::{Header, Request, Response, Server};
 
-use crate::core::LockState;
+use crate::core::{Core, LockState};
 use crate::error::Error;
 use crate::metrics::{self, Metrics};
 use crate::routes::{self, Route};
@@ -317,25 +318,7 @@ fn handle(app: &App, route: Route) -> Result<Reply, Error> {
             let acquired = service.inspect(|core, _, _| core.is_acquired(peer))?;
             Reply::json(acquired.to_string())
         }
-        Route::ListPeers => Reply::json(service.inspect(|core, _, now| {
-            let peers: Vec<serde_json::Value> = core
-                .peers(now)
-                .into_iter()
-                .map(|peer| {
-                    serde_json::json!({
-                        "id": peer.id,
-                        "acquired": serde_json::Map::from_iter(
-                            peer.acquired.iter().map(|&(name, count)| (name.to_owned(), count.into()))
-                        ),
-                        "pending": serde_json::Map::from_iter(
-                            peer.pending.iter().map(|&(name, count)| (name.to_owned(), count.into()))
-                        ),
-                        "expires_in_ms": peer.expires_in.as_millis() as u64,
-                    })
-                })
-                .collect();
-            serde_json::Value::Array(peers).to_string()
-        })),
+        Route::ListPeers => Reply::json(service.inspect(|core, _, now| peers_json(core, now))),
         Route::Remainder { semaphore } => {
             let remainder = service.inspect(|core, _, _| core.remainder(&semaphore))?;
             Reply::json(remainder.to_string())
@@ -350,6 +333,47 @@ fn handle(app: &App, route: Route) -> Result<Reply, Error> {
         }
     };
     Ok(reply)
+}
+
+/// The body of `GET /peers/`: every peer as `{"acquired":{..},"expires_in_ms":..,"id":..,
+/// "pending":{..}}`, keys and semaphore names in alphabetical order. Written straight into the
+/// string because it runs under the state lock: building a JSON tree first took 0.14 s with
+/// 100,000 peers, during which every other request waited.
+fn peers_json(core: &Core, now: Instant) -> String {
+    let peers = core.peers(now);
+    let mut out = String::with_capacity(peers.len().saturating_mul(80).saturating_add(2));
+    out.push('[');
+    for (i, peer) in peers.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"acquired\":");
+        json_counts(&mut out, peer.acquired.iter().copied());
+        let _ = write!(
+            out,
+            ",\"expires_in_ms\":{},\"id\":{},\"pending\":",
+            peer.expires_in.as_millis(),
+            peer.id
+        );
+        json_counts(&mut out, peer.pending);
+        out.push('}');
+    }
+    out.push(']');
+    out
+}
+
+/// Writes `{"name":count,...}`, sorted by name.
+fn json_counts<'a>(out: &mut String, counts: impl IntoIterator<Item = (&'a str, i64)>) {
+    let mut counts: Vec<(&str, i64)> = counts.into_iter().collect();
+    counts.sort_unstable_by_key(|&(name, _)| name);
+    out.push('{');
+    for (i, (name, count)) in counts.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{}:{count}", serde_json::Value::from(name));
+    }
+    out.push('}');
 }
 
 /// The status code of each error: 400 for a malformed or unknown reference, 409 for a request
@@ -387,6 +411,36 @@ mod tests {
         assert!(!same_secret(b"s3cre", b"s3cret"));
         assert!(!same_secret(b"s3crett", b"s3cret"));
         assert!(!same_secret(b"", b"s3cret"));
+    }
+
+    #[test]
+    fn the_peer_listing_is_the_json_of_its_fields() {
+        use crate::core::SemaphoreSettings;
+        let settings = |name: &str, max, level| SemaphoreSettings {
+            name: name.into(),
+            max,
+            level,
+        };
+        let mut core = Core::new(vec![
+            settings("zeta", 1, 3),
+            settings("a\"b", 1, 2),
+            settings("q", 1, 1),
+        ]);
+        let now = Instant::now();
+        core.new_peer(7, now + Duration::from_secs(10));
+        core.acquire(7, "zeta", 1, None, now).unwrap();
+        core.acquire(7, "a\"b", 1, None, now).unwrap();
+        core.new_peer(3, now + Duration::from_millis(1500));
+        core.new_peer(5, now + Duration::from_secs(1));
+        core.acquire(5, "zeta", 1, None, now).unwrap();
+        core.acquire(3, "q", 1, None, now).unwrap();
+        let expected = serde_json::json!([
+            {"id": 3, "acquired": {"q": 1}, "pending": {}, "expires_in_ms": 1500},
+            {"id": 5, "acquired": {}, "pending": {"zeta": 1}, "expires_in_ms": 1000},
+            {"id": 7, "acquired": {"zeta": 1, "a\"b": 1}, "pending": {}, "expires_in_ms": 10000},
+        ]);
+        assert_eq!(peers_json(&core, now), expected.to_string());
+        assert_eq!(peers_json(&Core::new(Vec::new()), now), "[]");
     }
 
     #[test]
