@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::core::PeerId;
 use crate::error::Error;
@@ -126,7 +127,7 @@ pub fn route(method: &str, url: &str, body: &[u8]) -> Result<Route, Error> {
             Route::Restore {
                 peer: body.peer_id,
                 expires_in: duration(&body.expires_in)?,
-                acquired: body.acquired,
+                acquired: restored_counts(body.acquired)?,
             }
         }
         (_, path) => match path.strip_prefix("peers/") {
@@ -209,13 +210,14 @@ impl ExpiresIn {
     }
 }
 
-/// Unknown fields are ignored: older clients also send `pending`.
+/// Unknown fields are ignored: older clients also send `pending`. The counts are kept as raw
+/// JSON text and read by [`integer`], so that `-0` is zero here as in an acquire.
 #[derive(Deserialize)]
-struct RestoreBody {
+struct RestoreBody<'a> {
     expires_in: String,
     peer_id: PeerId,
-    #[serde(default)]
-    acquired: BTreeMap<String, i64>,
+    #[serde(default, borrow)]
+    acquired: BTreeMap<String, &'a RawValue>,
 }
 
 fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Error> {
@@ -227,7 +229,7 @@ fn count(body: &[u8]) -> Result<i64, Error> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(1);
     }
-    let count: i64 = serde_json::from_slice(body).map_err(|e| {
+    let count = integer(body).map_err(|e| {
         let e = clip_to(&e.to_string(), 160);
         Error::InvalidBody(format!("the lock count must be a JSON integer ({e})"))
     })?;
@@ -235,6 +237,43 @@ fn count(body: &[u8]) -> Result<i64, Error> {
         return Err(Error::InvalidCount);
     }
     Ok(count)
+}
+
+/// The counts of a restore, each a JSON integer. Whether they are at least 1 is checked by the
+/// core, as for every other restore rule.
+fn restored_counts(acquired: BTreeMap<String, &RawValue>) -> Result<BTreeMap<String, i64>, Error> {
+    acquired
+        .into_iter()
+        .map(|(name, raw)| {
+            let count = integer(raw.get().as_bytes()).map_err(|e| {
+                Error::InvalidBody(format!(
+                    "the count of `{}` must be a JSON integer ({})",
+                    clip(&name),
+                    clip_to(&e.to_string(), 160)
+                ))
+            })?;
+            Ok((name, count))
+        })
+        .collect()
+}
+
+/// A JSON integer that fits an `i64`. `-0` is the integer zero, as in most JSON parsers
+/// (serde_json alone reads it as the float `-0.0`), so a count of `-0` is treated exactly as
+/// `0`. A float stays an error, `-0.0` like `0.0` and `1.0`: counts are integers.
+fn integer(json: &[u8]) -> Result<i64, serde_json::Error> {
+    let is_json_whitespace = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let start = json
+        .iter()
+        .position(|b| !is_json_whitespace(b))
+        .unwrap_or(json.len());
+    let end = json
+        .iter()
+        .rposition(|b| !is_json_whitespace(b))
+        .map_or(start, |last| last + 1);
+    if json[start..end] == *b"-0" {
+        return Ok(0);
+    }
+    serde_json::from_slice(json)
 }
 
 fn peer_id(text: &str) -> Result<PeerId, Error> {
@@ -468,6 +507,59 @@ mod tests {
         check_err("PUT", "/peers/7/A", "\"2\"", "Invalid body");
         check_err("PUT", "/peers/7/A", "9223372036854775808", "Invalid body");
         check_err("PUT", "/peers/7/A", "{", "Invalid body");
+    }
+
+    /// JSON `-0` is the integer zero, so it is refused as `0` is, whitespace or not. The floats
+    /// `-0.0` and `0.0` are refused as every float is.
+    #[test]
+    fn minus_zero_is_a_count_of_zero() {
+        for body in ["-0", " -0", "-0\n", "\t-0\r\n"] {
+            check("PUT", "/peers/7/A", body, Err(Error::InvalidCount));
+        }
+        for body in ["-0.0", "0.0", "-0e0", "-00", "--0", "-0 0", "\u{c}-0"] {
+            check_err("PUT", "/peers/7/A", body, "Invalid body");
+        }
+        assert_eq!(integer(b"-0").ok(), Some(0));
+        assert_eq!(integer(b" -7 ").ok(), Some(-7));
+        assert!(integer(b"").is_err());
+        assert!(integer(b"   ").is_err());
+    }
+
+    /// A restored count of `-0` reaches the core as `0`, which refuses it as `Invalid count`.
+    #[test]
+    fn restored_counts_are_integers_and_minus_zero_is_zero() {
+        let restore = |acquired: &str| {
+            route(
+                "POST",
+                "/restore",
+                format!(r#"{{"expires_in":"5m","peer_id":42,"acquired":{acquired}}}"#).as_bytes(),
+            )
+        };
+        let expected = |counts: &[(&str, i64)]| {
+            Ok(Route::Restore {
+                peer: 42,
+                expires_in: secs(300),
+                acquired: counts.iter().map(|&(n, c)| (n.to_owned(), c)).collect(),
+            })
+        };
+        assert_eq!(
+            restore(r#"{"A": -0, "B": 2}"#),
+            expected(&[("A", 0), ("B", 2)])
+        );
+        assert_eq!(restore(r#"{"A":-0 }"#), expected(&[("A", 0)]));
+        assert_eq!(restore("{}"), expected(&[]));
+        for acquired in [
+            r#"{"A": -0.0}"#,
+            r#"{"A": 1.5}"#,
+            r#"{"A": "1"}"#,
+            r#"{"A": null}"#,
+        ] {
+            let error = restore(acquired).unwrap_err().to_string();
+            assert!(
+                error.starts_with("Invalid body: the count of `A` must be a JSON integer"),
+                "{acquired}: {error}"
+            );
+        }
     }
 
     #[test]

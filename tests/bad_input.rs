@@ -92,7 +92,7 @@ fn malformed_json_bodies() {
 #[test]
 fn non_integer_counts() {
     let requests: Vec<_> = [
-        "1.5", "\"2\"", "true", "[1]", "null", "{}", "1e3", "{", "0x10",
+        "1.5", "\"2\"", "true", "[1]", "null", "{}", "1e3", "{", "0x10", "-0.0", "0.0", "-0e0",
     ]
     .into_iter()
     .map(|body| put("/peers/1/A", body))
@@ -102,8 +102,8 @@ fn non_integer_counts() {
 
 #[test]
 fn counts_of_zero_and_below() {
-    // The count is checked before the peer: peer 1 need not exist.
-    let requests: Vec<_> = ["0", "-1", &i64::MIN.to_string()]
+    // The count is checked before the peer: peer 1 need not exist. JSON `-0` is the integer 0.
+    let requests: Vec<_> = ["0", "-0", " -0\n", "-1", &i64::MIN.to_string()]
         .into_iter()
         .map(|body| put("/peers/1/B", body))
         .collect();
@@ -245,7 +245,17 @@ fn restores_with_bad_parts_change_nothing() {
             "Invalid count",
         ),
         (
+            r#"{"expires_in":"5m","peer_id":7,"acquired":{"A":-0}}"#,
+            400,
+            "Invalid count",
+        ),
+        (
             r#"{"expires_in":"5m","peer_id":7,"acquired":{"A":1.5}}"#,
+            400,
+            "Invalid body",
+        ),
+        (
+            r#"{"expires_in":"5m","peer_id":7,"acquired":{"A":-0.0}}"#,
             400,
             "Invalid body",
         ),

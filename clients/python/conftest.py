@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 from collections import deque
 from pathlib import Path
-from typing import Callable, Deque, Dict, Iterator, List, Optional
+from typing import Callable, Deque, Dict, Iterator, List, Optional, Sequence
 
 import pytest
 
@@ -39,14 +39,20 @@ def server_binary() -> Path:
 
 
 class ThrottleServer:
-    """One server process with a given configuration, restartable on the same port."""
+    """One server process with a given configuration (and extra command-line ``args``, e.g.
+    ``["--max-peers", "1"]``), restartable on the same port."""
 
     def __init__(
-        self, binary: Path, config_file: Path, env: Optional[Dict[str, str]] = None
+        self,
+        binary: Path,
+        config_file: Path,
+        env: Optional[Dict[str, str]] = None,
+        args: Sequence[str] = (),
     ) -> None:
         self.binary = binary
         self.config_file = config_file
         self.env = dict(env or {})
+        self.args = list(args)
         self.url = ""
         self.port = 0
         self._process: Optional[subprocess.Popen[str]] = None
@@ -96,7 +102,7 @@ class ThrottleServer:
         env.update(self.env)
         process = subprocess.Popen(
             [str(self.binary), "--address", "127.0.0.1", "--port", str(port),
-             "-c", str(self.config_file)],
+             "-c", str(self.config_file), *self.args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -159,17 +165,19 @@ StartServer = Callable[..., ThrottleServer]
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[StartServer]:
     """A function that starts a server with the given TOML configuration (and environment
-    variables ``env``, e.g. ``{"THROTTLE_TOKEN": "s3cret"}``); every server it started is
-    stopped after the test."""
+    variables ``env``, e.g. ``{"THROTTLE_TOKEN": "s3cret"}``, and command-line ``args``, e.g.
+    ``["--max-peers", "1"]``); every server it started is stopped after the test."""
     binary = server_binary()
     if not binary.exists():
         pytest.fail(f"no server binary at {binary}: run `cargo build` or set THROTTLE_BIN")
     servers: List[ThrottleServer] = []
 
-    def start(config: str, env: Optional[Dict[str, str]] = None) -> ThrottleServer:
+    def start(
+        config: str, env: Optional[Dict[str, str]] = None, args: Sequence[str] = ()
+    ) -> ThrottleServer:
         config_file = tmp_path / f"throttle-{len(servers)}.toml"
         config_file.write_text(config)
-        server = ThrottleServer(binary, config_file, env)
+        server = ThrottleServer(binary, config_file, env, args)
         servers.append(server)
         server.start()
         return server

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::backoff::Backoff;
-use crate::error::Error;
+use crate::error::{Error, is_peer_limit};
 
 /// How long [`Client::new`] keeps retrying a request that failed on the way (connection
-/// refused or reset, timeout) or on the server (5xx). Long enough to ride out a server restart.
+/// refused or reset, timeout) or on the server (5xx, but not 503 `Too many peers`, see
+/// [`Error::TooManyPeers`]). Long enough to ride out a server restart.
 pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(30);
 
 /// The environment variable [`Client::from_env`] reads the token from, the same one the server
@@ -62,7 +63,8 @@ impl PeerInfo {
 /// answers. Requests that fail on the way or with a server error (5xx) are retried with
 /// growing, jittered pauses for up to [`DEFAULT_RETRY_BUDGET`] (see
 /// [`Client::with_retry_budget`]); rejected requests (4xx) are not retried, they become the
-/// matching [`Error`] variant at once. Retrying is safe because acquire, release, heartbeat and
+/// matching [`Error`] variant at once, and neither is the server's peer limit (503 `Too many
+/// peers`, [`Error::TooManyPeers`]), which lasts as long as other clients hold their peers. Retrying is safe because acquire, release, heartbeat and
 /// restore are idempotent; a retried [`Client::new_peer`] may leave an unused peer behind, which
 /// expires on its own.
 ///
@@ -195,7 +197,8 @@ impl Client {
     }
 
     /// This client with another retry budget: the longest time a request is retried after
-    /// transport errors and 5xx answers. `Duration::ZERO` turns retries off.
+    /// transport errors and 5xx answers (but not [`Error::TooManyPeers`], which is never
+    /// retried). `Duration::ZERO` turns retries off.
     pub fn with_retry_budget(mut self, budget: Duration) -> Client {
         self.retry_budget = budget;
         self
@@ -213,7 +216,8 @@ impl Client {
 
     /// Creates a peer (`POST /new_peer`) that expires `expires_in` from now unless prolonged by
     /// [`Client::heartbeat`] or an acquire with `expires_in`. Release it with
-    /// [`Client::release`] when done.
+    /// [`Client::release`] when done. Fails with [`Error::TooManyPeers`] at once if the server
+    /// holds its maximum of live peers.
     pub fn new_peer(&self, expires_in: Duration) -> Result<PeerId, Error> {
         let body = json(&ExpiresIn {
             expires_in: duration(expires_in),
@@ -284,7 +288,8 @@ impl Client {
     /// even if that overcommits a semaphore: their owner already uses the resource.
     ///
     /// Restoring a peer the server still knows with exactly these locks only prolongs it; with
-    /// other locks it fails with [`Error::RestoreConflict`].
+    /// other locks it fails with [`Error::RestoreConflict`]. Re-creating a peer on a server that
+    /// holds its maximum of live peers fails with [`Error::TooManyPeers`] at once.
     pub fn restore(
         &self,
         peer: PeerId,
@@ -339,7 +344,8 @@ impl Client {
         serde_json::from_str(&body).map_err(|_| Error::UnexpectedResponse { status, body })
     }
 
-    /// Sends a request, retrying transport errors and 5xx answers within the retry budget.
+    /// Sends a request, retrying transport errors and transient 5xx answers within the retry
+    /// budget.
     /// Returns the status and body of a successful (< 400) answer.
     fn send(
         &self,
@@ -352,7 +358,7 @@ impl Client {
         loop {
             let outcome = self.send_once(&method, path, timeout);
             let retryable = match &outcome {
-                Ok((status, _)) => is_retryable_status(*status),
+                Ok((status, body)) => is_retryable_answer(*status, body),
                 Err(error) => is_retryable_error(error),
             };
             let pause = backoff.next_pause();
@@ -419,7 +425,13 @@ impl Client {
 }
 
 /// Server errors that a later attempt may not meet. Those that say the request itself cannot
-/// work (501 Not Implemented, 505 HTTP Version Not Supported, ...) are final.
+/// work (501 Not Implemented, 505 HTTP Version Not Supported, ...) are final, and so is the
+/// server's peer limit: it is up, and the limit lasts as long as other clients hold their peers.
+fn is_retryable_answer(status: u16, body: &str) -> bool {
+    is_retryable_status(status) && !is_peer_limit(status, body)
+}
+
+/// Server errors (5xx) but those that say the request itself cannot work.
 fn is_retryable_status(status: u16) -> bool {
     (500..600).contains(&status) && !matches!(status, 501 | 505 | 506 | 507 | 508 | 510 | 511)
 }
@@ -487,6 +499,12 @@ mod tests {
         assert!(is_retryable_status(500) && is_retryable_status(503));
         assert!(!is_retryable_status(501) && !is_retryable_status(409));
         assert!(!is_retryable_status(200) && !is_retryable_status(202));
+        assert!(is_retryable_answer(503, "Shutting down"));
+        assert!(!is_retryable_answer(
+            503,
+            "Too many peers: the server holds its limit"
+        ));
+        assert!(is_retryable_answer(502, "Too many peers"));
     }
 
     #[test]

@@ -49,6 +49,19 @@ pub enum Error {
     /// [`Client::from_env`](crate::Client::from_env). Not retried: asking again with the same
     /// token gets the same answer.
     Unauthorized,
+    /// The server holds its maximum of live peers (503 `Too many peers`, its `--max-peers`)
+    /// and refused to create another: [`Client::new_peer`](crate::Client::new_peer), or
+    /// [`Client::restore`](crate::Client::restore) of a peer it no longer knows. Nothing changed
+    /// on the server.
+    ///
+    /// Returned at once, not retried like other server errors: the server is up, and a peer
+    /// slot frees only when other clients release their peers or let them expire, which may take
+    /// as long as their leases. Whether and when to try again is the caller's decision. A
+    /// heartbeat thread whose restore gets this logs a warning and tries again at its next beat.
+    TooManyPeers {
+        /// The server's reason, e.g. `Too many peers: the server holds its limit of ...`.
+        message: String,
+    },
     /// Any other rejected request (4xx): an invalid count or duration, a body too large, an
     /// unknown route, a count overflow on restore, ...
     InvalidRequest {
@@ -58,7 +71,7 @@ pub enum Error {
         message: String,
     },
     /// The server failed (5xx, e.g. 503 `Shutting down`) and kept failing until the retry
-    /// budget ran out.
+    /// budget ran out. A 503 `Too many peers` is [`Error::TooManyPeers`] instead.
     Server {
         /// The HTTP status code, e.g. 503.
         status: u16,
@@ -105,7 +118,8 @@ impl fmt::Display for Error {
             | Error::LockHierarchyViolation { message }
             | Error::SecondPendingLock { message }
             | Error::LockCountChange { message }
-            | Error::RestoreConflict { message } => f.write_str(message),
+            | Error::RestoreConflict { message }
+            | Error::TooManyPeers { message } => f.write_str(message),
             Error::InvalidRequest { status, message } => {
                 write!(f, "request rejected with status {status}: {message}")
             }
@@ -156,10 +170,18 @@ impl Error {
             409 if starts("Second pending lock") => Error::SecondPendingLock { message },
             409 if starts("Lock count change") => Error::LockCountChange { message },
             409 if starts("Restore conflict") => Error::RestoreConflict { message },
+            _ if is_peer_limit(status, &message) => Error::TooManyPeers { message },
             500.. => Error::Server { status, message },
             _ => Error::InvalidRequest { status, message },
         }
     }
+}
+
+/// Whether an answer is the server's peer limit, 503 `Too many peers`. Other 503s (`Shutting
+/// down`, or a proxy's) may heal by asking again; this one is final, see
+/// [`Error::TooManyPeers`].
+pub(crate) fn is_peer_limit(status: u16, body: &str) -> bool {
+    status == 503 && body.starts_with("Too many peers")
 }
 
 #[cfg(test)]
@@ -218,7 +240,17 @@ mod tests {
             "Shutting down",
             "Server { status: 503, message: \"Shutting down\" }",
         );
+        check(
+            503,
+            "Too many peers: the server holds its limit of 1 live peers\n",
+            "TooManyPeers { message: \"Too many peers: the server holds its limit of 1 live peers\" }",
+        );
         // The words only count with the status that goes with them.
+        check(
+            500,
+            "Too many peers",
+            "Server { status: 500, message: \"Too many peers\" }",
+        );
         check(
             409,
             "Unknown peer",

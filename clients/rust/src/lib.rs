@@ -42,7 +42,9 @@
 //!
 //! Every fallible call returns [`Error`]. Its variants follow the reasons the server gives, so
 //! a program can tell a misconfiguration from a timeout. Transport errors and server errors
-//! (5xx) are retried for a while before they are returned; rejections (4xx) are not.
+//! (5xx) are retried for a while before they are returned; rejections (4xx) are not, and
+//! neither is the server's peer limit (503 `Too many peers`, [`Error::TooManyPeers`]): the
+//! server is up, and the limit lasts as long as other clients hold their peers.
 //!
 //! ```
 //! use std::time::Duration;
@@ -55,6 +57,7 @@
 //!     Err(Error::Timeout { .. }) => println!("busy, try later"),
 //!     Err(Error::UnknownSemaphore) => println!("configure `db` on the server"),
 //!     Err(Error::Transport(error)) => println!("server not reachable: {error}"),
+//!     Err(Error::TooManyPeers { .. }) => println!("the server is at its peer limit"),
 //!     Err(other) => println!("failed: {other}"),
 //! }
 //! ```

@@ -8,7 +8,9 @@ instead of paying a TCP handshake each.
 
 Failures that may heal on their own (the server is restarting, a connection dropped, a 5xx) are
 retried with jittered exponential backoff for at most ``retry_for``. A 4xx answer is never
-retried: repeating a refused request gets the same refusal.
+retried: repeating a refused request gets the same refusal. Nor is a 503 ``Too many peers``: the
+server is up and at its peer limit, which lasts as long as other clients hold their peers, so it
+raises ``TooManyPeers`` at once and leaves trying again to the caller.
 
 A server with access control needs ``Authorization: Bearer <token>`` on every route but ``/``
 and ``/health``; ``Client(url, token=...)`` sends it, and without ``token`` the environment
@@ -63,7 +65,8 @@ class Client:
 
     * ``base_url``: the server's URL, e.g. ``http://localhost:8000``.
     * ``retry_for``: how long a request keeps being retried after connection errors and 5xx
-      answers before the last error is raised.
+      answers before the last error is raised. A 503 ``Too many peers`` is not retried; it
+      raises ``TooManyPeers`` at once.
     * ``request_timeout``: how long to wait for an answer, on top of any ``block_for``.
     * ``token``: the server's access token, sent as ``Authorization: Bearer <token>``. ``None``
       (the default) takes it from the environment variable ``THROTTLE_TOKEN`` when the client is
@@ -134,7 +137,8 @@ class Client:
 
         A peer owns locks; if it is not prolonged (``heartbeat``, or ``expires_in`` on
         ``acquire``) within ``expires_in``, the server removes it and releases its locks, so a
-        crashed client cannot leak count. Match every ``new_peer`` with a ``release``.
+        crashed client cannot leak count. Match every ``new_peer`` with a ``release``. Raises
+        ``TooManyPeers`` if the server holds its maximum of live peers.
         """
         response = self._request(
             "POST", "/new_peer", body={"expires_in": _format_duration(expires_in)}
@@ -218,7 +222,8 @@ class Client:
         because the client holds the resource already.
 
         Restoring a peer the server knows with exactly these locks changes nothing; with other
-        locks it raises ``RestoreConflict``.
+        locks it raises ``RestoreConflict``. Re-creating one on a server that holds its maximum
+        of live peers raises ``TooManyPeers``.
         """
         body = {
             "expires_in": _format_duration(expires_in),

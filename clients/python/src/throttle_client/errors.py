@@ -11,7 +11,9 @@ Compatibility with the 0.5 client decides the base classes. ``UnknownPeer`` stay
 keep working. Answers the client cannot interpret become ``UnexpectedResponse``, which is also a
 ``requests.HTTPError`` because the 0.5 client raised that for them. A 401 (the server needs a
 token the request did not carry) is ``Unauthorized``, a ``PermissionError``: Python's exception
-for "not allowed", and no ``ValueError``, because the request itself was fine.
+for "not allowed", and no ``ValueError``, because the request itself was fine. A 503 ``Too many
+peers`` (the server holds its ``--max-peers``) is ``TooManyPeers``, also a ``requests.HTTPError``
+as the 0.5 client raised for it; unlike other 5xx answers it is not retried (see its docstring).
 """
 
 from __future__ import annotations
@@ -125,6 +127,25 @@ class CountOverflow(RequestRejected):
     """Restored counts would overflow a semaphore's sum."""
 
 
+class TooManyPeers(ThrottleError, requests.HTTPError):
+    """The server holds its maximum of live peers (503 ``Too many peers``, the server's
+    ``--max-peers``) and refused to create another: ``new_peer``, or ``restore`` of a peer it
+    no longer knows. The server state is unchanged.
+
+    Raised at once, never retried: the server is up and answering, and a peer slot frees only
+    when other clients release their peers or let them expire, which may take as long as their
+    leases. Retrying for the whole ``retry_for`` would hide the cause and add load to a server
+    that sheds it; whether and when to try again is the caller's decision. A
+    ``PeerWithHeartbeat`` that fails to restore with this tries again at its next beat.
+    ``status_code`` and ``text`` carry the server's answer.
+    """
+
+    def __init__(self, text: str = "Too many peers") -> None:
+        super().__init__(text)
+        self.status_code = 503
+        self.text = text
+
+
 class UnexpectedResponse(ThrottleError, requests.HTTPError):
     """An answer the client cannot interpret: an unknown route (404, usually a wrong base URL),
     another unexpected status, or a server error (5xx) that persisted through all retries."""
@@ -160,6 +181,8 @@ def error_for(status_code: int, text: str) -> Optional[ThrottleError]:
     is not such an error (success, or a status the retry policy decides about)."""
     if status_code == 401:
         return Unauthorized(text.strip())
+    if status_code == 503 and text.startswith("Too many peers"):
+        return TooManyPeers(text.strip())
     if status_code in _REJECTING_STATUSES:
         text = text.strip()
         if text.startswith("Unknown peer"):

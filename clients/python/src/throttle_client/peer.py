@@ -21,7 +21,13 @@ from typing import Any, Dict, Optional, Type, TypeVar
 import requests
 
 from .client import Client
-from .errors import RestoreConflict, Unauthorized, UnexpectedResponse, UnknownPeer
+from .errors import (
+    RestoreConflict,
+    TooManyPeers,
+    Unauthorized,
+    UnexpectedResponse,
+    UnknownPeer,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -232,8 +238,10 @@ def _heartbeat_loop(
             requests.Timeout,
             UnexpectedResponse,
             Unauthorized,
+            TooManyPeers,
         ) as error:
-            # The server may be back before the peer expires; the next beat tries again.
+            # The server may be back (or have a free peer slot, for a restore) before the peer
+            # expires; the next beat tries again.
             _log.warning("heartbeat for peer %s failed: %s", peer.id, error)
         except Exception:
             _log.exception("heartbeat for peer %s failed", peer.id)

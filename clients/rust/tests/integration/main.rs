@@ -4,5 +4,6 @@
 mod access_control;
 mod client;
 mod lock;
+mod peer_limit;
 mod rate_limit;
 mod support;
