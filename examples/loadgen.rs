@@ -66,6 +66,8 @@ options:
   --preload-expires-in D     lease of the preloaded peers [default: 1h]
   --keep-preload             leave the preloaded peers in place at the end
   --rss-pid PID              read VmRSS of this process after the scenario (Linux)
+  --cost-pid PID             throughput scenarios: CPU time and context switches of this
+                             process per request during the run (Linux, from /proc)
   --server-bin PATH          startup: the server executable
   --config FILE              startup: its configuration file
   -h, --help                 this text
@@ -150,6 +152,7 @@ struct Options {
     preload_expires_in: Duration,
     keep_preload: bool,
     rss_pid: Option<u32>,
+    cost_pid: Option<u32>,
     server_bin: Option<String>,
     config: Option<String>,
 }
@@ -173,6 +176,7 @@ impl Options {
         let mut preload_expires_in = Duration::from_secs(3600);
         let mut keep_preload = false;
         let mut rss_pid = None;
+        let mut cost_pid = None;
         let mut server_bin = None;
         let mut config = None;
         while let Some(arg) = args.next() {
@@ -204,6 +208,7 @@ impl Options {
                 "--preload-expires-in" => preload_expires_in = duration_arg(&flag, &value()?)?,
                 "--keep-preload" => keep_preload = true,
                 "--rss-pid" => rss_pid = Some(number::<u32>(&flag, &value()?)?),
+                "--cost-pid" => cost_pid = Some(number::<u32>(&flag, &value()?)?),
                 "--server-bin" => server_bin = Some(value()?),
                 "--config" => config = Some(value()?),
                 _ => return Err(format!("unknown argument {arg:?}")),
@@ -255,6 +260,7 @@ impl Options {
             preload_expires_in,
             keep_preload,
             rss_pid,
+            cost_pid,
             server_bin,
             config,
         }))
@@ -600,6 +606,49 @@ fn rss_kb(pid: u32) -> Option<u64> {
         .and_then(|kb| kb.parse().ok())
 }
 
+/// CPU time and context switches a process has used so far.
+#[derive(Debug, Clone, Copy)]
+struct ProcessCost {
+    cpu: Duration,
+    switches: u64,
+}
+
+/// Reads [`ProcessCost`] from /proc: user and system time of the whole process (its exited
+/// threads included) from `/proc/PID/stat`, context switches summed over its live threads
+/// (`/proc/PID/task/*/status`; the scenarios' connections stay open, so their threads live).
+fn process_cost(pid: u32) -> Option<ProcessCost> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces: the
+    // state is field 3 of the line, utime and stime fields 14 and 15, in USER_HZ (100 a second).
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    let mut switches = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            continue; // The thread ended meanwhile.
+        };
+        switches += status
+            .lines()
+            .filter_map(|line| {
+                line.strip_prefix("voluntary_ctxt_switches:")
+                    .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            })
+            .filter_map(|count| count.trim().parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Some(ProcessCost {
+        cpu: Duration::from_millis((utime + stime) * 10),
+        switches,
+    })
+}
+
 /// `key=value` pairs of the final `result` line.
 struct ResultLine(String);
 
@@ -766,6 +815,7 @@ fn throughput(target: &Target, options: &Options, result: &mut ResultLine) -> Re
     let lease = Duration::from_secs(300);
     let heartbeat_body = format!(r#"{{"expires_in":"{}"}}"#, wire_duration(lease));
 
+    let cost_before: std::sync::Mutex<Option<ProcessCost>> = std::sync::Mutex::new(None);
     let per_client: Vec<(Vec<i64>, Instant)> = thread::scope(|scope| {
         let clients: Vec<_> = (0..options.clients)
             .map(|_| {
@@ -837,6 +887,7 @@ fn throughput(target: &Target, options: &Options, result: &mut ResultLine) -> Re
             })
             .collect();
         ready.wait();
+        *cost_before.lock().expect("not poisoned") = options.cost_pid.and_then(process_cost);
         start.set(Instant::now()).expect("set once");
         go.wait();
         clients
@@ -844,6 +895,7 @@ fn throughput(target: &Target, options: &Options, result: &mut ResultLine) -> Re
             .map(|client| client.join().expect("client thread panicked"))
             .collect()
     });
+    let cost_after = options.cost_pid.and_then(process_cost);
 
     let start = *start.get().expect("set above");
     // A client is stalled if one of its operations took more than half the run: the server left
@@ -911,6 +963,25 @@ fn throughput(target: &Target, options: &Options, result: &mut ResultLine) -> Re
         stats.ms(0.999),
         stats.max_ms()
     );
+    let cost_before = cost_before.into_inner().expect("not poisoned");
+    if let Some(pid) = options.cost_pid {
+        match (cost_before, cost_after) {
+            (Some(before), Some(after)) => {
+                let requests =
+                    operations as f64 * requests_per_op + retries.load(Ordering::Relaxed) as f64;
+                let requests = requests.max(1.0);
+                let cpu_us = (after.cpu.saturating_sub(before.cpu)).as_secs_f64() * 1e6 / requests;
+                let switches = after.switches.saturating_sub(before.switches) as f64 / requests;
+                println!(
+                    "  server (pid {pid}) per request: {cpu_us:.1} µs CPU, {switches:.2} context switches"
+                );
+                result
+                    .add("server_cpu_us", format!("{cpu_us:.2}"))
+                    .add("server_switches", format!("{switches:.3}"));
+            }
+            _ => eprintln!("loadgen: cannot read the CPU time of process {pid}"),
+        }
+    }
     result
         .add("clients", options.clients)
         .add("ops", operations)

@@ -1,0 +1,52 @@
+//! The floor of the design card: a server with Throttle's HTTP shell and nothing else.
+//!
+//! It runs the same patched tiny_http with the same limits and the same worker pool as the
+//! real server (threads pulling requests, at most twice the CPUs running at once), but answers
+//! every request with `200 Ok` without parsing, locking or counting anything. What it costs per
+//! request is what any server on that design pays before Throttle does any work, so its rates
+//! bound the real server's from above. docs/benchmark.md compares it with Throttle 0.5.13.
+//!
+//! ```sh
+//! cargo run --release --example floor -- 8000 &
+//! cargo run --release --example loadgen -- --url http://127.0.0.1:8000 --scenario health --clients 64
+//! ```
+//!
+//! Not a server to deploy: it answers `Ok` to everything.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use tiny_http::{ConnectionLimits, Response, Server};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let port: u16 = match std::env::args().nth(1) {
+        Some(port) => port.parse()?,
+        None => 8000,
+    };
+    let limits = ConnectionLimits {
+        max_connections: 1024,
+        idle_timeout: Some(Duration::from_secs(60)),
+        request_timeout: Duration::from_secs(10),
+        max_head_bytes: 80 * 1024,
+    };
+    let server =
+        Arc::new(Server::http_with_limits(("127.0.0.1", port), limits).map_err(|e| e.to_string())?);
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    server.limit_running(cpus * 2, Duration::from_millis(5));
+    eprintln!("Listening on http://127.0.0.1:{port}");
+    let workers: Vec<_> = (0..64)
+        .map(|_| {
+            let server = server.clone();
+            thread::spawn(move || {
+                for request in server.incoming_requests() {
+                    let _ = request.respond(Response::from_string("Ok"));
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        let _ = worker.join();
+    }
+    Ok(())
+}
