@@ -30,7 +30,7 @@
 //! `--preload-connections` connections) before the scenario and removes them afterwards
 //! (unless `--keep-preload`).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -607,15 +607,27 @@ fn rss_kb(pid: u32) -> Option<u64> {
 }
 
 /// CPU time and context switches a process has used so far.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct ProcessCost {
     cpu: Duration,
-    switches: u64,
+    /// Context switches so far, by thread id.
+    switches: HashMap<u64, u64>,
+}
+
+impl ProcessCost {
+    /// Context switches since `before` by the threads alive now. (Threads that ended meanwhile
+    /// took their counts with them; a plain difference of totals could even come out negative.)
+    fn switches_since(&self, before: &ProcessCost) -> u64 {
+        self.switches
+            .iter()
+            .map(|(tid, &now)| now.saturating_sub(before.switches.get(tid).copied().unwrap_or(0)))
+            .sum()
+    }
 }
 
 /// Reads [`ProcessCost`] from /proc: user and system time of the whole process (its exited
 /// threads included) from `/proc/PID/stat`, context switches summed over its live threads
-/// (`/proc/PID/task/*/status`; the scenarios' connections stay open, so their threads live).
+/// (`/proc/PID/task/*/status`) by thread.
 fn process_cost(pid: u32) -> Option<ProcessCost> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The fields after the command name, which is in parentheses and may hold spaces: the
@@ -626,15 +638,18 @@ fn process_cost(pid: u32) -> Option<ProcessCost> {
         .collect();
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    let mut switches = 0;
+    let mut switches = HashMap::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))
         .ok()?
         .flatten()
     {
+        let Some(tid) = task.file_name().to_str().and_then(|tid| tid.parse().ok()) else {
+            continue;
+        };
         let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
             continue; // The thread ended meanwhile.
         };
-        switches += status
+        let count = status
             .lines()
             .filter_map(|line| {
                 line.strip_prefix("voluntary_ctxt_switches:")
@@ -642,6 +657,7 @@ fn process_cost(pid: u32) -> Option<ProcessCost> {
             })
             .filter_map(|count| count.trim().parse::<u64>().ok())
             .sum::<u64>();
+        switches.insert(tid, count);
     }
     Some(ProcessCost {
         cpu: Duration::from_millis((utime + stime) * 10),
@@ -971,7 +987,7 @@ fn throughput(target: &Target, options: &Options, result: &mut ResultLine) -> Re
                     operations as f64 * requests_per_op + retries.load(Ordering::Relaxed) as f64;
                 let requests = requests.max(1.0);
                 let cpu_us = (after.cpu.saturating_sub(before.cpu)).as_secs_f64() * 1e6 / requests;
-                let switches = after.switches.saturating_sub(before.switches) as f64 / requests;
+                let switches = after.switches_since(&before) as f64 / requests;
                 println!(
                     "  server (pid {pid}) per request: {cpu_us:.1} µs CPU, {switches:.2} context switches"
                 );
