@@ -496,6 +496,12 @@ impl Server {
         self.messages.limit_running(max_running, standby_after);
     }
 
+    /// Throttle's patch 9: prepares for `threads` threads calling `recv`, so that waiting for a
+    /// request allocates nothing (idle threads then hold no memory of a per-thread allocator).
+    pub fn reserve_workers(&self, threads: usize) {
+        self.messages.reserve_waiters(threads);
+    }
+
     /// Throttle's patch 9: runs `f` (a wait that may be long) without counting the calling
     /// thread against the limit of `limit_running`.
     pub fn while_waiting<R>(&self, f: impl FnOnce() -> R) -> R {

@@ -34,17 +34,20 @@ enum Handed<T> {
     Standby,
 }
 
-/// A thread waiting in `pop`: `push` fills `slot` and unparks `thread`.
-struct Waiter<T> {
+/// Where `dispatch` puts what it hands to a waiting thread. Slots are reused (see `spare`).
+type Slot<T> = Arc<Mutex<Option<Handed<T>>>>;
+
+/// A thread waiting in `pop`: `dispatch` fills `slot` and unparks `thread`.
+struct Idle<T> {
     thread: Thread,
-    slot: Mutex<Option<Handed<T>>>,
+    slot: Slot<T>,
 }
 
 struct Inner<T> {
     /// Messages not handed over yet, oldest first, with the time they came in.
     queue: VecDeque<(Instant, Control<T>)>,
     /// Waiting threads, the one that went idle last on top.
-    idle: Vec<Arc<Waiter<T>>>,
+    idle: Vec<Idle<T>>,
     /// Threads that took a message and have not come back to `pop` or into `while_waiting`.
     running: usize,
     max_running: usize,
@@ -58,6 +61,10 @@ where
     T: Send,
 {
     inner: Mutex<Inner<T>>,
+    /// Slots not in use. Allocated up front by `reserve_waiters`, so that a thread that waits
+    /// allocates nothing: with an allocator that keeps memory per thread, 64 idle workers would
+    /// otherwise each hold some.
+    spare: Mutex<Vec<Slot<T>>>,
 }
 
 thread_local! {
@@ -75,16 +82,16 @@ fn lock<U>(mutex: &Mutex<U>) -> MutexGuard<'_, U> {
 /// What `dispatch` decided, carried out once the queue's lock is released (so that woken
 /// threads do not find it held, and the lock is not held across the wake-up system call).
 struct Handoffs<T> {
-    hand: Vec<(Arc<Waiter<T>>, Handed<T>)>,
+    hand: Vec<(Idle<T>, Handed<T>)>,
     /// The standby, when a message it may take now waits.
     nudge: Option<Thread>,
 }
 
 impl<T> Handoffs<T> {
     fn carry_out(self) {
-        for (waiter, handed) in self.hand {
-            *lock(&waiter.slot) = Some(handed);
-            waiter.thread.unpark();
+        for (idle, handed) in self.hand {
+            *lock(&idle.slot) = Some(handed);
+            idle.thread.unpark();
         }
         if let Some(standby) = self.nudge {
             standby.unpark();
@@ -122,8 +129,8 @@ impl<T> Inner<T> {
             if matches!(control, Control::Elem(_)) {
                 self.running += 1;
             }
-            let waiter = self.idle.pop().expect("checked above");
-            handoffs.hand.push((waiter, Handed::Message(control)));
+            let idle = self.idle.pop().expect("checked above");
+            handoffs.hand.push((idle, Handed::Message(control)));
         }
         match &self.standby {
             Some(standby) if self.front_takeable(now, false) => {
@@ -132,9 +139,9 @@ impl<T> Inner<T> {
             Some(_) => {}
             None if self.queue.is_empty() => {}
             None => {
-                if let Some(waiter) = self.idle.pop() {
-                    self.standby = Some(waiter.thread.clone());
-                    handoffs.hand.push((waiter, Handed::Standby));
+                if let Some(idle) = self.idle.pop() {
+                    self.standby = Some(idle.thread.clone());
+                    handoffs.hand.push((idle, Handed::Standby));
                 }
             }
         }
@@ -156,7 +163,17 @@ where
                 standby_after: Duration::from_millis(5),
                 standby: None,
             }),
+            spare: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Prepares for `threads` threads calling `pop`: their wait slots are allocated now, by the
+    /// calling thread, and waiting allocates nothing afterwards.
+    pub fn reserve_waiters(&self, threads: usize) {
+        lock(&self.inner).idle.reserve(threads);
+        let mut spare = lock(&self.spare);
+        spare.reserve(threads);
+        spare.extend((0..threads).map(|_| Slot::default()));
     }
 
     fn id(&self) -> usize {
@@ -296,13 +313,16 @@ where
                     }
                 }
             }
-            let waiter = Arc::new(Waiter {
+            let slot = lock(&self.spare).pop().unwrap_or_default();
+            inner.idle.push(Idle {
                 thread: thread::current(),
-                slot: Mutex::new(None),
+                slot: Arc::clone(&slot),
             });
-            inner.idle.push(Arc::clone(&waiter));
             drop(inner);
-            match self.wait(&waiter, deadline) {
+            let handed = self.wait(&slot, deadline);
+            // Whoever filled the slot is done with it (see `wait`).
+            lock(&self.spare).push(slot);
+            match handed {
                 Some(Handed::Message(control)) => return self.received(control),
                 Some(Handed::Standby) => match self.stand_by(deadline) {
                     Ok(value) => return value,
@@ -313,11 +333,12 @@ where
         }
     }
 
-    /// Parks until something is handed to `waiter`, or until `deadline`: then `None`, with the
-    /// waiter off the idle stack.
-    fn wait(&self, waiter: &Arc<Waiter<T>>, deadline: Option<Instant>) -> Option<Handed<T>> {
+    /// Parks until something is put in `slot`, or until `deadline`: then `None`, with the
+    /// thread off the idle stack. Either way, nobody fills the slot afterwards.
+    #[inline(never)] // Keeps the frames an idle thread sleeps in small: see `pop_until`.
+    fn wait(&self, slot: &Slot<T>, deadline: Option<Instant>) -> Option<Handed<T>> {
         loop {
-            if let Some(handed) = lock(&waiter.slot).take() {
+            if let Some(handed) = lock(slot).take() {
                 return Some(handed);
             }
             match deadline {
@@ -332,14 +353,18 @@ where
             }
         }
         let mut inner = lock(&self.inner);
-        if let Some(at) = inner.idle.iter().position(|w| Arc::ptr_eq(w, waiter)) {
+        if let Some(at) = inner
+            .idle
+            .iter()
+            .position(|idle| Arc::ptr_eq(&idle.slot, slot))
+        {
             inner.idle.remove(at);
             return None;
         }
         drop(inner);
-        // `dispatch` took the waiter off the stack, so it is filling the slot: wait for it.
+        // `dispatch` took the thread off the stack, so it is filling the slot: wait for it.
         loop {
-            if let Some(handed) = lock(&waiter.slot).take() {
+            if let Some(handed) = lock(slot).take() {
                 return Some(handed);
             }
             thread::park();
@@ -348,6 +373,7 @@ where
 
     /// Watches the queue as the standby: takes the front message once it may, or gives the
     /// role up when the queue is empty (`Err`: go back to waiting) or at `deadline`.
+    #[inline(never)]
     fn stand_by(&self, deadline: Option<Instant>) -> Result<Option<T>, MutexGuard<'_, Inner<T>>> {
         loop {
             let mut inner = lock(&self.inner);
