@@ -20,10 +20,10 @@ mod routes;
 mod service;
 mod status;
 
-/// With `--features mimalloc`, allocations go to mimalloc instead of the platform's allocator:
-/// musl's takes one global lock, which costs the static build throughput when CPUs are scarce
-/// (README, Performance). Off by default: it adds 1.6 MB of idle memory and a C build step.
-#[cfg(feature = "mimalloc")]
+/// The static musl build allocates with mimalloc (the default feature `mimalloc`): musl's own
+/// allocator takes one global lock, and with it the static build often served half the requests
+/// per second on a busy machine (README, Performance). Other targets keep the platform's.
+#[cfg(all(feature = "mimalloc", target_env = "musl"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
