@@ -328,6 +328,48 @@ fn a_client_that_never_reads_does_not_stop_others() {
     assert_served(server.addr);
 }
 
+/// More clients that never read than workers may run at once (twice the CPUs): each holds a
+/// running worker in a blocked write, and the rest of the pool must still serve others.
+#[test]
+fn clients_that_never_read_beyond_the_running_workers_do_not_stop_others() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let hostile = 2 * cpus + 2;
+    let workers = (hostile + 8).to_string();
+    let server = Server::start_with(
+        CONFIG,
+        // Writes to them block for up to the idle timeout: far longer than PROMPTLY.
+        &["--workers", &workers, "--idle-timeout", "60s"],
+        &[],
+    );
+    let request = b"GET /metrics HTTP/1.1\r\nHost: throttle\r\n\r\n";
+    let writers: Vec<_> = (0..hostile)
+        .map(|_| {
+            let mut never_reads = TcpStream::connect(server.addr).expect("connect");
+            never_reads
+                .set_write_timeout(Some(PROMPTLY))
+                .expect("set a timeout");
+            std::thread::spawn(move || {
+                let _ = never_reads.write_all(&request.repeat(20_000));
+                never_reads
+            })
+        })
+        .collect();
+    let hostile_connections: Vec<TcpStream> = writers
+        .into_iter()
+        .map(|writer| writer.join().expect("writer thread"))
+        .collect();
+    // Let their answers fill the socket buffers, so that their workers block.
+    std::thread::sleep(Duration::from_millis(500));
+    for attempt in 0..5 {
+        assert!(
+            served_within(server.addr, PROMPTLY),
+            "attempt {attempt}: /health not answered within {PROMPTLY:?}"
+        );
+    }
+    drop(hostile_connections);
+    assert_served(server.addr);
+}
+
 #[test]
 fn connections_beyond_the_limit_are_closed_until_one_closes() {
     let mut server = Server::start_with(
