@@ -13,10 +13,17 @@
 //
 // So that a running thread that blocks cannot stall the queue, one idle thread stands by while
 // messages queue: when the oldest has waited `standby_after`, it takes it regardless of the cap,
-// and another idle thread takes its place as the standby.
+// and another idle thread takes its place as the standby. (While running threads stay stuck,
+// every message then waits `standby_after` first: a bound, not a fast path.)
+//
+// A thread counts as running until it calls a pop method of the same queue again. So a thread
+// should take messages from one queue only, and leave it through `unblock` (as tiny_http's
+// workers do): one that takes a message and exits, or moves on to another queue, keeps its place
+// counted.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -65,7 +72,12 @@ where
     /// allocates nothing: with an allocator that keeps memory per thread, 64 idle workers would
     /// otherwise each hold some.
     spare: Mutex<Vec<Slot<T>>>,
+    /// Names the queue in `RUNNING_ON`; never reused, unlike an address.
+    id: usize,
 }
+
+/// Source of queue ids; 0 means "none" in `RUNNING_ON`.
+static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 
 thread_local! {
     /// The queue (by address) this thread took a message from and counts as running on, or 0.
@@ -164,6 +176,7 @@ where
                 standby: None,
             }),
             spare: Mutex::new(Vec::new()),
+            id: NEXT_ID.fetch_add(1, Relaxed),
         })
     }
 
@@ -176,17 +189,22 @@ where
         spare.extend((0..threads).map(|_| Slot::default()));
     }
 
-    fn id(&self) -> usize {
-        self as *const Self as usize
-    }
-
     /// Whether this thread counts as running on this queue.
     fn holds(&self) -> bool {
-        RUNNING_ON.with(|on| on.get() == self.id())
+        RUNNING_ON.with(|on| on.get() == self.id)
     }
 
     fn set_holds(&self, holds: bool) {
-        RUNNING_ON.with(|on| on.set(if holds { self.id() } else { 0 }));
+        RUNNING_ON.with(|on| on.set(if holds { self.id } else { 0 }));
+    }
+
+    /// This thread stops counting as running, if it did.
+    fn step_down(&self, inner: &mut Inner<T>) {
+        if self.holds() {
+            self.set_holds(false);
+            debug_assert!(inner.running > 0, "a running thread was not counted");
+            inner.running = inner.running.saturating_sub(1);
+        }
     }
 
     /// Lets at most `max_running` threads that took a message run at once; see the module
@@ -205,15 +223,15 @@ where
     pub fn while_waiting<R>(&self, f: impl FnOnce() -> R) -> R {
         let held = self.holds();
         if held {
-            self.set_holds(false);
             let mut inner = lock(&self.inner);
-            inner.running -= 1;
+            self.step_down(&mut inner);
             let handoffs = inner.dispatch();
             drop(inner);
             handoffs.carry_out();
         }
         let result = f();
-        if held {
+        // Unless `f` took a message from this queue itself (and counts again already).
+        if held && !self.holds() {
             lock(&self.inner).running += 1;
             self.set_holds(true);
         }
@@ -237,6 +255,16 @@ where
     /// Unblock one thread stuck in pop loop.
     pub fn unblock(&self) {
         self.deliver(Control::Unblock);
+    }
+
+    /// Takes the front message for this thread and offers the next one to the others (an
+    /// `Unblock` behind it may be taken by anyone).
+    fn take_and_dispatch(&self, mut inner: MutexGuard<'_, Inner<T>>) -> Option<T> {
+        let value = self.take(&mut inner);
+        let handoffs = inner.dispatch();
+        drop(inner);
+        handoffs.carry_out();
+        value
     }
 
     /// Takes the front message for this thread, which then counts as running.
@@ -271,12 +299,9 @@ where
     /// Tries to pop an element without blocking.
     pub fn try_pop(&self) -> Option<T> {
         let mut inner = lock(&self.inner);
-        if self.holds() {
-            self.set_holds(false);
-            inner.running -= 1;
-        }
+        self.step_down(&mut inner);
         if inner.front_takeable(Instant::now(), false) {
-            return self.take(&mut inner);
+            return self.take_and_dispatch(inner);
         }
         let handoffs = inner.dispatch();
         drop(inner);
@@ -288,18 +313,16 @@ where
     /// more than the specified timeout duration
     /// or unblock() was issued
     pub fn pop_timeout(&self, timeout: Duration) -> Option<T> {
-        self.pop_until(Some(Instant::now() + timeout))
+        // A deadline beyond what `Instant` holds is no deadline.
+        self.pop_until(Instant::now().checked_add(timeout))
     }
 
     fn pop_until(&self, deadline: Option<Instant>) -> Option<T> {
         let mut inner = lock(&self.inner);
-        if self.holds() {
-            self.set_holds(false);
-            inner.running -= 1;
-        }
+        self.step_down(&mut inner);
         loop {
             if inner.front_takeable(Instant::now(), false) {
-                return self.take(&mut inner);
+                return self.take_and_dispatch(inner);
             }
             if !inner.queue.is_empty() && inner.standby.is_none() {
                 // Messages wait for the running threads, and nobody watches them.
@@ -390,7 +413,8 @@ where
                 inner.standby = None;
                 return Err(inner);
             };
-            let mut wake = since + inner.standby_after;
+            // A `standby_after` beyond what `Instant` holds: only a freed place wakes us.
+            let mut wake = since.checked_add(inner.standby_after);
             if let Some(deadline) = deadline {
                 if now >= deadline {
                     inner.standby = None;
@@ -399,10 +423,13 @@ where
                     handoffs.carry_out();
                     return Ok(None);
                 }
-                wake = wake.min(deadline);
+                wake = Some(wake.map_or(deadline, |wake| wake.min(deadline)));
             }
             drop(inner);
-            thread::park_timeout(wake.saturating_duration_since(now));
+            match wake {
+                Some(wake) => thread::park_timeout(wake.saturating_duration_since(now)),
+                None => thread::park(),
+            }
         }
     }
 }
@@ -619,5 +646,79 @@ mod tests {
         );
         release.send(()).unwrap();
         assert_eq!(busy.join().unwrap(), None);
+    }
+
+    #[test]
+    fn a_new_queue_does_not_inherit_the_count_of_a_dropped_one() {
+        for _ in 0..100 {
+            let queue: Arc<MessagesQueue<u32>> = MessagesQueue::with_capacity(4);
+            queue.push(1);
+            assert_eq!(queue.try_pop(), Some(1)); // This thread counts as running on it.
+        }
+        // A queue at a reused address would see this thread as running and count it down.
+        let queue: Arc<MessagesQueue<u32>> = MessagesQueue::with_capacity(4);
+        queue.limit_running(1, HOUR);
+        assert_eq!(queue.try_pop(), None);
+        queue.push(2);
+        assert_eq!(queue.try_pop(), Some(2));
+    }
+
+    #[test]
+    fn taking_a_message_inside_while_waiting_counts_once() {
+        let queue: Arc<MessagesQueue<u32>> = MessagesQueue::with_capacity(4);
+        queue.limit_running(1, HOUR);
+        queue.push(0);
+        assert_eq!(queue.pop(), Some(0));
+        let inner = queue.while_waiting(|| {
+            queue.push(1);
+            queue.try_pop()
+        });
+        assert_eq!(inner, Some(1));
+        assert_eq!(queue.try_pop(), None); // Gives the one place back.
+        queue.push(2);
+        let other = {
+            let queue = Arc::clone(&queue);
+            thread::spawn(move || queue.pop_timeout(Duration::from_secs(30)))
+        };
+        assert_eq!(other.join().unwrap(), Some(2));
+    }
+
+    #[test]
+    fn an_unblock_behind_a_capped_message_reaches_the_standby_at_once() {
+        let queue: Arc<MessagesQueue<u32>> = MessagesQueue::with_capacity(4);
+        queue.limit_running(1, HOUR);
+        queue.push(0);
+        assert_eq!(queue.pop(), Some(0));
+        let (done, finished) = mpsc::channel();
+        let other = {
+            let queue = Arc::clone(&queue);
+            thread::spawn(move || done.send(queue.pop()).unwrap())
+        };
+        thread::sleep(Duration::from_millis(50)); // Let it go idle, if it can.
+        queue.push(1); // Capped: the other thread stands by, for an hour.
+        queue.unblock();
+        assert_eq!(queue.pop(), Some(1));
+        assert_eq!(finished.recv_timeout(Duration::from_secs(30)), Ok(None));
+        other.join().unwrap();
+    }
+
+    #[test]
+    fn durations_beyond_what_an_instant_holds_mean_no_timer() {
+        let queue: Arc<MessagesQueue<u32>> = MessagesQueue::with_capacity(4);
+        queue.push(0);
+        assert_eq!(queue.pop_timeout(Duration::MAX), Some(0));
+        queue.limit_running(1, Duration::MAX);
+        queue.push(1);
+        assert_eq!(queue.pop(), Some(1));
+        let (done, finished) = mpsc::channel();
+        let other = {
+            let queue = Arc::clone(&queue);
+            thread::spawn(move || done.send(queue.pop_timeout(Duration::MAX)).unwrap())
+        };
+        queue.push(2); // Capped; the other thread stands by without a timer.
+                       // Freeing the place wakes it.
+        let got = queue.while_waiting(|| finished.recv_timeout(Duration::from_secs(30)));
+        assert_eq!(got, Ok(Some(2)));
+        other.join().unwrap();
     }
 }
