@@ -311,21 +311,31 @@ fn a_client_that_never_reads_a_few_answers_does_not_stop_others() {
 #[test]
 fn a_client_that_never_reads_does_not_stop_others() {
     let server = Server::start_with(CONFIG, &["--workers", "4", "--idle-timeout", "1s"], &[]);
-    let mut never_reads = TcpStream::connect(server.addr).expect("connect");
+    let never_reads = client_that_never_reads(server.addr);
+    assert_health_served_five_times(server.addr);
+    drop(never_reads);
+    assert_served(server.addr);
+}
+
+/// Connects and pipelines requests for about 70 MB of answers, far more than socket buffers
+/// hold, without reading any.
+fn client_that_never_reads(addr: SocketAddr) -> TcpStream {
+    let mut never_reads = TcpStream::connect(addr).expect("connect");
     never_reads
         .set_write_timeout(Some(PROMPTLY))
         .expect("set a timeout");
     let request = b"GET /metrics HTTP/1.1\r\nHost: throttle\r\n\r\n";
-    // About 70 MB of answers, far more than socket buffers hold.
     let _ = never_reads.write_all(&request.repeat(20_000));
+    never_reads
+}
+
+fn assert_health_served_five_times(addr: SocketAddr) {
     for attempt in 0..5 {
         assert!(
-            served_within(server.addr, PROMPTLY),
+            served_within(addr, PROMPTLY),
             "attempt {attempt}: /health not answered within {PROMPTLY:?}"
         );
     }
-    drop(never_reads);
-    assert_served(server.addr);
 }
 
 /// More clients that never read than workers may run at once (twice the CPUs): each holds a
@@ -341,18 +351,9 @@ fn clients_that_never_read_beyond_the_running_workers_do_not_stop_others() {
         &["--workers", &workers, "--idle-timeout", "60s"],
         &[],
     );
-    let request = b"GET /metrics HTTP/1.1\r\nHost: throttle\r\n\r\n";
+    let addr = server.addr;
     let writers: Vec<_> = (0..hostile)
-        .map(|_| {
-            let mut never_reads = TcpStream::connect(server.addr).expect("connect");
-            never_reads
-                .set_write_timeout(Some(PROMPTLY))
-                .expect("set a timeout");
-            std::thread::spawn(move || {
-                let _ = never_reads.write_all(&request.repeat(20_000));
-                never_reads
-            })
-        })
+        .map(|_| std::thread::spawn(move || client_that_never_reads(addr)))
         .collect();
     let hostile_connections: Vec<TcpStream> = writers
         .into_iter()
@@ -360,12 +361,7 @@ fn clients_that_never_read_beyond_the_running_workers_do_not_stop_others() {
         .collect();
     // Let their answers fill the socket buffers, so that their workers block.
     std::thread::sleep(Duration::from_millis(500));
-    for attempt in 0..5 {
-        assert!(
-            served_within(server.addr, PROMPTLY),
-            "attempt {attempt}: /health not answered within {PROMPTLY:?}"
-        );
-    }
+    assert_health_served_five_times(server.addr);
     drop(hostile_connections);
     assert_served(server.addr);
 }
