@@ -34,6 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Arc::new(Server::http_with_limits(("127.0.0.1", port), limits).map_err(|e| e.to_string())?);
     let cpus = thread::available_parallelism().map_or(1, |n| n.get());
     server.limit_running(cpus * 2, Duration::from_millis(5));
+    server.reserve_workers(64);
     eprintln!("Listening on http://127.0.0.1:{port}");
     let workers: Vec<_> = (0..64)
         .map(|_| {

@@ -831,7 +831,7 @@ fn throughput(target: &Target, options: &Options, result: &mut ResultLine) -> Re
     let lease = Duration::from_secs(300);
     let heartbeat_body = format!(r#"{{"expires_in":"{}"}}"#, wire_duration(lease));
 
-    let cost_before: std::sync::Mutex<Option<ProcessCost>> = std::sync::Mutex::new(None);
+    let mut cost_before = None;
     let per_client: Vec<(Vec<i64>, Instant)> = thread::scope(|scope| {
         let clients: Vec<_> = (0..options.clients)
             .map(|_| {
@@ -903,7 +903,7 @@ fn throughput(target: &Target, options: &Options, result: &mut ResultLine) -> Re
             })
             .collect();
         ready.wait();
-        *cost_before.lock().expect("not poisoned") = options.cost_pid.and_then(process_cost);
+        cost_before = options.cost_pid.and_then(process_cost);
         start.set(Instant::now()).expect("set once");
         go.wait();
         clients
@@ -979,7 +979,6 @@ fn throughput(target: &Target, options: &Options, result: &mut ResultLine) -> Re
         stats.ms(0.999),
         stats.max_ms()
     );
-    let cost_before = cost_before.into_inner().expect("not poisoned");
     if let Some(pid) = options.cost_pid {
         match (cost_before, cost_after) {
             (Some(before), Some(after)) => {
