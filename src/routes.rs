@@ -509,6 +509,15 @@ mod tests {
         check_err("PUT", "/peers/7/A", "{", "Invalid body");
     }
 
+    #[test]
+    fn only_long_polls_may_wait() {
+        let acquire = |query: &str| route("PUT", &format!("/peers/7/A{query}"), b"1").unwrap();
+        assert!(acquire("?block_for=5s").may_wait());
+        assert!(!acquire("?block_for=0s").may_wait());
+        assert!(!acquire("").may_wait());
+        assert!(!route("GET", "/health", b"").unwrap().may_wait());
+    }
+
     /// JSON `-0` is the integer zero, so it is refused as `0` is, whitespace or not. The floats
     /// `-0.0` and `0.0` are refused as every float is.
     #[test]

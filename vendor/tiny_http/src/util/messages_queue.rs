@@ -721,4 +721,37 @@ mod tests {
         assert_eq!(got, Ok(Some(2)));
         other.join().unwrap();
     }
+
+    #[test]
+    fn the_thread_that_went_idle_last_gets_the_message() {
+        let queue: Arc<MessagesQueue<u32>> = MessagesQueue::with_capacity(4);
+        let (got, results) = mpsc::channel();
+        let idle_count = |queue: &MessagesQueue<u32>| super::lock(&queue.inner).idle.len();
+        let mut threads = Vec::new();
+        for name in ["first", "last"] {
+            let (mine, got) = (Arc::clone(&queue), got.clone());
+            let before = idle_count(&queue);
+            threads.push(thread::spawn(move || {
+                while let Some(value) = mine.pop() {
+                    got.send((name, value)).unwrap();
+                }
+            }));
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while idle_count(&queue) == before {
+                assert!(Instant::now() < deadline, "{name} never went idle");
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+        queue.push(1);
+        assert_eq!(
+            results.recv_timeout(Duration::from_secs(30)),
+            Ok(("last", 1))
+        );
+        for _ in &threads {
+            queue.unblock();
+        }
+        for thread in threads {
+            thread.join().unwrap();
+        }
+    }
 }
