@@ -4,9 +4,10 @@
 
 mod common;
 
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{PROMPTLY, Server};
+use common::{PROMPTLY, Reply, Server};
 
 const CONFIG: &str = r#"
 [semaphores]
@@ -16,14 +17,21 @@ mutex = 1
 /// `block_for` in these tests: far longer than any answer that should come "at once".
 const LONG: Duration = Duration::from_secs(30);
 
-#[test]
-fn a_release_answers_the_waiting_long_poll() {
-    let server = Server::start(CONFIG);
+/// A holder of `mutex`, and a waiter whose long poll for it (`block_for=30s`) the server counts
+/// as waiting. Returns both peers and the long poll's answer with the time it took.
+fn waiting_behind_a_holder(server: &Server) -> (u64, u64, JoinHandle<(Reply, Duration)>) {
     let holder = server.new_peer();
     let waiter = server.new_peer();
     server.acquire(holder, "mutex", 1, "").expect(200, "");
     let poll = server.acquire_in_background(waiter, "mutex", 1, "?block_for=30s");
     server.wait_for_long_polls(1);
+    (holder, waiter, poll)
+}
+
+#[test]
+fn a_release_answers_the_waiting_long_poll() {
+    let server = Server::start(CONFIG);
+    let (holder, waiter, poll) = waiting_behind_a_holder(&server);
     server.release(holder, "mutex").expect(200, "");
     let (reply, waited) = poll.join().unwrap();
     reply.expect(200, "");
@@ -76,11 +84,7 @@ fn a_long_poll_that_is_not_granted_gets_202_when_its_time_is_up() {
 #[test]
 fn a_long_poll_whose_pending_lock_is_released_gets_202() {
     let server = Server::start(CONFIG);
-    let holder = server.new_peer();
-    let waiter = server.new_peer();
-    server.acquire(holder, "mutex", 1, "").expect(200, "");
-    let poll = server.acquire_in_background(waiter, "mutex", 1, "?block_for=30s");
-    server.wait_for_long_polls(1);
+    let (_holder, waiter, poll) = waiting_behind_a_holder(&server);
     server.release(waiter, "mutex").expect(200, "");
     let (reply, waited) = poll.join().unwrap();
     reply.expect(202, "");
@@ -94,11 +98,7 @@ fn a_long_poll_whose_pending_lock_is_released_gets_202() {
 #[test]
 fn a_long_poll_whose_peer_is_removed_gets_unknown_peer() {
     let server = Server::start(CONFIG);
-    let holder = server.new_peer();
-    let waiter = server.new_peer();
-    server.acquire(holder, "mutex", 1, "").expect(200, "");
-    let poll = server.acquire_in_background(waiter, "mutex", 1, "?block_for=30s");
-    server.wait_for_long_polls(1);
+    let (_holder, waiter, poll) = waiting_behind_a_holder(&server);
     server.delete(&format!("/peers/{waiter}")).expect(200, "");
     let (reply, waited) = poll.join().unwrap();
     reply.expect(400, "Unknown peer");
