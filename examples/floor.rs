@@ -29,6 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         idle_timeout: Some(Duration::from_secs(60)),
         request_timeout: Duration::from_secs(10),
         max_head_bytes: 80 * 1024,
+        max_body_bytes: 64 * 1024,
     };
     let server =
         Arc::new(Server::http_with_limits(("127.0.0.1", port), limits).map_err(|e| e.to_string())?);

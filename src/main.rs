@@ -106,6 +106,7 @@ fn serve(options: Options) -> Result<(), String> {
         idle_timeout: Some(options.idle_timeout),
         request_timeout: options.request_timeout,
         max_head_bytes: http::HEAD_LIMIT,
+        max_body_bytes: http::BODY_LIMIT,
     };
     let server =
         tiny_http::Server::http_with_limits((options.address.as_str(), options.port), limits)
