@@ -34,8 +34,11 @@ pub struct Options {
     pub address: String,
     /// The TCP port to listen on; 0 lets the operating system pick a free one.
     pub port: u16,
-    /// The number of worker threads serving requests; at least 1.
+    /// The number of worker threads serving requests; at least 1. They never wait for a lock:
+    /// long polls wait on threads of their own, at most `max_waiters`.
     pub workers: usize,
+    /// Long polls waiting at once at most; beyond it a long poll is answered 202 at once.
+    pub max_waiters: usize,
     /// Open connections served at once; further ones are closed when accepted.
     pub max_connections: usize,
     /// How long a keep-alive connection may sit idle, and one read or write may block.
@@ -55,19 +58,22 @@ pub const DEFAULT_PORT: u16 = 8000;
 
 /// The default size of the worker pool.
 ///
-/// A long poll (`block_for`) holds a worker thread for as long as it waits, so the pool must be
-/// much larger than the number of cores: most workers spend their time asleep on a condition
-/// variable, not computing. A quarter of the pool (at least 2 workers) is reserved for short
-/// requests (releases, heartbeats, metrics scrapes), so 64 workers serve 48 waiting clients at
-/// once while releases still get through. Idle threads cost little more than their stack, so 64
-/// is cheap even on a small edge host; operators with many more waiting clients raise it with
-/// `--workers`.
-pub const DEFAULT_WORKERS: usize = 64;
+/// Workers only parse, update the state and write a short answer; none of them ever waits for
+/// a lock (long polls wait on the waiting pool's threads), so a few per CPU keep every CPU
+/// busy. Four fit the small 2-CPU hosts Throttle usually runs on; more CPUs want about twice
+/// their number (`--workers`).
+pub const DEFAULT_WORKERS: usize = 4;
 
-/// The default limit of open connections. Every keep-alive connection holds a thread of the
-/// HTTP layer while it is open, so this bounds threads and file descriptors; it is far above the
-/// number of processes that usually share one Throttle.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// The default bound on long polls waiting at once. Each waits on a thread of its own with a
+/// small stack (a few pages resident), so tens of thousands fit in little memory; past the
+/// bound a long poll is answered 202 at once and the client asks again.
+pub const DEFAULT_MAX_WAITERS: usize = 20_000;
+
+/// The default limit of open connections. A connection costs a file descriptor and a small
+/// record in the readiness loop (no thread), so this is far above the number of processes
+/// that usually share one Throttle. At start the server raises its open-files limit as far as
+/// the system allows and lowers this limit to fit (and says so).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// The default idle timeout of a keep-alive connection: clients reconnect transparently, and a
 /// connection that sends nothing cannot hold a thread longer than this.
@@ -98,11 +104,12 @@ OPTIONS:
                               A file named with this option must exist.]
         --address ADDR        Address to listen on. [default: 127.0.0.1]
     -p, --port PORT           Port to listen on; 0 picks a free port. [default: 8000]
-        --workers N           Worker threads serving requests, at least 1. Each waiting long
-                              poll (block_for) holds one; a quarter of the pool is kept for
-                              short requests. [default: 64]
+        --workers N           Worker threads serving requests, at least 1. They never wait
+                              for a lock; about twice the CPUs is right. [default: 4]
+        --max-waiters N       Long polls (block_for) waiting at once, each on a small thread
+                              of its own; more are answered 202 at once. [default: 20000]
         --max-connections N   Open connections served at once; more are closed at once.
-                              [default: 1024]
+                              Lowered at start to fit the open-files limit. [default: 10000]
         --idle-timeout DUR    Close keep-alive connections idle this long; also bounds one
                               blocked read or write. [default: 60s]
         --request-timeout DUR Time a request may take to arrive once started (head and
@@ -128,6 +135,7 @@ impl Default for Options {
             address: DEFAULT_ADDRESS.to_owned(),
             port: DEFAULT_PORT,
             workers: DEFAULT_WORKERS,
+            max_waiters: DEFAULT_MAX_WAITERS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -164,6 +172,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt
                     );
                 }
                 options.workers = workers;
+            }
+            Long("max-waiters") => {
+                options.max_waiters =
+                    at_least_one(&mut parser, "--max-waiters", "a number of long polls")?;
             }
             Long("max-connections") => {
                 options.max_connections =
@@ -252,7 +264,8 @@ mod tests {
         assert_eq!(options.configuration, None);
         assert_eq!(options.address, "127.0.0.1");
         assert_eq!(options.port, 8000);
-        assert_eq!(options.workers, 64);
+        assert_eq!(options.workers, 4);
+        assert_eq!(options.max_waiters, 20_000);
         assert_eq!(options, Options::default());
     }
 
@@ -414,6 +427,10 @@ mod tests {
             &format!("[default: {DEFAULT_ADDRESS}]"),
             &format!("[default: {DEFAULT_PORT}]"),
             &format!("[default: {DEFAULT_WORKERS}]"),
+            "--max-waiters N",
+            "[default: 20000]",
+            "--max-connections N",
+            "[default: 10000]",
         ] {
             assert!(HELP.contains(needle), "--help lacks {needle:?}");
         }

@@ -8,7 +8,7 @@ use std::io::{Read, Write as _};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tiny_http::{Header, Request, Response, Server};
 
@@ -16,8 +16,9 @@ use crate::core::{Core, LockState};
 use crate::error::Error;
 use crate::metrics::{self, Metrics};
 use crate::routes::{self, Route};
-use crate::service::Service;
+use crate::service::{Acquired, Service, Wait};
 use crate::status::{self, Snapshot};
+use crate::waiting::WaitPool;
 
 /// Bodies above this size are refused: the largest legitimate body, a restore of a peer with
 /// many locks, is far smaller.
@@ -29,10 +30,6 @@ pub const URL_LIMIT: usize = 64 * 1024;
 /// The largest request head (request line and headers) the HTTP layer reads before it answers
 /// 431 and closes the connection: the longest target plus room for headers.
 pub const HEAD_LIMIT: usize = URL_LIMIT + 16 * 1024;
-
-/// Answers above this size are written outside the limit on running workers: they may fill the
-/// socket's buffer and wait for the client to read.
-const LARGE_ANSWER: usize = 64 * 1024;
 
 const FAVICON: &[u8] = include_bytes!("favicon.ico");
 const GREETING: &str = "Hello from Throttle! Semaphores for distributed systems. \
@@ -46,36 +43,41 @@ pub struct App {
     pub token: Option<String>,
 }
 
-/// How many long polls may wait at once in a pool of `workers`: all but a reserve of a quarter
-/// of the pool, at least two threads, so releases, heartbeats and scrapes always find a worker.
-pub fn long_poll_slots(workers: usize) -> usize {
-    workers.saturating_sub((workers / 4).max(2))
+/// A long poll on its way through the waiting pool: the request to answer, what it waits
+/// for, and what the metrics need.
+pub struct LongPoll {
+    request: Request,
+    wait: Wait,
+    started: Instant,
 }
 
-/// How many workers may run at once: twice the CPUs. More only queue for a CPU, each woken for
-/// one request and put back to sleep; with fewer, a busy worker takes the next request without
-/// sleeping in between. Workers waiting in long polls do not count (see `Route::may_wait`).
-/// Measured on 2 CPUs: with all 64 workers runnable, about 12% fewer acquire/release cycles.
-pub fn running_limit() -> usize {
-    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
-    cpus.saturating_mul(2).max(2)
+/// The threads that serve requests: a few workers for everything, and the pool that waits
+/// for long polls.
+pub struct Pools {
+    pub workers: Vec<JoinHandle<()>>,
+    pub waiting: Arc<WaitPool<LongPoll>>,
 }
 
-/// When the running workers are all stuck (say, behind a slow client), a queued request is
-/// taken by an idle worker after this long anyway.
-const STANDBY_AFTER: Duration = Duration::from_millis(5);
-
-/// Starts `workers` threads serving requests until the server is unblocked once per thread.
-pub fn spawn_workers(
+/// Starts `workers` threads serving requests until the server is unblocked once per thread,
+/// and a waiting pool of at most `max_waiters` threads.
+pub fn spawn_pools(
     server: &Arc<Server>,
     app: &Arc<App>,
     workers: usize,
-) -> std::io::Result<Vec<JoinHandle<()>>> {
-    server.limit_running(running_limit(), STANDBY_AFTER);
-    server.reserve_workers(workers);
-    (0..workers)
+    max_waiters: usize,
+) -> std::io::Result<Pools> {
+    let waiting = {
+        let app = app.clone();
+        Arc::new(WaitPool::new(max_waiters, move |poll: LongPoll| {
+            let served = panic::catch_unwind(AssertUnwindSafe(|| finish_long_poll(&app, poll)));
+            if served.is_err() {
+                log::error!("A long poll panicked; it was answered 500");
+            }
+        }))
+    };
+    let workers = (0..workers)
         .map(|i| {
-            let (server, app) = (server.clone(), app.clone());
+            let (server, app, waiting) = (server.clone(), app.clone(), waiting.clone());
             thread::Builder::new()
                 .name(format!("worker-{i}"))
                 .spawn(move || {
@@ -83,15 +85,17 @@ pub fn spawn_workers(
                         // A panic is a bug, but it must not shrink the pool: the request is
                         // answered 500 as it drops, and the worker goes on. (A panic while the
                         // state is locked aborts instead; see `service.rs`.)
-                        let served =
-                            panic::catch_unwind(AssertUnwindSafe(|| serve(&app, &server, request)));
+                        let served = panic::catch_unwind(AssertUnwindSafe(|| {
+                            serve(&app, &waiting, request)
+                        }));
                         if served.is_err() {
                             log::error!("A request panicked; it was answered 500");
                         }
                     }
                 })
         })
-        .collect()
+        .collect::<std::io::Result<Vec<_>>>()?;
+    Ok(Pools { workers, waiting })
 }
 
 /// An answer before it becomes a tiny_http response.
@@ -127,39 +131,73 @@ impl Reply {
     }
 }
 
-/// Answers one request. Never panics on input; a client that hung up is not an error.
+/// What handling a route came to: an answer now, or a wait for the waiting pool.
+enum Outcome {
+    Reply(Result<Reply, Error>),
+    Wait(Wait),
+}
+
+/// Answers one request, or hands it to the waiting pool. Never panics on input; a client that
+/// hung up is not an error.
 ///
 /// Never inlined into the worker's loop: its frame is large, and an idle worker sleeps in that
-/// loop, so inlined it would keep an extra page of stack resident in each of the 64 workers.
+/// loop, so inlined it would keep an extra page of stack resident in each worker.
 #[inline(never)]
-pub fn serve(app: &App, server: &Server, mut request: Request) {
+pub fn serve(app: &App, waiting: &WaitPool<LongPoll>, mut request: Request) {
     let started = Instant::now();
-    // A body announced with `Expect: 100-continue` is read here, at the sender's pace.
-    let expects = request
-        .headers()
-        .iter()
-        .any(|header| header.field.equiv("Expect"));
-    let route = if expects {
-        server.while_waiting(|| read_route(&mut request))
-    } else {
-        read_route(&mut request)
-    };
-    let (name, reply) = match route {
+    let (name, outcome) = match read_route(&mut request) {
         Ok(route) if route.needs_token() && !authorized(&request, app.token.as_deref()) => {
-            (route.name(), Err(Error::Unauthorized))
+            (route.name(), Outcome::Reply(Err(Error::Unauthorized)))
         }
         // The page itself is served without the token, so a browser can load it and ask for
         // the token; without it, it carries no data.
         Ok(Route::StatusPage) if !authorized(&request, app.token.as_deref()) => (
             Route::StatusPage.name(),
-            Ok(Reply::html(status::locked_html())),
+            Outcome::Reply(Ok(Reply::html(status::locked_html()))),
         ),
-        Ok(route) if route.may_wait() => {
-            (route.name(), server.while_waiting(|| handle(app, route)))
-        }
         Ok(route) => (route.name(), handle(app, route)),
-        Err(error) => ("unknown", Err(error)),
+        Err(error) => ("unknown", Outcome::Reply(Err(error))),
     };
+    let reply = match outcome {
+        Outcome::Reply(reply) => reply,
+        Outcome::Wait(wait) => match waiting.submit(LongPoll {
+            request,
+            wait,
+            started,
+        }) {
+            Ok(()) => return,
+            Err(refused) => {
+                // No thread can wait for it: answered with its state, the client asks again.
+                app.service.refused_long_poll();
+                request = refused.request;
+                Ok(lock_reply(LockState::Pending))
+            }
+        },
+    };
+    answer(app, request, name, started, reply);
+}
+
+/// A waiting thread's job: waits in the service, then answers.
+fn finish_long_poll(app: &App, poll: LongPoll) {
+    let reply = app.service.wait(poll.wait).map(lock_reply);
+    answer(app, poll.request, "acquire", poll.started, reply);
+}
+
+fn lock_reply(state: LockState) -> Reply {
+    match state {
+        LockState::Acquired => Reply::text(200, "Acquired"),
+        LockState::Pending => Reply::text(202, "Pending"),
+    }
+}
+
+/// Writes the answer, logs and counts it.
+fn answer(
+    app: &App,
+    request: Request,
+    name: &'static str,
+    started: Instant,
+    reply: Result<Reply, Error>,
+) {
     let reply = reply.unwrap_or_else(|error| Reply::text(status(&error), error.to_string()));
     log::debug!(
         "{} {} -> {}",
@@ -170,7 +208,6 @@ pub fn serve(app: &App, server: &Server, mut request: Request) {
     app.metrics.observe(name, reply.status, started.elapsed());
     let content_type = Header::from_bytes("Content-Type", reply.content_type)
         .expect("static header names and values are valid");
-    let large = reply.body.len() > LARGE_ANSWER;
     let mut response = Response::from_data(reply.body)
         .with_status_code(reply.status)
         .with_header(content_type);
@@ -184,12 +221,8 @@ pub fn serve(app: &App, server: &Server, mut request: Request) {
             .expect("static header names and values are valid");
         response.add_header(challenge);
     }
-    if large {
-        // Written at the client's pace once the socket's buffer is full.
-        let _ = server.while_waiting(|| request.respond(response));
-    } else {
-        let _ = request.respond(response);
-    }
+    // The connection's thread writes what the socket does not take at once.
+    let _ = request.respond(response);
 }
 
 /// Whether the request carries the token (or no token is configured). The comparison takes the
@@ -265,7 +298,28 @@ fn read_route(request: &mut Request) -> Result<Route, Error> {
         .map(|route| routes::negotiate(route, accept))
 }
 
-fn handle(app: &App, route: Route) -> Result<Reply, Error> {
+fn handle(app: &App, route: Route) -> Outcome {
+    match route {
+        Route::Acquire {
+            peer,
+            semaphore,
+            count,
+            block_for,
+            expires_in,
+        } => match app
+            .service
+            .acquire(peer, &semaphore, count, expires_in, block_for)
+        {
+            Ok(Acquired::Now(state)) => Outcome::Reply(Ok(lock_reply(state))),
+            Ok(Acquired::Wait(wait)) => Outcome::Wait(wait),
+            Err(error) => Outcome::Reply(Err(error)),
+        },
+        route => Outcome::Reply(handle_short(app, route)),
+    }
+}
+
+/// Every route but an acquire: answered at once.
+fn handle_short(app: &App, route: Route) -> Result<Reply, Error> {
     let service = &app.service;
     let reply = match route {
         Route::Greeting => Reply::text(200, GREETING),
@@ -304,16 +358,7 @@ fn handle(app: &App, route: Route) -> Result<Reply, Error> {
             service.remove_peer(peer);
             Reply::text(200, "Ok")
         }
-        Route::Acquire {
-            peer,
-            semaphore,
-            count,
-            block_for,
-            expires_in,
-        } => match service.acquire(peer, &semaphore, count, expires_in, block_for)? {
-            LockState::Acquired => Reply::text(200, "Acquired"),
-            LockState::Pending => Reply::text(202, "Pending"),
-        },
+        Route::Acquire { .. } => unreachable!("handled by `handle`"),
         Route::ReleaseLock { peer, semaphore } => {
             service.release_lock(peer, &semaphore)?;
             Reply::text(200, "Ok")
@@ -412,6 +457,7 @@ fn status(error: &Error) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn secrets_compare_equal_only_when_identical() {
@@ -450,15 +496,6 @@ mod tests {
         ]);
         assert_eq!(peers_json(&core, now), expected.to_string().into_bytes());
         assert_eq!(peers_json(&Core::new(Vec::new()), now), b"[]");
-    }
-
-    #[test]
-    fn long_polls_leave_a_reserve() {
-        assert_eq!(long_poll_slots(1), 0);
-        assert_eq!(long_poll_slots(2), 0);
-        assert_eq!(long_poll_slots(3), 1);
-        assert_eq!(long_poll_slots(8), 6);
-        assert_eq!(long_poll_slots(64), 48);
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod metrics;
 mod routes;
 mod service;
 mod status;
+mod waiting;
 
 /// The static musl build allocates with mimalloc (the default feature `mimalloc`): musl's own
 /// allocator takes one global lock, and with it the static build often served half the requests
@@ -29,12 +30,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
 use std::sync::{Arc, mpsc};
+use std::time::Duration;
 
 use crate::cli::{Command, Options};
 use crate::core::{Core, SemaphoreSettings};
 use crate::http::App;
 use crate::metrics::Metrics;
 use crate::service::Service;
+
+/// How long a shutdown waits for long polls to write their last answers.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     let command = match cli::parse(std::env::args_os().skip(1)) {
@@ -81,11 +86,7 @@ fn serve(options: Options) -> Result<(), String> {
             max: s.max,
             level: s.level,
         });
-    let service = Arc::new(Service::new(
-        Core::new(semaphores),
-        http::long_poll_slots(options.workers),
-        options.max_peers,
-    ));
+    let service = Arc::new(Service::new(Core::new(semaphores), options.max_peers));
     let metrics = Metrics::new().map_err(|e| format!("cannot set up metrics: {e}"))?;
     // The environment wins over the file, so the secret need not be written into it.
     let token = std::env::var("THROTTLE_TOKEN")
@@ -125,17 +126,20 @@ fn serve(options: Options) -> Result<(), String> {
     .map_err(|e| format!("cannot install the signal handler: {e}"))?;
 
     let expiry = expiry::spawn(service.clone()).map_err(|e| format!("cannot start: {e}"))?;
-    let workers = http::spawn_workers(&server, &app, options.workers)
+    let pools = http::spawn_pools(&server, &app, options.workers, options.max_waiters)
         .map_err(|e| format!("cannot start the worker threads: {e}"))?;
 
     // Blocks until a signal; an error means the handler is gone, which also ends the server.
     let _ = stopped.recv();
     log::info!("Shutting down");
+    server.stop_accepting();
     service.shut_down();
-    for _ in &workers {
+    // Waiting long polls are answered 202 now; their threads end once they have written it.
+    pools.waiting.shut_down(SHUTDOWN_GRACE);
+    for _ in &pools.workers {
         server.unblock();
     }
-    for worker in workers {
+    for worker in pools.workers {
         let _ = worker.join();
     }
     let _ = expiry.join();

@@ -74,12 +74,6 @@ impl Route {
         !matches!(self, Route::Greeting | Route::Health | Route::StatusPage)
     }
 
-    /// Whether serving the route may sleep for long: a long poll waits up to its `block_for`
-    /// for a grant. `http.rs` does not count such a worker as running meanwhile.
-    pub fn may_wait(&self) -> bool {
-        matches!(self, Route::Acquire { block_for: Some(block_for), .. } if !block_for.is_zero())
-    }
-
     /// A short fixed name, used as the `route` label of the request metrics.
     pub fn name(&self) -> &'static str {
         match self {
@@ -507,15 +501,6 @@ mod tests {
         check_err("PUT", "/peers/7/A", "\"2\"", "Invalid body");
         check_err("PUT", "/peers/7/A", "9223372036854775808", "Invalid body");
         check_err("PUT", "/peers/7/A", "{", "Invalid body");
-    }
-
-    #[test]
-    fn only_long_polls_may_wait() {
-        let acquire = |query: &str| route("PUT", &format!("/peers/7/A{query}"), b"1").unwrap();
-        assert!(acquire("?block_for=5s").may_wait());
-        assert!(!acquire("?block_for=0s").may_wait());
-        assert!(!acquire("").may_wait());
-        assert!(!route("GET", "/health", b"").unwrap().may_wait());
     }
 
     /// JSON `-0` is the integer zero, so it is refused as `0` is, whitespace or not. The floats

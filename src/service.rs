@@ -5,10 +5,9 @@
 //! exactly the waiters whose state changed: a release among 500 waiters wakes the one it grants,
 //! not 500. No I/O happens under the lock; parsing and answering are `http.rs`'s job.
 //!
-//! Long polls hold a worker thread while they wait, so their number is capped
-//! (`long_poll_slots`): past the cap a request is answered at once with its current state and the
-//! client asks again. That keeps workers free for releases, heartbeats and scrapes however many
-//! clients wait.
+//! An acquire never blocks: a long poll that must wait gets a [`Wait`], and only
+//! [`Service::wait`] blocks on it, on a thread of the waiting pool (`waiting.rs`). So the
+//! workers that serve releases, heartbeats and scrapes are never taken by waiting clients.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -25,12 +24,32 @@ use crate::error::Error;
 /// Peer ids stay below 2^53 so that JavaScript clients can hold them in a number.
 const PEER_ID_LIMIT: u64 = 1 << 53;
 
+/// The answer of [`Service::acquire`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Acquired {
+    /// Answer with this state now.
+    Now(LockState),
+    /// Pending, and the request may wait: hand this to [`Service::wait`].
+    Wait(Wait),
+}
+
+/// A long poll that waits for its lock: what [`Service::wait`] needs to know. Only
+/// [`Service::acquire`] makes one, for a lock it found pending.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Wait {
+    peer: PeerId,
+    semaphore: String,
+    /// The lease to start at the grant.
+    expires_in: Option<Duration>,
+    deadline: Instant,
+}
+
 /// Counters kept beside the core, for the metrics.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LongPolls {
     /// Requests waiting right now.
     pub waiting: usize,
-    /// Long polls answered at once because every slot was taken, since start.
+    /// Long polls answered at once because no waiting thread could take them, since start.
     pub refused: u64,
 }
 
@@ -39,7 +58,6 @@ pub struct Service {
     state: Mutex<State>,
     /// Wakes the expiry thread when a deadline earlier than the one it sleeps for appears.
     expiry: Condvar,
-    long_poll_slots: usize,
     /// Live peers at most: a flood of `new_peer` must not exhaust memory.
     max_peers: usize,
 }
@@ -117,9 +135,8 @@ impl State {
 }
 
 impl Service {
-    /// Serves `core`, letting at most `long_poll_slots` requests wait at a time and at most
-    /// `max_peers` peers live.
-    pub fn new(core: Core, long_poll_slots: usize, max_peers: usize) -> Service {
+    /// Serves `core` with at most `max_peers` peers live.
+    pub fn new(core: Core, max_peers: usize) -> Service {
         Service {
             state: Mutex::new(State {
                 core,
@@ -129,7 +146,6 @@ impl Service {
                 shutting_down: false,
             }),
             expiry: Condvar::new(),
-            long_poll_slots,
             max_peers,
         }
     }
@@ -168,10 +184,9 @@ impl Service {
         }
     }
 
-    /// Asks for a lock and, with `block_for`, waits until it is granted or the time is up.
-    ///
-    /// A waiting request ends early if its peer disappears (`Unknown peer`), if its pending lock
-    /// is released by another request (answered as still pending), or at shutdown.
+    /// Asks for a lock. Never blocks: when the lock is pending and the request may wait
+    /// (`block_for`), the answer is a [`Wait`] for [`Service::wait`], which only the pool of
+    /// waiting threads calls (`waiting.rs`), so a worker serving short requests never waits.
     pub fn acquire(
         &self,
         id: PeerId,
@@ -179,7 +194,7 @@ impl Service {
         count: i64,
         expires_in: Option<Duration>,
         block_for: Option<Duration>,
-    ) -> Result<LockState, Error> {
+    ) -> Result<Acquired, Error> {
         let mut state = self.lock();
         let now = Instant::now();
         state.sweep(now);
@@ -189,28 +204,42 @@ impl Service {
         if expires_at.is_some() {
             self.rearm_expiry(&state);
         }
-        let Some(block_for) = block_for else {
-            return Ok(acquisition.state);
-        };
-        if acquisition.state == LockState::Acquired || block_for.is_zero() {
-            return Ok(acquisition.state);
+        match block_for {
+            Some(block_for)
+                if acquisition.state == LockState::Pending
+                    && !block_for.is_zero()
+                    && !state.shutting_down =>
+            {
+                Ok(Acquired::Wait(Wait {
+                    peer: id,
+                    semaphore: semaphore.to_owned(),
+                    expires_in,
+                    // A deadline rather than a duration, so early wake-ups don't extend it;
+                    // saturating, because `block_for` is capped far below the clock's end.
+                    deadline: now.checked_add(block_for).unwrap_or(now),
+                }))
+            }
+            _ => Ok(Acquired::Now(acquisition.state)),
         }
-        if state.shutting_down {
-            return Ok(LockState::Pending);
-        }
-        if state.long_polls.waiting >= self.long_poll_slots {
-            state.long_polls.refused += 1;
-            log::debug!("All {} long-poll slots taken", self.long_poll_slots);
-            return Ok(LockState::Pending);
-        }
+    }
 
-        // Wait on a deadline rather than a duration, so early wake-ups don't extend the wait.
-        let deadline = now + block_for;
+    /// Waits until the lock is granted or the deadline has passed. Ends early if the peer
+    /// disappears (`Unknown peer`), if its pending lock is released by another request
+    /// (answered as still pending), or at shutdown.
+    pub fn wait(&self, wait: Wait) -> Result<LockState, Error> {
+        let Wait {
+            peer: id,
+            semaphore,
+            expires_in,
+            deadline,
+        } = wait;
+        let mut state = self.lock();
+        state.sweep(Instant::now());
         let waiter = state.waiters.entry(id).or_default().clone();
         state.long_polls.waiting += 1;
         let mut timed_out = false;
         let outcome = loop {
-            match state.core.lock_state(id, semaphore) {
+            match state.core.lock_state(id, &semaphore) {
                 Err(error) => break Err(error),
                 Ok(Some(LockState::Acquired)) => {
                     // The lease asked for starts at the grant, not at the request: a rate
@@ -240,6 +269,11 @@ impl Service {
             entry.remove();
         }
         outcome
+    }
+
+    /// Counts a long poll answered at once because no thread could wait for it.
+    pub fn refused_long_poll(&self) {
+        self.lock().long_polls.refused += 1;
     }
 
     pub fn release_lock(&self, id: PeerId, semaphore: &str) -> Result<(), Error> {
@@ -342,13 +376,13 @@ mod tests {
     use crate::core::SemaphoreSettings;
     use std::thread;
 
-    fn service(max: i64, slots: usize) -> Arc<Service> {
+    fn service(max: i64) -> Arc<Service> {
         let core = Core::new([SemaphoreSettings {
             name: "A".into(),
             max,
             level: 0,
         }]);
-        Arc::new(Service::new(core, slots, 3))
+        Arc::new(Service::new(core, 3))
     }
 
     const MINUTE: Duration = Duration::from_secs(60);
@@ -362,9 +396,16 @@ mod tests {
     ) -> thread::JoinHandle<Result<LockState, Error>> {
         let waiting = {
             let service = service.clone();
-            thread::spawn(move || service.acquire(waiter, "A", 1, expires_in, Some(MINUTE)))
+            thread::spawn(move || {
+                match service.acquire(waiter, "A", 1, expires_in, Some(MINUTE))? {
+                    Acquired::Wait(wait) => service.wait(wait),
+                    Acquired::Now(state) => panic!("answered at once: {state:?}"),
+                }
+            })
         };
+        let deadline = Instant::now() + MINUTE;
         while service.inspect(|_, polls, _| polls.waiting) == 0 {
+            assert!(Instant::now() < deadline, "the long poll never waited");
             thread::yield_now();
         }
         waiting
@@ -372,10 +413,13 @@ mod tests {
 
     #[test]
     fn a_release_answers_the_waiting_request() {
-        let service = service(1, 4);
+        let service = service(1);
         let holder = service.new_peer(MINUTE).unwrap();
         let waiter = service.new_peer(MINUTE).unwrap();
-        service.acquire(holder, "A", 1, None, None).unwrap();
+        assert_eq!(
+            service.acquire(holder, "A", 1, None, None),
+            Ok(Acquired::Now(LockState::Acquired))
+        );
         let waiting = wait_in_background(&service, waiter, None);
         let released = Instant::now();
         service.release_lock(holder, "A").unwrap();
@@ -386,10 +430,13 @@ mod tests {
 
     #[test]
     fn a_lease_asked_for_in_a_long_poll_starts_at_the_grant() {
-        let service = service(1, 4);
+        let service = service(1);
         let holder = service.new_peer(MINUTE).unwrap();
         let waiter = service.new_peer(MINUTE).unwrap();
-        service.acquire(holder, "A", 1, None, None).unwrap();
+        assert_eq!(
+            service.acquire(holder, "A", 1, None, None),
+            Ok(Acquired::Now(LockState::Acquired))
+        );
         let lease = Duration::from_secs(3600);
         let waiting = wait_in_background(&service, waiter, Some(lease));
         thread::sleep(Duration::from_millis(50));
@@ -407,7 +454,7 @@ mod tests {
 
     #[test]
     fn peers_beyond_the_limit_are_refused() {
-        let service = service(1, 4);
+        let service = service(1);
         let ids: Vec<PeerId> = (0..3).map(|_| service.new_peer(MINUTE).unwrap()).collect();
         assert_eq!(
             service.new_peer(MINUTE),
@@ -425,22 +472,40 @@ mod tests {
     }
 
     #[test]
-    fn long_polls_beyond_the_slots_are_answered_at_once() {
-        let service = service(1, 0);
+    fn acquire_never_blocks_and_waits_only_when_asked_to() {
+        let service = service(1);
         let holder = service.new_peer(MINUTE).unwrap();
         let waiter = service.new_peer(MINUTE).unwrap();
-        service.acquire(holder, "A", 1, None, None).unwrap();
-        let state = service.acquire(waiter, "A", 1, None, Some(MINUTE));
-        assert_eq!(state, Ok(LockState::Pending));
+        assert_eq!(
+            service.acquire(holder, "A", 1, None, Some(MINUTE)),
+            Ok(Acquired::Now(LockState::Acquired))
+        );
+        let state = service.acquire(waiter, "A", 1, None, None);
+        assert_eq!(state, Ok(Acquired::Now(LockState::Pending)));
+        let state = service.acquire(waiter, "A", 1, None, Some(Duration::ZERO));
+        assert_eq!(state, Ok(Acquired::Now(LockState::Pending)));
+        let Ok(Acquired::Wait(wait)) = service.acquire(waiter, "A", 1, None, Some(MINUTE)) else {
+            panic!("a long poll for a pending lock waits");
+        };
+        // Its time is up at once if the deadline has passed.
+        let expired = Wait {
+            deadline: Instant::now(),
+            ..wait
+        };
+        assert_eq!(service.wait(expired), Ok(LockState::Pending));
+        service.refused_long_poll();
         assert_eq!(service.inspect(|_, polls, _| polls.refused), 1);
     }
 
     #[test]
     fn removing_the_waiting_peer_answers_unknown_peer() {
-        let service = service(1, 4);
+        let service = service(1);
         let holder = service.new_peer(MINUTE).unwrap();
         let waiter = service.new_peer(MINUTE).unwrap();
-        service.acquire(holder, "A", 1, None, None).unwrap();
+        assert_eq!(
+            service.acquire(holder, "A", 1, None, None),
+            Ok(Acquired::Now(LockState::Acquired))
+        );
         let waiting = wait_in_background(&service, waiter, None);
         service.remove_peer(waiter);
         assert_eq!(waiting.join().unwrap(), Err(Error::UnknownPeer));
@@ -448,26 +513,43 @@ mod tests {
 
     #[test]
     fn expiry_thread_releases_at_the_deadline_and_shutdown_stops_it() {
-        let service = service(1, 4);
+        let service = service(1);
         let expiry = {
             let service = service.clone();
             thread::spawn(move || service.run_expiry())
         };
-        let holder = service.new_peer(Duration::from_millis(50)).unwrap();
+        let holder = service.new_peer(MINUTE).unwrap();
         let waiter = service.new_peer(MINUTE).unwrap();
-        service.acquire(holder, "A", 1, None, None).unwrap();
-        let state = service.acquire(waiter, "A", 1, None, Some(MINUTE));
-        assert_eq!(state, Ok(LockState::Acquired));
+        assert_eq!(
+            service.acquire(holder, "A", 1, None, None),
+            Ok(Acquired::Now(LockState::Acquired))
+        );
+        let waiting = wait_in_background(&service, waiter, None);
+        let started = Instant::now();
+        service
+            .heartbeat(holder, Duration::from_millis(50))
+            .unwrap();
+        assert_eq!(waiting.join().unwrap(), Ok(LockState::Acquired));
+        // Granted by the expiry thread at the 50 ms deadline, long before `block_for` (a
+        // minute) ends; the bound is generous for a loaded machine.
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
         service.shut_down();
         expiry.join().unwrap();
     }
 
     #[test]
     fn shutdown_answers_waiting_requests() {
-        let service = service(1, 4);
+        let service = service(1);
         let holder = service.new_peer(MINUTE).unwrap();
         let waiter = service.new_peer(MINUTE).unwrap();
-        service.acquire(holder, "A", 1, None, None).unwrap();
+        assert_eq!(
+            service.acquire(holder, "A", 1, None, None),
+            Ok(Acquired::Now(LockState::Acquired))
+        );
         let waiting = wait_in_background(&service, waiter, None);
         service.shut_down();
         assert_eq!(waiting.join().unwrap(), Ok(LockState::Pending));
