@@ -13,6 +13,7 @@ mod config;
 mod core;
 mod error;
 mod expiry;
+mod fd_limit;
 mod http;
 mod logging;
 mod metrics;
@@ -102,8 +103,17 @@ fn serve(options: Options) -> Result<(), String> {
         token,
     });
 
+    let (max_connections, open_files) = fd_limit::fit_connections(options.max_connections);
+    match open_files {
+        Some(limit) if max_connections < options.max_connections => log::warn!(
+            "The open-files limit is {limit} (ulimit -n): serving at most {max_connections} \
+             connections, not {}",
+            options.max_connections
+        ),
+        _ => log::info!("Serving up to {max_connections} connections at once"),
+    }
     let limits = tiny_http::ConnectionLimits {
-        max_connections: options.max_connections,
+        max_connections,
         idle_timeout: Some(options.idle_timeout),
         request_timeout: options.request_timeout,
         max_head_bytes: http::HEAD_LIMIT,
