@@ -62,7 +62,8 @@ impl fmt::Display for Error {
             }
             Error::CountTooLarge { count, max } => write!(
                 f,
-                "Count too large: the lock count {count} exceeds the semaphore's max of {max}"
+                "Count too large: the lock count {count} exceeds the semaphore's max of {max}. \
+                 Lock can never be acquired."
             ),
             Error::LockHierarchyViolation { level, current } => write!(
                 f,

@@ -14,9 +14,12 @@ use serde_json::value::RawValue;
 use crate::core::PeerId;
 use crate::error::Error;
 
-/// The longest duration accepted for `expires_in` and `block_for`. Far beyond any sensible lease
-/// or long poll, and far from the point where deadline arithmetic could overflow.
-pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+/// The longest duration accepted for `expires_in` and `block_for`: a hundred years. Throttle 0.5
+/// accepts years (its Rust client sends two years as `1year 11months 29days ...`), so those
+/// must work here too; a hundred years is far beyond any sensible lease and far from the point
+/// where deadline arithmetic could overflow on any platform's clock (about 584 years of
+/// nanoseconds on macOS and Windows).
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// A parsed request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,7 +213,8 @@ impl ExpiresIn {
 struct RestoreBody<'a> {
     expires_in: String,
     peer_id: PeerId,
-    #[serde(default, borrow)]
+    /// Required, as in 0.5: a restore without it is not an empty restore the client meant.
+    #[serde(borrow)]
     acquired: BTreeMap<String, &'a RawValue>,
 }
 
@@ -286,7 +290,7 @@ pub fn duration(text: &str) -> Result<Duration, Error> {
     })?;
     if parsed > MAX_DURATION {
         return Err(Error::InvalidDuration(format!(
-            "`{}` is longer than the limit of one year",
+            "`{}` is longer than the limit of a hundred years",
             clip(text)
         )));
     }
@@ -579,7 +583,7 @@ mod tests {
         check_err(
             "POST",
             "/new_peer",
-            r#"{"expires_in": "366days"}"#,
+            r#"{"expires_in": "101years"}"#,
             "Invalid duration",
         );
         check_err("POST", "/new_peer", r#"{"expires_in": 5}"#, "Invalid body");

@@ -88,11 +88,9 @@ pub fn parse(bytes: &[u8], max_head: usize, max_body: usize) -> Result<Parsed, R
                 "Request head too large: too many header fields",
             ));
         }
+        // HTTP/2's preface (`PRI * HTTP/2.0`) lands here too: not a request this server reads.
         Err(httparse::Error::Version) => {
-            return Err(Refusal::new(
-                505,
-                "HTTP version not supported: only HTTP/1.0 and HTTP/1.1 are served",
-            ));
+            return Err(Refusal::bad("only HTTP/1.0 and HTTP/1.1 are served"));
         }
         Err(httparse::Error::HeaderName) => return Err(Refusal::bad("invalid header name")),
         Err(httparse::Error::HeaderValue) => return Err(Refusal::bad("invalid header value")),
@@ -348,8 +346,8 @@ mod tests {
         assert_eq!(parse(b"GET /aaaaaaaaaa", 8, 0).unwrap_err().status, 431);
         let big = "POST / HTTP/1.1\r\nContent-Length: 70000\r\n\r\n";
         assert_eq!(status(big), 413);
-        assert_eq!(status("GET / HTTP/1.2\r\n\r\n"), 505);
-        assert_eq!(status("GET / HTTP/2.0\r\n\r\n"), 505);
+        assert_eq!(status("GET / HTTP/1.2\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/2.0\r\n\r\n"), 400);
         assert_eq!(status("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
         assert_eq!(status("GET / HTTP/1.1\r\nExpect: magic\r\n\r\n"), 417);
     }

@@ -520,7 +520,14 @@ impl Reactor {
                 close,
             };
             let request = crate::request::from_reactor(head, body, conn.remote, writer);
-            conn.shared.state.store(BUSY, Ordering::Release);
+            // Input already waiting behind this request (pipelining), or an end of stream,
+            // needs this thread again once the answer is out.
+            let state = if conn.input.is_empty() && !conn.eof {
+                BUSY
+            } else {
+                WANTED
+            };
+            conn.shared.state.store(state, Ordering::Release);
             // Checked again when it fires: the worker may answer without telling this thread.
             let at = self
                 .limits
