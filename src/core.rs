@@ -615,6 +615,12 @@ impl Core {
             .collect()
     }
 
+    /// The ids of every peer, in no particular order: the listing route takes them at once and
+    /// then looks peers up in batches, so it never holds the state for long.
+    pub fn peer_ids(&self) -> Vec<PeerId> {
+        self.peers.keys().copied().collect()
+    }
+
     /// One peer with its locks, `None` if it is not known. Costs O(1) plus its locks.
     pub fn peer(&self, id: PeerId, now: Instant) -> Option<PeerInfo<'_>> {
         let peer = self.peers.get(&id)?;
