@@ -449,8 +449,9 @@ impl Core {
         Ok(sem.settings.max - sem.acquired)
     }
 
-    /// Every peer with its locks, ordered by id. This scans all peers: it serves the listing
-    /// route, never a request path that other clients wait on.
+    /// Every peer with its locks, ordered by id. This scans all peers, so only tests use it;
+    /// the listing route takes [`Core::peer_ids`] and looks peers up in batches.
+    #[cfg(test)]
     pub fn peers(&self, now: Instant) -> Vec<PeerInfo<'_>> {
         let mut peers: Vec<PeerInfo<'_>> = self
             .peers

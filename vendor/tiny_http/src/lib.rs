@@ -533,26 +533,6 @@ impl Server {
         }
     }
 
-    /// Throttle's patch 9: lets at most `max_running` threads that took a request from `recv`
-    /// run at once; further requests wait for one of them to come back. A thread that sleeps
-    /// for other reasons gives its place up in `while_waiting`. When requests have waited
-    /// `standby_after` (the running threads are stuck), an idle thread takes them anyway.
-    pub fn limit_running(&self, max_running: usize, standby_after: Duration) {
-        self.messages.limit_running(max_running, standby_after);
-    }
-
-    /// Throttle's patch 9: prepares for `threads` threads calling `recv`, so that waiting for a
-    /// request allocates nothing (idle threads then hold no memory of a per-thread allocator).
-    pub fn reserve_workers(&self, threads: usize) {
-        self.messages.reserve_waiters(threads);
-    }
-
-    /// Throttle's patch 9: runs `f` (a wait that may be long) without counting the calling
-    /// thread against the limit of `limit_running`.
-    pub fn while_waiting<R>(&self, f: impl FnOnce() -> R) -> R {
-        self.messages.while_waiting(f)
-    }
-
     /// Unblock thread stuck in recv() or incoming_requests().
     /// If there are several such threads, only one is unblocked.
     /// This method allows graceful shutdown of server.
