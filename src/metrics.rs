@@ -61,7 +61,7 @@ impl Metrics {
             long_polls: IntGauge::new("throttle_long_polls", "Requests waiting in a long poll.")?,
             long_polls_refused: IntCounter::new(
                 "throttle_long_polls_refused_total",
-                "Long polls answered at once because every long-poll slot was taken.",
+                "Long polls answered at once because no waiting thread was left (--max-waiters).",
             )?,
             requests: IntCounterVec::new(
                 Opts::new("throttle_requests_total", "Answered requests."),

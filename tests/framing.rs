@@ -425,15 +425,13 @@ fn pipelined_requests_keep_the_connection_alive() {
 }
 
 /// The rows' bytes, rendered for a victim 42 and an own peer 43, are the fuzz seeds
-/// `fuzz/seeds/requests/framing_<row>`, one file per row. Rows over 4 KiB are left out: libFuzzer
+/// `fuzz/seeds/framing/framing_<row>` of the `framing` target (raw bytes into the head
+/// parser), one file per row. Rows over 4 KiB are left out: libFuzzer
 /// would raise its input length limit to theirs. `THROTTLE_WRITE_SEEDS=1 cargo test --test
 /// framing the_fuzz_seeds` writes them.
-///
-/// The `requests` target reads its input as routed requests (fuzz/README.md), not as HTTP bytes:
-/// until a target feeds raw bytes to the head parser, these seeds only give it hostile words.
 #[test]
 fn the_fuzz_seeds_are_the_rows() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/requests");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/framing");
     let write = std::env::var_os("THROTTLE_WRITE_SEEDS").is_some();
     let mut expected = Vec::new();
     for (name, template) in rows() {

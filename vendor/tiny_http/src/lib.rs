@@ -119,7 +119,9 @@ pub use test::TestRequest;
 mod client;
 mod common;
 mod connection;
-mod framing;
+/// Throttle's patch: public, but hidden, for Throttle's fuzz target `framing`.
+#[doc(hidden)]
+pub mod framing;
 mod reactor;
 mod request;
 mod response;
