@@ -1,11 +1,13 @@
 //! The `throttle` executable: reads the command line and the configuration, starts logging, the
 //! worker pool and the expiry thread, and shuts them down on SIGINT or SIGTERM (Ctrl+C on
-//! Windows).
+//! Windows). With a state file it loads the peers at start and writes them at shutdown
+//! (`restart.rs`); SIGHUP reloads the configuration (`reload.rs`).
 //!
 //! Data flow of a request: `http.rs` (tiny_http worker, body) → `routes.rs` (parse into a
 //! `Route`) → `service.rs` (lock, sweep, wait, wake) → `core.rs` (the bookkeeping) → back to
 //! `http.rs` (status code and body). Beside them: `expiry.rs` runs the expiry thread,
-//! `metrics.rs`, `config.rs`, `cli.rs`, `logging.rs` and `error.rs`.
+//! `metrics.rs`, `config.rs`, `cli.rs`, `logging.rs` and `error.rs`; for restarts `restart.rs`,
+//! `state_file.rs`, `lease_watch.rs` and `reload.rs`.
 #![forbid(unsafe_code)]
 
 mod cli;
@@ -14,10 +16,14 @@ mod core;
 mod error;
 mod expiry;
 mod http;
+mod lease_watch;
 mod logging;
 mod metrics;
+mod reload;
+mod restart;
 mod routes;
 mod service;
+mod state_file;
 mod status;
 
 /// The static musl build allocates with mimalloc (the default feature `mimalloc`): musl's own
@@ -29,6 +35,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
 use std::sync::{Arc, mpsc};
+use std::time::{Instant, SystemTime};
 
 use crate::cli::{Command, Options};
 use crate::core::{Core, SemaphoreSettings};
@@ -72,6 +79,14 @@ fn serve(options: Options) -> Result<(), String> {
     }
     log::info!("Starting throttle {}", env!("CARGO_PKG_VERSION"));
 
+    let state_file = options
+        .state_file
+        .clone()
+        .or(loaded.config.state.file.clone());
+    let saved = match &state_file {
+        Some(file) => restart::read(file, options.state_file_reset)?,
+        None => None,
+    };
     let semaphores = loaded
         .config
         .semaphores
@@ -81,13 +96,35 @@ fn serve(options: Options) -> Result<(), String> {
             max: s.max,
             level: s.level,
         });
+    let mut core = Core::new(semaphores);
+    let grace = restart::Previous::of(saved.as_ref()).grace(options.grace);
+    let leases = lease_watch::LeaseWatch::default();
+    restart::apply(
+        &mut core,
+        state_file.as_deref(),
+        saved.as_ref(),
+        grace,
+        &leases,
+        Instant::now(),
+        SystemTime::now(),
+    )?;
+    drop(saved);
     let service = Arc::new(Service::new(
-        Core::new(semaphores),
+        core,
         http::long_poll_slots(options.workers),
         options.max_peers,
     ));
+    service.leases().note(leases.longest());
+    let keeper = match state_file.clone() {
+        Some(file) => Some(restart::Keeper::start(file, service.leases().clone())?),
+        None => None,
+    };
     let metrics = Metrics::new().map_err(|e| format!("cannot set up metrics: {e}"))?;
     // The environment wins over the file, so the secret need not be written into it.
+    let fixed = reload::Fixed {
+        token: loaded.config.auth.token.clone(),
+        state_file: loaded.config.state.file.clone(),
+    };
     let token = std::env::var("THROTTLE_TOKEN")
         .ok()
         .filter(|token| !token.is_empty())
@@ -123,6 +160,12 @@ fn serve(options: Options) -> Result<(), String> {
     })
     .map_err(|e| format!("cannot install the signal handler: {e}"))?;
 
+    let reloader = {
+        let (app, configuration) = (app.clone(), options.configuration.clone());
+        reload::spawn(move || {
+            reload::reload(configuration.as_deref(), &fixed, &app.service, &app.metrics);
+        })?
+    };
     let expiry = expiry::spawn(service.clone()).map_err(|e| format!("cannot start: {e}"))?;
     let workers = http::spawn_workers(&server, &app, options.workers)
         .map_err(|e| format!("cannot start the worker threads: {e}"))?;
@@ -138,6 +181,10 @@ fn serve(options: Options) -> Result<(), String> {
         let _ = worker.join();
     }
     let _ = expiry.join();
+    reloader.stop();
+    if let Some(keeper) = keeper {
+        keeper.finish(&service)?;
+    }
     log::info!("Stopped");
     Ok(())
 }
