@@ -46,11 +46,15 @@ pub fn init(config: &LoggingConfig) -> Result<(), String> {
     let mut loggers: Vec<Box<dyn SharedLogger>> = vec![Box::new(StderrLogger {
         level: &STDERR_LEVEL,
     })];
+    let mut max = level;
     if let Some(gelf) = &config.gelf {
         loggers.push(Box::new(GelfLogger::new(gelf, &GELF_LEVEL)?));
         GELF_ON.store(true, Ordering::Relaxed);
+        max = max.max(gelf.level);
     }
-    CombinedLogger::init(loggers).map_err(|error| format!("cannot set up logging: {error}"))
+    CombinedLogger::init(loggers).map_err(|error| format!("cannot set up logging: {error}"))?;
+    log::set_max_level(max);
+    Ok(())
 }
 
 /// Applies the levels of a reloaded configuration (`THROTTLE_LOG` still wins for stderr).
@@ -146,8 +150,12 @@ impl Log for StderrLogger {
 }
 
 impl SharedLogger for StderrLogger {
+    /// The most verbose level a reload could set, not the current one: simplelog's
+    /// `CombinedLogger` filters by the levels it saw at start and would never pass on what a
+    /// reload turned on. The logger filters by its current level itself, and `init` and
+    /// `set_levels` keep the `log` crate's maximum (its cheap early filter) at the current one.
     fn level(&self) -> LevelFilter {
-        level(self.level)
+        LevelFilter::Trace
     }
 
     fn config(&self) -> Option<&simplelog::Config> {
@@ -264,8 +272,9 @@ impl Log for GelfLogger {
 }
 
 impl SharedLogger for GelfLogger {
+    /// The most verbose level a reload could set, as for the stderr logger.
     fn level(&self) -> LevelFilter {
-        level(self.level)
+        LevelFilter::Trace
     }
 
     fn config(&self) -> Option<&simplelog::Config> {
@@ -562,7 +571,7 @@ mod tests {
                     .build(),
             );
         }
-        assert_eq!(SharedLogger::level(&logger), LevelFilter::Trace);
+        assert_eq!(level(logger.level), LevelFilter::Trace);
     }
 
     /// A level cell of one test's own, so tests running at once do not share one.
@@ -571,13 +580,18 @@ mod tests {
     }
 
     #[test]
-    fn loggers_report_their_levels() {
-        let level = cell();
-        level.store(LevelFilter::Warn as usize, Ordering::Relaxed);
-        let logger = StderrLogger { level };
-        assert_eq!(SharedLogger::level(&logger), LevelFilter::Warn);
+    fn loggers_filter_by_their_current_level() {
+        let cell = cell();
+        cell.store(LevelFilter::Warn as usize, Ordering::Relaxed);
+        let logger = StderrLogger { level: cell };
+        // simplelog passes everything on; the logger filters (see `SharedLogger::level`).
+        assert_eq!(SharedLogger::level(&logger), LevelFilter::Trace);
         assert!(logger.enabled(&Metadata::builder().level(Level::Error).build()));
         assert!(logger.enabled(&Metadata::builder().level(Level::Warn).build()));
         assert!(!logger.enabled(&Metadata::builder().level(Level::Info).build()));
+        // A reload changes the level under the running logger.
+        cell.store(LevelFilter::Debug as usize, Ordering::Relaxed);
+        assert!(logger.enabled(&Metadata::builder().level(Level::Debug).build()));
+        assert!(!logger.enabled(&Metadata::builder().level(Level::Trace).build()));
     }
 }

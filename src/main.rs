@@ -1,6 +1,6 @@
 //! The `throttle` executable: reads the command line and the configuration, starts logging, the
 //! worker pool and the expiry thread, and shuts them down on SIGINT or SIGTERM (Ctrl+C on
-//! Windows). With a state file it loads the peers at start and writes them at shutdown
+//! Windows; `signals.rs`). With a state file it loads the peers at start and writes them at shutdown
 //! (`restart.rs`); SIGHUP reloads the configuration (`reload.rs`).
 //!
 //! Data flow of a request: `http.rs` (tiny_http worker, body) → `routes.rs` (parse into a
@@ -23,6 +23,7 @@ mod reload;
 mod restart;
 mod routes;
 mod service;
+mod signals;
 mod state_file;
 mod status;
 
@@ -34,7 +35,7 @@ mod status;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::cli::{Command, Options};
@@ -153,16 +154,10 @@ fn serve(options: Options) -> Result<(), String> {
         None => log::info!("Listening on {}", server.server_addr()),
     }
 
-    // Register the handler before starting threads, so an early signal is not lost.
-    let (stop, stopped) = mpsc::channel();
-    ctrlc::set_handler(move || {
-        let _ = stop.send(());
-    })
-    .map_err(|e| format!("cannot install the signal handler: {e}"))?;
-
-    let reloader = {
+    // Register the handlers before starting threads, so an early signal is not lost.
+    let signals = {
         let (app, configuration) = (app.clone(), options.configuration.clone());
-        reload::spawn(move || {
+        signals::Signals::install(move || {
             reload::reload(configuration.as_deref(), &fixed, &app.service, &app.metrics);
         })?
     };
@@ -170,8 +165,7 @@ fn serve(options: Options) -> Result<(), String> {
     let workers = http::spawn_workers(&server, &app, options.workers)
         .map_err(|e| format!("cannot start the worker threads: {e}"))?;
 
-    // Blocks until a signal; an error means the handler is gone, which also ends the server.
-    let _ = stopped.recv();
+    signals.wait_for_stop();
     log::info!("Shutting down");
     service.shut_down();
     for _ in &workers {
@@ -181,7 +175,7 @@ fn serve(options: Options) -> Result<(), String> {
         let _ = worker.join();
     }
     let _ = expiry.join();
-    reloader.stop();
+    signals.close();
     if let Some(keeper) = keeper {
         keeper.finish(&service)?;
     }

@@ -10,8 +10,8 @@
 //! What a reload does not change, because it is bound at start: where logs go (a GELF section
 //! added or removed), the access token, the state file. Each is logged as needing a restart.
 //!
-//! Windows has no SIGHUP: there [`spawn`] starts nothing, and a restart with a state file is the
-//! way to apply a new configuration.
+//! The signal itself is delivered by `signals.rs`. Windows has no SIGHUP: there a restart with a
+//! state file is the way to apply a new configuration.
 
 use std::path::PathBuf;
 
@@ -89,49 +89,4 @@ pub fn reload(
     );
     metrics.count_reload(ReloadResult::Ok);
     ReloadResult::Ok
-}
-
-/// The thread that waits for SIGHUP; [`Reloader::stop`] ends it.
-pub struct Reloader {
-    #[cfg(unix)]
-    handle: signal_hook::iterator::Handle,
-    #[cfg(unix)]
-    thread: std::thread::JoinHandle<()>,
-}
-
-/// Starts the reload thread. `reload` runs once per SIGHUP. On Windows nothing is started.
-#[cfg(unix)]
-pub fn spawn(reload: impl Fn() + Send + 'static) -> Result<Reloader, String> {
-    use signal_hook::consts::SIGHUP;
-    use signal_hook::iterator::Signals;
-
-    let mut signals = Signals::new([SIGHUP])
-        .map_err(|error| format!("cannot install the SIGHUP handler: {error}"))?;
-    let handle = signals.handle();
-    let thread = std::thread::Builder::new()
-        .name("reload".into())
-        .spawn(move || {
-            for _ in signals.forever() {
-                reload();
-            }
-        })
-        .map_err(|error| format!("cannot start the reload thread: {error}"))?;
-    Ok(Reloader { handle, thread })
-}
-
-/// Windows has no SIGHUP: nothing to wait for.
-#[cfg(not(unix))]
-pub fn spawn(_reload: impl Fn() + Send + 'static) -> Result<Reloader, String> {
-    Ok(Reloader {})
-}
-
-impl Reloader {
-    /// Ends the thread and waits for a reload in progress.
-    pub fn stop(self) {
-        #[cfg(unix)]
-        {
-            self.handle.close();
-            let _ = self.thread.join();
-        }
-    }
 }
