@@ -75,8 +75,21 @@ impl Previous {
 /// Reads the state file. A file that cannot be read or parsed stops the start with one line
 /// naming it and the problem, unless `reset` (`--state-file-reset`) says to start empty.
 pub fn read(file: &Path, reset: bool) -> Result<Option<Saved>, String> {
+    let started = Instant::now();
     match state_file::load(file) {
-        Ok(saved) => Ok(saved),
+        Ok(Some(saved)) => {
+            log::info!(
+                "Read {} peers from {} in {} ms",
+                saved.peers.len(),
+                file.display(),
+                started.elapsed().as_millis()
+            );
+            Ok(Some(saved))
+        }
+        Ok(None) => {
+            log::info!("No state file {} yet: a first start", file.display());
+            Ok(None)
+        }
         Err(problem) if reset => {
             log::warn!("{problem}; starting empty as --state-file-reset says");
             Ok(None)
@@ -99,6 +112,7 @@ pub fn apply(
     wall: SystemTime,
 ) -> Result<(), String> {
     if let (Some(file), Some(saved)) = (file, saved) {
+        let started = Instant::now();
         let downtime = wall.duration_since(saved.saved_at).unwrap_or_default();
         let mut expired = 0;
         for peer in &saved.peers {
@@ -123,10 +137,11 @@ pub fn apply(
             "did not shut down cleanly"
         };
         log::info!(
-            "Loaded {} peers from {} (written {} ago; the previous run {how}); {expired} of \
-             them expired while the server was down",
+            "Loaded {} peers from {} in {} ms (written {} ago; the previous run {how}); \
+             {expired} of them expired while the server was down",
             saved.peers.len(),
             file.display(),
+            started.elapsed().as_millis(),
             humantime::format_duration(round(downtime)),
         );
         for (name, acquired, max) in core.overcommitted() {
