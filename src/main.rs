@@ -116,10 +116,6 @@ fn serve(options: Options) -> Result<(), String> {
         options.max_peers,
     ));
     service.leases().note(leases.longest());
-    let keeper = match state_file.clone() {
-        Some(file) => Some(restart::Keeper::start(file, service.leases().clone())?),
-        None => None,
-    };
     let metrics = Metrics::new().map_err(|e| format!("cannot set up metrics: {e}"))?;
     // The environment wins over the file, so the secret need not be written into it.
     let fixed = reload::Fixed {
@@ -153,6 +149,12 @@ fn serve(options: Options) -> Result<(), String> {
         Some(address) => log::info!("Listening on http://{address}"),
         None => log::info!("Listening on {}", server.server_addr()),
     }
+    // Only now is the loaded file replaced by the "running" marker: a start that fails before
+    // (a port in use) leaves it as it was.
+    let keeper = match state_file {
+        Some(file) => Some(restart::Keeper::start(file, service.leases().clone())?),
+        None => None,
+    };
 
     // Register the handlers before starting threads, so an early signal is not lost.
     let signals = {
