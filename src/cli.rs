@@ -47,6 +47,15 @@ pub struct Options {
     pub request_timeout: Duration,
     /// Live peers at most; `new_peer` and `restore` answer 503 beyond it.
     pub max_peers: usize,
+    /// Restarts (`restart.rs`): the state file named with `--state-file`, which wins over
+    /// `[state] file` in the configuration.
+    pub state_file: Option<PathBuf>,
+    /// `--state-file-reset`: start empty if the state file cannot be read or parsed, instead of
+    /// refusing to start.
+    pub state_file_reset: bool,
+    /// `--grace DUR`: caps the grace period after an unclean stop, and turns one on for every
+    /// start without a state file. `Some(0s)` turns grace periods off.
+    pub grace: Option<Duration>,
 }
 
 /// The address the server listens on by default: only the local machine, so that starting the
@@ -116,6 +125,16 @@ OPTIONS:
                               body). [default: 10s]
         --max-peers N         Live peers at most; new_peer and restore answer 503 beyond.
                               [default: 500000]
+        --state-file PATH     Keep peers and their locks across restarts in this file:
+                              written at shutdown, loaded at start (also `[state] file`).
+                              [default: none, nothing is kept]
+        --state-file-reset    Start empty if the state file is unreadable or corrupt
+                              (otherwise that is a startup error).
+        --grace DUR           Grant no new locks for this long after a start, so holders can
+                              restore first: caps the grace period after an unclean stop
+                              (which lasts the longest lease granted before), and turns it on
+                              for every start without a state file. 0s turns it off.
+                              [default: with a state file, the longest lease; else none]
     -h, --help                Print this help and exit.
     -V, --version             Print the version and exit.
 
@@ -140,6 +159,9 @@ impl Default for Options {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_peers: DEFAULT_MAX_PEERS,
+            state_file: None,
+            state_file_reset: false,
+            grace: None,
         }
     }
 }
@@ -187,6 +209,15 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt
             Long("idle-timeout") => options.idle_timeout = duration(&mut parser, "--idle-timeout")?,
             Long("request-timeout") => {
                 options.request_timeout = duration(&mut parser, "--request-timeout")?;
+            }
+            Long("state-file") => options.state_file = Some(parser.value()?.into()),
+            Long("state-file-reset") => options.state_file_reset = true,
+            Long("grace") => {
+                let value = parser.value()?.string()?;
+                let grace = humantime::parse_duration(&value).map_err(|_| {
+                    format!("invalid value {value:?} for --grace: expected a duration such as 30s")
+                })?;
+                options.grace = Some(grace);
             }
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
@@ -287,6 +318,24 @@ mod tests {
         assert!(error(&["--max-peers", "0"]).contains("--max-peers"));
         assert!(error(&["--idle-timeout", "soon"]).contains("--idle-timeout"));
         assert!(error(&["--request-timeout", "0s"]).contains("positive duration"));
+    }
+
+    #[test]
+    fn restarts() {
+        let options = serve(&["--state-file", "/var/lib/throttle/state.json", "--grace=1m"]);
+        assert_eq!(
+            options.state_file,
+            Some("/var/lib/throttle/state.json".into())
+        );
+        assert_eq!(options.grace, Some(Duration::from_secs(60)));
+        assert!(!options.state_file_reset);
+        assert!(serve(&["--state-file-reset"]).state_file_reset);
+        assert_eq!(serve(&["--grace", "0s"]).grace, Some(Duration::ZERO));
+        assert!(error(&["--grace", "soon"]).contains("--grace"));
+        assert_eq!(
+            error(&["--state-file"]),
+            "missing argument for option '--state-file'"
+        );
     }
 
     #[test]

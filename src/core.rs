@@ -8,12 +8,17 @@
 //!
 //! Cost: every operation is O(log n) in the number of peers and waiters, plus the size of what it
 //! touches (the locks of one peer, the waiters it grants). Nothing scans all peers, except the
-//! listing of peers itself.
+//! listing of peers itself and the export for the state file.
+//!
+//! What restarts need (the grace period, a new configuration, the export and load of peers for
+//! the state file) is in `core/restarts.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
+
+pub mod restarts;
 
 /// Identifies a peer. Chosen by the caller (the service draws it at random), so the core stays
 /// deterministic.
@@ -53,8 +58,11 @@ pub struct Acquisition {
 pub struct Expired {
     /// Peers removed because their deadline passed.
     pub peers: Vec<PeerId>,
-    /// Peers whose pending locks were granted with the count the expired peers freed.
+    /// Peers whose pending locks were granted with the count the expired peers freed, or
+    /// because the grace period ended.
     pub granted: Vec<PeerId>,
+    /// The grace period ended in this sweep.
+    pub grace_ended: bool,
 }
 
 /// Figures of one semaphore, for metrics and status pages.
@@ -93,6 +101,9 @@ pub struct Core {
     next_ticket: u64,
     /// Peers expired since start, for the metrics.
     expired_total: u64,
+    /// While set, nothing new is granted: acquires queue, releases grant nobody. `expire` ends
+    /// it at this instant and grants the queues in FIFO order (see `core/restarts.rs`).
+    grace_until: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -104,6 +115,9 @@ struct Semaphore {
     pending: i64,
     /// Pending locks in request order.
     queue: BTreeMap<u64, Waiter>,
+    /// No longer in the configuration: held locks stay counted until released, new acquires
+    /// answer `Unknown semaphore`, and it is left out of `stats`.
+    removed: bool,
 }
 
 #[derive(Debug)]
@@ -185,6 +199,7 @@ impl Core {
                 acquired: 0,
                 pending: 0,
                 queue: BTreeMap::new(),
+                removed: false,
             });
         }
         core
@@ -244,11 +259,17 @@ impl Core {
         now: Instant,
     ) -> Result<Acquisition, Error> {
         let index = self.index(semaphore)?;
-        let peer = self.peers.get(&id).ok_or(Error::UnknownPeer)?;
+        let sem = &self.semaphores[index];
+        let Some(peer) = self.peers.get(&id) else {
+            return Err(if sem.removed {
+                Error::UnknownSemaphore
+            } else {
+                Error::UnknownPeer
+            });
+        };
         if count < 1 {
             return Err(Error::InvalidCount);
         }
-        let sem = &self.semaphores[index];
 
         // A lock the peer holds is checked against what it holds, not against `max`: a restore
         // may have handed out more than `max`, and repeating that acquire must still report it.
@@ -291,6 +312,10 @@ impl Core {
             });
         }
 
+        // A removed semaphore keeps the locks it had, but takes no new ones.
+        if sem.removed {
+            return Err(Error::UnknownSemaphore);
+        }
         if count > sem.settings.max {
             return Err(Error::CountTooLarge {
                 count,
@@ -311,7 +336,7 @@ impl Core {
             .checked_add(sem.pending)
             .and_then(|demand| demand.checked_add(count))
             .is_some_and(|demand| demand <= sem.settings.max);
-        let state = if fits {
+        let state = if fits && self.grace_until.is_none() {
             let sem = &mut self.semaphores[index];
             sem.acquired += count;
             if let Some(peer) = self.peers.get_mut(&id) {
@@ -416,15 +441,25 @@ impl Core {
         // A peer granted by an earlier expiry in this sweep may have expired itself since.
         expired.granted.retain(|id| self.peers.contains_key(id));
         self.expired_total += expired.peers.len() as u64;
+        if self.grace_until.is_some_and(|end| end <= now) {
+            self.end_grace(&mut expired.granted);
+            expired.grace_ended = true;
+        }
         expired
     }
 
-    /// The earliest peer deadline: when `expire` next has work.
+    /// The earliest peer deadline, or the end of the grace period if that comes first: when
+    /// `expire` next has work.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.first().map(|&(deadline, _)| deadline)
+        let peer = self.deadlines.first().map(|&(deadline, _)| deadline);
+        match (peer, self.grace_until) {
+            (Some(peer), Some(grace)) => Some(peer.min(grace)),
+            (peer, grace) => peer.or(grace),
+        }
     }
 
     /// The state of the peer's lock on `semaphore`, `None` if it holds none.
+    /// A semaphore removed from the configuration is unknown to a peer that holds nothing there.
     pub fn lock_state(&self, id: PeerId, semaphore: &str) -> Result<Option<LockState>, Error> {
         let index = self.index(semaphore)?;
         let peer = self.peers.get(&id).ok_or(Error::UnknownPeer)?;
@@ -432,6 +467,8 @@ impl Core {
             Ok(Some(LockState::Acquired))
         } else if peer.pending.is_some_and(|p| p.semaphore == index) {
             Ok(Some(LockState::Pending))
+        } else if self.semaphores[index].removed {
+            Err(Error::UnknownSemaphore)
         } else {
             Ok(None)
         }
@@ -445,7 +482,7 @@ impl Core {
 
     /// `max - acquired`; negative if `restore` overcommitted the semaphore.
     pub fn remainder(&self, semaphore: &str) -> Result<i64, Error> {
-        let sem = &self.semaphores[self.index(semaphore)?];
+        let sem = &self.semaphores[self.configured(semaphore)?];
         Ok(sem.settings.max - sem.acquired)
     }
 
@@ -462,10 +499,12 @@ impl Core {
         peers
     }
 
-    /// Figures of every semaphore, in configuration order. Costs one step per semaphore.
+    /// Figures of every configured semaphore, in configuration order (semaphores added by a
+    /// reload last). Costs one step per semaphore.
     pub fn stats(&self, now: Instant) -> Vec<SemaphoreStats<'_>> {
         self.semaphores
             .iter()
+            .filter(|sem| !sem.removed)
             .map(|sem| SemaphoreStats {
                 name: &sem.settings.name,
                 max: sem.settings.max,
@@ -495,11 +534,21 @@ impl Core {
         self.expired_total
     }
 
+    /// The index of a semaphore, configured or removed with locks still held on it.
     fn index(&self, semaphore: &str) -> Result<usize, Error> {
         self.by_name
             .get(semaphore)
             .copied()
             .ok_or(Error::UnknownSemaphore)
+    }
+
+    /// The index of a semaphore in the current configuration.
+    fn configured(&self, semaphore: &str) -> Result<usize, Error> {
+        let index = self.index(semaphore)?;
+        if self.semaphores[index].removed {
+            return Err(Error::UnknownSemaphore);
+        }
+        Ok(index)
     }
 
     fn name(&self, index: usize) -> &str {
@@ -549,7 +598,11 @@ impl Core {
     }
 
     /// Grants pending locks of `semaphore` from the front of its queue while they fit.
+    /// Grants nothing during the grace period.
     fn promote(&mut self, semaphore: usize, granted: &mut Vec<PeerId>) {
+        if self.grace_until.is_some() {
+            return;
+        }
         let sem = &mut self.semaphores[semaphore];
         while let Some(entry) = sem.queue.first_entry() {
             let waiter = entry.get();
@@ -593,7 +646,7 @@ impl Core {
         limit: usize,
         now: Instant,
     ) -> Result<Vec<WaiterInfo>, Error> {
-        let sem = &self.semaphores[self.index(semaphore)?];
+        let sem = &self.semaphores[self.configured(semaphore)?];
         Ok(sem
             .queue
             .values()

@@ -18,8 +18,10 @@ use std::ops::{Deref, DerefMut};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use crate::core::{Core, LockState, PeerId};
+use crate::core::restarts::Reconfigured;
+use crate::core::{Core, LockState, PeerId, SemaphoreSettings};
 use crate::error::Error;
+use crate::lease_watch::LeaseWatch;
 
 /// Peer ids stay below 2^53 so that JavaScript clients can hold them in a number.
 const PEER_ID_LIMIT: u64 = 1 << 53;
@@ -60,6 +62,8 @@ pub struct Service {
     expiry: Condvar,
     /// Live peers at most: a flood of `new_peer` must not exhaust memory.
     max_peers: usize,
+    /// The longest lease granted, for the state file's marker (`restart.rs`).
+    leases: Arc<LeaseWatch>,
 }
 
 struct State {
@@ -121,6 +125,12 @@ impl State {
         for id in &expired.peers {
             log::debug!("Peer {id} expired");
         }
+        if expired.grace_ended {
+            log::info!(
+                "Grace period over: granting new locks again ({} waiting locks granted)",
+                expired.granted.len()
+            );
+        }
         self.wake(&expired.peers);
         self.wake(&expired.granted);
     }
@@ -147,11 +157,32 @@ impl Service {
             }),
             expiry: Condvar::new(),
             max_peers,
+            leases: Arc::default(),
         }
+    }
+
+    /// The longest lease granted so far, with a wake-up when it grows.
+    pub fn leases(&self) -> &Arc<LeaseWatch> {
+        &self.leases
+    }
+
+    /// Applies a reloaded configuration's semaphores to the live state (see
+    /// [`Core::reconfigure`]) and wakes the waiters it granted or cancelled.
+    pub fn reconfigure(
+        &self,
+        semaphores: impl IntoIterator<Item = SemaphoreSettings>,
+    ) -> Reconfigured {
+        let mut state = self.lock();
+        state.sweep(Instant::now());
+        let result = state.core.reconfigure(semaphores);
+        state.wake(&result.granted);
+        state.wake(&result.cancelled);
+        result
     }
 
     /// Creates a peer with a fresh random id.
     pub fn new_peer(&self, expires_in: Duration) -> Result<PeerId, Error> {
+        self.leases.note(expires_in);
         loop {
             let id = rand::random_range(0..PEER_ID_LIMIT);
             let mut state = self.lock();
@@ -166,6 +197,7 @@ impl Service {
     }
 
     pub fn heartbeat(&self, id: PeerId, expires_in: Duration) -> Result<(), Error> {
+        self.leases.note(expires_in);
         let mut state = self.lock();
         let now = Instant::now();
         state.sweep(now);
@@ -195,6 +227,9 @@ impl Service {
         expires_in: Option<Duration>,
         block_for: Option<Duration>,
     ) -> Result<Acquired, Error> {
+        if let Some(lease) = expires_in {
+            self.leases.note(lease);
+        }
         let mut state = self.lock();
         let now = Instant::now();
         state.sweep(now);
@@ -291,6 +326,7 @@ impl Service {
         expires_in: Duration,
         acquired: &std::collections::BTreeMap<String, i64>,
     ) -> Result<(), Error> {
+        self.leases.note(expires_in);
         let mut state = self.lock();
         let now = Instant::now();
         state.sweep(now);

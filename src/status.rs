@@ -47,6 +47,9 @@ pub struct Snapshot {
     pub peers: Vec<PeerRow>,
     /// Number of live peers, listed or not.
     pub num_peers: usize,
+    /// Time left of the grace period after a restart (no new locks are granted); `None`
+    /// outside of one. The page shows it as a banner.
+    pub grace_remaining: Option<Duration>,
 }
 
 /// One semaphore's figures.
@@ -141,6 +144,7 @@ impl Snapshot {
                 .collect(),
             peers,
             num_peers: core.num_peers(),
+            grace_remaining: core.grace_remaining(now),
         }
     }
 
@@ -185,6 +189,7 @@ impl Snapshot {
             "semaphores": semaphores,
             "peers": peers,
             "num_peers": self.num_peers,
+            "grace_remaining_ms": self.grace_remaining.map(millis),
             "waiters_per_semaphore": WAITERS_PER_SEMAPHORE,
             "peers_expiring_first": PEERS_EXPIRING_FIRST,
         })
@@ -251,6 +256,12 @@ impl Snapshot {
             "SEMAPHORES" => out.push_str(&semaphores),
             "PEERS" => out.push_str(&peers),
             "PEER_COUNT" => out.push_str(&peer_count),
+            "GRACE" => match self.grace_remaining {
+                Some(left) => {
+                    let _ = write!(out, "<p id=\"grace\" class=\"banner\">{}</p>", grace(left));
+                }
+                None => out.push_str("<p id=\"grace\" class=\"banner\" hidden></p>"),
+            },
             "WAITERS" => out.push_str(&WAITERS_PER_SEMAPHORE.to_string()),
             "FIRST" => out.push_str(&PEERS_EXPIRING_FIRST.to_string()),
             "VERSION" => out.push_str(env!("CARGO_PKG_VERSION")),
@@ -310,6 +321,15 @@ pub fn human(duration: Duration) -> String {
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The banner text of a grace period; the page's script writes the same.
+fn grace(left: Duration) -> String {
+    format!(
+        "Grace period after a restart: no new locks are granted for {} while holders restore \
+         theirs.",
+        human(left)
+    )
 }
 
 /// An escaped lock, `name ×count`.
@@ -516,6 +536,30 @@ mod tests {
         );
         assert_eq!(json["peers"][1]["pending"], serde_json::Value::Null);
         assert_eq!(json["num_peers"], 2);
+    }
+
+    #[test]
+    fn a_grace_period_shows_as_a_banner_and_in_json() {
+        let t0 = Instant::now();
+        let mut c = core(&[("A", 1)]);
+        c.begin_grace(t0 + secs(5));
+        let snapshot = Snapshot::take(&c, t0 + secs(1));
+        assert_eq!(snapshot.grace_remaining, Some(secs(4)));
+        let html = snapshot.to_html();
+        assert!(
+            html.contains("<p id=\"grace\" class=\"banner\">Grace period"),
+            "{html}"
+        );
+        assert!(html.contains("for 4.0 s"));
+        let json: serde_json::Value = serde_json::from_str(&snapshot.to_json()).unwrap();
+        assert_eq!(json["grace_remaining_ms"], 4000);
+        let calm = contended("A");
+        assert!(
+            calm.to_html()
+                .contains("<p id=\"grace\" class=\"banner\" hidden></p>")
+        );
+        let json: serde_json::Value = serde_json::from_str(&calm.to_json()).unwrap();
+        assert_eq!(json["grace_remaining_ms"], serde_json::Value::Null);
     }
 
     #[test]

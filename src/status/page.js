@@ -57,6 +57,10 @@
       cell(tr, dur(x.expires_in_ms), "n");
     });
     $("peer-count").textContent = "showing " + s.peers.length + " of " + s.num_peers;
+    const grace = $("grace");
+    grace.hidden = s.grace_remaining_ms == null;
+    grace.textContent = grace.hidden ? "" : "Grace period after a restart: no new locks are granted for " +
+      dur(s.grace_remaining_ms) + " while holders restore theirs.";
   }
   async function poll() {
     if (!document.hidden) {

@@ -41,6 +41,8 @@ struct Naive {
     arrivals: u64,
     /// Semaphores `restore` may have overcommitted.
     restored: Vec<String>,
+    /// The end of the grace period: until then nothing is granted.
+    grace_until: Option<Instant>,
 }
 
 fn settings(name: &str) -> Option<(i64, i32)> {
@@ -71,6 +73,9 @@ impl Naive {
     /// Grants the oldest pending locks of every semaphore while they fit.
     fn promote(&mut self) -> Vec<PeerId> {
         let mut granted = Vec::new();
+        if self.grace_until.is_some() {
+            return granted;
+        }
         for &(sem, max, _) in &SEMAPHORES {
             loop {
                 let oldest = self
@@ -103,6 +108,9 @@ impl Naive {
             .collect();
         for id in &expired {
             self.peers.remove(id);
+        }
+        if self.grace_until.is_some_and(|end| end <= now) {
+            self.grace_until = None;
         }
         expired
     }
@@ -161,7 +169,7 @@ impl Naive {
             Some(state) => state,
             None => {
                 let demand = self.acquired_sum(sem) + self.pending_sum(sem) + count as i128;
-                if demand <= max as i128 {
+                if demand <= max as i128 && self.grace_until.is_none() {
                     let peer = self.peers.get_mut(&id).unwrap();
                     peer.acquired.insert(sem.to_owned(), count);
                     LockState::Acquired
@@ -388,6 +396,13 @@ fn run(seed: u64, steps: usize) {
                 let expected = naive.restore(id, ttl, &locks);
                 assert_eq!(got, expected, "{context}");
             }
+            _ if rng.below(4) == 0 => {
+                // A grace period (as after an unclean restart): nothing new is granted until
+                // it ends, then the queues are granted in order.
+                let until = now + Duration::from_millis(rng.below(3000));
+                core.begin_grace(until);
+                naive.grace_until = Some(naive.grace_until.map_or(until, |end| end.max(until)));
+            }
             _ => {
                 // Time passes further: a long jump, to let peers expire.
                 now += Duration::from_millis(rng.below(2000));
@@ -397,6 +412,8 @@ fn run(seed: u64, steps: usize) {
     }
 
     // Nothing is left once every peer is gone.
+    now += Duration::from_secs(10);
+    core.expire(now);
     for id in 1..=6 {
         core.remove_peer(id);
     }
