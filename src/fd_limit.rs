@@ -9,6 +9,7 @@
 
 /// Descriptors kept for everything but client connections: standard streams, the listener,
 /// the readiness loop's own, log and state files.
+#[cfg(unix)]
 pub const RESERVED: usize = 64;
 
 /// How many connections the process can hold at once, at most `wanted`, after raising its
