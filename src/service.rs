@@ -66,10 +66,23 @@ pub struct Service {
     leases: Arc<LeaseWatch>,
 }
 
+/// The long polls of one peer.
+#[derive(Default)]
+struct Waiters {
+    wake: Arc<Condvar>,
+    /// Waits of this peer running now.
+    running: usize,
+    /// Numbers each wait of this peer; only the newest waits on. A peer is one client with at
+    /// most one pending lock, so an older wait is one it gave up on (say, its HTTP client timed
+    /// out and asked again): answered 202 at once, it leaves its thread for others instead of
+    /// holding it for the rest of its `block_for`.
+    newest: u64,
+}
+
 struct State {
     core: Core,
-    /// One wake-up per peer with requests waiting in `acquire`.
-    waiters: HashMap<PeerId, Arc<Condvar>>,
+    /// One wake-up per peer with requests waiting in [`Service::wait`].
+    waiters: HashMap<PeerId, Waiters>,
     long_polls: LongPolls,
     /// The deadline the expiry thread sleeps until; `None` while it sleeps without one.
     expiry_alarm: Option<Instant>,
@@ -137,8 +150,8 @@ impl State {
 
     fn wake(&self, peers: &[PeerId]) {
         for id in peers {
-            if let Some(waiter) = self.waiters.get(id) {
-                waiter.notify_all();
+            if let Some(waiters) = self.waiters.get(id) {
+                waiters.wake.notify_all();
             }
         }
     }
@@ -259,8 +272,9 @@ impl Service {
     }
 
     /// Waits until the lock is granted or the deadline has passed. Ends early if the peer
-    /// disappears (`Unknown peer`), if its pending lock is released by another request
-    /// (answered as still pending), or at shutdown.
+    /// disappears (`Unknown peer`), if its pending lock is released by another request or a
+    /// newer long poll of the same peer starts waiting (both answered as still pending), or at
+    /// shutdown.
     pub fn wait(&self, wait: Wait) -> Result<LockState, Error> {
         let Wait {
             peer: id,
@@ -270,7 +284,14 @@ impl Service {
         } = wait;
         let mut state = self.lock();
         state.sweep(Instant::now());
-        let waiter = state.waiters.entry(id).or_default().clone();
+        let (waiter, ticket) = {
+            let waiters = state.waiters.entry(id).or_default();
+            waiters.running += 1;
+            waiters.newest += 1;
+            // An older wait of the same peer ends now (see `Waiters::newest`).
+            waiters.wake.notify_all();
+            (waiters.wake.clone(), waiters.newest)
+        };
         state.long_polls.waiting += 1;
         let mut timed_out = false;
         let outcome = loop {
@@ -291,17 +312,22 @@ impl Service {
                 Ok(Some(LockState::Pending)) if timed_out || state.shutting_down => {
                     break Ok(LockState::Pending);
                 }
+                Ok(Some(LockState::Pending))
+                    if state.waiters.get(&id).is_some_and(|w| w.newest != ticket) =>
+                {
+                    break Ok(LockState::Pending);
+                }
                 Ok(Some(LockState::Pending)) => {}
             }
             timed_out = waiter.wait_until(&mut state.guard, deadline).timed_out();
             state.sweep(Instant::now());
         };
         state.long_polls.waiting -= 1;
-        drop(waiter);
-        if let Entry::Occupied(entry) = state.waiters.entry(id)
-            && Arc::strong_count(entry.get()) == 1
-        {
-            entry.remove();
+        if let Entry::Occupied(mut entry) = state.waiters.entry(id) {
+            entry.get_mut().running -= 1;
+            if entry.get().running == 0 {
+                entry.remove();
+            }
         }
         outcome
     }
@@ -370,8 +396,8 @@ impl Service {
     pub fn shut_down(&self) {
         let mut state = self.lock();
         state.shutting_down = true;
-        for waiter in state.waiters.values() {
-            waiter.notify_all();
+        for waiters in state.waiters.values() {
+            waiters.wake.notify_all();
         }
         self.expiry.notify_all();
     }
@@ -531,6 +557,30 @@ mod tests {
         assert_eq!(service.wait(expired), Ok(LockState::Pending));
         service.refused_long_poll();
         assert_eq!(service.inspect(|_, polls, _| polls.refused), 1);
+    }
+
+    #[test]
+    fn a_newer_long_poll_of_the_same_peer_ends_the_older_one() {
+        let service = service(1);
+        let holder = service.new_peer(MINUTE).unwrap();
+        let waiter = service.new_peer(MINUTE).unwrap();
+        assert_eq!(
+            service.acquire(holder, "A", 1, None, None),
+            Ok(Acquired::Now(LockState::Acquired))
+        );
+        let older = wait_in_background(&service, waiter, None);
+        // The client gave up on the first request and asks again.
+        let Ok(Acquired::Wait(newer)) = service.acquire(waiter, "A", 1, None, Some(MINUTE)) else {
+            panic!("the repeated long poll waits");
+        };
+        let newer = {
+            let service = service.clone();
+            thread::spawn(move || service.wait(newer))
+        };
+        assert_eq!(older.join().unwrap(), Ok(LockState::Pending));
+        service.release_lock(holder, "A").unwrap();
+        assert_eq!(newer.join().unwrap(), Ok(LockState::Acquired));
+        assert_eq!(service.inspect(|_, polls, _| polls.waiting), 0);
     }
 
     #[test]
