@@ -121,8 +121,8 @@ OPTIONS:
                               Lowered at start to fit the open-files limit. [default: 10000]
         --idle-timeout DUR    Close keep-alive connections idle this long; also bounds one
                               blocked read or write. [default: 60s]
-        --request-timeout DUR Time a request may take to arrive once started (head and
-                              body). [default: 10s]
+        --request-timeout DUR Time a request head may take from its first byte; 408
+                              after. [default: 10s]
         --max-peers N         Live peers at most; new_peer and restore answer 503 beyond.
                               [default: 500000]
         --state-file PATH     Keep peers and their locks across restarts in this file:
@@ -139,11 +139,14 @@ OPTIONS:
     -V, --version             Print the version and exit.
 
 ENVIRONMENT:
-    THROTTLE_LOG              Log level on stderr: ERROR, WARN, INFO, DEBUG or TRACE. Overrides
-                              [logging.stderr] level in the configuration. [default: INFO]
+    THROTTLE_LOG              Log level on stderr: ERROR, WARN, INFO, DEBUG, TRACE or OFF.
+                              Overrides [logging.stderr] level in the configuration.
+                              [default: INFO]
+    THROTTLE_TOKEN            Turns on access control: every route but / and /health needs
+                              Authorization: Bearer <token>. Overrides [auth] token.
 
 EXAMPLE:
-    throttle --configuration /etc/throttle.toml --address 0.0.0.0 --port 8000
+    throttle --configuration /etc/throttle/throttle.toml --address 0.0.0.0 --port 8000
 "
 );
 
