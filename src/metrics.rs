@@ -271,6 +271,7 @@ mod tests {
         core.acquire(2, "A", 1, None, t0).unwrap();
         let metrics = Metrics::new().unwrap();
         metrics.observe("unknown", 404, Duration::from_millis(1));
+        metrics.count_expired_peer_request();
         metrics.update(&core, LongPolls::default(), t0 + Duration::from_secs(3));
         let text = metrics.render();
         for line in [
@@ -283,6 +284,9 @@ mod tests {
             "throttle_requests_total{route=\"unknown\",status=\"404\"} 1",
             "throttle_grace_remaining_seconds 0",
             "throttle_config_reloads_total{result=\"error\"} 0",
+            "throttle_expired_peer_requests_total 1",
+            "throttle_expired_peers_remembered 0",
+            "throttle_next_fencing_token 2",
         ] {
             assert!(text.contains(line), "`{line}` missing in:\n{text}");
         }
