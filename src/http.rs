@@ -12,11 +12,11 @@ use std::time::Instant;
 
 use tiny_http::{Header, Request, Response, Server};
 
-use crate::core::{Core, LockState, PeerId};
+use crate::core::{Core, PeerId, PeerInfo};
 use crate::error::Error;
 use crate::metrics::{self, Metrics};
 use crate::routes::{self, Route};
-use crate::service::{Acquired, Service, Wait};
+use crate::service::{Acquired, Answer, Service, Wait};
 use crate::status::{self, Snapshot};
 use crate::waiting::WaitPool;
 
@@ -98,36 +98,57 @@ pub fn spawn_pools(
     Ok(Pools { workers, waiting })
 }
 
+/// The header of a granted acquire: the lock's fencing token.
+pub const FENCING_TOKEN_HEADER: &str = "Fencing-Token";
+
+/// The header added to `Unknown peer` when the peer expired recently, with the value `expired`.
+pub const PEER_STATE_HEADER: &str = "Throttle-Peer-State";
+
 /// An answer before it becomes a tiny_http response.
 struct Reply {
     status: u16,
     content_type: &'static str,
     body: Vec<u8>,
+    /// Headers beyond `Content-Type`; empty for most answers, so it does not allocate.
+    headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
     fn text(status: u16, body: impl Into<String>) -> Reply {
-        Reply {
+        Reply::with_type(
             status,
-            content_type: "text/plain; charset=utf-8",
-            body: body.into().into_bytes(),
-        }
+            "text/plain; charset=utf-8",
+            body.into().into_bytes(),
+        )
     }
 
     fn html(body: String) -> Reply {
-        Reply {
-            status: 200,
-            content_type: status::HTML_CONTENT_TYPE,
-            body: body.into_bytes(),
-        }
+        Reply::with_type(200, status::HTML_CONTENT_TYPE, body.into_bytes())
     }
 
     fn json(body: impl Into<String>) -> Reply {
+        Reply::with_type(200, "application/json", body.into().into_bytes())
+    }
+
+    fn with_type(status: u16, content_type: &'static str, body: Vec<u8>) -> Reply {
         Reply {
-            status: 200,
-            content_type: "application/json",
-            body: body.into().into_bytes(),
+            status,
+            content_type,
+            body,
+            headers: Vec::new(),
         }
+    }
+
+    /// The answer of a failed request: its status, its one-line reason, and for a peer that
+    /// expired the header that says so.
+    fn error(error: &Error) -> Reply {
+        let mut reply = Reply::text(status(error), error.to_string());
+        if *error == Error::ExpiredPeer {
+            reply
+                .headers
+                .push((PEER_STATE_HEADER, "expired".to_owned()));
+        }
+        reply
     }
 }
 
@@ -170,7 +191,7 @@ pub fn serve(app: &App, waiting: &WaitPool<LongPoll>, mut request: Request) {
                 // No thread can wait for it: answered with its state, the client asks again.
                 app.service.refused_long_poll();
                 request = refused.request;
-                Ok(lock_reply(LockState::Pending))
+                Ok(lock_reply(Answer::Pending))
             }
         },
     };
@@ -183,10 +204,17 @@ fn finish_long_poll(app: &App, poll: LongPoll) {
     answer(app, poll.request, "acquire", poll.started, reply);
 }
 
-fn lock_reply(state: LockState) -> Reply {
-    match state {
-        LockState::Acquired => Reply::text(200, "Acquired"),
-        LockState::Pending => Reply::text(202, "Pending"),
+/// 200 with the fencing token, or 202.
+fn lock_reply(answer: Answer) -> Reply {
+    match answer {
+        Answer::Acquired(token) => {
+            let mut reply = Reply::text(200, "Acquired");
+            reply
+                .headers
+                .push((FENCING_TOKEN_HEADER, token.to_string()));
+            reply
+        }
+        Answer::Pending => Reply::text(202, "Pending"),
     }
 }
 
@@ -198,7 +226,12 @@ fn answer(
     started: Instant,
     reply: Result<Reply, Error>,
 ) {
-    let reply = reply.unwrap_or_else(|error| Reply::text(status(&error), error.to_string()));
+    let reply = reply.unwrap_or_else(|error| {
+        if error == Error::ExpiredPeer {
+            app.metrics.count_expired_peer_request();
+        }
+        Reply::error(&error)
+    });
     log::debug!(
         "{} {} -> {}",
         request.method(),
@@ -211,6 +244,12 @@ fn answer(
     let mut response = Response::from_data(reply.body)
         .with_status_code(reply.status)
         .with_header(content_type);
+    for (name, value) in &reply.headers {
+        // Names are constants and values digits or `expired`: always valid.
+        if let Ok(header) = Header::from_bytes(*name, value.as_bytes()) {
+            response.add_header(header);
+        }
+    }
     if matches!(name, "greeting" | "status_page") {
         // `GET /` answers by the `Accept` header: caches must not mix the two answers.
         let vary = Header::from_bytes("Vary", "Accept").expect("a static header is valid");
@@ -336,20 +375,18 @@ fn handle_short(app: &App, route: Route) -> Result<Reply, Error> {
         ),
         Route::Health => Reply::text(200, "Ok"),
         Route::Version => Reply::text(200, env!("CARGO_PKG_VERSION")),
-        Route::Favicon => Reply {
-            status: 200,
-            content_type: "image/x-icon",
-            body: FAVICON.to_vec(),
-        },
+        Route::Favicon => Reply::with_type(200, "image/x-icon", FAVICON.to_vec()),
         Route::Metrics => {
             service.inspect(|core, long_polls, now| app.metrics.update(core, long_polls, now));
-            Reply {
-                status: 200,
-                content_type: metrics::CONTENT_TYPE,
-                body: app.metrics.render().into_bytes(),
-            }
+            Reply::with_type(
+                200,
+                metrics::CONTENT_TYPE,
+                app.metrics.render().into_bytes(),
+            )
         }
-        Route::NewPeer { expires_in } => Reply::json(service.new_peer(expires_in)?.to_string()),
+        Route::NewPeer { expires_in, name } => {
+            Reply::json(service.new_peer(expires_in, name.as_deref())?.to_string())
+        }
         Route::Heartbeat { peer, expires_in } => {
             service.heartbeat(peer, expires_in)?;
             Reply::text(200, "Ok")
@@ -367,11 +404,18 @@ fn handle_short(app: &App, route: Route) -> Result<Reply, Error> {
             let acquired = service.inspect(|core, _, _| core.is_acquired(peer))?;
             Reply::json(acquired.to_string())
         }
-        Route::ListPeers => Reply {
-            status: 200,
-            content_type: "application/json",
-            body: list_peers(service),
-        },
+        Route::PeerState { peer } => {
+            let body = service.inspect(|core, _, now| {
+                let info = core
+                    .peer(peer, now)
+                    .ok_or_else(|| core.unknown_peer(peer))?;
+                let mut out = Vec::with_capacity(128);
+                peer_json(&mut out, info);
+                Ok(out)
+            })?;
+            Reply::with_type(200, "application/json", body)
+        }
+        Route::ListPeers => Reply::with_type(200, "application/json", list_peers(service)),
         Route::Remainder { semaphore } => {
             let remainder = service.inspect(|core, _, _| core.remainder(&semaphore))?;
             Reply::json(remainder.to_string())
@@ -380,8 +424,10 @@ fn handle_short(app: &App, route: Route) -> Result<Reply, Error> {
             peer,
             expires_in,
             acquired,
+            tokens,
+            name,
         } => {
-            service.restore(peer, expires_in, &acquired)?;
+            service.restore(peer, expires_in, &acquired, &tokens, name.as_deref())?;
             Reply::text(200, "Ok")
         }
     };
@@ -409,42 +455,62 @@ fn list_peers(service: &Service) -> Vec<u8> {
     out
 }
 
-/// Appends the peers of `ids` that are known, each as `{"acquired":{..},"expires_in_ms":..,
-/// "id":..,"pending":{..}}` (keys and semaphore names in alphabetical order), separated by
+/// Appends the peers of `ids` that are known, each as [`peer_json`] writes it, separated by
 /// commas from what `out` holds after its `[`. Written straight into the buffer, with no
 /// allocation per peer, because it runs under the state lock.
 fn peers_json(out: &mut Vec<u8>, core: &Core, ids: &[PeerId], now: Instant) {
     for &id in ids {
-        let Some(mut peer) = core.peer(id, now) else {
+        let Some(peer) = core.peer(id, now) else {
             continue;
         };
         if out.last() != Some(&b'[') {
             out.push(b',');
         }
-        out.extend_from_slice(b"{\"acquired\":");
-        peer.acquired.sort_unstable_by_key(|&(name, _)| name);
-        json_counts(out, &peer.acquired);
-        // Writing into a Vec cannot fail.
-        let _ = write!(
-            out,
-            ",\"expires_in_ms\":{},\"id\":{},\"pending\":",
-            peer.expires_in.as_millis(),
-            peer.id
-        );
-        json_counts(out, peer.pending.as_slice());
-        out.push(b'}');
+        peer_json(out, peer);
     }
 }
 
-/// Writes `{"name":count,...}` in the order given.
-fn json_counts(out: &mut Vec<u8>, counts: &[(&str, i64)]) {
+/// Appends one peer as `{"acquired":{..},"expires_in_ms":..,"fencing_tokens":{..},"id":..,
+/// "name":..,"pending":{..}}`: keys and semaphore names in alphabetical order, `acquired` and
+/// `pending` as Throttle 0.5 wrote them (name to count), the tokens beside them as a restore
+/// takes them (name to token), `name` null for a peer without one. `GET /peers/{id}` answers
+/// this object, `GET /peers/` a list of them.
+fn peer_json(out: &mut Vec<u8>, mut peer: PeerInfo<'_>) {
+    peer.acquired.sort_unstable_by_key(|&(name, _, _)| name);
+    out.extend_from_slice(b"{\"acquired\":");
+    json_map(
+        out,
+        peer.acquired.iter().map(|&(name, count, _)| (name, count)),
+    );
+    // Writing into a Vec cannot fail.
+    let _ = write!(
+        out,
+        ",\"expires_in_ms\":{},\"fencing_tokens\":",
+        peer.expires_in.as_millis()
+    );
+    json_map(
+        out,
+        peer.acquired.iter().map(|&(name, _, token)| (name, token)),
+    );
+    let _ = write!(out, ",\"id\":{},\"name\":", peer.id);
+    let _ = serde_json::to_writer(&mut *out, &peer.name);
+    out.extend_from_slice(b",\"pending\":");
+    json_map(out, peer.pending.into_iter());
+    out.push(b'}');
+}
+
+/// Writes `{"name":number,...}` in the order given.
+fn json_map<'a, N: std::fmt::Display>(
+    out: &mut Vec<u8>,
+    entries: impl Iterator<Item = (&'a str, N)>,
+) {
     out.push(b'{');
-    for (i, &(name, count)) in counts.iter().enumerate() {
+    for (i, (name, number)) in entries.enumerate() {
         if i > 0 {
             out.push(b',');
         }
         let _ = serde_json::to_writer(&mut *out, name);
-        let _ = write!(out, ":{count}");
+        let _ = write!(out, ":{number}");
     }
     out.push(b'}');
 }
@@ -454,6 +520,9 @@ fn json_counts(out: &mut Vec<u8>, counts: &[(&str, i64)]) {
 fn status(error: &Error) -> u16 {
     match error {
         Error::UnknownPeer
+        | Error::ExpiredPeer
+        | Error::InvalidFencingToken(_)
+        | Error::InvalidName(_)
         | Error::UnknownSemaphore
         | Error::InvalidCount
         | Error::InvalidBody(_)
@@ -508,10 +577,14 @@ mod tests {
         core.new_peer(5, now + Duration::from_secs(1));
         core.acquire(5, "zeta", 1, None, now).unwrap();
         core.acquire(3, "q", 1, None, now).unwrap();
+        core.set_name(3, Some("host \"x\" ü:42"));
         let expected = serde_json::json!([
-            {"id": 3, "acquired": {"q": 1}, "pending": {}, "expires_in_ms": 1500},
-            {"id": 5, "acquired": {}, "pending": {"zeta": 1}, "expires_in_ms": 1000},
-            {"id": 7, "acquired": {"zeta": 1, "a\"b": 1}, "pending": {}, "expires_in_ms": 10000},
+            {"id": 3, "acquired": {"q": 1}, "pending": {}, "expires_in_ms": 1500,
+                "fencing_tokens": {"q": 3}, "name": "host \"x\" ü:42"},
+            {"id": 5, "acquired": {}, "pending": {"zeta": 1}, "expires_in_ms": 1000,
+                "fencing_tokens": {}, "name": null},
+            {"id": 7, "acquired": {"zeta": 1, "a\"b": 1}, "pending": {}, "expires_in_ms": 10000,
+                "fencing_tokens": {"zeta": 1, "a\"b": 2}, "name": null},
         ]);
         let listing = |core: &Core, ids: &[PeerId]| {
             let mut out = b"[".to_vec();

@@ -163,7 +163,14 @@ fn serve(options: Options) -> Result<(), String> {
     // Only now is the loaded file replaced by the "running" marker: a start that fails before
     // (a port in use) leaves it as it was.
     let keeper = match state_file {
-        Some(file) => Some(restart::Keeper::start(file, service.leases().clone())?),
+        Some(file) => {
+            let next_token = service.inspect(|core, _, _| core.next_token());
+            Some(restart::Keeper::start(
+                file,
+                service.leases().clone(),
+                next_token,
+            )?)
+        }
         None => None,
     };
 

@@ -31,6 +31,9 @@ pub struct Metrics {
     num_404: IntCounter,
     peers: IntGauge,
     expired: IntCounter,
+    expired_peer_requests: IntCounter,
+    expired_remembered: IntGauge,
+    next_token: IntGauge,
     long_polls: IntGauge,
     long_polls_refused: IntCounter,
     requests: IntCounterVec,
@@ -63,6 +66,20 @@ impl Metrics {
             expired: IntCounter::new(
                 "throttle_expired_peers_total",
                 "Peers removed because they were not prolonged in time.",
+            )?,
+            expired_peer_requests: IntCounter::new(
+                "throttle_expired_peer_requests_total",
+                "Requests for a peer that expired recently, answered `Unknown peer` with \
+                 `Throttle-Peer-State: expired`: each is a client that lost its lease.",
+            )?,
+            expired_remembered: IntGauge::new(
+                "throttle_expired_peers_remembered",
+                "Ids of recently expired peers the server remembers (the last 10 minutes, at \
+                 most 100,000), to tell their clients that they expired.",
+            )?,
+            next_token: IntGauge::new(
+                "throttle_next_fencing_token",
+                "The fencing token the next grant gets.",
             )?,
             long_polls: IntGauge::new("throttle_long_polls", "Requests waiting in a long poll.")?,
             long_polls_refused: IntCounter::new(
@@ -106,6 +123,9 @@ impl Metrics {
         r.register(Box::new(metrics.num_404.clone()))?;
         r.register(Box::new(metrics.peers.clone()))?;
         r.register(Box::new(metrics.expired.clone()))?;
+        r.register(Box::new(metrics.expired_peer_requests.clone()))?;
+        r.register(Box::new(metrics.expired_remembered.clone()))?;
+        r.register(Box::new(metrics.next_token.clone()))?;
         r.register(Box::new(metrics.long_polls.clone()))?;
         r.register(Box::new(metrics.long_polls_refused.clone()))?;
         r.register(Box::new(metrics.requests.clone()))?;
@@ -129,6 +149,11 @@ impl Metrics {
         self.latency
             .with_label_values(&[route])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one request for a peer that expired recently.
+    pub fn count_expired_peer_request(&self) {
+        self.expired_peer_requests.inc();
     }
 
     /// Counts one configuration reload.
@@ -177,6 +202,10 @@ impl Metrics {
         }
         self.peers.set(core.num_peers() as i64);
         raise_to(&self.expired, core.expired_total());
+        self.expired_remembered
+            .set(i64::try_from(core.expired_remembered()).unwrap_or(i64::MAX));
+        self.next_token
+            .set(i64::try_from(core.next_token()).unwrap_or(i64::MAX));
         self.long_polls.set(long_polls.waiting as i64);
         raise_to(&self.long_polls_refused, long_polls.refused);
     }
@@ -242,6 +271,7 @@ mod tests {
         core.acquire(2, "A", 1, None, t0).unwrap();
         let metrics = Metrics::new().unwrap();
         metrics.observe("unknown", 404, Duration::from_millis(1));
+        metrics.count_expired_peer_request();
         metrics.update(&core, LongPolls::default(), t0 + Duration::from_secs(3));
         let text = metrics.render();
         for line in [
@@ -254,6 +284,9 @@ mod tests {
             "throttle_requests_total{route=\"unknown\",status=\"404\"} 1",
             "throttle_grace_remaining_seconds 0",
             "throttle_config_reloads_total{result=\"error\"} 0",
+            "throttle_expired_peer_requests_total 1",
+            "throttle_expired_peers_remembered 0",
+            "throttle_next_fencing_token 2",
         ] {
             assert!(text.contains(line), "`{line}` missing in:\n{text}");
         }

@@ -15,6 +15,15 @@
 //!   state lock (numbers only), then serialized and written atomically after the lock is
 //!   released. A write that fails is logged and makes the exit code non-zero.
 //!
+//! **Fencing tokens across restarts.** The first token of a run is the larger of the state
+//! file's `next_fencing_token` (written at a graceful shutdown, and in the "running" marker as
+//! the run started) and the wall clock in microseconds since 1970 ([`first_token`]). After a
+//! graceful shutdown the file alone guarantees larger tokens, whatever the clock does. Without a
+//! state file, or after an unclean stop (the marker only knows where the run started), the
+//! clock does: a run grants far fewer than a million locks per second on average, so the clock
+//! stays ahead of the counter, as long as it is not set back across the restart by more than the
+//! run's grants ran ahead of it. README, Fencing tokens, says so.
+//!
 //! The format and the atomic write are `state_file.rs`'s, the bookkeeping (grace period, loading
 //! peers, semaphores the configuration lost) is the core's (`core/restarts.rs`).
 //!
@@ -100,8 +109,21 @@ pub fn read(file: &Path, reset: bool) -> Result<Option<Saved>, String> {
     }
 }
 
-/// Puts the peers of `saved` into `core` and starts the grace period this start needs, logging
-/// both. `now` and `wall` are the same moment by the monotonic and the wall clock.
+/// The first fencing token of a run: the larger of the state file's next token and the wall
+/// clock in microseconds (see the module docs).
+pub fn first_token(saved: Option<&Saved>, wall: SystemTime) -> u64 {
+    let clock = wall
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+        });
+    let file = saved.and_then(|saved| saved.next_token).unwrap_or(0);
+    file.max(clock).clamp(1, crate::core::MAX_TOKEN)
+}
+
+/// Puts the peers of `saved` into `core`, sets where its fencing tokens start and starts the
+/// grace period this start needs, logging all three. `now` and `wall` are the same moment by the
+/// monotonic and the wall clock.
 pub fn apply(
     core: &mut Core,
     file: Option<&Path>,
@@ -111,6 +133,7 @@ pub fn apply(
     now: Instant,
     wall: SystemTime,
 ) -> Result<(), String> {
+    core.raise_next_token(first_token(saved, wall));
     if let (Some(file), Some(saved)) = (file, saved) {
         let started = Instant::now();
         let downtime = wall.duration_since(saved.saved_at).unwrap_or_default();
@@ -121,7 +144,7 @@ pub fn apply(
                 expired += 1;
             }
             leases.note(left);
-            core.load_peer(peer.id, now + left, &peer.acquired)
+            core.load_peer(peer.id, now + left, &peer.acquired, &peer.tokens)
                 .map_err(|error| {
                     format!(
                         "{}: the state file is corrupt: peer {}: {error} (--state-file-reset \
@@ -130,6 +153,12 @@ pub fn apply(
                         peer.id
                     )
                 })?;
+            core.set_name(peer.id, peer.name.as_deref());
+        }
+        for &(id, left) in &saved.expired {
+            if let Some(left) = left.checked_sub(downtime).filter(|left| !left.is_zero()) {
+                core.load_expired(id, now + left);
+            }
         }
         let how = if saved.clean {
             "shut down cleanly"
@@ -158,6 +187,7 @@ pub fn apply(
             }
         }
     }
+    log::info!("Fencing tokens start at {}", core.next_token());
     if let Some(grace) = grace.filter(|grace| !grace.is_zero()) {
         core.begin_grace(now + grace);
         let why = match Previous::of(saved) {
@@ -183,15 +213,20 @@ pub struct Keeper {
 impl Keeper {
     /// Replaces the file by the "running" marker (a failure is a startup error: better now than
     /// at shutdown) and starts the thread that keeps the marker's longest lease up to date.
-    pub fn start(file: PathBuf, leases: Arc<LeaseWatch>) -> Result<Keeper, String> {
-        write_marker(&file, leases.longest())?;
+    /// `next_token` is the fencing token of the run's first grant, which every marker records.
+    pub fn start(
+        file: PathBuf,
+        leases: Arc<LeaseWatch>,
+        next_token: u64,
+    ) -> Result<Keeper, String> {
+        write_marker(&file, leases.longest(), next_token)?;
         let writer = {
             let (file, leases) = (file.clone(), leases.clone());
             thread::Builder::new()
                 .name("state-file".into())
                 .spawn(move || {
                     while let Some(longest) = leases.wait_for_growth() {
-                        match write_marker(&file, longest) {
+                        match write_marker(&file, longest, next_token) {
                             Ok(()) => log::debug!(
                                 "State file: longest lease now {}",
                                 humantime::format_duration(longest)
@@ -246,8 +281,12 @@ impl Keeper {
     }
 }
 
-fn write_marker(file: &Path, longest_lease: Duration) -> Result<(), String> {
-    let bytes = state_file::encode_marker(Marker { longest_lease }, SystemTime::now());
+fn write_marker(file: &Path, longest_lease: Duration, next_token: u64) -> Result<(), String> {
+    let marker = Marker {
+        longest_lease,
+        next_token,
+    };
+    let bytes = state_file::encode_marker(marker, SystemTime::now());
     state_file::write(file, &bytes)
         .map_err(|error| format!("{}: cannot write the state file: {error}", file.display()))
 }
@@ -301,13 +340,19 @@ mod tests {
                     id: 1,
                     lease: secs(60),
                     acquired: BTreeMap::from([("A".into(), 1)]),
+                    tokens: BTreeMap::from([("A".into(), 500)]),
+                    name: Some("one".into()),
                 },
                 SavedPeer {
                     id: 2,
                     lease: secs(5),
                     acquired: BTreeMap::from([("A".into(), 1)]),
+                    tokens: BTreeMap::new(),
+                    name: None,
                 },
             ],
+            next_token: Some(2_000),
+            expired: vec![(7, secs(30)), (8, secs(5))],
         };
         let mut core = Core::new([SemaphoreSettings {
             name: "A".into(),
@@ -327,6 +372,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(core.peer(1, t0).unwrap().expires_in, secs(50));
+        assert_eq!(core.peer(1, t0).unwrap().name, Some("one"));
+        assert_eq!(core.token(1, "A"), Some(500));
+        // Peer 2's lock had no token: it got one from the clock, above the file's next token.
+        assert!(core.token(2, "A").unwrap() > 1_000_000_000);
+        // Expired ids are remembered for what was left of their time, less the downtime.
+        assert_eq!(core.unknown_peer(7), crate::error::Error::ExpiredPeer);
+        assert_eq!(core.unknown_peer(8), crate::error::Error::UnknownPeer);
         assert_eq!(core.grace_remaining(t0), None);
         assert_eq!(leases.longest(), secs(50));
         // Peer 2's lease ran out while the server was down: it expires at once.

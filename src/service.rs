@@ -19,7 +19,7 @@ use std::ops::{Deref, DerefMut};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::core::restarts::Reconfigured;
-use crate::core::{Core, LockState, PeerId, SemaphoreSettings};
+use crate::core::{Core, LockState, PeerId, SemaphoreSettings, Token};
 use crate::error::Error;
 use crate::lease_watch::LeaseWatch;
 
@@ -29,10 +29,17 @@ const PEER_ID_LIMIT: u64 = 1 << 53;
 /// The answer of [`Service::acquire`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Acquired {
-    /// Answer with this state now.
-    Now(LockState),
+    /// Answer with this now.
+    Now(Answer),
     /// Pending, and the request may wait: hand this to [`Service::wait`].
     Wait(Wait),
+}
+
+/// What an acquire answers: the lock is held, with its fencing token, or still pending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Acquired(Token),
+    Pending,
 }
 
 /// A long poll that waits for its lock: what [`Service::wait`] needs to know. Only
@@ -127,6 +134,7 @@ impl State {
     /// Releases the locks of every overdue peer, so no request ever sees a peer past its
     /// deadline, and wakes whom that concerns.
     fn sweep(&mut self, now: Instant) {
+        self.core.forget_expired(now);
         if self
             .core
             .next_deadline()
@@ -135,8 +143,14 @@ impl State {
             return;
         }
         let expired = self.core.expire(now);
-        for id in &expired.peers {
-            log::debug!("Peer {id} expired");
+        if log::log_enabled!(log::Level::Debug) {
+            for &id in &expired.peers {
+                let name = expired.names.iter().find(|(named, _)| *named == id);
+                match name {
+                    Some((_, name)) => log::debug!("Peer {id} ({name:?}) expired"),
+                    None => log::debug!("Peer {id} expired"),
+                }
+            }
         }
         if expired.grace_ended {
             log::info!(
@@ -146,6 +160,18 @@ impl State {
         }
         self.wake(&expired.peers);
         self.wake(&expired.granted);
+    }
+
+    /// Logs a grant (debug), with the holder's name if it has one.
+    fn log_grant(&self, id: PeerId, semaphore: &str, token: Token) {
+        if log::log_enabled!(log::Level::Debug) {
+            match self.core.name_of(id) {
+                Some(name) => log::debug!(
+                    "Peer {id} ({name:?}) holds {semaphore:?} with fencing token {token}"
+                ),
+                None => log::debug!("Peer {id} holds {semaphore:?} with fencing token {token}"),
+            }
+        }
     }
 
     fn wake(&self, peers: &[PeerId]) {
@@ -193,8 +219,8 @@ impl Service {
         result
     }
 
-    /// Creates a peer with a fresh random id.
-    pub fn new_peer(&self, expires_in: Duration) -> Result<PeerId, Error> {
+    /// Creates a peer with a fresh random id and the holder's name, if given.
+    pub fn new_peer(&self, expires_in: Duration, name: Option<&str>) -> Result<PeerId, Error> {
         self.leases.note(expires_in);
         loop {
             let id = rand::random_range(0..PEER_ID_LIMIT);
@@ -203,6 +229,7 @@ impl Service {
             state.sweep(now);
             self.check_peer_limit(&state)?;
             if state.core.new_peer(id, now + expires_in) {
+                state.core.set_name(id, name);
                 self.rearm_expiry(&state);
                 return Ok(id);
             }
@@ -248,6 +275,9 @@ impl Service {
         state.sweep(now);
         let expires_at = expires_in.map(|d| now + d);
         let acquisition = state.core.acquire(id, semaphore, count, expires_at, now)?;
+        if let Some(token) = acquisition.token {
+            state.log_grant(id, semaphore, token);
+        }
         state.wake(&acquisition.granted);
         if expires_at.is_some() {
             self.rearm_expiry(&state);
@@ -267,7 +297,10 @@ impl Service {
                     deadline: now.checked_add(block_for).unwrap_or(now),
                 }))
             }
-            _ => Ok(Acquired::Now(acquisition.state)),
+            _ => Ok(Acquired::Now(match acquisition.token {
+                Some(token) => Answer::Acquired(token),
+                None => Answer::Pending,
+            })),
         }
     }
 
@@ -275,7 +308,7 @@ impl Service {
     /// disappears (`Unknown peer`), if its pending lock is released by another request or a
     /// newer long poll of the same peer starts waiting (both answered as still pending), or at
     /// shutdown.
-    pub fn wait(&self, wait: Wait) -> Result<LockState, Error> {
+    pub fn wait(&self, wait: Wait) -> Result<Answer, Error> {
         let Wait {
             peer: id,
             semaphore,
@@ -306,16 +339,22 @@ impl Service {
                             self.rearm_expiry(&state);
                         }
                     }
-                    break Ok(LockState::Acquired);
+                    match state.core.token(id, &semaphore) {
+                        Some(token) => {
+                            state.log_grant(id, &semaphore, token);
+                            break Ok(Answer::Acquired(token));
+                        }
+                        None => break Ok(Answer::Pending),
+                    }
                 }
-                Ok(None) => break Ok(LockState::Pending),
+                Ok(None) => break Ok(Answer::Pending),
                 Ok(Some(LockState::Pending)) if timed_out || state.shutting_down => {
-                    break Ok(LockState::Pending);
+                    break Ok(Answer::Pending);
                 }
                 Ok(Some(LockState::Pending))
                     if state.waiters.get(&id).is_some_and(|w| w.newest != ticket) =>
                 {
-                    break Ok(LockState::Pending);
+                    break Ok(Answer::Pending);
                 }
                 Ok(Some(LockState::Pending)) => {}
             }
@@ -346,11 +385,16 @@ impl Service {
         Ok(())
     }
 
+    /// Re-creates a peer with its acquired locks, their fencing tokens where given, and the
+    /// holder's name (see [`Core::restore`]). A peer that expired may be restored: whether that
+    /// is safe is the client's decision, which the `Throttle-Peer-State: expired` header informs.
     pub fn restore(
         &self,
         id: PeerId,
         expires_in: Duration,
         acquired: &std::collections::BTreeMap<String, i64>,
+        tokens: &std::collections::BTreeMap<String, Token>,
+        name: Option<&str>,
     ) -> Result<(), Error> {
         self.leases.note(expires_in);
         let mut state = self.lock();
@@ -359,7 +403,8 @@ impl Service {
         if !state.core.has_peer(id) {
             self.check_peer_limit(&state)?;
         }
-        state.core.restore(id, now + expires_in, acquired)?;
+        state.core.restore(id, now + expires_in, acquired, tokens)?;
+        state.core.set_name(id, name);
         self.rearm_expiry(&state);
         Ok(())
     }
@@ -436,6 +481,7 @@ impl Service {
 mod tests {
     use super::*;
     use crate::core::SemaphoreSettings;
+    use std::collections::BTreeMap;
     use std::thread;
 
     fn service(max: i64) -> Arc<Service> {
@@ -455,7 +501,7 @@ mod tests {
         service: &Arc<Service>,
         waiter: PeerId,
         expires_in: Option<Duration>,
-    ) -> thread::JoinHandle<Result<LockState, Error>> {
+    ) -> thread::JoinHandle<Result<Answer, Error>> {
         let waiting = {
             let service = service.clone();
             thread::spawn(move || {
@@ -476,16 +522,16 @@ mod tests {
     #[test]
     fn a_release_answers_the_waiting_request() {
         let service = service(1);
-        let holder = service.new_peer(MINUTE).unwrap();
-        let waiter = service.new_peer(MINUTE).unwrap();
-        assert_eq!(
+        let holder = service.new_peer(MINUTE, None).unwrap();
+        let waiter = service.new_peer(MINUTE, None).unwrap();
+        assert!(matches!(
             service.acquire(holder, "A", 1, None, None),
-            Ok(Acquired::Now(LockState::Acquired))
-        );
+            Ok(Acquired::Now(Answer::Acquired(_)))
+        ));
         let waiting = wait_in_background(&service, waiter, None);
         let released = Instant::now();
         service.release_lock(holder, "A").unwrap();
-        assert_eq!(waiting.join().unwrap(), Ok(LockState::Acquired));
+        assert!(matches!(waiting.join().unwrap(), Ok(Answer::Acquired(_))));
         // Generous: the point is "not at the end of block_for".
         assert!(released.elapsed() < Duration::from_secs(10));
     }
@@ -493,18 +539,18 @@ mod tests {
     #[test]
     fn a_lease_asked_for_in_a_long_poll_starts_at_the_grant() {
         let service = service(1);
-        let holder = service.new_peer(MINUTE).unwrap();
-        let waiter = service.new_peer(MINUTE).unwrap();
-        assert_eq!(
+        let holder = service.new_peer(MINUTE, None).unwrap();
+        let waiter = service.new_peer(MINUTE, None).unwrap();
+        assert!(matches!(
             service.acquire(holder, "A", 1, None, None),
-            Ok(Acquired::Now(LockState::Acquired))
-        );
+            Ok(Acquired::Now(Answer::Acquired(_)))
+        ));
         let lease = Duration::from_secs(3600);
         let waiting = wait_in_background(&service, waiter, Some(lease));
         thread::sleep(Duration::from_millis(50));
         let released = Instant::now();
         service.release_lock(holder, "A").unwrap();
-        assert_eq!(waiting.join().unwrap(), Ok(LockState::Acquired));
+        assert!(matches!(waiting.join().unwrap(), Ok(Answer::Acquired(_))));
         let expires_in = service.inspect(|core, _, now| {
             let peers = core.peers(now);
             let info = peers.iter().find(|p| p.id == waiter).unwrap();
@@ -517,35 +563,40 @@ mod tests {
     #[test]
     fn peers_beyond_the_limit_are_refused() {
         let service = service(1);
-        let ids: Vec<PeerId> = (0..3).map(|_| service.new_peer(MINUTE).unwrap()).collect();
+        let ids: Vec<PeerId> = (0..3)
+            .map(|_| service.new_peer(MINUTE, None).unwrap())
+            .collect();
         assert_eq!(
-            service.new_peer(MINUTE),
+            service.new_peer(MINUTE, None),
             Err(Error::TooManyPeers { limit: 3 })
         );
         let locks = std::collections::BTreeMap::new();
         assert_eq!(
-            service.restore(42, MINUTE, &locks),
+            service.restore(42, MINUTE, &locks, &BTreeMap::new(), None),
             Err(Error::TooManyPeers { limit: 3 })
         );
         // Restoring a peer that exists creates nothing, so it is fine at the limit.
-        assert_eq!(service.restore(ids[0], MINUTE, &locks), Ok(()));
+        assert_eq!(
+            service.restore(ids[0], MINUTE, &locks, &BTreeMap::new(), None),
+            Ok(())
+        );
         service.remove_peer(ids[1]);
-        assert!(service.new_peer(MINUTE).is_ok());
+        assert!(service.new_peer(MINUTE, None).is_ok());
     }
 
     #[test]
     fn acquire_never_blocks_and_waits_only_when_asked_to() {
         let service = service(1);
-        let holder = service.new_peer(MINUTE).unwrap();
-        let waiter = service.new_peer(MINUTE).unwrap();
-        assert_eq!(
+        let holder = service.new_peer(MINUTE, None).unwrap();
+        let waiter = service.new_peer(MINUTE, None).unwrap();
+        assert!(matches!(
             service.acquire(holder, "A", 1, None, Some(MINUTE)),
-            Ok(Acquired::Now(LockState::Acquired))
-        );
+            Ok(Acquired::Now(Answer::Acquired(_)))
+        ));
         let state = service.acquire(waiter, "A", 1, None, None);
-        assert_eq!(state, Ok(Acquired::Now(LockState::Pending)));
+        assert_eq!(state, Ok(Acquired::Now(Answer::Pending)));
         let state = service.acquire(waiter, "A", 1, None, Some(Duration::ZERO));
-        assert_eq!(state, Ok(Acquired::Now(LockState::Pending)));
+        assert_eq!(state, Ok(Acquired::Now(Answer::Pending)));
         let Ok(Acquired::Wait(wait)) = service.acquire(waiter, "A", 1, None, Some(MINUTE)) else {
             panic!("a long poll for a pending lock waits");
         };
@@ -554,7 +605,7 @@ mod tests {
             deadline: Instant::now(),
             ..wait
         };
-        assert_eq!(service.wait(expired), Ok(LockState::Pending));
+        assert_eq!(service.wait(expired), Ok(Answer::Pending));
         service.refused_long_poll();
         assert_eq!(service.inspect(|_, polls, _| polls.refused), 1);
     }
@@ -562,12 +613,12 @@ mod tests {
     #[test]
     fn a_newer_long_poll_of_the_same_peer_ends_the_older_one() {
         let service = service(1);
-        let holder = service.new_peer(MINUTE).unwrap();
-        let waiter = service.new_peer(MINUTE).unwrap();
-        assert_eq!(
+        let holder = service.new_peer(MINUTE, None).unwrap();
+        let waiter = service.new_peer(MINUTE, None).unwrap();
+        assert!(matches!(
             service.acquire(holder, "A", 1, None, None),
-            Ok(Acquired::Now(LockState::Acquired))
-        );
+            Ok(Acquired::Now(Answer::Acquired(_)))
+        ));
         let older = wait_in_background(&service, waiter, None);
         // The client gave up on the first request and asks again.
         let Ok(Acquired::Wait(newer)) = service.acquire(waiter, "A", 1, None, Some(MINUTE)) else {
@@ -577,21 +628,21 @@ mod tests {
             let service = service.clone();
             thread::spawn(move || service.wait(newer))
         };
-        assert_eq!(older.join().unwrap(), Ok(LockState::Pending));
+        assert_eq!(older.join().unwrap(), Ok(Answer::Pending));
         service.release_lock(holder, "A").unwrap();
-        assert_eq!(newer.join().unwrap(), Ok(LockState::Acquired));
+        assert!(matches!(newer.join().unwrap(), Ok(Answer::Acquired(_))));
         assert_eq!(service.inspect(|_, polls, _| polls.waiting), 0);
     }
 
     #[test]
     fn removing_the_waiting_peer_answers_unknown_peer() {
         let service = service(1);
-        let holder = service.new_peer(MINUTE).unwrap();
-        let waiter = service.new_peer(MINUTE).unwrap();
-        assert_eq!(
+        let holder = service.new_peer(MINUTE, None).unwrap();
+        let waiter = service.new_peer(MINUTE, None).unwrap();
+        assert!(matches!(
             service.acquire(holder, "A", 1, None, None),
-            Ok(Acquired::Now(LockState::Acquired))
-        );
+            Ok(Acquired::Now(Answer::Acquired(_)))
+        ));
         let waiting = wait_in_background(&service, waiter, None);
         service.remove_peer(waiter);
         assert_eq!(waiting.join().unwrap(), Err(Error::UnknownPeer));
@@ -604,18 +655,18 @@ mod tests {
             let service = service.clone();
             thread::spawn(move || service.run_expiry())
         };
-        let holder = service.new_peer(MINUTE).unwrap();
-        let waiter = service.new_peer(MINUTE).unwrap();
-        assert_eq!(
+        let holder = service.new_peer(MINUTE, None).unwrap();
+        let waiter = service.new_peer(MINUTE, None).unwrap();
+        assert!(matches!(
             service.acquire(holder, "A", 1, None, None),
-            Ok(Acquired::Now(LockState::Acquired))
-        );
+            Ok(Acquired::Now(Answer::Acquired(_)))
+        ));
         let waiting = wait_in_background(&service, waiter, None);
         let started = Instant::now();
         service
             .heartbeat(holder, Duration::from_millis(50))
             .unwrap();
-        assert_eq!(waiting.join().unwrap(), Ok(LockState::Acquired));
+        assert!(matches!(waiting.join().unwrap(), Ok(Answer::Acquired(_))));
         // Granted by the expiry thread at the 50 ms deadline, long before `block_for` (a
         // minute) ends; the bound is generous for a loaded machine.
         assert!(
@@ -630,14 +681,14 @@ mod tests {
     #[test]
     fn shutdown_answers_waiting_requests() {
         let service = service(1);
-        let holder = service.new_peer(MINUTE).unwrap();
-        let waiter = service.new_peer(MINUTE).unwrap();
-        assert_eq!(
+        let holder = service.new_peer(MINUTE, None).unwrap();
+        let waiter = service.new_peer(MINUTE, None).unwrap();
+        assert!(matches!(
             service.acquire(holder, "A", 1, None, None),
-            Ok(Acquired::Now(LockState::Acquired))
-        );
+            Ok(Acquired::Now(Answer::Acquired(_)))
+        ));
         let waiting = wait_in_background(&service, waiter, None);
         service.shut_down();
-        assert_eq!(waiting.join().unwrap(), Ok(LockState::Pending));
+        assert_eq!(waiting.join().unwrap(), Ok(Answer::Pending));
     }
 }

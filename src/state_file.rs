@@ -4,10 +4,22 @@
 //! `restart.rs` decides that. A file is one JSON object:
 //!
 //! ```json
-//! {"format": "throttle-state", "version": 1, "clean": true,
+//! {"format": "throttle-state", "version": 2, "clean": true,
 //!  "saved_at_unix_ms": 1700000000000, "longest_lease_ms": 300000,
-//!  "peers": [{"id": 42, "lease_ms": 299000, "acquired": {"A": 3}}]}
+//!  "next_fencing_token": 1700000000000123,
+//!  "peers": [{"id": 42, "lease_ms": 299000, "acquired": {"A": 3}, "fencing_tokens": {"A": 17},
+//!             "name": "build-7:4242"}],
+//!  "expired_peers": [[7, 540000]]}
 //! ```
+//!
+//! - `next_fencing_token` is the token of the next grant (in the marker: as the run started).
+//!   A restarted server starts at least there, and at least at the wall clock in microseconds
+//!   (`restart.rs`), so its tokens are larger than every token of the previous run.
+//! - `fencing_tokens` holds each acquired lock's token, `name` the holder's name (both optional
+//!   per peer); `expired_peers` the ids of recently expired peers with the milliseconds each is
+//!   still remembered (at `saved_at_unix_ms`), so their clients still learn that they expired.
+//! - Version 1 (the first format, without tokens, names and expired ids) is still read: its locks
+//!   get new tokens at load.
 //!
 //! - `clean` is `false` while the server runs (the "running" marker, written at start without
 //!   peers) and `true` once a graceful shutdown wrote every live peer. A file found with
@@ -43,8 +55,11 @@ use crate::core::restarts::Export;
 /// The value of the `format` field: tells a state file from any other JSON.
 pub const FORMAT: &str = "throttle-state";
 
-/// The version this server writes and the only one it reads.
-pub const VERSION: u64 = 1;
+/// The version this server writes.
+pub const VERSION: u64 = 2;
+
+/// The older version this server still reads: without fencing tokens, names and expired ids.
+pub const VERSION_1: u64 = 1;
 
 /// A state file as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +72,10 @@ pub struct Saved {
     pub longest_lease: Duration,
     /// Every peer with its acquired locks.
     pub peers: Vec<SavedPeer>,
+    /// The fencing token of the next grant; `None` in a version 1 file.
+    pub next_token: Option<u64>,
+    /// Recently expired peers with the time each is still remembered at [`Saved::saved_at`].
+    pub expired: Vec<(u64, Duration)>,
 }
 
 /// One peer of a state file.
@@ -67,12 +86,18 @@ pub struct SavedPeer {
     pub lease: Duration,
     /// Acquired locks by semaphore name.
     pub acquired: BTreeMap<String, i64>,
+    /// The fencing tokens of (some of) the acquired locks, by semaphore name.
+    pub tokens: BTreeMap<String, u64>,
+    /// The holder's name, if it gave one.
+    pub name: Option<String>,
 }
 
 /// What a running server writes: no peers, `clean: false`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Marker {
     pub longest_lease: Duration,
+    /// The fencing token of the next grant when the run started.
+    pub next_token: u64,
 }
 
 /// Reads the state file at `path`. A missing file is `Ok(None)`: a first start.
@@ -103,34 +128,80 @@ pub fn decode(bytes: &[u8]) -> Result<Saved, String> {
         ));
     }
     match header.version {
-        Some(VERSION) => {}
-        Some(version) => {
-            return Err(format!(
-                "the state file has format version {version}, this server reads version \
-                 {VERSION} only"
-            ));
-        }
-        None => return Err("the state file has no format version".to_owned()),
-    }
-    let file: FileV1 = serde_json::from_slice(bytes)
-        .map_err(|error| format!("the state file is corrupt: {error}"))?;
-    let saved_at = UNIX_EPOCH
-        .checked_add(Duration::from_millis(file.saved_at_unix_ms))
-        .ok_or("the state file is corrupt: saved_at_unix_ms is out of range")?;
-    Ok(Saved {
-        clean: file.clean,
-        saved_at,
-        longest_lease: Duration::from_millis(file.longest_lease_ms),
-        peers: file
-            .peers
-            .into_iter()
-            .map(|peer| SavedPeer {
-                id: peer.id,
-                lease: Duration::from_millis(peer.lease_ms),
-                acquired: peer.acquired,
+        Some(VERSION) => {
+            let file: FileV2 = serde_json::from_slice(bytes)
+                .map_err(|error| format!("the state file is corrupt: {error}"))?;
+            let peers = file
+                .peers
+                .into_iter()
+                .map(|peer| {
+                    if let Some(name) = peer
+                        .fencing_tokens
+                        .keys()
+                        .find(|name| !peer.acquired.contains_key(*name))
+                    {
+                        return Err(format!(
+                            "the state file is corrupt: peer {} has a fencing token for {name:?}, \
+                             which it does not hold",
+                            peer.id
+                        ));
+                    }
+                    Ok(SavedPeer {
+                        id: peer.id,
+                        lease: Duration::from_millis(peer.lease_ms),
+                        acquired: peer.acquired,
+                        tokens: peer.fencing_tokens,
+                        name: peer.name,
+                    })
+                })
+                .collect::<Result<_, String>>()?;
+            Ok(Saved {
+                clean: file.clean,
+                saved_at: saved_at(file.saved_at_unix_ms)?,
+                longest_lease: Duration::from_millis(file.longest_lease_ms),
+                peers,
+                next_token: Some(file.next_fencing_token),
+                expired: file
+                    .expired_peers
+                    .into_iter()
+                    .map(|(id, ms)| (id, Duration::from_millis(ms)))
+                    .collect(),
             })
-            .collect(),
-    })
+        }
+        Some(VERSION_1) => {
+            let file: FileV1 = serde_json::from_slice(bytes)
+                .map_err(|error| format!("the state file is corrupt: {error}"))?;
+            Ok(Saved {
+                clean: file.clean,
+                saved_at: saved_at(file.saved_at_unix_ms)?,
+                longest_lease: Duration::from_millis(file.longest_lease_ms),
+                peers: file
+                    .peers
+                    .into_iter()
+                    .map(|peer| SavedPeer {
+                        id: peer.id,
+                        lease: Duration::from_millis(peer.lease_ms),
+                        acquired: peer.acquired,
+                        tokens: BTreeMap::new(),
+                        name: None,
+                    })
+                    .collect(),
+                next_token: None,
+                expired: Vec::new(),
+            })
+        }
+        Some(version) => Err(format!(
+            "the state file has format version {version}, this server reads versions \
+             {VERSION_1} and {VERSION} only"
+        )),
+        None => Err("the state file has no format version".to_owned()),
+    }
+}
+
+fn saved_at(unix_ms: u64) -> Result<SystemTime, String> {
+    UNIX_EPOCH
+        .checked_add(Duration::from_millis(unix_ms))
+        .ok_or_else(|| "the state file is corrupt: saved_at_unix_ms is out of range".to_owned())
 }
 
 /// The bytes of a clean state file with every peer of `export`, saved at `saved_at`.
@@ -152,7 +223,9 @@ pub fn encode_marker(marker: Marker, saved_at: SystemTime) -> Vec<u8> {
         "clean": false,
         "saved_at_unix_ms": unix_ms(saved_at),
         "longest_lease_ms": millis(marker.longest_lease),
+        "next_fencing_token": marker.next_token,
         "peers": [],
+        "expired_peers": [],
     })
     .to_string()
     .into_bytes()
@@ -222,6 +295,35 @@ struct Header {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct FileV2 {
+    #[serde(rename = "format")]
+    _format: String,
+    #[serde(rename = "version")]
+    _version: u64,
+    clean: bool,
+    saved_at_unix_ms: u64,
+    longest_lease_ms: u64,
+    next_fencing_token: u64,
+    peers: Vec<PeerV2>,
+    #[serde(default)]
+    expired_peers: Vec<(u64, u64)>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeerV2 {
+    id: u64,
+    lease_ms: u64,
+    #[serde(deserialize_with = "positive_counts")]
+    acquired: BTreeMap<String, i64>,
+    #[serde(default)]
+    fencing_tokens: BTreeMap<String, u64>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FileV1 {
     #[serde(rename = "format")]
     _format: String,
@@ -264,13 +366,21 @@ struct CleanFile<'a> {
 
 impl Serialize for CleanFile<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut file = serializer.serialize_struct("State", 6)?;
+        let mut file = serializer.serialize_struct("State", 8)?;
         file.serialize_field("format", FORMAT)?;
         file.serialize_field("version", &VERSION)?;
         file.serialize_field("clean", &true)?;
         file.serialize_field("saved_at_unix_ms", &self.saved_at)?;
         file.serialize_field("longest_lease_ms", &self.longest_lease_ms)?;
+        file.serialize_field("next_fencing_token", &self.export.next_token)?;
         file.serialize_field("peers", &Peers(self.export))?;
+        let expired: Vec<(u64, u64)> = self
+            .export
+            .expired
+            .iter()
+            .map(|&(id, left)| (id, millis(left)))
+            .collect();
+        file.serialize_field("expired_peers", &expired)?;
         file.end()
     }
 }
@@ -283,7 +393,9 @@ impl Serialize for Peers<'_> {
         serializer.collect_seq(self.0.peers.iter().map(|peer| PeerOut {
             id: peer.id,
             lease_ms: millis(peer.expires_in),
-            acquired: Locks(names, &peer.acquired),
+            acquired: Locks(names, &peer.acquired, Column::Count),
+            fencing_tokens: Locks(names, &peer.acquired, Column::Token),
+            name: peer.name.as_deref(),
         }))
     }
 }
@@ -293,16 +405,30 @@ struct PeerOut<'a> {
     id: u64,
     lease_ms: u64,
     acquired: Locks<'a>,
+    fencing_tokens: Locks<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
 }
 
-struct Locks<'a>(&'a [String], &'a [(usize, i64)]);
+/// Which number of a lock a [`Locks`] map holds.
+#[derive(Clone, Copy)]
+enum Column {
+    Count,
+    Token,
+}
+
+/// The locks of a peer as a map from semaphore name to count or to token.
+struct Locks<'a>(&'a [String], &'a [(usize, i64, u64)], Column);
 
 impl Serialize for Locks<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.1.len()))?;
-        for &(semaphore, count) in self.1 {
+        for &(semaphore, count, token) in self.1 {
             let name = self.0.get(semaphore).map_or("", String::as_str);
-            map.serialize_entry(name, &count)?;
+            match self.2 {
+                Column::Count => map.serialize_entry(name, &count)?,
+                Column::Token => map.serialize_entry(name, &token)?,
+            }
         }
         map.end()
     }
@@ -320,14 +446,18 @@ mod tests {
                 ExportedPeer {
                     id: 42,
                     expires_in: Duration::from_millis(1500),
-                    acquired: vec![(0, 1), (1, 3)],
+                    acquired: vec![(0, 1, 17), (1, 3, 18)],
+                    name: Some("build-7:4242".into()),
                 },
                 ExportedPeer {
                     id: (1 << 53) - 1,
                     expires_in: Duration::from_secs(60),
                     acquired: vec![],
+                    name: None,
                 },
             ],
+            next_token: 19,
+            expired: vec![(7, Duration::from_secs(540))],
         }
     }
 
@@ -358,15 +488,35 @@ mod tests {
                         id: 42,
                         lease: Duration::from_millis(1500),
                         acquired: BTreeMap::from([("A".into(), 1), ("B b/ä".into(), 3)]),
+                        tokens: BTreeMap::from([("A".into(), 17), ("B b/ä".into(), 18)]),
+                        name: Some("build-7:4242".into()),
                     },
                     SavedPeer {
                         id: (1 << 53) - 1,
                         lease: Duration::from_secs(60),
                         acquired: BTreeMap::new(),
+                        tokens: BTreeMap::new(),
+                        name: None,
                     },
                 ],
+                next_token: Some(19),
+                expired: vec![(7, Duration::from_secs(540))],
             }
         );
+    }
+
+    #[test]
+    fn a_version_1_file_is_still_read() {
+        let v1 = r#"{"format": "throttle-state", "version": 1, "clean": true,
+            "saved_at_unix_ms": 1700000000000, "longest_lease_ms": 300000,
+            "peers": [{"id": 42, "lease_ms": 299000, "acquired": {"A": 3}}]}"#;
+        let saved = decode(v1.as_bytes()).unwrap();
+        assert!(saved.clean);
+        assert_eq!(saved.next_token, None);
+        assert!(saved.expired.is_empty());
+        assert_eq!(saved.peers[0].acquired, BTreeMap::from([("A".into(), 3)]));
+        assert!(saved.peers[0].tokens.is_empty());
+        assert_eq!(saved.peers[0].name, None);
     }
 
     #[test]
@@ -374,9 +524,11 @@ mod tests {
         let saved_at = UNIX_EPOCH + Duration::from_secs(5);
         let marker = Marker {
             longest_lease: Duration::from_secs(90),
+            next_token: 1234,
         };
         let saved = decode(&encode_marker(marker, saved_at)).unwrap();
         assert!(!saved.clean);
+        assert_eq!(saved.next_token, Some(1234));
         assert_eq!(saved.longest_lease, Duration::from_secs(90));
         assert_eq!(saved.saved_at, saved_at);
         assert!(saved.peers.is_empty());
@@ -393,17 +545,29 @@ mod tests {
         );
         check_error("[1, 2]", "corrupt");
         check_error(
-            &good.replace("\"version\":1", "\"version\":2"),
-            "format version 2",
+            &good.replace("\"version\":2", "\"version\":3"),
+            "format version 3",
         );
-        check_error(&good.replace("\"version\":1,", ""), "no format version");
+        check_error(&good.replace("\"version\":2,", ""), "no format version");
+        check_error(
+            &good.replace(
+                "\"fencing_tokens\":{\"A\":17,",
+                "\"fencing_tokens\":{\"Z\":17,",
+            ),
+            "fencing token for \"Z\", which it does not hold",
+        );
+        // Version 1 has no tokens: a field of version 2 in it is unknown.
+        check_error(
+            &good.replace("\"version\":2", "\"version\":1"),
+            "unknown field",
+        );
         check_error(
             &good.replace("\"clean\":true", "\"clean\":true,\"x\":1"),
             "unknown field",
         );
-        check_error(&good.replace("\"A\":1", "\"A\":0"), "expected at least 1");
+        check_error(&good.replace("\"A\":1,", "\"A\":0,"), "expected at least 1");
         check_error(&good.replace("\"id\":42", "\"id\":-1"), "corrupt");
-        check_error(&good.replace("\"A\":1", "\"A\":\"1\""), "corrupt");
+        check_error(&good.replace("\"A\":1,", "\"A\":\"1\","), "corrupt");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::core::{Core, PeerId};
+use crate::core::{Core, PeerId, Token};
 
 /// How many of the oldest waiters of each semaphore a snapshot lists.
 pub const WAITERS_PER_SEMAPHORE: usize = 20;
@@ -70,8 +70,10 @@ pub struct SemaphoreRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerRow {
     pub id: PeerId,
-    /// Acquired locks as `(semaphore, count)`, in configuration order.
-    pub acquired: Vec<(String, i64)>,
+    /// The holder's name, if it gave one.
+    pub name: Option<String>,
+    /// Acquired locks as `(semaphore, count, fencing token)`, in configuration order.
+    pub acquired: Vec<(String, i64, Token)>,
     /// The pending lock, if any.
     pub pending: Option<PendingLock>,
     /// Time left until the peer expires.
@@ -115,10 +117,11 @@ impl Snapshot {
                 let info = core.peer(id, now)?;
                 Some(PeerRow {
                     id,
+                    name: info.name.map(str::to_owned),
                     acquired: info
                         .acquired
                         .iter()
-                        .map(|&(name, count)| (name.to_owned(), count))
+                        .map(|&(name, count, token)| (name.to_owned(), count, token))
                         .collect(),
                     pending: info.pending.map(|(name, count)| PendingLock {
                         semaphore: name.to_owned(),
@@ -170,10 +173,13 @@ impl Snapshot {
             .map(|peer| {
                 json!({
                     "id": peer.id,
+                    "name": peer.name,
                     "acquired": peer
                         .acquired
                         .iter()
-                        .map(|(name, count)| json!({"semaphore": name, "count": count}))
+                        .map(|(name, count, token)| {
+                            json!({"semaphore": name, "count": count, "fencing_token": token})
+                        })
                         .collect::<Vec<_>>(),
                     "pending": peer.pending.as_ref().map(|p| json!({
                         "semaphore": p.semaphore,
@@ -228,10 +234,12 @@ impl Snapshot {
                 "<tr>"
             });
             td(&mut peers, "Peer", "n", &peer.id.to_string());
+            let holder = peer.name.as_deref().map_or("—".to_owned(), escape);
+            td(&mut peers, "Holder", "name", &holder);
             let held: Vec<String> = peer
                 .acquired
                 .iter()
-                .map(|(name, count)| lock(name, *count))
+                .map(|(name, count, token)| format!("{} #{token}", lock(name, *count)))
                 .collect();
             let held = if held.is_empty() {
                 "—".to_owned()
@@ -465,6 +473,7 @@ mod tests {
             vec![
                 PeerRow {
                     id: 2,
+                    name: None,
                     acquired: vec![],
                     pending: Some(PendingLock {
                         semaphore: "A".into(),
@@ -475,12 +484,14 @@ mod tests {
                 },
                 PeerRow {
                     id: 1,
-                    acquired: vec![("A".into(), 2), ("B".into(), 3)],
+                    name: None,
+                    acquired: vec![("A".into(), 2, 1), ("B".into(), 3, 2)],
                     pending: None,
                     expires_in: secs(55),
                 },
                 PeerRow {
                     id: 3,
+                    name: None,
                     acquired: vec![],
                     pending: None,
                     expires_in: secs(85),
@@ -526,13 +537,13 @@ mod tests {
         );
         assert_eq!(
             json["peers"][0],
-            serde_json::json!({"id": 2, "acquired": [],
+            serde_json::json!({"id": 2, "name": null, "acquired": [],
                 "pending": {"semaphore": "A", "count": 1, "waited_ms": 5000},
                 "expires_in_ms": 25_000})
         );
         assert_eq!(
             json["peers"][1]["acquired"],
-            serde_json::json!([{"semaphore": "A", "count": 1}])
+            serde_json::json!([{"semaphore": "A", "count": 1, "fencing_token": 1}])
         );
         assert_eq!(json["peers"][1]["pending"], serde_json::Value::Null);
         assert_eq!(json["num_peers"], 2);

@@ -396,7 +396,7 @@ fn unknown_semaphores_and_routes() {
     for (method, path) in [
         ("GET", "/nope"),
         ("POST", "/peers/1"),
-        ("GET", "/peers/1"),
+        ("GET", "/peers/1/A"),
         ("POST", "/new_peer/1"),
         ("GET", "/new_peer"),
         ("PUT", "/restore"),

@@ -286,11 +286,11 @@ fn corrupt_files_stop_the_start_unless_reset() {
 #[test]
 fn a_newer_format_version_stops_the_start_unless_reset() {
     let good = String::from_utf8(clean_file()).unwrap();
-    let newer = good.replace("\"version\":1", "\"version\":2");
+    let newer = good.replace("\"version\":2", "\"version\":3");
     assert_ne!(good, newer);
     check_bad_file(
         |path| std::fs::write(path, &newer).unwrap(),
-        "format version 2",
+        "format version 3",
     );
 }
 

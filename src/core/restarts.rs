@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::{Core, PeerId, Semaphore, SemaphoreSettings};
+use super::{Core, PeerId, Semaphore, SemaphoreSettings, Token};
 use crate::error::Error;
 
 /// What applying a new configuration changed, for the log and for waking waiters.
@@ -49,6 +49,11 @@ pub struct Export {
     pub semaphores: Vec<String>,
     /// The peers, in no particular order.
     pub peers: Vec<ExportedPeer>,
+    /// The fencing token of the next grant: a restarted server starts at least there.
+    pub next_token: Token,
+    /// Ids of recently expired peers with the time each is still remembered, oldest first, so
+    /// that after a restart their clients still learn that they expired.
+    pub expired: Vec<(PeerId, Duration)>,
 }
 
 /// One peer of an [`Export`].
@@ -57,8 +62,10 @@ pub struct ExportedPeer {
     pub id: PeerId,
     /// The lease left at the time of the export.
     pub expires_in: Duration,
-    /// `(position in Export::semaphores, count)` of each acquired lock.
-    pub acquired: Vec<(usize, i64)>,
+    /// `(position in Export::semaphores, count, fencing token)` of each acquired lock.
+    pub acquired: Vec<(usize, i64, Token)>,
+    /// The holder's name, if it gave one.
+    pub name: Option<Box<str>>,
 }
 
 impl Core {
@@ -117,14 +124,16 @@ impl Core {
         result
     }
 
-    /// Re-creates a peer from the state file with its acquired locks, like `restore`, but a
-    /// lock on a semaphore the configuration does not have is kept too: the semaphore is added
-    /// as removed (and with no lock level, so it does not constrain the peer's next acquire).
+    /// Re-creates a peer from the state file with its acquired locks and their fencing tokens,
+    /// like `restore`, but a lock on a semaphore the configuration does not have is kept too: the
+    /// semaphore is added as removed (and with no lock level, so it does not constrain the peer's
+    /// next acquire).
     pub fn load_peer(
         &mut self,
         id: PeerId,
         expires_at: Instant,
         acquired: &BTreeMap<String, i64>,
+        tokens: &BTreeMap<String, Token>,
     ) -> Result<(), Error> {
         if self.peers.contains_key(&id) {
             return Err(Error::RestoreConflict);
@@ -139,7 +148,14 @@ impl Core {
                 self.add_semaphore(settings, true);
             }
         }
-        self.restore(id, expires_at, acquired)
+        self.restore(id, expires_at, acquired, tokens)
+    }
+
+    /// Remembers a peer of the state file that expired before the restart, until `forget_at`.
+    pub fn load_expired(&mut self, id: PeerId, forget_at: Instant) {
+        if !self.peers.contains_key(&id) {
+            self.expired_peers.remember_until(id, forget_at);
+        }
     }
 
     /// Every live peer with its acquired locks and the lease it has left. This walks all peers
@@ -157,8 +173,20 @@ impl Core {
                 .map(|(&id, peer)| ExportedPeer {
                     id,
                     expires_in: peer.expires_at.saturating_duration_since(now),
-                    acquired: peer.acquired.0.clone(),
+                    acquired: peer
+                        .acquired
+                        .iter()
+                        .map(|lock| (lock.semaphore, lock.count, lock.token))
+                        .collect(),
+                    name: peer.name.clone(),
                 })
+                .collect(),
+            next_token: self.next_token,
+            expired: self
+                .expired_peers
+                .iter()
+                .filter(|&(_, forget_at)| forget_at > now)
+                .map(|(id, forget_at)| (id, forget_at - now))
                 .collect(),
         }
     }
@@ -269,7 +297,8 @@ mod tests {
         assert_eq!(acquire(&mut c, 2, "A", 2, t0), Pending);
         assert_eq!(acquire(&mut c, 3, "A", 1, t0), Pending);
         // A holder restores during the grace period: served at once.
-        c.restore(9, t0 + secs(60), &locks(&[("A", 1)])).unwrap();
+        c.restore(9, t0 + secs(60), &locks(&[("A", 1)]), &BTreeMap::new())
+            .unwrap();
         assert_eq!(c.grace_remaining(t0 + secs(2)), Some(secs(3)));
         assert_eq!(c.expire(t0 + secs(4)), Expired::default());
         let ended = c.expire(t0 + secs(5));
@@ -381,15 +410,21 @@ mod tests {
     fn loaded_peers_keep_locks_on_semaphores_the_configuration_lost() {
         let t0 = Instant::now();
         let mut c = Core::new(settings(&[("A", 1, 0)]));
-        c.load_peer(1, t0 + secs(30), &locks(&[("A", 1), ("gone", 4)]))
+        c.load_peer(
+            1,
+            t0 + secs(30),
+            &locks(&[("A", 1), ("gone", 4)]),
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        c.load_peer(2, t0 + secs(30), &locks(&[("A", 1)]), &BTreeMap::new())
             .unwrap();
-        c.load_peer(2, t0 + secs(30), &locks(&[("A", 1)])).unwrap();
         assert_eq!(
-            c.load_peer(2, t0 + secs(30), &locks(&[])),
+            c.load_peer(2, t0 + secs(30), &locks(&[]), &BTreeMap::new()),
             Err(Error::RestoreConflict)
         );
         assert_eq!(
-            c.load_peer(3, t0, &locks(&[("A", 0)])),
+            c.load_peer(3, t0, &locks(&[("A", 0)]), &BTreeMap::new()),
             Err(Error::InvalidCount)
         );
         assert_eq!(c.overcommitted(), vec![("A", 2, 1), ("gone", 4, 0)]);
@@ -421,12 +456,14 @@ mod tests {
                 ExportedPeer {
                     id: 1,
                     expires_in: secs(50),
-                    acquired: vec![(0, 1), (1, 3)],
+                    acquired: vec![(0, 1, 1), (1, 3, 2)],
+                    name: None,
                 },
                 ExportedPeer {
                     id: 2,
                     expires_in: secs(50),
                     acquired: vec![],
+                    name: None,
                 },
             ]
         );

@@ -22,6 +22,7 @@
     return td;
   };
   const lock = (l) => l.semaphore + " ×" + l.count;
+  const held = (l) => lock(l) + " #" + l.fencing_token;
   const fill = (id, rows, draw) => {
     const body = $(id).tBodies[0], fresh = document.createElement("tbody");
     body.replaceWith(fresh);
@@ -52,7 +53,8 @@
     fill("peers", s.peers, (tr, x) => {
       if (x.pending) tr.className = "waiting";
       cell(tr, String(x.id), "n");
-      cell(tr, x.acquired.map(lock).join(", ") || "—", "name");
+      cell(tr, x.name == null ? "—" : x.name, "name");
+      cell(tr, x.acquired.map(held).join(", ") || "—", "name");
       cell(tr, x.pending ? lock(x.pending) + " for " + dur(x.pending.waited_ms) : "—", "name");
       cell(tr, dur(x.expires_in_ms), "n");
     });

@@ -155,9 +155,14 @@ fn expired_peers_lose_their_locks() {
     eventually(secs(10), "the lock to expire", || {
         client.remainder("A").unwrap() == 1
     });
+    // The server remembers that the peer expired: not a restart, so not `UnknownPeer`.
     assert!(matches!(
         client.heartbeat(peer, secs(1)),
-        Err(Error::UnknownPeer)
+        Err(Error::LockLost)
+    ));
+    assert!(matches!(
+        client.acquire(peer, "A", 1, None, None),
+        Err(Error::LockLost)
     ));
 }
 
