@@ -278,8 +278,19 @@ fn temporary_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp"))
 }
 
+/// Whole milliseconds, rounded up. Leases and the time of saving are both rounded up, so that a
+/// reloaded lease ends at or (by under 2 ms) after the deadline the holder was given, never
+/// before it: truncating both made leases end up to 2 ms early after a graceful restart, and a
+/// newcomer could be granted while the holder still counted on its lock (found by the soak's
+/// exclusivity check).
 fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+    let whole = duration.as_millis();
+    let up = if duration.subsec_nanos().is_multiple_of(1_000_000) {
+        whole
+    } else {
+        whole.saturating_add(1)
+    };
+    u64::try_from(up).unwrap_or(u64::MAX)
 }
 
 fn unix_ms(time: SystemTime) -> u64 {
@@ -437,6 +448,15 @@ impl Serialize for Locks<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn milliseconds_are_rounded_up_so_leases_never_end_early() {
+        assert_eq!(millis(Duration::from_millis(1500)), 1500);
+        assert_eq!(millis(Duration::from_micros(1_499_001)), 1500);
+        assert_eq!(millis(Duration::from_nanos(1)), 1);
+        assert_eq!(millis(Duration::ZERO), 0);
+        assert_eq!(millis(Duration::MAX), u64::MAX);
+    }
     use crate::core::restarts::ExportedPeer;
 
     fn export() -> Export {
