@@ -75,8 +75,11 @@ options:
   --expires-in D             expiry-latency, mass-expiry: the holders' lease [default: 200ms,
                              mass-expiry 2s]
   --hold D                   waiters: how long a grant is held before the release [default: 20ms]
-  --backoff D                waiters, mass-expiry: pause after a 202 that came before
-                             block_for had passed [default: 1ms]
+  --backoff D                waiters, mass-expiry: first pause after a 202 that came before
+                             block_for had passed; it doubles (jittered) with every further
+                             early 202, as in the repository's clients [default: 20ms]
+  --backoff-max D            the longest of those pauses [default: 1s; = --backoff for a
+                             fixed pause]
   --peers N                  mass-expiry: holders expiring at once [default: 50000]
   --bytes N                  slowloris: bytes each slow connection sends, 0 or more [default: 1]
   --reconnect                slowloris: a slow connection that is closed is opened again
@@ -194,6 +197,7 @@ struct Options {
     config: Option<String>,
     hold: Duration,
     backoff: Duration,
+    backoff_max: Duration,
     peers: usize,
     bytes: usize,
     reconnect: bool,
@@ -223,7 +227,8 @@ impl Options {
         let mut server_bin = None;
         let mut config = None;
         let mut hold = Duration::from_millis(20);
-        let mut backoff = Duration::from_millis(1);
+        let mut backoff = Duration::from_millis(20);
+        let mut backoff_max = Duration::from_secs(1);
         let mut peers = 50_000;
         let mut bytes = 1;
         let mut reconnect = false;
@@ -262,6 +267,7 @@ impl Options {
                 "--config" => config = Some(value()?),
                 "--hold" => hold = duration_arg(&flag, &value()?)?,
                 "--backoff" => backoff = duration_arg(&flag, &value()?)?,
+                "--backoff-max" => backoff_max = duration_arg(&flag, &value()?)?,
                 "--peers" => peers = number(&flag, &value()?)?,
                 "--bytes" => bytes = number(&flag, &value()?)?,
                 "--reconnect" => reconnect = true,
@@ -343,6 +349,7 @@ impl Options {
             config,
             hold,
             backoff,
+            backoff_max,
             peers,
             bytes,
             reconnect,

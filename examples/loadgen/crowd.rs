@@ -18,7 +18,7 @@ use super::{
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -125,6 +125,7 @@ fn waiters_run(
                 };
                 let end = start + options.duration;
                 let mut waiting_since = None;
+                let mut backoff = Backoff::new(options);
                 while !stop.load(Ordering::Relaxed) {
                     let sent = Instant::now();
                     let since = *waiting_since.get_or_insert(sent);
@@ -136,6 +137,7 @@ fn waiters_run(
                     log.acquires += 1;
                     match answer {
                         Ok(Response { status: 200, .. }) => {
+                            backoff.reset();
                             log.grants.push(read);
                             log.waits.push(nanos(read - since));
                             waiting_since = None;
@@ -161,9 +163,10 @@ fn waiters_run(
                         Ok(Response { status: 202, .. }) => {
                             if read - sent < options.block_for {
                                 log.early += 1;
-                                thread::sleep(options.backoff);
+                                thread::sleep(backoff.next_pause());
                             } else {
                                 log.timeouts += 1;
+                                backoff.reset();
                             }
                         }
                         other => log.fail(errors, &format!("PUT {acquire}"), other),
@@ -555,7 +558,9 @@ pub(super) fn slowloris(
 ) -> Result<(), String> {
     let n = options.clients;
     let head = &b"PUT /peers/1/big HTTP/1.1\r\nHost: x\r\n"[..options.bytes.min(36)];
-    let gate = Gate::default();
+    // Set once every slow connection is open; they watch their sockets from their connect on.
+    let end_at: OnceLock<Instant> = OnceLock::new();
+    let abort = AtomicBool::new(false);
     let ready = AtomicUsize::new(0);
     let semaphore = encode(&options.semaphore);
     type Probe = (Duration, Result<(), String>);
@@ -563,27 +568,27 @@ pub(super) fn slowloris(
         thread::scope(|scope| -> Result<_, String> {
             let mut handles = Vec::with_capacity(n);
             for _ in 0..n {
-                let (gate, ready) = (&gate, &ready);
+                let (end_at, abort, ready) = (&end_at, &abort, &ready);
                 let spawned = spawn_small(scope, move || {
                     let mut lives = Vec::new();
                     let mut stream = slow_connect(target, head);
                     ready.fetch_add(1, Ordering::SeqCst);
-                    let Some(start) = gate.wait() else {
-                        return lives;
+                    let over = || {
+                        abort.load(Ordering::SeqCst)
+                            || end_at.get().is_some_and(|&end| Instant::now() >= end)
                     };
-                    let end = start + options.duration;
                     loop {
                         let life = match &mut stream {
-                            Ok((stream, connected)) => (hold_open(stream, end), connected.elapsed()),
+                            Ok((stream, connected)) => (hold_open(stream, &over), connected.elapsed()),
                             Err(connected) => (End::NoConnection, connected.elapsed()),
                         };
                         lives.push(life);
-                        if !options.reconnect || life.0 == End::Open || Instant::now() >= end {
+                        if !options.reconnect || life.0 == End::Open || over() {
                             break;
                         }
                         // The attacker comes back, a little later.
                         thread::sleep(Duration::from_millis(50));
-                        if Instant::now() >= end {
+                        if over() {
                             break;
                         }
                         stream = slow_connect(target, head);
@@ -593,7 +598,7 @@ pub(super) fn slowloris(
                 match spawned {
                     Ok(handle) => handles.push(handle),
                     Err(error) => {
-                        gate.abort();
+                        abort.store(true, Ordering::SeqCst);
                         return Err(error);
                     }
                 }
@@ -601,8 +606,8 @@ pub(super) fn slowloris(
             wait_ready(&ready, n);
             let monitor = Monitor::start(options);
             let start = Instant::now();
-            gate.open(start);
             let end = start + options.duration;
+            end_at.set(end).expect("set once");
             let mut rng = Rng::seeded();
             let mut probes = Vec::new();
             while Instant::now() < end {
@@ -729,12 +734,17 @@ fn slow_connect(target: &Target, head: &[u8]) -> Result<(TcpStream, Instant), In
     Ok((stream, connected))
 }
 
-/// Waits on a slow connection until the server answers or closes it, or `end`.
-fn hold_open(stream: &mut TcpStream, end: Instant) -> End {
+/// Waits on a slow connection until the server answers or closes it, or until `over`.
+fn hold_open(stream: &mut TcpStream, over: &dyn Fn() -> bool) -> End {
     let mut buffer = [0u8; 256];
+    if stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .is_err()
+    {
+        return End::Reset;
+    }
     loop {
-        let left = end.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+        if over() {
             return End::Open;
         }
         return match stream.read(&mut buffer) {
@@ -866,6 +876,7 @@ fn mass_expiry_run(
                 if gate.wait().is_none() {
                     return log;
                 }
+                let mut backoff = Backoff::new(options);
                 while Instant::now() < give_up {
                     let sent = Instant::now();
                     log.sent_first.get_or_insert(sent);
@@ -877,9 +888,10 @@ fn mass_expiry_run(
                         Ok(Response { status: 202, .. }) => {
                             if sent.elapsed() < options.block_for {
                                 log.early += 1;
-                                thread::sleep(options.backoff);
+                                thread::sleep(backoff.next_pause());
                             } else {
                                 log.timeouts += 1;
+                                backoff.reset();
                             }
                         }
                         Ok(response) => {
@@ -1268,11 +1280,12 @@ fn remainder(target: &Target, semaphore: &str) -> Result<i64, String> {
 struct Rng(u64);
 
 impl Rng {
+    /// Seeded differently for every generator, also within one nanosecond.
     fn seeded() -> Rng {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1);
+        use std::hash::{BuildHasher, Hasher};
+        let seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
         Rng(seed | 1)
     }
 
@@ -1282,6 +1295,37 @@ impl Rng {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0 % n
+    }
+}
+
+/// The pause after a 202 that came back before its `block_for`, as the repository's clients do
+/// it (`clients/rust/src/backoff.rs`): doubling from `--backoff` up to `--backoff-max`, each drawn
+/// from the upper half of its step, and back to the start after a 200 or a full-length 202.
+struct Backoff {
+    first: Duration,
+    cap: Duration,
+    step: Duration,
+    rng: Rng,
+}
+
+impl Backoff {
+    fn new(options: &Options) -> Backoff {
+        Backoff {
+            first: options.backoff,
+            cap: options.backoff_max.max(options.backoff),
+            step: options.backoff,
+            rng: Rng::seeded(),
+        }
+    }
+
+    fn next_pause(&mut self) -> Duration {
+        let step = self.step;
+        self.step = (self.step * 2).min(self.cap);
+        step / 2 + step.mul_f64(self.rng.below(1 << 20) as f64 / (2 << 20) as f64)
+    }
+
+    fn reset(&mut self) {
+        self.step = self.first;
     }
 }
 
