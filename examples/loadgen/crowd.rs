@@ -1041,8 +1041,12 @@ fn arm(
 // ---------------------------------------------------------------------------------------------
 // peers-listing
 
-/// `GET /peers/` in a loop for `--duration` while another client acquires and releases 1 of
-/// `--semaphore` on its own peer, timing each acquire. Use with `--preload N`.
+/// The pause between two listings.
+const LISTING_PAUSE: Duration = Duration::from_millis(100);
+
+/// `GET /peers/` in a loop (with [`LISTING_PAUSE`] between listings) for `--duration` while
+/// another client acquires and releases 1 of `--semaphore` on its own peer, timing each
+/// acquire. Use with `--preload N`.
 pub(super) fn peers_listing(
     target: &Target,
     options: &Options,
@@ -1066,6 +1070,8 @@ pub(super) fn peers_listing(
                     Ok(response) => {
                         let peers = response.body.windows(5).filter(|w| w == b"\"id\":").count();
                         listings.push((sent, Instant::now(), peers, response.body.len()));
+                        // A pause, so that acquires outside listings give the baseline.
+                        thread::sleep(LISTING_PAUSE);
                     }
                     Err(error) => {
                         errors.record(error);
