@@ -35,7 +35,7 @@ const LONG_LEASE: Duration = Duration::from_secs(600);
 /// What one waiting client saw during the measured time.
 #[derive(Default)]
 struct WaiterLog {
-    /// Acquire requests answered (200, 202 or an error).
+    /// Acquire requests answered 200 or 202.
     acquires: usize,
     /// When each 200 was read.
     grants: Vec<Instant>,
@@ -52,7 +52,15 @@ struct WaiterLog {
 }
 
 impl WaiterLog {
-    fn fail(&mut self, errors: &Errors, what: &str, answer: io::Result<Response>) {
+    /// Counts a failed request and pauses as the repository's Rust client does before a retry
+    /// (`retry` grows from 50 ms to 2 s), so that a server refusing connections is not flooded.
+    fn fail(
+        &mut self,
+        errors: &Errors,
+        retry: &mut Backoff,
+        what: &str,
+        answer: io::Result<Response>,
+    ) {
         self.errors += 1;
         match answer {
             Ok(response) => {
@@ -63,7 +71,7 @@ impl WaiterLog {
             }
             Err(error) => errors.record(format!("{what}: {error}")),
         }
-        thread::sleep(Duration::from_millis(10));
+        thread::sleep(retry.next_pause());
     }
 }
 
@@ -126,6 +134,7 @@ fn waiters_run(
                 let end = start + options.duration;
                 let mut waiting_since = None;
                 let mut backoff = Backoff::new(options);
+                let mut retry = Backoff::retry();
                 while !stop.load(Ordering::Relaxed) {
                     let sent = Instant::now();
                     let since = *waiting_since.get_or_insert(sent);
@@ -134,7 +143,10 @@ fn waiters_run(
                     if stop.load(Ordering::Relaxed) || read > end {
                         break;
                     }
-                    log.acquires += 1;
+                    if matches!(&answer, Ok(Response { status: 200 | 202, .. })) {
+                        log.acquires += 1;
+                        retry.reset();
+                    }
                     match answer {
                         Ok(Response { status: 200, .. }) => {
                             backoff.reset();
@@ -154,9 +166,15 @@ fn waiters_run(
                                 match answer {
                                     Ok(Response { status: 200, .. }) => {
                                         log.releases.push((sent, read));
+                                        retry.reset();
                                         break;
                                     }
-                                    other => log.fail(errors, &format!("DELETE {release}"), other),
+                                    other => log.fail(
+                                        errors,
+                                        &mut retry,
+                                        &format!("DELETE {release}"),
+                                        other,
+                                    ),
                                 }
                             }
                         }
@@ -169,7 +187,7 @@ fn waiters_run(
                                 backoff.reset();
                             }
                         }
-                        other => log.fail(errors, &format!("PUT {acquire}"), other),
+                        other => log.fail(errors, &mut retry, &format!("PUT {acquire}"), other),
                     }
                 }
                 log
@@ -240,8 +258,8 @@ fn waiters_run(
         options.hold.as_millis()
     );
     println!(
-        "  {acquires} acquire requests, {per_grant:.2} per grant; {early} answered 202 before block_for, \
-         {timeouts} after it; {error_count} errors ({server_errors} 5xx)"
+        "  {acquires} acquire requests answered 200 or 202, {per_grant:.2} per grant; {early} answered 202 \
+         before block_for, {timeouts} after it; {error_count} requests failed ({server_errors} with a 5xx)"
     );
     println!(
         "  {starved} of {n} clients never granted; grants per client {fewest} to {most}"
@@ -377,7 +395,12 @@ impl Tally {
 #[derive(Default)]
 struct IdleLog {
     tally: Tally,
+    /// Requests answered 200, from sending to reading the answer, in ns.
     latencies: Vec<i64>,
+    /// Connects that succeeded, in ns.
+    connects: Vec<i64>,
+    /// Whether the last request was answered 200.
+    served_at_end: bool,
     /// How late the client thread woke for its tick, in ns: the load generator's own lag.
     lags: Vec<i64>,
 }
@@ -418,14 +441,17 @@ pub(super) fn idle(target: &Target, options: &Options, result: &mut ResultLine) 
                         thread::sleep(at - now);
                         log.lags.push(nanos(Instant::now() - at));
                     }
-                    let sent = Instant::now();
-                    if !client.is_connected()
-                        && let Err(error) = client.connect()
-                    {
-                        log.tally.io(&error);
-                        errors.record(format!("connect: {error}"));
-                        continue;
+                    if !client.is_connected() {
+                        let connecting = Instant::now();
+                        if let Err(error) = client.connect() {
+                            log.tally.io(&error);
+                            log.served_at_end = false;
+                            errors.record(format!("connect: {error}"));
+                            continue;
+                        }
+                        log.connects.push(nanos(connecting.elapsed()));
                     }
+                    let sent = Instant::now();
                     let answer = match peer {
                         None => client.request("POST", "/new_peer", body),
                         Some(peer) => client.request("PUT", &format!("/peers/{peer}"), body),
@@ -433,6 +459,7 @@ pub(super) fn idle(target: &Target, options: &Options, result: &mut ResultLine) 
                     match answer {
                         Ok(response) => {
                             log.tally.status(response.status);
+                            log.served_at_end = response.status == 200;
                             if response.status != 200 {
                                 errors.record(format!("{} {}", response.status, response.text()));
                                 continue;
@@ -444,6 +471,7 @@ pub(super) fn idle(target: &Target, options: &Options, result: &mut ResultLine) 
                         }
                         Err(error) => {
                             log.tally.io(&error);
+                            log.served_at_end = false;
                             errors.record(format!("request: {error}"));
                         }
                     }
@@ -480,6 +508,8 @@ pub(super) fn idle(target: &Target, options: &Options, result: &mut ResultLine) 
     }
     let never_served = logs.iter().filter(|l| l.tally.ok == 0).count();
     let with_errors = logs.iter().filter(|l| l.tally.errors() > 0).count();
+    let served_at_end = logs.iter().filter(|l| l.served_at_end).count();
+    let connects = Stats::new(logs.iter().flat_map(|l| l.connects.iter().copied()).collect());
     let latency = Stats::new(logs.iter().flat_map(|l| l.latencies.iter().copied()).collect());
     let lag = Stats::new(logs.iter().flat_map(|l| l.lags.iter().copied()).collect());
     let asked = tally.ok + tally.errors();
@@ -493,12 +523,22 @@ pub(super) fn idle(target: &Target, options: &Options, result: &mut ResultLine) 
         100.0 * tally.errors() as f64 / asked.max(1) as f64,
         tally.describe()
     );
-    println!("  {never_served} clients never served, {with_errors} saw an error");
     println!(
-        "  latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; load generator woke late: p99 {:.2} ms, max {:.2} ms",
+        "  {never_served} clients never served, {with_errors} saw an error, {served_at_end} served at their last tick"
+    );
+    println!(
+        "  request latency (connected): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} connects: p50 {:.2} ms, \
+         p99 {:.2} ms, max {:.2} ms",
         latency.ms(0.5),
         latency.ms(0.99),
         latency.max_ms(),
+        connects.sorted.len(),
+        connects.ms(0.5),
+        connects.ms(0.99),
+        connects.max_ms()
+    );
+    println!(
+        "  load generator woke late for its ticks: p99 {:.2} ms, max {:.2} ms",
         lag.ms(0.99),
         lag.max_ms()
     );
@@ -521,6 +561,10 @@ pub(super) fn idle(target: &Target, options: &Options, result: &mut ResultLine) 
         .add("server_errors", tally.status_5xx)
         .add("never_served", never_served)
         .add("clients_with_errors", with_errors)
+        .add("served_at_end", served_at_end)
+        .add("connects", connects.sorted.len())
+        .ms("connect_p99_ms", connects.ms(0.99))
+        .ms("connect_max_ms", connects.max_ms())
         .ms("p50_ms", latency.ms(0.5))
         .ms("p99_ms", latency.ms(0.99))
         .ms("max_ms", latency.max_ms())
@@ -1328,6 +1372,17 @@ impl Backoff {
         let step = self.step;
         self.step = (self.step * 2).min(self.cap);
         step / 2 + step.mul_f64(self.rng.below(1 << 20) as f64 / (2 << 20) as f64)
+    }
+
+    /// The pause before retrying a failed request: 50 ms up to 2 s, as in
+    /// `clients/rust/src/client.rs`.
+    fn retry() -> Backoff {
+        Backoff {
+            first: Duration::from_millis(50),
+            cap: Duration::from_secs(2),
+            step: Duration::from_millis(50),
+            rng: Rng::seeded(),
+        }
     }
 
     fn reset(&mut self) {
