@@ -143,7 +143,13 @@ fn waiters_run(
                     if stop.load(Ordering::Relaxed) || read > end {
                         break;
                     }
-                    if matches!(&answer, Ok(Response { status: 200 | 202, .. })) {
+                    if matches!(
+                        &answer,
+                        Ok(Response {
+                            status: 200 | 202,
+                            ..
+                        })
+                    ) {
                         log.acquires += 1;
                         retry.reset();
                     }
@@ -226,8 +232,10 @@ fn waiters_run(
     let fewest = logs.iter().map(|l| l.grants.len()).min().unwrap_or(0);
     let most = logs.iter().map(|l| l.grants.len()).max().unwrap_or(0);
     let mut grants: Vec<Instant> = logs.iter().flat_map(|l| l.grants.iter().copied()).collect();
-    let mut releases: Vec<(Instant, Instant)> =
-        logs.iter().flat_map(|l| l.releases.iter().copied()).collect();
+    let mut releases: Vec<(Instant, Instant)> = logs
+        .iter()
+        .flat_map(|l| l.releases.iter().copied())
+        .collect();
     let waits = Stats::new(logs.iter().flat_map(|l| l.waits.iter().copied()).collect());
     grants.sort_unstable();
     releases.sort_unstable_by_key(|&(_, answered)| answered);
@@ -261,9 +269,7 @@ fn waiters_run(
         "  {acquires} acquire requests answered 200 or 202, {per_grant:.2} per grant; {early} answered 202 \
          before block_for, {timeouts} after it; {error_count} requests failed ({server_errors} with a 5xx)"
     );
-    println!(
-        "  {starved} of {n} clients never granted; grants per client {fewest} to {most}"
-    );
+    println!("  {starved} of {n} clients never granted; grants per client {fewest} to {most}");
     println!(
         "  wait from the first acquire to the 200: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         waits.ms(0.5),
@@ -399,15 +405,17 @@ struct IdleLog {
     latencies: Vec<i64>,
     /// Connects that succeeded, in ns.
     connects: Vec<i64>,
-    /// Whether the last request was answered 200.
-    served_at_end: bool,
     /// How late the client thread woke for its tick, in ns: the load generator's own lag.
     lags: Vec<i64>,
 }
 
 /// N keep-alive clients, each creating its peer and then heartbeating it once a second; client
 /// i starts at i/N of the first second, so the load is even.
-pub(super) fn idle(target: &Target, options: &Options, result: &mut ResultLine) -> Result<(), String> {
+pub(super) fn idle(
+    target: &Target,
+    options: &Options,
+    result: &mut ResultLine,
+) -> Result<(), String> {
     let n = options.clients;
     let period = Duration::from_secs(1);
     // Longer than a heartbeat may take (5 s timeout), so that a slow answer does not expire it.
@@ -445,7 +453,6 @@ pub(super) fn idle(target: &Target, options: &Options, result: &mut ResultLine) 
                         let connecting = Instant::now();
                         if let Err(error) = client.connect() {
                             log.tally.io(&error);
-                            log.served_at_end = false;
                             errors.record(format!("connect: {error}"));
                             continue;
                         }
@@ -459,7 +466,6 @@ pub(super) fn idle(target: &Target, options: &Options, result: &mut ResultLine) 
                     match answer {
                         Ok(response) => {
                             log.tally.status(response.status);
-                            log.served_at_end = response.status == 200;
                             if response.status != 200 {
                                 errors.record(format!("{} {}", response.status, response.text()));
                                 continue;
@@ -471,7 +477,6 @@ pub(super) fn idle(target: &Target, options: &Options, result: &mut ResultLine) 
                         }
                         Err(error) => {
                             log.tally.io(&error);
-                            log.served_at_end = false;
                             errors.record(format!("request: {error}"));
                         }
                     }
@@ -508,9 +513,16 @@ pub(super) fn idle(target: &Target, options: &Options, result: &mut ResultLine) 
     }
     let never_served = logs.iter().filter(|l| l.tally.ok == 0).count();
     let with_errors = logs.iter().filter(|l| l.tally.errors() > 0).count();
-    let served_at_end = logs.iter().filter(|l| l.served_at_end).count();
-    let connects = Stats::new(logs.iter().flat_map(|l| l.connects.iter().copied()).collect());
-    let latency = Stats::new(logs.iter().flat_map(|l| l.latencies.iter().copied()).collect());
+    let connects = Stats::new(
+        logs.iter()
+            .flat_map(|l| l.connects.iter().copied())
+            .collect(),
+    );
+    let latency = Stats::new(
+        logs.iter()
+            .flat_map(|l| l.latencies.iter().copied())
+            .collect(),
+    );
     let lag = Stats::new(logs.iter().flat_map(|l| l.lags.iter().copied()).collect());
     let asked = tally.ok + tally.errors();
     println!(
@@ -523,9 +535,7 @@ pub(super) fn idle(target: &Target, options: &Options, result: &mut ResultLine) 
         100.0 * tally.errors() as f64 / asked.max(1) as f64,
         tally.describe()
     );
-    println!(
-        "  {never_served} clients never served, {with_errors} saw an error, {served_at_end} served at their last tick"
-    );
+    println!("  {never_served} clients never served, {with_errors} saw an error");
     println!(
         "  request latency (connected): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} connects: p50 {:.2} ms, \
          p99 {:.2} ms, max {:.2} ms",
@@ -557,11 +567,13 @@ pub(super) fn idle(target: &Target, options: &Options, result: &mut ResultLine) 
         .add("closed", tally.closed)
         .add("reset", tally.reset)
         .add("timeouts", tally.timeout)
-        .add("status_errors", tally.status_4xx + tally.status_5xx + tally.status_other)
+        .add(
+            "status_errors",
+            tally.status_4xx + tally.status_5xx + tally.status_other,
+        )
         .add("server_errors", tally.status_5xx)
         .add("never_served", never_served)
         .add("clients_with_errors", with_errors)
-        .add("served_at_end", served_at_end)
         .add("connects", connects.sorted.len())
         .ms("connect_p99_ms", connects.ms(0.99))
         .ms("connect_max_ms", connects.max_ms())
@@ -623,7 +635,9 @@ pub(super) fn slowloris(
                     };
                     loop {
                         let life = match &mut stream {
-                            Ok((stream, connected)) => (hold_open(stream, &over), connected.elapsed()),
+                            Ok((stream, connected)) => {
+                                (hold_open(stream, &over), connected.elapsed())
+                            }
                             Err(connected) => (End::NoConnection, connected.elapsed()),
                         };
                         lives.push(life);
@@ -678,9 +692,16 @@ pub(super) fn slowloris(
 
     let first: Vec<SlowLife> = lives.iter().filter_map(|l| l.first().copied()).collect();
     let all: Vec<SlowLife> = lives.iter().flatten().copied().collect();
-    let count = |lives: &[SlowLife], f: &dyn Fn(End) -> bool| lives.iter().filter(|l| f(l.0)).count();
+    let count =
+        |lives: &[SlowLife], f: &dyn Fn(End) -> bool| lives.iter().filter(|l| f(l.0)).count();
     let times = |lives: &[SlowLife], f: &dyn Fn(End) -> bool| {
-        Stats::new(lives.iter().filter(|l| f(l.0)).map(|l| nanos(l.1)).collect())
+        Stats::new(
+            lives
+                .iter()
+                .filter(|l| f(l.0))
+                .map(|l| nanos(l.1))
+                .collect(),
+        )
     };
     let is_408 = |end: End| end == End::Answered(408);
     let is_other_answer = |end: End| matches!(end, End::Answered(status) if status != 408);
@@ -699,14 +720,21 @@ pub(super) fn slowloris(
         .iter()
         .filter(|(took, outcome)| outcome.is_ok() && *took > budget)
         .count();
-    let failed: Vec<&String> = probes.iter().filter_map(|(_, o)| o.as_ref().err()).collect();
+    let failed: Vec<&String> = probes
+        .iter()
+        .filter_map(|(_, o)| o.as_ref().err())
+        .collect();
     let probe_times = Stats::new(probes.iter().map(|(took, _)| nanos(*took)).collect());
     let fraction = within as f64 / probes.len().max(1) as f64;
 
     println!(
         "slowloris: {n} connections sending {} byte(s) of a head each{}, for {:.1} s; a probe every 100-200 ms",
         head.len(),
-        if options.reconnect { " and reconnecting when closed" } else { "" },
+        if options.reconnect {
+            " and reconnecting when closed"
+        } else {
+            ""
+        },
         options.duration.as_secs_f64()
     );
     println!(
@@ -769,8 +797,8 @@ pub(super) fn slowloris(
 /// Connects and sends the partial head; the error side holds when it tried.
 fn slow_connect(target: &Target, head: &[u8]) -> Result<(TcpStream, Instant), Instant> {
     let connected = Instant::now();
-    let stream =
-        TcpStream::connect_timeout(&target.address, Duration::from_secs(5)).map_err(|_| connected)?;
+    let stream = TcpStream::connect_timeout(&target.address, Duration::from_secs(5))
+        .map_err(|_| connected)?;
     let connected = Instant::now();
     if !head.is_empty() && (&stream).write_all(head).is_err() {
         return Err(connected);
@@ -850,7 +878,12 @@ pub(super) fn mass_expiry(
     let filler = if free > holders_wanted as i64 {
         let peer = admin.new_peer(LONG_LEASE)?;
         let path = format!("/peers/{peer}/{semaphore}");
-        admin.expect("PUT", &path, &(free - holders_wanted as i64).to_string(), &[200])?;
+        admin.expect(
+            "PUT",
+            &path,
+            &(free - holders_wanted as i64).to_string(),
+            &[200],
+        )?;
         Some(peer)
     } else {
         None
@@ -940,7 +973,11 @@ fn mass_expiry_run(
                         }
                         Ok(response) => {
                             log.errors += 1;
-                            errors.record(format!("PUT {path}: {} {}", response.status, response.text()));
+                            errors.record(format!(
+                                "PUT {path}: {} {}",
+                                response.status,
+                                response.text()
+                            ));
                             thread::sleep(Duration::from_millis(10));
                         }
                         Err(error) => {
@@ -1012,7 +1049,9 @@ fn mass_expiry_run(
     println!(
         "  {early} answers 202 before block_for had passed, {timeouts} after it; {error_count} errors{}",
         if sent_after > 0 {
-            format!("; {sent_after} waiters only asked after the deadline (use a longer --expires-in)")
+            format!(
+                "; {sent_after} waiters only asked after the deadline (use a longer --expires-in)"
+            )
         } else {
             String::new()
         }
@@ -1164,6 +1203,7 @@ pub(super) fn peers_listing(
     };
     let (inside, outside): (Vec<_>, Vec<_>) = acquires.iter().partition(|a| during(a));
     let inside = Stats::new(inside.iter().map(|&&(s, r)| nanos(r - s)).collect());
+    let over_20ms = inside.sorted.iter().filter(|&&t| t > 20_000_000).count();
     let outside = Stats::new(outside.iter().map(|&&(s, r)| nanos(r - s)).collect());
     let listing = Stats::new(listings.iter().map(|&(s, r, _, _)| nanos(r - s)).collect());
     let peers = listings.iter().map(|l| l.2).max().unwrap_or(0);
@@ -1177,8 +1217,8 @@ pub(super) fn peers_listing(
         listing.max_ms()
     );
     println!(
-        "  acquire during a listing ({}): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; otherwise ({}): p50 {:.2} ms, \
-         p99 {:.2} ms, max {:.2} ms; {} errors",
+        "  acquire during a listing ({}): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {over_20ms} over 20 ms; \
+         otherwise ({}): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} errors",
         inside.sorted.len(),
         inside.ms(0.5),
         inside.ms(0.99),
@@ -1200,6 +1240,7 @@ pub(super) fn peers_listing(
         .ms("p50_ms", inside.ms(0.5))
         .ms("p99_ms", inside.ms(0.99))
         .ms("max_ms", inside.max_ms())
+        .add("over_20ms", over_20ms)
         .ms("outside_p99_ms", outside.ms(0.99))
         .ms("outside_max_ms", outside.max_ms())
         .add("errors", errors.count());
@@ -1310,7 +1351,10 @@ fn make_peers(
     errors.report();
     if errors.count() > 0 {
         let _ = remove_peers(target, connections, &peers);
-        return Err(format!("creating peers failed with {} errors", errors.count()));
+        return Err(format!(
+            "creating peers failed with {} errors",
+            errors.count()
+        ));
     }
     Ok(peers)
 }
@@ -1511,7 +1555,10 @@ impl Watched {
         if let Some(cpu) = self.server_cpu {
             result
                 .add("server_cpu_s", format!("{:.2}", cpu.as_secs_f64()))
-                .add("server_cpu_pct", format!("{:.0}", self.percent(Some(cpu)).unwrap_or(0.0)))
+                .add(
+                    "server_cpu_pct",
+                    format!("{:.0}", self.percent(Some(cpu)).unwrap_or(0.0)),
+                )
                 .add(
                     "server_cpu_us_per_op",
                     format!("{:.0}", cpu.as_secs_f64() * 1e6 / operations.max(1) as f64),
