@@ -67,8 +67,8 @@ options:
                              peers-listing, small for contended, mutex for release-latency,
                              Small for waiters, Big for mass-expiry; for expiry-latency the
                              prefix of one semaphore per lane, NAME-0, NAME-1, ... (expiry)]
-  --block-for D              block_for of the long polls [default: 5s contended and
-                             mass-expiry, 30s waiters, 10s latency scenarios]
+  --block-for D              block_for of the long polls [default: 5s contended, 10s
+                             mass-expiry and latency scenarios, 30s waiters]
   --repeat N                 samples of the latency scenarios [default: 200 release-latency,
                              50 expiry-latency, 5 startup]
   --parallel N               expiry-latency: lanes run in parallel, one semaphore each [default: 5]
@@ -319,7 +319,10 @@ impl Options {
             .to_owned()
         });
         let block_for = block_for.unwrap_or(match scenario {
-            Scenario::Contended | Scenario::MassExpiry => Duration::from_secs(5),
+            Scenario::Contended => Duration::from_secs(5),
+            // Longer than the waiters wait for the deadline with the defaults, so that none is
+            // between two requests when the holders expire.
+            Scenario::MassExpiry => Duration::from_secs(10),
             Scenario::Waiters => Duration::from_secs(30),
             _ => Duration::from_secs(10),
         });
