@@ -918,11 +918,22 @@ fn mass_expiry_run(
         Some(&semaphore),
     )?;
     let create_time = created.elapsed();
-    // One heartbeat per holder sets its lease so that it ends at `deadline`. Heartbeats are one
-    // request where creating was two, but on a server whose cost per request grows with the
-    // peers (0.5.13) each costs about as much as both did on average: allow for that and more.
+    // One heartbeat per holder sets its lease so that it ends at `deadline`. How long that takes
+    // is estimated from heartbeats to a sample of them first (with the long lease); on 0.5.13
+    // a request costs more the more peers there are, so creating says little about it.
+    let sample = &holders[..(holders.len() / 10).clamp(1, 1000)];
+    let sampled = Instant::now();
+    arm(
+        target,
+        options.preload_connections,
+        sample,
+        sampled + LONG_LEASE,
+    )?;
+    let estimate = sampled
+        .elapsed()
+        .mul_f64(1.5 * holders.len() as f64 / sample.len() as f64);
     let armed = Instant::now();
-    let deadline = armed + (create_time * 5 / 4).max(Duration::from_millis(200)) + lease;
+    let deadline = armed + estimate + Duration::from_millis(200) + lease;
     let mut rtts = arm(target, options.preload_connections, &holders, deadline)?;
     // A holder's deadline on the server lies between `deadline` and `deadline` + the round trip
     // of its heartbeat. Heartbeats that took long (a scheduling hiccup) are sent again, so that
