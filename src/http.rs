@@ -446,24 +446,34 @@ const LISTING_BATCH: usize = 2_000;
 fn list_peers(service: &Service) -> Vec<u8> {
     let mut ids = service.inspect(|core, _, _| core.peer_ids());
     ids.sort_unstable();
-    let mut out = Vec::with_capacity(ids.len().saturating_mul(80).saturating_add(2));
+    let mut out = Vec::with_capacity(ids.len().saturating_mul(120).saturating_add(2));
     out.push(b'[');
+    // Each batch is written under the lock into a buffer of its own, which keeps its capacity
+    // from batch to batch; appending it to the answer (which may grow, a copy of tens of
+    // megabytes) happens after the lock is released.
+    let mut batch_json = Vec::new();
     for batch in ids.chunks(LISTING_BATCH) {
-        service.inspect(|core, _, now| peers_json(&mut out, core, batch, now));
+        batch_json.clear();
+        service.inspect(|core, _, now| peers_json(&mut batch_json, core, batch, now));
+        if !batch_json.is_empty() {
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&batch_json);
+        }
     }
     out.push(b']');
     out
 }
 
 /// Appends the peers of `ids` that are known, each as [`peer_json`] writes it, separated by
-/// commas from what `out` holds after its `[`. Written straight into the buffer, with no
-/// allocation per peer, because it runs under the state lock.
+/// commas. Written straight into the buffer, because it runs under the state lock.
 fn peers_json(out: &mut Vec<u8>, core: &Core, ids: &[PeerId], now: Instant) {
     for &id in ids {
         let Some(peer) = core.peer(id, now) else {
             continue;
         };
-        if out.last() != Some(&b'[') {
+        if !out.is_empty() {
             out.push(b',');
         }
         peer_json(out, peer);
@@ -587,10 +597,9 @@ mod tests {
                 "fencing_tokens": {"zeta": 1, "a\"b": 2}, "name": null},
         ]);
         let listing = |core: &Core, ids: &[PeerId]| {
-            let mut out = b"[".to_vec();
+            let mut out = Vec::new();
             peers_json(&mut out, core, ids, now);
-            out.push(b']');
-            out
+            [b"[".as_slice(), &out, b"]"].concat()
         };
         // Unknown ids (a peer gone between taking the ids and writing its batch) are skipped.
         assert_eq!(

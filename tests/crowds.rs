@@ -171,3 +171,20 @@ fn a_stalled_head_is_answered_408_at_the_request_timeout() {
     let _ = stream.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
 }
+
+/// `GET /peers/` writes peers in batches of 2,000 under the lock: a listing of 4,500 peers
+/// spans three batches and is still one JSON list, complete and ordered by id.
+#[test]
+fn a_listing_across_batches_is_complete_and_ordered() {
+    let server = Server::start(CONFIG);
+    let mut ids: Vec<u64> = (0..4500).map(|_| server.new_peer()).collect();
+    ids.sort_unstable();
+    let listing = server.get("/peers/").json();
+    let listed: Vec<u64> = listing
+        .as_array()
+        .expect("a JSON list")
+        .iter()
+        .map(|peer| peer["id"].as_u64().expect("an id"))
+        .collect();
+    assert_eq!(listed, ids);
+}

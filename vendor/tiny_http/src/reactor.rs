@@ -104,8 +104,16 @@ impl Inbox {
 pub(crate) struct ConnWriter {
     shared: Arc<Shared>,
     buffer: Vec<u8>,
+    /// Bytes at the start of `buffer` already written to the socket.
+    written: usize,
+    /// The socket failed: the rest of the answer is dropped.
+    failed: bool,
     close: bool,
 }
+
+/// A large answer (a listing of many peers) goes to the socket while it is produced, once
+/// this much is waiting, so that it is not held in memory twice.
+const WRITE_THROUGH: usize = 256 * 1024;
 
 impl ConnWriter {
     pub(crate) fn closes(&self) -> bool {
@@ -115,7 +123,19 @@ impl ConnWriter {
 
 impl Write for ConnWriter {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if self.failed {
+            return Ok(bytes.len());
+        }
         self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() - self.written >= WRITE_THROUGH {
+            let (written, failed) = write_some(&self.shared.stream, &self.buffer[self.written..]);
+            self.written += written;
+            self.failed = failed;
+            if self.written == self.buffer.len() {
+                self.buffer.clear();
+                self.written = 0;
+            }
+        }
         Ok(bytes.len())
     }
 
@@ -127,7 +147,12 @@ impl Write for ConnWriter {
 impl Drop for ConnWriter {
     fn drop(&mut self) {
         let shared = &self.shared;
-        let (written, failed) = write_some(&shared.stream, &self.buffer);
+        let (more, failed) = if self.failed {
+            (0, true)
+        } else {
+            write_some(&shared.stream, &self.buffer[self.written..])
+        };
+        let written = self.written + more;
         let since = shared.epoch.elapsed().as_nanos();
         shared
             .answered
@@ -517,6 +542,8 @@ impl Reactor {
             let writer = ConnWriter {
                 shared: conn.shared.clone(),
                 buffer: Vec::new(),
+                written: 0,
+                failed: false,
                 close,
             };
             let request = crate::request::from_reactor(head, body, conn.remote, writer);
