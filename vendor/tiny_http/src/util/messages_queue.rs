@@ -30,6 +30,9 @@ where
     pub fn push(&self, value: T) {
         let mut queue = self.queue.lock().unwrap();
         queue.push_back(Control::Elem(value));
+        // Throttle's patch: notified after the lock is released, so the woken thread does not
+        // wake only to wait for the lock the notifier still holds (a second context switch).
+        drop(queue);
         self.condvar.notify_one();
     }
 
@@ -37,6 +40,7 @@ where
     pub fn unblock(&self) {
         let mut queue = self.queue.lock().unwrap();
         queue.push_back(Control::Unblock);
+        drop(queue);
         self.condvar.notify_one();
     }
 
