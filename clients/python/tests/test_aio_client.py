@@ -202,3 +202,35 @@ async def test_an_async_peer_restores_itself(server: ThrottleServer, aclient: As
     await peer.stop_heartbeat()
     await peer.remove_from_server()
     assert await aclient.remainder("A") == 1
+
+
+async def test_long_polls_beyond_the_limit_answer_at_once(url: str) -> None:
+    async with AsyncClient(url, max_connections=1, max_long_polls=2) as client:
+
+        async def pending_on_a() -> int:
+            return sum(p.pending.get("A", 0) for p in await client.list_peers())
+
+        async def wait_for_pending(count: int) -> None:
+            deadline = time.monotonic() + 10
+            while await pending_on_a() != count:
+                assert time.monotonic() < deadline, f"{count} waiters never queued"
+                await asyncio.sleep(0.02)
+
+        holder = await client.new_peer(expires_in=MINUTE)
+        assert await client.acquire(holder, "A")
+        waiters = [await client.new_peer(expires_in=MINUTE) for _ in range(3)]
+        polls = []
+        for count, waiter in enumerate(waiters[:2], start=1):
+            poll = client.acquire(waiter, "A", block_for=timedelta(seconds=20))
+            polls.append(asyncio.create_task(poll))
+            await wait_for_pending(count)
+        # Both long polls hold their connections. A third acquire asks without blocking, and a
+        # release takes the one quick connection without waiting behind them.
+        started = time.monotonic()
+        assert await client.acquire(waiters[2], "A", block_for=timedelta(seconds=20)) is False
+        await client.release(waiters[2])
+        assert time.monotonic() - started < 5
+        await client.release(holder)
+        assert await asyncio.wait_for(polls[0], 20) is True
+        await client.release(waiters[0])
+        assert await asyncio.wait_for(polls[1], 20) is True

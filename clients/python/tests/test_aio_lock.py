@@ -247,7 +247,7 @@ async def test_asyncio_timeout_on_a_nested_waiter_withdraws_only_it(
     assert await aclient.acquire(blocker, "B")
     async with lock(url, "A") as peer:
         with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.5):  # type: ignore[attr-defined]
+            async with asyncio.timeout(0.5):
                 async with lock(url, "B"):
                     pytest.fail("granted although held")
         state = {p.id: p for p in await aclient.list_peers()}[peer.id]

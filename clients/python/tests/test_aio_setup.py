@@ -24,6 +24,6 @@ def test_one_client_serves_one_event_loop_after_another(server: ThrottleServer) 
 def test_without_httpx_the_import_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [n for n in sys.modules if n.startswith("throttle_client.aio")]:
         monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setitem(sys.modules, "httpx", None)  # type: ignore[arg-type]
+    monkeypatch.setitem(sys.modules, "httpx", None)
     with pytest.raises(ImportError, match=r"pip install 'throttle-client\[async\]'"):
         importlib.import_module("throttle_client.aio")

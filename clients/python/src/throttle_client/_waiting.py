@@ -50,8 +50,10 @@ class Waiting:
         self._clock = clock
         self._deadline = None if timeout is None else clock() + timeout.total_seconds()
         self._pause = Backoff(first=0.02, cap=1.0)
-        self._asked_at = 0.0
-        self._block_for = longest_slice
+        # As if an acquire without blocking had just been sent: a loop may ask once that way
+        # before its first slice, and its "pending" is then not early.
+        self._asked_at = clock()
+        self._block_for = timedelta(0)
 
     def next_slice(self) -> timedelta:
         """The ``block_for`` of the next acquire: a slice, or what is left until the deadline

@@ -2,20 +2,24 @@
 
 The twin of ``throttle_client.Client``: the same routes, arguments, retries and typed errors,
 because both build their requests and read their answers with ``throttle_client._wire``. This
-module only sends and receives. All requests of one client share one ``httpx.AsyncClient``
-connection pool, so the tasks of an event loop reuse a few keep-alive connections instead of
-opening one each.
+module only sends and receives. All tasks of an event loop that use one client share its
+keep-alive connections instead of opening their own.
 
-At most half of the pool's connections carry long polls at a time; an acquire beyond that asks
-without blocking, and its early "pending" makes the waiting loop pause as after the server's own
-early answers (it refuses long polls beyond its share of workers too). This keeps the other
-half free for the requests that make progress (releases, heartbeats, new peers), which would
-otherwise queue behind long polls for seconds, and it keeps the pool small: httpcore's pool (as
-of 1.0.9) spends time proportional to the square of its connections on every request, which
-made a pool of 100 connections cost 4 ms of CPU per request with 200 waiting tasks.
+The connections are kept in two ``httpx`` pools: a few (``max_connections``) for requests the
+server answers at once, and up to ``max_long_polls`` for long polls, which hold a connection
+for seconds. Kept apart, a release or heartbeat never waits behind long polls for a connection,
+and the pool for quick answers stays small, which matters because httpcore's pool (as of 1.0.9)
+spends time proportional to the square of its connections on every request: with one pool of
+100 connections, 200 waiting tasks cost 4 ms of CPU per request, 64 tasks taking uncontended
+locks 20 ms per lock. Requests wait for a quick connection in a FIFO semaphore rather than in
+httpcore's queue, which offers a freed connection to every waiting request at once.
+
+An acquire that would be a long poll beyond ``max_long_polls`` asks without blocking instead;
+its early "pending" makes the waiting loop pause as after the server's own early answers (the
+server, too, answers long polls beyond its share of workers at once).
 
 An ``httpx.AsyncClient`` belongs to the event loop it first ran on. An ``AsyncClient`` used on
-another loop (a second ``asyncio.run``, say) opens a new pool there and drops the old one, as
+another loop (a second ``asyncio.run``, say) opens new pools there and drops the old ones, as
 the blocking client does after a ``fork``.
 """
 
@@ -40,26 +44,31 @@ _log = logging.getLogger(__name__)
 #: retrying is over: the counterparts of ``requests.ConnectionError`` and ``requests.Timeout``.
 RETRIED_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
-_DEFAULT_MAX_CONNECTIONS = 64
+_DEFAULT_MAX_CONNECTIONS = 8
+_DEFAULT_MAX_LONG_POLLS = 32
 
 
-class _Pool:
-    """The connections of one event loop, and how many of them carry long polls now."""
+class _Pools:
+    """The connections of one event loop: for quick answers, and for long polls."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, max_connections: int) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, max_connections: int, max_long_polls: int
+    ) -> None:
         self.loop = loop
-        self.http = httpx.AsyncClient(
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                # As many as may be open: fewer would close and reopen connections in bursts.
-                max_keepalive_connections=max_connections,
-            ),
-        )
+        self.quick = _http(max_connections)
+        self.quick_gate = asyncio.Semaphore(max_connections)
+        self.long = _http(max_long_polls)
         self.long_polls = 0
-        # Requests wait here for a connection, not in httpcore's queue: each pass over that
-        # queue scans every connection for every waiting request, and a freed connection is
-        # offered to all of them at once (a herd that makes a dozen passes per request).
-        self.gate = asyncio.Semaphore(max_connections)
+
+    async def aclose(self) -> None:
+        await self.quick.aclose()
+        await self.long.aclose()
+
+
+def _http(connections: int) -> httpx.AsyncClient:
+    # As many kept alive as may be open: fewer would close and reopen connections in bursts.
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.AsyncClient(limits=limits)
 
 
 class AsyncClient:
@@ -76,10 +85,12 @@ class AsyncClient:
     * ``token``: the server's access token (``None``: from ``THROTTLE_TOKEN``, if set; ``""``:
       none). A wrong or missing token raises ``Unauthorized``.
 
-    and one of its own:
+    and two of its own (see the module's doc):
 
-    * ``max_connections``: connections open at once (default 64), at most half of them long
-      polls (see the module's doc). More requests at a time wait for a free connection.
+    * ``max_connections``: connections for requests the server answers at once (default 8).
+      More such requests at a time wait for a free connection, in order.
+    * ``max_long_polls``: long polls open at once (default 32). An acquire beyond them asks
+      without blocking and answers ``False`` if the lock is not free.
 
     Use it as ``async with AsyncClient(url) as client:`` or call ``aclose`` when done. A
     closed client reconnects when used again. It can be pickled; the copy connects on first
@@ -95,15 +106,20 @@ class AsyncClient:
         request_timeout: timedelta = timedelta(seconds=30),
         token: Optional[str] = None,
         max_connections: int = _DEFAULT_MAX_CONNECTIONS,
+        max_long_polls: int = _DEFAULT_MAX_LONG_POLLS,
     ) -> None:
-        if max_connections < 2:
-            raise ValueError(f"max_connections must be at least 2, got {max_connections}")
+        if max_connections < 1 or max_long_polls < 1:
+            raise ValueError(
+                "max_connections and max_long_polls must be at least 1, got "
+                f"{max_connections} and {max_long_polls}"
+            )
         self.base_url = base_url
         self.retry_for = retry_for
         self.request_timeout = request_timeout
         self.max_connections = max_connections
+        self.max_long_polls = max_long_polls
         self._token = resolve_token(token)
-        self._pool: Optional[_Pool] = None
+        self._pools: Optional[_Pools] = None
 
     def __getstate__(self) -> Dict[str, Any]:
         return {
@@ -111,6 +127,7 @@ class AsyncClient:
             "retry_for": self.retry_for,
             "request_timeout": self.request_timeout,
             "max_connections": self.max_connections,
+            "max_long_polls": self.max_long_polls,
             "token": self._token,
         }
 
@@ -119,8 +136,9 @@ class AsyncClient:
         self.retry_for = state["retry_for"]
         self.request_timeout = state["request_timeout"]
         self.max_connections = state["max_connections"]
+        self.max_long_polls = state["max_long_polls"]
         self._token = state["token"]
-        self._pool = None
+        self._pools = None
 
     def __repr__(self) -> str:
         return f"AsyncClient({self.base_url!r})"
@@ -138,9 +156,9 @@ class AsyncClient:
 
     async def aclose(self) -> None:
         """Close the pooled connections. The client stays usable and reconnects when needed."""
-        pool, self._pool = self._pool, None
-        if pool is not None and pool.loop is asyncio.get_running_loop():
-            await pool.http.aclose()
+        pools, self._pools = self._pools, None
+        if pools is not None and pools.loop is asyncio.get_running_loop():
+            await pools.aclose()
         # A pool of another loop cannot be closed from this one; it goes with its loop.
 
     # Routes, documented on ``throttle_client.Client``.
@@ -162,21 +180,22 @@ class AsyncClient:
         ``Client.acquire``). Cancelling it does not withdraw the request: the lock stays
         queued on the server until released (``release_lock``) or the peer expires.
 
-        A ``block_for`` answers ``False`` at once, like a busy server, while half of
-        ``max_connections`` carry long polls already.
+        While ``max_long_polls`` long polls are open already, a ``block_for`` is not waited
+        for: the answer comes at once, like a busy server's.
         """
-        pool = self._pool_for_this_loop()
+        pools = self._pools_for_this_loop()
         long_poll = block_for is not None and block_for > timedelta(0)
-        if long_poll and pool.long_polls >= self.max_connections // 2:
+        if long_poll and pools.long_polls >= self.max_long_polls:
             block_for, long_poll = None, False
         request = _wire.acquire(peer_id, semaphore, count, expires_in, block_for)
-        if long_poll:
-            pool.long_polls += 1
-        try:
+        if not long_poll:
             response = await self._send(request)
-        finally:
-            if long_poll:
-                pool.long_polls -= 1
+        else:
+            pools.long_polls += 1
+            try:
+                response = await self._send(request)
+            finally:
+                pools.long_polls -= 1
         return _wire.parse_acquired(response.status_code, response.text)
 
     async def release(self, peer_id: int) -> None:
@@ -231,11 +250,31 @@ class AsyncClient:
 
     # Transport.
 
-    def _pool_for_this_loop(self) -> _Pool:
+    def _pools_for_this_loop(self) -> _Pools:
         loop = asyncio.get_running_loop()
-        if self._pool is None or self._pool.loop is not loop:
-            self._pool = _Pool(loop, self.max_connections)
-        return self._pool
+        if self._pools is None or self._pools.loop is not loop:
+            self._pools = _Pools(loop, self.max_connections, self.max_long_polls)
+        return self._pools
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        request: _wire.Request,
+        headers: Dict[str, str],
+        timeout: httpx.Timeout,
+    ) -> httpx.Response:
+        """One attempt: a long poll on a long-poll connection (``acquire`` counted it), any
+        other request on a quick one once one is free."""
+        pools = self._pools_for_this_loop()
+        if request.block_for is not None and request.block_for > timedelta(0):
+            return await pools.long.request(
+                method, url, content=request.body, headers=headers, timeout=timeout
+            )
+        async with pools.quick_gate:
+            return await pools.quick.request(
+                method, url, content=request.body, headers=headers, timeout=timeout
+            )
 
     async def _send(
         self, request: _wire.Request, *, stop: Optional[asyncio.Event] = None
@@ -255,12 +294,7 @@ class AsyncClient:
         while True:
             failure: Exception
             try:
-                pool = self._pool_for_this_loop()
-                async with pool.gate:
-                    response = await pool.http.request(
-                        request.method, url, content=request.body, headers=headers,
-                        timeout=timeout,
-                    )
+                response = await self._exchange(request.method, url, request, headers, timeout)
             except RETRIED_ERRORS as error:
                 failure = error
             else:

@@ -74,27 +74,29 @@ async def _take(
 ) -> None:
     """Take the unit for the peer, waiting if need be; raises ``Timeout`` after ``timeout``."""
     waiting_expiration = max(per, WAITING_EXPIRATION)
-    try:
-        if await client.acquire(peer_id, semaphore, count=count, expires_in=per):
-            return
-    except UnknownPeer:
-        # The peer expired on the way (an event loop or network slower than its lease). It
-        # holds nothing yet, so restoring it and waiting like any waiter loses nothing.
-        await client.restore(peer_id, {}, expires_in=waiting_expiration)
+    lease = [per]
 
     async def acquire(block_for: timedelta) -> bool:
-        return await client.acquire(
-            peer_id, semaphore, count=count, expires_in=waiting_expiration,
-            block_for=block_for,
+        # An ask that does not block (the first) is granted at once or not at all, and its
+        # lease is the window itself. A waiting one keeps the peer alive for a few slices.
+        expires_in = per if block_for <= timedelta(0) else waiting_expiration
+        granted = await client.acquire(
+            peer_id, semaphore, count=count, expires_in=expires_in, block_for=block_for
         )
+        lease[0] = expires_in
+        return granted
 
     async def restore() -> None:
+        # Lost on the way (an event loop or network slower than the lease): the peer holds
+        # nothing yet, so restoring it and waiting on loses nothing.
         await client.restore(peer_id, {}, expires_in=waiting_expiration)
 
     await wait_for_grant(
         acquire, restore, Waiting(timeout, LONGEST_SLICE, f"rate limit unit of {semaphore!r}")
     )
-    # While queued, the peer lived on the longer waiting expiration. Start the window now.
+    if lease[0] == per:
+        return
+    # Granted while waiting, on the longer waiting expiration. Start the window now.
     try:
         await client.heartbeat(peer_id, expires_in=per)
     except UnknownPeer:
