@@ -295,6 +295,29 @@ async def test_cancelled_while_holding_releases(url: str, aclient: AsyncClient) 
     assert await aclient.list_peers() == []
 
 
+async def test_a_holder_cancelled_while_the_server_is_down_ends_within_bounds(
+    start_server: StartServer,
+) -> None:
+    server = start_server("[semaphores]\nA = 1\n")
+    entered = asyncio.Event()
+
+    async def hold_forever() -> None:
+        async with lock(server.url, "A"):
+            entered.set()
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(hold_forever())
+    await asyncio.wait_for(entered.wait(), 10)
+    await asyncio.to_thread(server.stop)
+    started = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 30)
+    # The release is retried for a few seconds only, not for the client's retry_for (60 s):
+    # the peer expires on its own, and a cancelled task should end promptly.
+    assert time.monotonic() - started < 20
+
+
 async def test_a_cancelled_holder_hands_over_to_a_waiter(url: str, aclient: AsyncClient) -> None:
     entered = asyncio.Event()
 
