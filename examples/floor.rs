@@ -1,7 +1,7 @@
 //! The floor of the design card: a server with Throttle's HTTP shell and nothing else.
 //!
 //! It runs the same patched tiny_http with the same limits and the same worker pool as the
-//! real server (threads pulling requests, at most twice the CPUs running at once), but answers
+//! real server (the readiness loop reading connections, four worker threads pulling requests), but answers
 //! every request with `200 Ok` without parsing, locking or counting anything. What it costs per
 //! request is what any server on that design pays before Throttle does any work, so its rates
 //! bound the real server's from above. docs/benchmark.md compares it with Throttle 0.5.13.
@@ -29,14 +29,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         idle_timeout: Some(Duration::from_secs(60)),
         request_timeout: Duration::from_secs(10),
         max_head_bytes: 80 * 1024,
+        max_body_bytes: 64 * 1024,
     };
     let server =
         Arc::new(Server::http_with_limits(("127.0.0.1", port), limits).map_err(|e| e.to_string())?);
-    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
-    server.limit_running(cpus * 2, Duration::from_millis(5));
-    server.reserve_workers(64);
     eprintln!("Listening on http://127.0.0.1:{port}");
-    let workers: Vec<_> = (0..64)
+    let workers: Vec<_> = (0..4)
         .map(|_| {
             let server = server.clone();
             thread::spawn(move || {

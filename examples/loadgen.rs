@@ -25,6 +25,11 @@
 //!   holder's estimated deadline to the waiter reading its 200.
 //! - `startup`: starts a server binary with `--port 0` and measures the time from spawning the
 //!   process to the first 200 from `/health`.
+//! - The crowd scenarios of issue 13, in `loadgen/crowd.rs`: `waiters` (many long polls on a
+//!   small semaphore), `idle` (thousands of keep-alive clients heartbeating), `slowloris`
+//!   (connections that stop mid-head while fresh clients try to get through), `mass-expiry`
+//!   (tens of thousands of leases ending at once) and `peers-listing` (`GET /peers/` with many
+//!   peers while another client acquires).
 //!
 //! `--preload N` creates N idle peers holding a lock of count 1 each (in parallel over
 //! `--preload-connections` connections) before the scenario and removes them afterwards
@@ -37,35 +42,55 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Barrier, Mutex, OnceLock};
+use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
+
+#[path = "loadgen/crowd.rs"]
+mod crowd;
 
 const USAGE: &str = "\
 usage: loadgen --url URL --scenario NAME [options]
 
-scenarios: health, cycle, contended, heartbeat, release-latency, expiry-latency, startup
+scenarios: health, cycle, contended, heartbeat, release-latency, expiry-latency, startup;
+the crowds: waiters, idle, slowloris, mass-expiry, peers-listing (docs/benchmark.md)
 
 options:
   --url URL                  server to load, e.g. http://127.0.0.1:8000 (all but startup)
   --scenario NAME            what to run (see above)
-  --clients N                concurrent clients, one connection each [default: 16]
-  --duration D               how long throughput scenarios run, e.g. 5s [default: 5s]
-  --semaphore NAME           semaphore of the scenario [default: big for cycle, small for
-                             contended, mutex for release-latency; for expiry-latency the
+  --clients N                concurrent clients, one connection each [default: 16; waiters
+                             500, idle 2000, slowloris 1100 slow connections, mass-expiry
+                             100 waiters]
+  --duration D               how long the scenario runs, e.g. 5s [default: 5s; waiters 20s,
+                             idle and slowloris 15s, peers-listing 10s]
+  --semaphore NAME           semaphore of the scenario [default: big for cycle, slowloris and
+                             peers-listing, small for contended, mutex for release-latency,
+                             Small for waiters, Big for mass-expiry; for expiry-latency the
                              prefix of one semaphore per lane, NAME-0, NAME-1, ... (expiry)]
-  --block-for D              block_for of the contended and latency scenarios
-                             [default: 5s contended, 10s latency scenarios]
+  --block-for D              block_for of the long polls [default: 5s contended, 10s
+                             mass-expiry and latency scenarios, 30s waiters]
   --repeat N                 samples of the latency scenarios [default: 200 release-latency,
                              50 expiry-latency, 5 startup]
   --parallel N               expiry-latency: lanes run in parallel, one semaphore each [default: 5]
-  --expires-in D             expiry-latency: the holder's lease [default: 200ms]
+  --expires-in D             expiry-latency, mass-expiry: the holders' lease [default: 200ms,
+                             mass-expiry 2s]
+  --hold D                   waiters: how long a grant is held before the release [default: 20ms]
+  --backoff D                waiters, mass-expiry: first pause after a 202 that came before
+                             block_for had passed; it doubles (jittered) with every further
+                             early 202, as in the repository's clients [default: 20ms]
+  --backoff-max D            the longest of those pauses [default: 1s; = --backoff for a
+                             fixed pause]
+  --peers N                  mass-expiry: holders expiring at once [default: 50000]
+  --bytes N                  slowloris: bytes each slow connection sends, 0 or more [default: 1]
+  --reconnect                slowloris: a slow connection that is closed is opened again
+  --budget D                 slowloris: a probe succeeds if done within this [default: 1s]
   --preload N                before the scenario, create N peers holding 1 each [default: 0]
   --preload-semaphore NAME   semaphore of the preloaded locks [default: big]
   --preload-connections N    connections used to preload [default: 32]
   --preload-expires-in D     lease of the preloaded peers [default: 1h]
   --keep-preload             leave the preloaded peers in place at the end
-  --rss-pid PID              read VmRSS of this process after the scenario (Linux)
+  --rss-pid PID              read VmRSS of this process after the scenario (Linux); the crowd
+                             scenarios also sample its peak VmRSS and thread count
   --cost-pid PID             throughput scenarios: CPU time and context switches of this
                              process per request during the run (Linux, from /proc)
   --server-bin PATH          startup: the server executable
@@ -106,6 +131,11 @@ enum Scenario {
     ReleaseLatency,
     ExpiryLatency,
     Startup,
+    Waiters,
+    Idle,
+    Slowloris,
+    MassExpiry,
+    PeersListing,
 }
 
 impl Scenario {
@@ -118,6 +148,11 @@ impl Scenario {
             "release-latency" => Scenario::ReleaseLatency,
             "expiry-latency" => Scenario::ExpiryLatency,
             "startup" => Scenario::Startup,
+            "waiters" => Scenario::Waiters,
+            "idle" => Scenario::Idle,
+            "slowloris" => Scenario::Slowloris,
+            "mass-expiry" => Scenario::MassExpiry,
+            "peers-listing" => Scenario::PeersListing,
             _ => return Err(format!("unknown scenario {name:?}")),
         })
     }
@@ -131,6 +166,11 @@ impl Scenario {
             Scenario::ReleaseLatency => "release-latency",
             Scenario::ExpiryLatency => "expiry-latency",
             Scenario::Startup => "startup",
+            Scenario::Waiters => "waiters",
+            Scenario::Idle => "idle",
+            Scenario::Slowloris => "slowloris",
+            Scenario::MassExpiry => "mass-expiry",
+            Scenario::PeersListing => "peers-listing",
         }
     }
 }
@@ -155,6 +195,13 @@ struct Options {
     cost_pid: Option<u32>,
     server_bin: Option<String>,
     config: Option<String>,
+    hold: Duration,
+    backoff: Duration,
+    backoff_max: Duration,
+    peers: usize,
+    bytes: usize,
+    reconnect: bool,
+    budget: Duration,
 }
 
 impl Options {
@@ -163,13 +210,13 @@ impl Options {
         let mut args = args.peekable();
         let mut url = None;
         let mut scenario = None;
-        let mut clients = 16;
-        let mut duration = Duration::from_secs(5);
+        let mut clients = None;
+        let mut duration = None;
         let mut semaphore = None;
         let mut block_for = None;
         let mut repeat = None;
         let mut parallel = 5;
-        let mut expires_in = Duration::from_millis(200);
+        let mut expires_in = None;
         let mut preload = 0;
         let mut preload_semaphore = "big".to_owned();
         let mut preload_connections = 32;
@@ -179,6 +226,13 @@ impl Options {
         let mut cost_pid = None;
         let mut server_bin = None;
         let mut config = None;
+        let mut hold = Duration::from_millis(20);
+        let mut backoff = Duration::from_millis(20);
+        let mut backoff_max = Duration::from_secs(1);
+        let mut peers = 50_000;
+        let mut bytes = 1;
+        let mut reconnect = false;
+        let mut budget = Duration::from_secs(1);
         while let Some(arg) = args.next() {
             let (flag, inline) = match arg.split_once('=') {
                 Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value)),
@@ -195,13 +249,13 @@ impl Options {
                 "-h" | "--help" => return Ok(None),
                 "--url" => url = Some(value()?),
                 "--scenario" => scenario = Some(Scenario::parse(&value()?)?),
-                "--clients" => clients = number(&flag, &value()?)?,
-                "--duration" => duration = duration_arg(&flag, &value()?)?,
+                "--clients" => clients = Some(number(&flag, &value()?)?),
+                "--duration" => duration = Some(duration_arg(&flag, &value()?)?),
                 "--semaphore" => semaphore = Some(value()?),
                 "--block-for" => block_for = Some(duration_arg(&flag, &value()?)?),
                 "--repeat" => repeat = Some(number(&flag, &value()?)?),
                 "--parallel" => parallel = number(&flag, &value()?)?,
-                "--expires-in" => expires_in = duration_arg(&flag, &value()?)?,
+                "--expires-in" => expires_in = Some(duration_arg(&flag, &value()?)?),
                 "--preload" => preload = number(&flag, &value()?)?,
                 "--preload-semaphore" => preload_semaphore = value()?,
                 "--preload-connections" => preload_connections = number(&flag, &value()?)?,
@@ -211,6 +265,13 @@ impl Options {
                 "--cost-pid" => cost_pid = Some(number::<u32>(&flag, &value()?)?),
                 "--server-bin" => server_bin = Some(value()?),
                 "--config" => config = Some(value()?),
+                "--hold" => hold = duration_arg(&flag, &value()?)?,
+                "--backoff" => backoff = duration_arg(&flag, &value()?)?,
+                "--backoff-max" => backoff_max = duration_arg(&flag, &value()?)?,
+                "--peers" => peers = number(&flag, &value()?)?,
+                "--bytes" => bytes = number(&flag, &value()?)?,
+                "--reconnect" => reconnect = true,
+                "--budget" => budget = duration_arg(&flag, &value()?)?,
                 _ => return Err(format!("unknown argument {arg:?}")),
             }
         }
@@ -220,6 +281,26 @@ impl Options {
         }
         if scenario == Scenario::Startup && server_bin.is_none() {
             return Err("startup needs --server-bin".into());
+        }
+        let clients = clients.unwrap_or(match scenario {
+            Scenario::Waiters => 500,
+            Scenario::Idle => 2000,
+            Scenario::Slowloris => 1100,
+            Scenario::MassExpiry => 100,
+            _ => 16,
+        });
+        let duration = duration.unwrap_or(Duration::from_secs(match scenario {
+            Scenario::Waiters => 20,
+            Scenario::Idle | Scenario::Slowloris => 15,
+            Scenario::PeersListing => 10,
+            _ => 5,
+        }));
+        let expires_in = expires_in.unwrap_or(match scenario {
+            Scenario::MassExpiry => Duration::from_secs(2),
+            _ => Duration::from_millis(200),
+        });
+        if scenario == Scenario::MassExpiry && peers < clients {
+            return Err("mass-expiry needs at least as many --peers as --clients".into());
         }
         if clients == 0 || parallel == 0 || preload_connections == 0 {
             return Err(
@@ -231,12 +312,18 @@ impl Options {
                 Scenario::Contended => "small",
                 Scenario::ReleaseLatency => "mutex",
                 Scenario::ExpiryLatency => "expiry",
+                Scenario::Waiters => "Small",
+                Scenario::MassExpiry => "Big",
                 _ => "big",
             }
             .to_owned()
         });
         let block_for = block_for.unwrap_or(match scenario {
             Scenario::Contended => Duration::from_secs(5),
+            // Longer than the waiters wait for the deadline with the defaults, so that none is
+            // between two requests when the holders expire.
+            Scenario::MassExpiry => Duration::from_secs(10),
+            Scenario::Waiters => Duration::from_secs(30),
             _ => Duration::from_secs(10),
         });
         let repeat = repeat.unwrap_or(match scenario {
@@ -263,6 +350,13 @@ impl Options {
             cost_pid,
             server_bin,
             config,
+            hold,
+            backoff,
+            backoff_max,
+            peers,
+            bytes,
+            reconnect,
+            budget,
         }))
     }
 }
@@ -332,27 +426,56 @@ struct Client {
     stream: Option<BufReader<TcpStream>>,
     out: Vec<u8>,
     line: String,
+    /// Bounds the connect and every blocked read or write.
+    timeout: Duration,
+    /// Size of the read buffer.
+    capacity: usize,
+    /// Where each new connection is registered so that another thread can shut it down, and
+    /// this client's place there.
+    closer: Option<(Arc<Closer>, usize)>,
 }
 
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Client {
     fn new(target: &Target) -> Client {
+        Client::with(target, IO_TIMEOUT, 16 * 1024)
+    }
+
+    /// A client with its own I/O timeout and read buffer size (the crowd scenarios run
+    /// thousands of clients, with small buffers and shorter timeouts).
+    fn with(target: &Target, timeout: Duration, capacity: usize) -> Client {
         Client {
             target: target.clone(),
             stream: None,
-            out: Vec::with_capacity(512),
+            out: Vec::with_capacity(256),
             line: String::with_capacity(128),
+            timeout,
+            capacity,
+            closer: None,
         }
+    }
+
+    /// Registers every connection of this client in `closer`, at `slot`.
+    fn closed_by(mut self, closer: &Arc<Closer>, slot: usize) -> Client {
+        self.closer = Some((closer.clone(), slot));
+        self
+    }
+
+    fn is_connected(&self) -> bool {
+        self.stream.is_some()
     }
 
     fn connect(&mut self) -> io::Result<&mut BufReader<TcpStream>> {
         if self.stream.is_none() {
-            let stream = TcpStream::connect_timeout(&self.target.address, IO_TIMEOUT)?;
+            let stream = TcpStream::connect_timeout(&self.target.address, self.timeout)?;
             stream.set_nodelay(true)?;
-            stream.set_read_timeout(Some(IO_TIMEOUT))?;
-            stream.set_write_timeout(Some(IO_TIMEOUT))?;
-            self.stream = Some(BufReader::with_capacity(16 * 1024, stream));
+            stream.set_read_timeout(Some(self.timeout))?;
+            stream.set_write_timeout(Some(self.timeout))?;
+            if let Some((closer, slot)) = &self.closer {
+                closer.register(*slot, &stream)?;
+            }
+            self.stream = Some(BufReader::with_capacity(self.capacity, stream));
         }
         Ok(self.stream.as_mut().expect("connected above"))
     }
@@ -517,6 +640,39 @@ fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
 
+/// Shuts down the connections of many clients at once from another thread, which ends their
+/// blocked reads (a long poll, say) when a scenario's time is up. Each client has a slot holding
+/// a clone of its current connection; once closed, new connections are shut down at once.
+struct Closer {
+    state: Mutex<(bool, Vec<Option<TcpStream>>)>,
+}
+
+impl Closer {
+    fn new(slots: usize) -> Closer {
+        Closer {
+            state: Mutex::new((false, (0..slots).map(|_| None).collect())),
+        }
+    }
+
+    fn register(&self, slot: usize, stream: &TcpStream) -> io::Result<()> {
+        let mut state = self.state.lock().expect("not poisoned");
+        if state.0 {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return Err(io::Error::other("the scenario is over"));
+        }
+        state.1[slot] = Some(stream.try_clone()?);
+        Ok(())
+    }
+
+    fn close_all(&self) {
+        let mut state = self.state.lock().expect("not poisoned");
+        state.0 = true;
+        for stream in state.1.iter_mut().filter_map(Option::take) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
 /// Percent-encodes a semaphore name for a path segment.
 fn encode(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
@@ -629,15 +785,7 @@ impl ProcessCost {
 /// threads included) from `/proc/PID/stat`, context switches summed over its live threads
 /// (`/proc/PID/task/*/status`) by thread.
 fn process_cost(pid: u32) -> Option<ProcessCost> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The fields after the command name, which is in parentheses and may hold spaces: the
-    // state is field 3 of the line, utime and stime fields 14 and 15, in USER_HZ (100 a second).
-    let fields: Vec<&str> = stat
-        .get(stat.rfind(')')? + 1..)?
-        .split_whitespace()
-        .collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
+    let cpu = cpu_time(pid)?;
     let mut switches = HashMap::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))
         .ok()?
@@ -659,10 +807,21 @@ fn process_cost(pid: u32) -> Option<ProcessCost> {
             .sum::<u64>();
         switches.insert(tid, count);
     }
-    Some(ProcessCost {
-        cpu: Duration::from_millis((utime + stime) * 10),
-        switches,
-    })
+    Some(ProcessCost { cpu, switches })
+}
+
+/// User + system time of a process so far (its exited threads included), from /proc/PID/stat.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces: the
+    // state is field 3 of the line, utime and stime fields 14 and 15, in USER_HZ (100 a second).
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
 }
 
 /// `key=value` pairs of the final `result` line.
@@ -715,6 +874,11 @@ fn run(options: &Options) -> Result<(), String> {
         }
         Scenario::ReleaseLatency => release_latency(&target, options, &mut result),
         Scenario::ExpiryLatency => expiry_latency(&target, options, &mut result),
+        Scenario::Waiters => crowd::waiters(&target, options, &mut result),
+        Scenario::Idle => crowd::idle(&target, options, &mut result),
+        Scenario::Slowloris => crowd::slowloris(&target, options, &mut result),
+        Scenario::MassExpiry => crowd::mass_expiry(&target, options, &mut result),
+        Scenario::PeersListing => crowd::peers_listing(&target, options, &mut result),
         Scenario::Startup => unreachable!("handled above"),
     };
 

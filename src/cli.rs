@@ -34,8 +34,11 @@ pub struct Options {
     pub address: String,
     /// The TCP port to listen on; 0 lets the operating system pick a free one.
     pub port: u16,
-    /// The number of worker threads serving requests; at least 1.
+    /// The number of worker threads serving requests; at least 1. They never wait for a lock:
+    /// long polls wait on threads of their own, at most `max_waiters`.
     pub workers: usize,
+    /// Long polls waiting at once at most; beyond it a long poll is answered 202 at once.
+    pub max_waiters: usize,
     /// Open connections served at once; further ones are closed when accepted.
     pub max_connections: usize,
     /// How long a keep-alive connection may sit idle, and one read or write may block.
@@ -44,6 +47,15 @@ pub struct Options {
     pub request_timeout: Duration,
     /// Live peers at most; `new_peer` and `restore` answer 503 beyond it.
     pub max_peers: usize,
+    /// Restarts (`restart.rs`): the state file named with `--state-file`, which wins over
+    /// `[state] file` in the configuration.
+    pub state_file: Option<PathBuf>,
+    /// `--state-file-reset`: start empty if the state file cannot be read or parsed, instead of
+    /// refusing to start.
+    pub state_file_reset: bool,
+    /// `--grace DUR`: caps the grace period after an unclean stop, and turns one on for every
+    /// start without a state file. `Some(0s)` turns grace periods off.
+    pub grace: Option<Duration>,
 }
 
 /// The address the server listens on by default: only the local machine, so that starting the
@@ -55,19 +67,22 @@ pub const DEFAULT_PORT: u16 = 8000;
 
 /// The default size of the worker pool.
 ///
-/// A long poll (`block_for`) holds a worker thread for as long as it waits, so the pool must be
-/// much larger than the number of cores: most workers spend their time asleep on a condition
-/// variable, not computing. A quarter of the pool (at least 2 workers) is reserved for short
-/// requests (releases, heartbeats, metrics scrapes), so 64 workers serve 48 waiting clients at
-/// once while releases still get through. Idle threads cost little more than their stack, so 64
-/// is cheap even on a small edge host; operators with many more waiting clients raise it with
-/// `--workers`.
-pub const DEFAULT_WORKERS: usize = 64;
+/// Workers only parse, update the state and write a short answer; none of them ever waits for
+/// a lock (long polls wait on the waiting pool's threads), so a few per CPU keep every CPU
+/// busy. Four fit the small 2-CPU hosts Throttle usually runs on; more CPUs want about twice
+/// their number (`--workers`).
+pub const DEFAULT_WORKERS: usize = 4;
 
-/// The default limit of open connections. Every keep-alive connection holds a thread of the
-/// HTTP layer while it is open, so this bounds threads and file descriptors; it is far above the
-/// number of processes that usually share one Throttle.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// The default bound on long polls waiting at once. Each waits on a thread of its own with a
+/// small stack (a few pages resident), so tens of thousands fit in little memory; past the
+/// bound a long poll is answered 202 at once and the client asks again.
+pub const DEFAULT_MAX_WAITERS: usize = 20_000;
+
+/// The default limit of open connections. A connection costs a file descriptor and a small
+/// record in the readiness loop (no thread), so this is far above the number of processes
+/// that usually share one Throttle. At start the server raises its open-files limit as far as
+/// the system allows and lowers this limit to fit (and says so).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// The default idle timeout of a keep-alive connection: clients reconnect transparently, and a
 /// connection that sends nothing cannot hold a thread longer than this.
@@ -98,26 +113,40 @@ OPTIONS:
                               A file named with this option must exist.]
         --address ADDR        Address to listen on. [default: 127.0.0.1]
     -p, --port PORT           Port to listen on; 0 picks a free port. [default: 8000]
-        --workers N           Worker threads serving requests, at least 1. Each waiting long
-                              poll (block_for) holds one; a quarter of the pool is kept for
-                              short requests. [default: 64]
+        --workers N           Worker threads serving requests, at least 1. They never wait
+                              for a lock; about twice the CPUs is right. [default: 4]
+        --max-waiters N       Long polls (block_for) waiting at once, each on a small thread
+                              of its own; more are answered 202 at once. [default: 20000]
         --max-connections N   Open connections served at once; more are closed at once.
-                              [default: 1024]
+                              Lowered at start to fit the open-files limit. [default: 10000]
         --idle-timeout DUR    Close keep-alive connections idle this long; also bounds one
                               blocked read or write. [default: 60s]
-        --request-timeout DUR Time a request may take to arrive once started (head and
-                              body). [default: 10s]
+        --request-timeout DUR Time a request head may take from its first byte; 408
+                              after. [default: 10s]
         --max-peers N         Live peers at most; new_peer and restore answer 503 beyond.
                               [default: 500000]
+        --state-file PATH     Keep peers and their locks across restarts in this file:
+                              written at shutdown, loaded at start (also `[state] file`).
+                              [default: none, nothing is kept]
+        --state-file-reset    Start empty if the state file is unreadable or corrupt
+                              (otherwise that is a startup error).
+        --grace DUR           Grant no new locks for this long after a start, so holders can
+                              restore first: caps the grace period after an unclean stop
+                              (which lasts the longest lease granted before), and turns it on
+                              for every start without a state file. 0s turns it off.
+                              [default: with a state file, the longest lease; else none]
     -h, --help                Print this help and exit.
     -V, --version             Print the version and exit.
 
 ENVIRONMENT:
-    THROTTLE_LOG              Log level on stderr: ERROR, WARN, INFO, DEBUG or TRACE. Overrides
-                              [logging.stderr] level in the configuration. [default: INFO]
+    THROTTLE_LOG              Log level on stderr: ERROR, WARN, INFO, DEBUG, TRACE or OFF.
+                              Overrides [logging.stderr] level in the configuration.
+                              [default: INFO]
+    THROTTLE_TOKEN            Turns on access control: every route but / and /health needs
+                              Authorization: Bearer <token>. Overrides [auth] token.
 
 EXAMPLE:
-    throttle --configuration /etc/throttle.toml --address 0.0.0.0 --port 8000
+    throttle --configuration /etc/throttle/throttle.toml --address 0.0.0.0 --port 8000
 "
 );
 
@@ -128,10 +157,14 @@ impl Default for Options {
             address: DEFAULT_ADDRESS.to_owned(),
             port: DEFAULT_PORT,
             workers: DEFAULT_WORKERS,
+            max_waiters: DEFAULT_MAX_WAITERS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_peers: DEFAULT_MAX_PEERS,
+            state_file: None,
+            state_file_reset: false,
+            grace: None,
         }
     }
 }
@@ -165,6 +198,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt
                 }
                 options.workers = workers;
             }
+            Long("max-waiters") => {
+                options.max_waiters =
+                    at_least_one(&mut parser, "--max-waiters", "a number of long polls")?;
+            }
             Long("max-connections") => {
                 options.max_connections =
                     at_least_one(&mut parser, "--max-connections", "a number of connections")?;
@@ -175,6 +212,15 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt
             Long("idle-timeout") => options.idle_timeout = duration(&mut parser, "--idle-timeout")?,
             Long("request-timeout") => {
                 options.request_timeout = duration(&mut parser, "--request-timeout")?;
+            }
+            Long("state-file") => options.state_file = Some(parser.value()?.into()),
+            Long("state-file-reset") => options.state_file_reset = true,
+            Long("grace") => {
+                let value = parser.value()?.string()?;
+                let grace = humantime::parse_duration(&value).map_err(|_| {
+                    format!("invalid value {value:?} for --grace: expected a duration such as 30s")
+                })?;
+                options.grace = Some(grace);
             }
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
@@ -252,7 +298,8 @@ mod tests {
         assert_eq!(options.configuration, None);
         assert_eq!(options.address, "127.0.0.1");
         assert_eq!(options.port, 8000);
-        assert_eq!(options.workers, 64);
+        assert_eq!(options.workers, 4);
+        assert_eq!(options.max_waiters, 20_000);
         assert_eq!(options, Options::default());
     }
 
@@ -274,6 +321,24 @@ mod tests {
         assert!(error(&["--max-peers", "0"]).contains("--max-peers"));
         assert!(error(&["--idle-timeout", "soon"]).contains("--idle-timeout"));
         assert!(error(&["--request-timeout", "0s"]).contains("positive duration"));
+    }
+
+    #[test]
+    fn restarts() {
+        let options = serve(&["--state-file", "/var/lib/throttle/state.json", "--grace=1m"]);
+        assert_eq!(
+            options.state_file,
+            Some("/var/lib/throttle/state.json".into())
+        );
+        assert_eq!(options.grace, Some(Duration::from_secs(60)));
+        assert!(!options.state_file_reset);
+        assert!(serve(&["--state-file-reset"]).state_file_reset);
+        assert_eq!(serve(&["--grace", "0s"]).grace, Some(Duration::ZERO));
+        assert!(error(&["--grace", "soon"]).contains("--grace"));
+        assert_eq!(
+            error(&["--state-file"]),
+            "missing argument for option '--state-file'"
+        );
     }
 
     #[test]
@@ -414,6 +479,10 @@ mod tests {
             &format!("[default: {DEFAULT_ADDRESS}]"),
             &format!("[default: {DEFAULT_PORT}]"),
             &format!("[default: {DEFAULT_WORKERS}]"),
+            "--max-waiters N",
+            "[default: 20000]",
+            "--max-connections N",
+            "[default: 10000]",
         ] {
             assert!(HELP.contains(needle), "--help lacks {needle:?}");
         }

@@ -1,4 +1,5 @@
-//! The configuration file: semaphores and logging, read once at startup.
+//! The configuration file: semaphores, logging, access control and the state file, read at
+//! startup and again on SIGHUP (`reload.rs`).
 //!
 //! This module turns a TOML file into a validated [`Config`] and nothing else: it does not set up
 //! logging (it returns its warnings for `main.rs` to log once logging is up) and it does not know
@@ -25,6 +26,9 @@
 //! host = "graylog.example"    # required
 //! port = 12201                # default 12201, Graylog's GELF UDP port
 //! level = "INFO"              # default INFO
+//!
+//! [state]
+//! file = "/var/lib/throttle/state.json"  # optional; `--state-file` wins
 //! ```
 //!
 //! Unknown keys anywhere are errors, so a typo never silently falls back to a default. The one
@@ -56,6 +60,17 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// Access control; open to everyone unless a token is set.
     pub auth: AuthConfig,
+    /// Where peers are kept across restarts.
+    pub state: StateConfig,
+}
+
+/// The `[state]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table like `[state]`")]
+pub struct StateConfig {
+    /// The state file (see `state_file.rs`); `--state-file` on the command line wins. Without
+    /// either, nothing is kept across restarts.
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// The `[auth]` table.
@@ -206,6 +221,7 @@ pub fn parse(source: &str, file_name: &str) -> Result<Loaded, String> {
             semaphores,
             logging: file.logging,
             auth: file.auth,
+            state: file.state,
         },
         warnings,
     })
@@ -222,6 +238,8 @@ struct File {
     logging: LoggingConfig,
     #[serde(default)]
     auth: AuthConfig,
+    #[serde(default)]
+    state: StateConfig,
     /// Accepted for compatibility with Throttle 0.5 configurations; the span points the warning
     /// at the line.
     litter_collection_interval: Option<Spanned<IgnoredAny>>,
@@ -437,6 +455,19 @@ mod tests {
     }
 
     #[test]
+    fn state_file() {
+        let loaded = ok("[state]\nfile = \"/var/lib/throttle/state.json\"\n");
+        assert_eq!(
+            loaded.config.state.file,
+            Some("/var/lib/throttle/state.json".into())
+        );
+        check_error(
+            "[state]\nfiles = \"x\"\n",
+            "throttle.toml:2: unknown field `files`, expected `file` (in `files = \"x\"`)",
+        );
+    }
+
+    #[test]
     fn short_form() {
         assert_eq!(semaphores("[semaphores]\nA = 42\n"), [s("A", 42, 0)]);
     }
@@ -536,6 +567,7 @@ level = "INFO"
                     }),
                 },
                 auth: AuthConfig::default(),
+                state: StateConfig::default(),
             }
         );
     }
@@ -759,12 +791,12 @@ level = "INFO"
         check_error(
             "[semaphores]\nA = 1\n[semaphore]\nB = 2\n",
             "throttle.toml:3: unknown field `semaphore`, expected one of `semaphores`, \
-             `logging`, `auth`, `litter_collection_interval` (in `[semaphore]`)",
+             `logging`, `auth`, `state`, `litter_collection_interval` (in `[semaphore]`)",
         );
         check_error(
             "port = 8000\n",
             "throttle.toml:1: unknown field `port`, expected one of `semaphores`, `logging`, \
-             `auth`, `litter_collection_interval` (in `port = 8000`)",
+             `auth`, `state`, `litter_collection_interval` (in `port = 8000`)",
         );
     }
 

@@ -8,16 +8,39 @@
 //!
 //! Cost: every operation is O(log n) in the number of peers and waiters, plus the size of what it
 //! touches (the locks of one peer, the waiters it grants). Nothing scans all peers, except the
-//! listing of peers itself.
+//! listing of peers itself and the export for the state file.
+//!
+//! What restarts need (the grace period, a new configuration, the export and load of peers for
+//! the state file) is in `core/restarts.rs`; the memory of expired peers in `core/expired.rs`.
+//!
+//! **Fencing tokens.** Every grant of a lock (at once, from a queue, by a restore without a
+//! token) takes the next number of one counter, so a token is strictly greater than every token
+//! granted before it. The lock keeps its token while it is held: repeating the acquire and
+//! shrinking the lock report the same one. A restore may bring a lock's token back; the counter
+//! then moves above it. Where the counter starts (the state file, the wall clock) is the
+//! caller's decision ([`Core::raise_next_token`]), since the core reads no clock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
 
+pub mod expired;
+pub mod restarts;
+
+use expired::ExpiredPeers;
+
 /// Identifies a peer. Chosen by the caller (the service draws it at random), so the core stays
 /// deterministic.
 pub type PeerId = u64;
+
+/// A fencing token: the number of a grant, strictly greater than every one granted before.
+pub type Token = u64;
+
+/// The largest fencing token accepted from a client or a state file: 2^53 - 1, so that
+/// JavaScript (the status page) holds every token exactly. Tokens started from the wall clock in
+/// microseconds stay below it until the year 2255.
+pub const MAX_TOKEN: Token = (1 << 53) - 1;
 
 /// A semaphore as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +67,9 @@ pub enum LockState {
 pub struct Acquisition {
     /// The state of the requested lock afterwards.
     pub state: LockState,
+    /// The lock's fencing token if it is acquired: a new one for a new grant, the one it was
+    /// granted with for a repeat or a shrink.
+    pub token: Option<Token>,
     /// Other peers whose pending locks were granted, because shrinking a lock freed count.
     pub granted: Vec<PeerId>,
 }
@@ -53,8 +79,13 @@ pub struct Acquisition {
 pub struct Expired {
     /// Peers removed because their deadline passed.
     pub peers: Vec<PeerId>,
-    /// Peers whose pending locks were granted with the count the expired peers freed.
+    /// Peers whose pending locks were granted with the count the expired peers freed, or
+    /// because the grace period ended.
     pub granted: Vec<PeerId>,
+    /// The grace period ended in this sweep.
+    pub grace_ended: bool,
+    /// The names of the expired peers that have one, for the log.
+    pub names: Vec<(PeerId, Box<str>)>,
 }
 
 /// Figures of one semaphore, for metrics and status pages.
@@ -75,10 +106,13 @@ pub struct SemaphoreStats<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerInfo<'a> {
     pub id: PeerId,
-    pub acquired: Vec<(&'a str, i64)>,
+    /// `(semaphore, count, fencing token)` of each acquired lock.
+    pub acquired: Vec<(&'a str, i64, Token)>,
     pub pending: Option<(&'a str, i64)>,
     /// Time left until the peer expires (zero if it is overdue and not yet swept).
     pub expires_in: Duration,
+    /// The holder's name, if it gave one.
+    pub name: Option<&'a str>,
 }
 
 /// All semaphores, peers and locks of one server.
@@ -93,6 +127,13 @@ pub struct Core {
     next_ticket: u64,
     /// Peers expired since start, for the metrics.
     expired_total: u64,
+    /// While set, nothing new is granted: acquires queue, releases grant nobody. `expire` ends
+    /// it at this instant and grants the queues in FIFO order (see `core/restarts.rs`).
+    grace_until: Option<Instant>,
+    /// The fencing token of the next grant. Starts at 1; the caller raises it at start.
+    next_token: Token,
+    /// Ids of peers that expired recently, bounded (see `core/expired.rs`).
+    expired_peers: ExpiredPeers,
 }
 
 #[derive(Debug)]
@@ -104,6 +145,9 @@ struct Semaphore {
     pending: i64,
     /// Pending locks in request order.
     queue: BTreeMap<u64, Waiter>,
+    /// No longer in the configuration: held locks stay counted until released, new acquires
+    /// answer `Unknown semaphore`, and it is left out of `stats`.
+    removed: bool,
 }
 
 #[derive(Debug)]
@@ -119,6 +163,8 @@ struct Peer {
     acquired: Held,
     /// At most one pending lock, by construction.
     pending: Option<PendingLock>,
+    /// The holder's name, if it gave one: shown in listings and logs, never interpreted.
+    name: Option<Box<str>>,
 }
 
 /// The acquired locks of one peer, sorted by semaphore index. A peer holds few locks (one per
@@ -126,39 +172,64 @@ struct Peer {
 /// map's node allocation per peer: with 100,000 peers that is the difference between about 25 and
 /// 45 MB (measured with `scripts/bench`).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct Held(Vec<(usize, i64)>);
+struct Held(Vec<HeldLock>);
+
+/// One acquired lock of a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HeldLock {
+    semaphore: usize,
+    count: i64,
+    token: Token,
+}
 
 impl Held {
-    fn get(&self, semaphore: usize) -> Option<i64> {
-        let i = self.0.binary_search_by_key(&semaphore, |&(s, _)| s).ok()?;
-        Some(self.0[i].1)
+    fn find(&self, semaphore: usize) -> Result<usize, usize> {
+        self.0
+            .binary_search_by_key(&semaphore, |lock| lock.semaphore)
     }
 
-    /// Sets the count of a lock, adding it if the peer did not hold it.
-    fn insert(&mut self, semaphore: usize, count: i64) {
-        match self.0.binary_search_by_key(&semaphore, |&(s, _)| s) {
-            Ok(i) => self.0[i].1 = count,
-            Err(i) => self.0.insert(i, (semaphore, count)),
+    fn get(&self, semaphore: usize) -> Option<HeldLock> {
+        let i = self.find(semaphore).ok()?;
+        Some(self.0[i])
+    }
+
+    /// Adds a lock, replacing the one the peer held on that semaphore, if any.
+    fn insert(&mut self, lock: HeldLock) {
+        match self.find(lock.semaphore) {
+            Ok(i) => self.0[i] = lock,
+            Err(i) => self.0.insert(i, lock),
+        }
+    }
+
+    /// Changes the count of a held lock; its token stays.
+    fn set_count(&mut self, semaphore: usize, count: i64) {
+        if let Ok(i) = self.find(semaphore) {
+            self.0[i].count = count;
         }
     }
 
     fn remove(&mut self, semaphore: usize) -> Option<i64> {
-        let i = self.0.binary_search_by_key(&semaphore, |&(s, _)| s).ok()?;
-        Some(self.0.remove(i).1)
+        let i = self.find(semaphore).ok()?;
+        Some(self.0.remove(i).count)
     }
 
-    fn iter(&self) -> impl Iterator<Item = (usize, i64)> + '_ {
+    fn iter(&self) -> impl Iterator<Item = HeldLock> + '_ {
         self.0.iter().copied()
     }
 
     fn len(&self) -> usize {
         self.0.len()
     }
-}
 
-impl From<&BTreeMap<usize, i64>> for Held {
-    fn from(locks: &BTreeMap<usize, i64>) -> Held {
-        Held(locks.iter().map(|(&s, &c)| (s, c)).collect())
+    /// Whether the counts are those of `locks` (semaphore index to count), tokens aside.
+    fn same_counts(&self, locks: &BTreeMap<usize, (i64, Option<Token>)>) -> bool {
+        self.len() == locks.len()
+            && self
+                .iter()
+                .zip(locks)
+                .all(|(held, (&semaphore, &(count, _)))| {
+                    held.semaphore == semaphore && held.count == count
+                })
     }
 }
 
@@ -185,9 +256,45 @@ impl Core {
                 acquired: 0,
                 pending: 0,
                 queue: BTreeMap::new(),
+                removed: false,
             });
         }
+        core.next_token = 1;
         core
+    }
+
+    /// Makes the next fencing token at least `floor`: at start, from the state file and the wall
+    /// clock, so a restarted server's tokens are larger than its previous run's. Never lowers it.
+    pub fn raise_next_token(&mut self, floor: Token) {
+        self.next_token = self.next_token.max(floor);
+    }
+
+    /// The fencing token the next grant gets.
+    pub fn next_token(&self) -> Token {
+        self.next_token
+    }
+
+    /// Sets the holder's name of a live peer (`None` keeps the name it has).
+    pub fn set_name(&mut self, id: PeerId, name: Option<&str>) {
+        if let (Some(peer), Some(name)) = (self.peers.get_mut(&id), name) {
+            peer.name = Some(name.into());
+        }
+    }
+
+    /// The holder's name of a live peer, if it gave one.
+    pub fn name_of(&self, id: PeerId) -> Option<&str> {
+        self.peers.get(&id)?.name.as_deref()
+    }
+
+    /// Forgets the ids of expired peers remembered long enough. O(1) amortized: it looks at the
+    /// oldest only. `expire` does it too; the service calls it before every request.
+    pub fn forget_expired(&mut self, now: Instant) {
+        self.expired_peers.forget_due(now);
+    }
+
+    /// Number of expired peers remembered.
+    pub fn expired_remembered(&self) -> usize {
+        self.expired_peers.len()
     }
 
     /// Registers a peer without locks. Returns `false`, changing nothing, if the id is taken.
@@ -195,6 +302,7 @@ impl Core {
         if self.peers.contains_key(&id) {
             return false;
         }
+        self.expired_peers.forget(id);
         self.insert_peer(id, expires_at, Held::default());
         true
     }
@@ -202,7 +310,7 @@ impl Core {
     /// Moves a peer's deadline (a heartbeat).
     pub fn heartbeat(&mut self, id: PeerId, expires_at: Instant) -> Result<(), Error> {
         if !self.peers.contains_key(&id) {
-            return Err(Error::UnknownPeer);
+            return Err(self.unknown_peer(id));
         }
         self.set_deadline(id, expires_at);
         Ok(())
@@ -214,9 +322,9 @@ impl Core {
         let peer = self.peers.remove(&id)?;
         self.deadlines.remove(&(peer.expires_at, id));
         let mut touched: Vec<usize> = Vec::with_capacity(peer.acquired.len() + 1);
-        for (semaphore, count) in peer.acquired.iter() {
-            self.semaphores[semaphore].acquired -= count;
-            touched.push(semaphore);
+        for lock in peer.acquired.iter() {
+            self.semaphores[lock.semaphore].acquired -= lock.count;
+            touched.push(lock.semaphore);
         }
         if let Some(pending) = peer.pending {
             self.dequeue(pending);
@@ -231,9 +339,10 @@ impl Core {
 
     /// Asks for a lock of `count` on `semaphore` for peer `id`.
     ///
-    /// Granted at once if the semaphore's demand (acquired plus pending) leaves room for it,
-    /// queued otherwise. Repeating a request changes nothing; asking for less of a held lock
-    /// releases the difference. `expires_at`, if given, becomes the peer's new deadline when the
+    /// Granted at once (with a new fencing token) if the semaphore's demand (acquired plus
+    /// pending) leaves room for it, queued otherwise. Repeating a request changes nothing and
+    /// reports the same token; asking for less of a held lock releases the difference and keeps
+    /// the token. `expires_at`, if given, becomes the peer's new deadline when the
     /// request succeeds. Every check happens before anything changes.
     pub fn acquire(
         &mut self,
@@ -244,15 +353,24 @@ impl Core {
         now: Instant,
     ) -> Result<Acquisition, Error> {
         let index = self.index(semaphore)?;
-        let peer = self.peers.get(&id).ok_or(Error::UnknownPeer)?;
+        let sem = &self.semaphores[index];
+        let Some(peer) = self.peers.get(&id) else {
+            return Err(if sem.removed {
+                Error::UnknownSemaphore
+            } else {
+                self.unknown_peer(id)
+            });
+        };
         if count < 1 {
             return Err(Error::InvalidCount);
         }
-        let sem = &self.semaphores[index];
 
         // A lock the peer holds is checked against what it holds, not against `max`: a restore
         // may have handed out more than `max`, and repeating that acquire must still report it.
-        if let Some(held) = peer.acquired.get(index) {
+        if let Some(HeldLock {
+            count: held, token, ..
+        }) = peer.acquired.get(index)
+        {
             if count > held {
                 return Err(Error::LockCountChange {
                     held,
@@ -263,13 +381,14 @@ impl Core {
             let mut granted = Vec::new();
             if count < held {
                 if let Some(peer) = self.peers.get_mut(&id) {
-                    peer.acquired.insert(index, count);
+                    peer.acquired.set_count(index, count);
                 }
                 self.semaphores[index].acquired -= held - count;
                 self.promote(index, &mut granted);
             }
             return Ok(Acquisition {
                 state: LockState::Acquired,
+                token: Some(token),
                 granted,
             });
         }
@@ -287,10 +406,15 @@ impl Core {
             self.prolong(id, expires_at);
             return Ok(Acquisition {
                 state: LockState::Pending,
+                token: None,
                 granted: Vec::new(),
             });
         }
 
+        // A removed semaphore keeps the locks it had, but takes no new ones.
+        if sem.removed {
+            return Err(Error::UnknownSemaphore);
+        }
         if count > sem.settings.max {
             return Err(Error::CountTooLarge {
                 count,
@@ -311,11 +435,18 @@ impl Core {
             .checked_add(sem.pending)
             .and_then(|demand| demand.checked_add(count))
             .is_some_and(|demand| demand <= sem.settings.max);
-        let state = if fits {
+        let mut token = None;
+        let state = if fits && self.grace_until.is_none() {
+            let granted = self.take_token();
+            token = Some(granted);
             let sem = &mut self.semaphores[index];
             sem.acquired += count;
             if let Some(peer) = self.peers.get_mut(&id) {
-                peer.acquired.insert(index, count);
+                peer.acquired.insert(HeldLock {
+                    semaphore: index,
+                    count,
+                    token: granted,
+                });
             }
             LockState::Acquired
         } else {
@@ -344,6 +475,7 @@ impl Core {
         self.prolong(id, expires_at);
         Ok(Acquisition {
             state,
+            token,
             granted: Vec::new(),
         })
     }
@@ -352,7 +484,9 @@ impl Core {
     /// does not hold is not an error. Returns the peers granted with the freed count.
     pub fn release_lock(&mut self, id: PeerId, semaphore: &str) -> Result<Vec<PeerId>, Error> {
         let index = self.index(semaphore)?;
-        let peer = self.peers.get_mut(&id).ok_or(Error::UnknownPeer)?;
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return Err(self.unknown_peer(id));
+        };
         let mut granted = Vec::new();
         if let Some(count) = peer.acquired.remove(index) {
             self.semaphores[index].acquired -= count;
@@ -368,12 +502,17 @@ impl Core {
 
     /// Re-creates a peer the server forgot (it expired, or the server restarted) with its
     /// acquired locks, even if that overcommits a semaphore: the client holds the resource
-    /// already. Restoring an existing peer with the same locks only prolongs it.
+    /// already. A lock named in `tokens` keeps that fencing token (the counter moves above it);
+    /// one without gets a new token. Tokens of locks not in `acquired` are ignored.
+    ///
+    /// Restoring an existing peer with the same counts only prolongs it; other counts, a pending
+    /// lock, or a token other than the one the lock holds are a conflict.
     pub fn restore(
         &mut self,
         id: PeerId,
         expires_at: Instant,
         acquired: &BTreeMap<String, i64>,
+        tokens: &BTreeMap<String, Token>,
     ) -> Result<(), Error> {
         let mut locks = BTreeMap::new();
         for (name, &count) in acquired {
@@ -385,53 +524,98 @@ impl Core {
                 .acquired
                 .checked_add(count)
                 .ok_or(Error::CountOverflow)?;
-            locks.insert(index, count);
+            let token = tokens.get(name).copied();
+            if let Some(token) = token.filter(|&token| token > MAX_TOKEN) {
+                return Err(Error::InvalidFencingToken(token));
+            }
+            locks.insert(index, (count, token));
         }
         if let Some(peer) = self.peers.get(&id) {
-            if peer.pending.is_some() || peer.acquired != Held::from(&locks) {
+            let same_tokens = locks.iter().all(|(&index, &(_, token))| {
+                token.is_none_or(|token| {
+                    peer.acquired
+                        .get(index)
+                        .is_some_and(|held| held.token == token)
+                })
+            });
+            if peer.pending.is_some() || !peer.acquired.same_counts(&locks) || !same_tokens {
                 return Err(Error::RestoreConflict);
             }
             self.set_deadline(id, expires_at);
             return Ok(());
         }
-        for (&index, &count) in &locks {
-            self.semaphores[index].acquired += count;
+        // The counter first moves above every token brought back, so the new ones below are
+        // greater than all of them.
+        for &(_, token) in locks.values() {
+            if let Some(token) = token {
+                self.raise_next_token(token + 1);
+            }
         }
-        self.insert_peer(id, expires_at, Held::from(&locks));
+        let mut held = Held::default();
+        for (&index, &(count, token)) in &locks {
+            self.semaphores[index].acquired += count;
+            let token = token.unwrap_or_else(|| self.take_token());
+            held.insert(HeldLock {
+                semaphore: index,
+                count,
+                token,
+            });
+        }
+        self.expired_peers.forget(id);
+        self.insert_peer(id, expires_at, held);
         Ok(())
     }
 
     /// Removes every peer whose deadline is at or before `now`, releasing its locks.
+    /// Their ids are remembered for a while (see `core/expired.rs`), and ids remembered long
+    /// enough are forgotten.
     pub fn expire(&mut self, now: Instant) -> Expired {
         let mut expired = Expired::default();
+        self.expired_peers.forget_due(now);
         while let Some(&(deadline, id)) = self.deadlines.first() {
             if deadline > now {
                 break;
             }
+            if let Some(name) = self.peers.get_mut(&id).and_then(|peer| peer.name.take()) {
+                expired.names.push((id, name));
+            }
             if let Some(granted) = self.remove_peer(id) {
                 expired.granted.extend(granted);
             }
+            self.expired_peers.remember(id, now);
             expired.peers.push(id);
         }
         // A peer granted by an earlier expiry in this sweep may have expired itself since.
         expired.granted.retain(|id| self.peers.contains_key(id));
         self.expired_total += expired.peers.len() as u64;
+        if self.grace_until.is_some_and(|end| end <= now) {
+            self.end_grace(&mut expired.granted);
+            expired.grace_ended = true;
+        }
         expired
     }
 
-    /// The earliest peer deadline: when `expire` next has work.
+    /// The earliest peer deadline, or the end of the grace period if that comes first: when
+    /// `expire` next has work.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.first().map(|&(deadline, _)| deadline)
+        let peer = self.deadlines.first().map(|&(deadline, _)| deadline);
+        match (peer, self.grace_until) {
+            (Some(peer), Some(grace)) => Some(peer.min(grace)),
+            (peer, grace) => peer.or(grace),
+        }
     }
 
     /// The state of the peer's lock on `semaphore`, `None` if it holds none.
+    /// A semaphore removed from the configuration is unknown to a peer that holds nothing there.
     pub fn lock_state(&self, id: PeerId, semaphore: &str) -> Result<Option<LockState>, Error> {
         let index = self.index(semaphore)?;
-        let peer = self.peers.get(&id).ok_or(Error::UnknownPeer)?;
+        let peer = self.peers.get(&id).ok_or_else(|| self.unknown_peer(id))?;
         if peer.acquired.get(index).is_some() {
             Ok(Some(LockState::Acquired))
         } else if peer.pending.is_some_and(|p| p.semaphore == index) {
             Ok(Some(LockState::Pending))
+        } else if self.semaphores[index].removed {
+            Err(Error::UnknownSemaphore)
         } else {
             Ok(None)
         }
@@ -439,18 +623,19 @@ impl Core {
 
     /// `true` if the peer waits for nothing.
     pub fn is_acquired(&self, id: PeerId) -> Result<bool, Error> {
-        let peer = self.peers.get(&id).ok_or(Error::UnknownPeer)?;
+        let peer = self.peers.get(&id).ok_or_else(|| self.unknown_peer(id))?;
         Ok(peer.pending.is_none())
     }
 
     /// `max - acquired`; negative if `restore` overcommitted the semaphore.
     pub fn remainder(&self, semaphore: &str) -> Result<i64, Error> {
-        let sem = &self.semaphores[self.index(semaphore)?];
+        let sem = &self.semaphores[self.configured(semaphore)?];
         Ok(sem.settings.max - sem.acquired)
     }
 
-    /// Every peer with its locks, ordered by id. This scans all peers: it serves the listing
-    /// route, never a request path that other clients wait on.
+    /// Every peer with its locks, ordered by id. This scans all peers, so only tests use it;
+    /// the listing route takes [`Core::peer_ids`] and looks peers up in batches.
+    #[cfg(test)]
     pub fn peers(&self, now: Instant) -> Vec<PeerInfo<'_>> {
         let mut peers: Vec<PeerInfo<'_>> = self
             .peers
@@ -461,10 +646,12 @@ impl Core {
         peers
     }
 
-    /// Figures of every semaphore, in configuration order. Costs one step per semaphore.
+    /// Figures of every configured semaphore, in configuration order (semaphores added by a
+    /// reload last). Costs one step per semaphore.
     pub fn stats(&self, now: Instant) -> Vec<SemaphoreStats<'_>> {
         self.semaphores
             .iter()
+            .filter(|sem| !sem.removed)
             .map(|sem| SemaphoreStats {
                 name: &sem.settings.name,
                 max: sem.settings.max,
@@ -494,11 +681,43 @@ impl Core {
         self.expired_total
     }
 
+    /// The fencing token of the peer's acquired lock on `semaphore`; `None` if it holds none.
+    pub fn token(&self, id: PeerId, semaphore: &str) -> Option<Token> {
+        let index = self.index(semaphore).ok()?;
+        Some(self.peers.get(&id)?.acquired.get(index)?.token)
+    }
+
+    /// The error for a peer that is not live: `ExpiredPeer` if it expired recently.
+    pub fn unknown_peer(&self, id: PeerId) -> Error {
+        if self.expired_peers.contains(id) {
+            Error::ExpiredPeer
+        } else {
+            Error::UnknownPeer
+        }
+    }
+
+    /// Takes the next fencing token.
+    fn take_token(&mut self) -> Token {
+        let token = self.next_token;
+        self.next_token += 1;
+        token
+    }
+
+    /// The index of a semaphore, configured or removed with locks still held on it.
     fn index(&self, semaphore: &str) -> Result<usize, Error> {
         self.by_name
             .get(semaphore)
             .copied()
             .ok_or(Error::UnknownSemaphore)
+    }
+
+    /// The index of a semaphore in the current configuration.
+    fn configured(&self, semaphore: &str) -> Result<usize, Error> {
+        let index = self.index(semaphore)?;
+        if self.semaphores[index].removed {
+            return Err(Error::UnknownSemaphore);
+        }
+        Ok(index)
     }
 
     fn name(&self, index: usize) -> &str {
@@ -509,7 +728,7 @@ impl Core {
     fn level_of(&self, peer: &Peer) -> Option<i32> {
         peer.acquired
             .iter()
-            .map(|(index, _)| self.semaphores[index].settings.level)
+            .map(|lock| self.semaphores[lock.semaphore].settings.level)
             .min()
     }
 
@@ -520,6 +739,7 @@ impl Core {
                 expires_at,
                 acquired,
                 pending: None,
+                name: None,
             },
         );
         self.deadlines.insert((expires_at, id));
@@ -548,7 +768,11 @@ impl Core {
     }
 
     /// Grants pending locks of `semaphore` from the front of its queue while they fit.
+    /// Grants nothing during the grace period.
     fn promote(&mut self, semaphore: usize, granted: &mut Vec<PeerId>) {
+        if self.grace_until.is_some() {
+            return;
+        }
         let sem = &mut self.semaphores[semaphore];
         while let Some(entry) = sem.queue.first_entry() {
             let waiter = entry.get();
@@ -562,9 +786,15 @@ impl Core {
             let waiter = entry.remove();
             sem.acquired += waiter.count;
             sem.pending -= waiter.count;
+            let token = self.next_token;
+            self.next_token += 1;
             if let Some(peer) = self.peers.get_mut(&waiter.peer) {
                 peer.pending = None;
-                peer.acquired.insert(semaphore, waiter.count);
+                peer.acquired.insert(HeldLock {
+                    semaphore,
+                    count: waiter.count,
+                    token,
+                });
             }
             granted.push(waiter.peer);
         }
@@ -592,7 +822,7 @@ impl Core {
         limit: usize,
         now: Instant,
     ) -> Result<Vec<WaiterInfo>, Error> {
-        let sem = &self.semaphores[self.index(semaphore)?];
+        let sem = &self.semaphores[self.configured(semaphore)?];
         Ok(sem
             .queue
             .values()
@@ -615,6 +845,12 @@ impl Core {
             .collect()
     }
 
+    /// The ids of every peer, in no particular order: the listing route takes them at once and
+    /// then looks peers up in batches, so it never holds the state for long.
+    pub fn peer_ids(&self) -> Vec<PeerId> {
+        self.peers.keys().copied().collect()
+    }
+
     /// One peer with its locks, `None` if it is not known. Costs O(1) plus its locks.
     pub fn peer(&self, id: PeerId, now: Instant) -> Option<PeerInfo<'_>> {
         let peer = self.peers.get(&id)?;
@@ -622,16 +858,17 @@ impl Core {
     }
 
     /// A peer as the listings show it: semaphore names instead of indices, time left.
-    fn info(&self, id: PeerId, peer: &Peer, now: Instant) -> PeerInfo<'_> {
+    fn info<'a>(&'a self, id: PeerId, peer: &'a Peer, now: Instant) -> PeerInfo<'a> {
         PeerInfo {
             id,
             acquired: peer
                 .acquired
                 .iter()
-                .map(|(index, count)| (self.name(index), count))
+                .map(|lock| (self.name(lock.semaphore), lock.count, lock.token))
                 .collect(),
             pending: peer.pending.map(|p| (self.name(p.semaphore), p.count)),
             expires_in: peer.expires_at.saturating_duration_since(now),
+            name: peer.name.as_deref(),
         }
     }
 
@@ -843,7 +1080,9 @@ mod tests {
         let expired = c.expire(t0 + secs(1));
         assert_eq!(expired.peers, vec![1]);
         assert_eq!(expired.granted, vec![2]);
-        assert_eq!(c.heartbeat(1, t0 + secs(5)), Err(Error::UnknownPeer));
+        // Expired, not unknown: the error says so (and `http.rs` adds the header).
+        assert_eq!(c.heartbeat(1, t0 + secs(5)), Err(Error::ExpiredPeer));
+        assert_eq!(c.heartbeat(9, t0 + secs(5)), Err(Error::UnknownPeer));
         assert_eq!(c.expired_total(), 1);
         assert_eq!(c.next_deadline(), Some(t0 + secs(60)));
     }
@@ -877,13 +1116,18 @@ mod tests {
         c.new_peer(1, t0 + secs(60));
         acquire(&mut c, 1, "A", 1, t0);
         let locks = BTreeMap::from([("A".to_owned(), 1), ("B".to_owned(), 3)]);
-        c.restore(42, t0 + secs(60), &locks).unwrap();
+        c.restore(42, t0 + secs(60), &locks, &BTreeMap::new())
+            .unwrap();
         assert_eq!(c.remainder("A"), Ok(-1));
         assert_eq!(c.remainder("B"), Ok(2));
         // Same locks again: idempotent. Other locks: conflict.
-        c.restore(42, t0 + secs(90), &locks).unwrap();
+        c.restore(42, t0 + secs(90), &locks, &BTreeMap::new())
+            .unwrap();
         let other = BTreeMap::from([("A".to_owned(), 1)]);
-        assert_eq!(c.restore(42, t0, &other), Err(Error::RestoreConflict));
+        assert_eq!(
+            c.restore(42, t0, &other, &BTreeMap::new()),
+            Err(Error::RestoreConflict)
+        );
         assert_eq!(c.remove_peer(1), Some(vec![]));
         assert_eq!(c.remainder("A"), Ok(0));
     }
@@ -893,7 +1137,8 @@ mod tests {
         let t0 = Instant::now();
         let mut c = core(&[("A", 2, 0)]);
         let locks = BTreeMap::from([("A".to_owned(), 5)]);
-        c.restore(1, t0 + secs(60), &locks).unwrap();
+        c.restore(1, t0 + secs(60), &locks, &BTreeMap::new())
+            .unwrap();
         assert_eq!(acquire(&mut c, 1, "A", 5, t0), Acquired);
         // Shrinking it is fine too; a new lock above max is not.
         assert_eq!(acquire(&mut c, 1, "A", 3, t0), Acquired);
@@ -908,13 +1153,23 @@ mod tests {
         let t0 = Instant::now();
         let mut c = core(&[("A", i64::MAX, 0)]);
         let huge = BTreeMap::from([("A".to_owned(), i64::MAX)]);
-        c.restore(1, t0 + secs(60), &huge).unwrap();
+        c.restore(1, t0 + secs(60), &huge, &BTreeMap::new())
+            .unwrap();
         let one = BTreeMap::from([("A".to_owned(), 1)]);
-        assert_eq!(c.restore(2, t0, &one), Err(Error::CountOverflow));
+        assert_eq!(
+            c.restore(2, t0, &one, &BTreeMap::new()),
+            Err(Error::CountOverflow)
+        );
         let zero = BTreeMap::from([("A".to_owned(), 0)]);
-        assert_eq!(c.restore(3, t0, &zero), Err(Error::InvalidCount));
+        assert_eq!(
+            c.restore(3, t0, &zero, &BTreeMap::new()),
+            Err(Error::InvalidCount)
+        );
         let unknown = BTreeMap::from([("Z".to_owned(), 1)]);
-        assert_eq!(c.restore(4, t0, &unknown), Err(Error::UnknownSemaphore));
+        assert_eq!(
+            c.restore(4, t0, &unknown, &BTreeMap::new()),
+            Err(Error::UnknownSemaphore)
+        );
         assert_eq!(c.num_peers(), 1);
         assert_eq!(c.remainder("A"), Ok(0));
     }
@@ -950,7 +1205,7 @@ mod tests {
             }]
         );
         let peers = c.peers(t0 + secs(10));
-        assert_eq!(peers[0].acquired, vec![("A", 2)]);
+        assert_eq!(peers[0].acquired, vec![("A", 2, 1)]);
         assert_eq!(peers[2].pending, Some(("A", 2)));
         assert_eq!(peers[2].expires_in, secs(50));
     }
@@ -995,6 +1250,104 @@ mod tests {
         assert_eq!(c.peer(9, now), None);
         assert_eq!(c.waiting_for(2, now), Some(secs(3)));
         assert_eq!(c.waiting_for(1, now), None);
+    }
+
+    #[test]
+    fn every_grant_gets_a_larger_token_and_keeps_it_while_held() {
+        let (mut c, t0) = with_peers(&[("A", 2, 0)], 3);
+        c.raise_next_token(100);
+        let first = c.acquire(1, "A", 2, None, t0).unwrap();
+        assert_eq!(first.token, Some(100));
+        // Pending: no token yet.
+        assert_eq!(c.acquire(2, "A", 1, None, t0).unwrap().token, None);
+        assert_eq!(c.acquire(3, "A", 1, None, t0).unwrap().token, None);
+        // A repeat reports the same token; a shrink keeps it and grants peer 2 a new one.
+        assert_eq!(c.acquire(1, "A", 2, None, t0).unwrap().token, Some(100));
+        let shrunk = c.acquire(1, "A", 1, None, t0).unwrap();
+        assert_eq!((shrunk.token, shrunk.granted), (Some(100), vec![2]));
+        assert_eq!(c.token(2, "A"), Some(101));
+        // Released and asked for again: a new, larger token.
+        c.release_lock(1, "A").unwrap();
+        assert_eq!(c.token(3, "A"), Some(102));
+        c.release_lock(2, "A").unwrap();
+        assert_eq!(c.acquire(1, "A", 1, None, t0).unwrap().token, Some(103));
+        // The counter is never lowered.
+        c.raise_next_token(5);
+        assert_eq!(c.next_token(), 104);
+        assert_eq!(c.peer(1, t0).unwrap().acquired, vec![("A", 1, 103)]);
+    }
+
+    #[test]
+    fn restored_locks_keep_their_tokens_and_the_counter_moves_above() {
+        let t0 = Instant::now();
+        let mut c = core(&[("A", 5, 1), ("B", 5, 0)]);
+        let locks = BTreeMap::from([("A".to_owned(), 1), ("B".to_owned(), 2)]);
+        let tokens = BTreeMap::from([("A".to_owned(), 500)]);
+        c.restore(1, t0 + secs(60), &locks, &tokens).unwrap();
+        assert_eq!(c.token(1, "A"), Some(500));
+        // B came without a token: a new one, above the restored one.
+        assert_eq!(c.token(1, "B"), Some(501));
+        c.new_peer(2, t0 + secs(60));
+        assert_eq!(c.acquire(2, "A", 1, None, t0).unwrap().token, Some(502));
+        // Again with the same tokens (or none): idempotent. Another token: a conflict.
+        c.restore(1, t0 + secs(60), &locks, &tokens).unwrap();
+        c.restore(1, t0 + secs(60), &locks, &BTreeMap::new())
+            .unwrap();
+        let other = BTreeMap::from([("B".to_owned(), 7)]);
+        assert_eq!(
+            c.restore(1, t0, &locks, &other),
+            Err(Error::RestoreConflict)
+        );
+        // Out of range: refused before anything changes.
+        let huge = BTreeMap::from([("A".to_owned(), MAX_TOKEN + 1)]);
+        let one = BTreeMap::from([("A".to_owned(), 1)]);
+        assert_eq!(
+            c.restore(3, t0, &one, &huge),
+            Err(Error::InvalidFencingToken(MAX_TOKEN + 1))
+        );
+        assert!(!c.has_peer(3));
+        assert_eq!(c.next_token(), 503);
+    }
+
+    #[test]
+    fn expired_peers_are_told_apart_until_restored_or_forgotten() {
+        let t0 = Instant::now();
+        let mut c = core(&[("A", 1, 0)]);
+        c.new_peer(1, t0 + secs(1));
+        c.new_peer(2, t0 + secs(60));
+        c.expire(t0 + secs(1));
+        assert_eq!(c.acquire(1, "A", 1, None, t0), Err(Error::ExpiredPeer));
+        assert_eq!(c.release_lock(1, "A"), Err(Error::ExpiredPeer));
+        assert_eq!(c.is_acquired(1), Err(Error::ExpiredPeer));
+        assert_eq!(c.lock_state(1, "A"), Err(Error::ExpiredPeer));
+        // Removed by a release, not expired.
+        c.remove_peer(2);
+        assert_eq!(c.is_acquired(2), Err(Error::UnknownPeer));
+        // A restore brings it back; removed afterwards, it is plain unknown.
+        c.restore(1, t0 + secs(60), &BTreeMap::new(), &BTreeMap::new())
+            .unwrap();
+        c.remove_peer(1);
+        assert_eq!(c.is_acquired(1), Err(Error::UnknownPeer));
+        // Forgotten after its time.
+        c.new_peer(3, t0 + secs(2));
+        c.expire(t0 + secs(2));
+        assert_eq!(c.expired_remembered(), 1);
+        c.forget_expired(t0 + secs(2) + expired::REMEMBER_FOR);
+        assert_eq!(c.heartbeat(3, t0), Err(Error::UnknownPeer));
+        assert_eq!(c.expired_remembered(), 0);
+    }
+
+    #[test]
+    fn names_are_kept_and_shown() {
+        let (mut c, t0) = with_peers(&[("A", 1, 0)], 1);
+        assert_eq!(c.peer(1, t0).unwrap().name, None);
+        c.set_name(1, Some("build-7:4242"));
+        c.set_name(1, None);
+        assert_eq!(c.name_of(1), Some("build-7:4242"));
+        assert_eq!(c.peer(1, t0).unwrap().name, Some("build-7:4242"));
+        c.heartbeat(1, t0 + secs(1)).unwrap();
+        let expired = c.expire(t0 + secs(1));
+        assert_eq!(expired.names, vec![(1, "build-7:4242".into())]);
     }
 
     mod model;

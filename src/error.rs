@@ -13,6 +13,15 @@ pub enum Error {
     /// The peer id is not (or no longer) known: it expired, was released, or the server
     /// restarted. Clients answer this with `restore`.
     UnknownPeer,
+    /// The peer is not known because it expired recently (its lease ran out): the same body as
+    /// [`Error::UnknownPeer`], which Throttle 0.5 clients rely on, and `http.rs` adds the header
+    /// `Throttle-Peer-State: expired`, so a client knows its locks may be held by others now and
+    /// reports the lost lease instead of restoring.
+    ExpiredPeer,
+    /// A fencing token above [`crate::core::MAX_TOKEN`] in a restore.
+    InvalidFencingToken(u64),
+    /// A holder name that is too long or holds control characters.
+    InvalidName(String),
     /// The semaphore is not in the server's configuration.
     UnknownSemaphore,
     /// A lock count below 1.
@@ -51,7 +60,12 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::UnknownPeer => f.write_str("Unknown peer"),
+            Error::UnknownPeer | Error::ExpiredPeer => f.write_str("Unknown peer"),
+            Error::InvalidFencingToken(token) => write!(
+                f,
+                "Invalid fencing token: {token} is above the largest token, 2^53 - 1"
+            ),
+            Error::InvalidName(reason) => write!(f, "Invalid name: {reason}"),
             Error::UnknownSemaphore => f.write_str("Unknown semaphore"),
             Error::InvalidCount => f.write_str("Invalid count: a lock count must be at least 1"),
             Error::InvalidBody(reason) => write!(f, "Invalid body: {reason}"),
@@ -62,7 +76,8 @@ impl fmt::Display for Error {
             }
             Error::CountTooLarge { count, max } => write!(
                 f,
-                "Count too large: the lock count {count} exceeds the semaphore's max of {max}"
+                "Count too large: the lock count {count} exceeds the semaphore's max of {max}. \
+                 Lock can never be acquired."
             ),
             Error::LockHierarchyViolation { level, current } => write!(
                 f,

@@ -10,13 +10,15 @@
 //!   Graylog and compatible collectors.
 //!
 //! This module does not read the configuration file (it gets a [`LoggingConfig`]) and decides
-//! nothing about what is logged. Logging never takes the server down: a failed write to stderr or
+//! nothing about what is logged. The levels can change while the server runs ([`set_levels`],
+//! on a configuration reload); where records go cannot. Logging never takes the server down: a failed write to stderr or
 //! a lost datagram is ignored. Only setting up (an invalid `THROTTLE_LOG`, a GELF host that does
 //! not resolve) can fail, and then the server does not start.
 
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
@@ -40,11 +42,63 @@ pub fn init(config: &LoggingConfig) -> Result<(), String> {
         })?),
     };
     let level = stderr_level(config.stderr.as_ref(), env.as_deref())?;
-    let mut loggers: Vec<Box<dyn SharedLogger>> = vec![Box::new(StderrLogger { level })];
+    STDERR_LEVEL.store(level as usize, Ordering::Relaxed);
+    let mut loggers: Vec<Box<dyn SharedLogger>> = vec![Box::new(StderrLogger {
+        level: &STDERR_LEVEL,
+    })];
+    let mut max = level;
     if let Some(gelf) = &config.gelf {
-        loggers.push(Box::new(GelfLogger::new(gelf)?));
+        loggers.push(Box::new(GelfLogger::new(gelf, &GELF_LEVEL)?));
+        GELF_ON.store(true, Ordering::Relaxed);
+        max = max.max(gelf.level);
     }
-    CombinedLogger::init(loggers).map_err(|error| format!("cannot set up logging: {error}"))
+    CombinedLogger::init(loggers).map_err(|error| format!("cannot set up logging: {error}"))?;
+    log::set_max_level(max);
+    Ok(())
+}
+
+/// Applies the levels of a reloaded configuration (`THROTTLE_LOG` still wins for stderr).
+/// Returns a warning if the GELF logger was added or removed, which only a restart does.
+pub fn set_levels(config: &LoggingConfig) -> Result<Option<String>, String> {
+    let env = std::env::var(ENV_VAR).ok();
+    let stderr = stderr_level(config.stderr.as_ref(), env.as_deref())?;
+    STDERR_LEVEL.store(stderr as usize, Ordering::Relaxed);
+    let gelf_on = GELF_ON.load(Ordering::Relaxed);
+    let mut max = stderr;
+    let warning = match (&config.gelf, gelf_on) {
+        (Some(gelf), true) => {
+            GELF_LEVEL.store(gelf.level as usize, Ordering::Relaxed);
+            max = max.max(gelf.level);
+            None
+        }
+        (None, false) => None,
+        (_, on) => {
+            if on {
+                max = max.max(level(&GELF_LEVEL));
+            }
+            Some("[logging.gelf] was added or removed: that takes a restart".to_owned())
+        }
+    };
+    log::set_max_level(max);
+    Ok(warning)
+}
+
+/// The levels of the installed loggers; numbers, so a reload can change them under running
+/// threads.
+static STDERR_LEVEL: AtomicUsize = AtomicUsize::new(LevelFilter::Info as usize);
+static GELF_LEVEL: AtomicUsize = AtomicUsize::new(LevelFilter::Info as usize);
+/// Whether a GELF logger was installed at start.
+static GELF_ON: AtomicBool = AtomicBool::new(false);
+
+fn level(stored: &AtomicUsize) -> LevelFilter {
+    match stored.load(Ordering::Relaxed) {
+        0 => LevelFilter::Off,
+        1 => LevelFilter::Error,
+        2 => LevelFilter::Warn,
+        3 => LevelFilter::Info,
+        4 => LevelFilter::Debug,
+        _ => LevelFilter::Trace,
+    }
 }
 
 const LEVEL_NAMES: &str = "ERROR, WARN, INFO, DEBUG, TRACE or OFF";
@@ -67,12 +121,13 @@ fn stderr_level(config: Option<&StderrConfig>, env: Option<&str>) -> Result<Leve
 
 /// Writes records to stderr, one line each.
 struct StderrLogger {
-    level: LevelFilter,
+    /// `STDERR_LEVEL` once installed.
+    level: &'static AtomicUsize,
 }
 
 impl Log for StderrLogger {
     fn enabled(&self, metadata: &Metadata) -> bool {
-        metadata.level() <= self.level
+        metadata.level() <= level(self.level)
     }
 
     fn log(&self, record: &Record) {
@@ -95,8 +150,12 @@ impl Log for StderrLogger {
 }
 
 impl SharedLogger for StderrLogger {
+    /// The most verbose level a reload could set, not the current one: simplelog's
+    /// `CombinedLogger` filters by the levels it saw at start and would never pass on what a
+    /// reload turned on. The logger filters by its current level itself, and `init` and
+    /// `set_levels` keep the `log` crate's maximum (its cheap early filter) at the current one.
     fn level(&self) -> LevelFilter {
-        self.level
+        LevelFilter::Trace
     }
 
     fn config(&self) -> Option<&simplelog::Config> {
@@ -153,7 +212,8 @@ struct GelfLogger {
     socket: UdpSocket,
     collector: SocketAddr,
     name: String,
-    level: LevelFilter,
+    /// `GELF_LEVEL` once installed.
+    level: &'static AtomicUsize,
 }
 
 /// The longest `short_message` sent, in bytes.
@@ -163,7 +223,8 @@ impl GelfLogger {
     /// Resolves the collector once, now: a typo in the host name should stop the server at
     /// startup, not lose every log record silently later. The local socket is bound to an
     /// ephemeral port of the collector's address family.
-    fn new(config: &GelfConfig) -> Result<GelfLogger, String> {
+    /// `level` is the cell the logger's level is kept in; set to the configured one here.
+    fn new(config: &GelfConfig, level: &'static AtomicUsize) -> Result<GelfLogger, String> {
         let cannot_resolve =
             |reason: String| format!("cannot resolve the GELF host {:?}: {reason}", config.host);
         let collector = (config.host.as_str(), config.port)
@@ -177,18 +238,19 @@ impl GelfLogger {
         };
         let socket = UdpSocket::bind(local)
             .map_err(|error| format!("cannot open a UDP socket for GELF logging: {error}"))?;
+        level.store(config.level as usize, Ordering::Relaxed);
         Ok(GelfLogger {
             socket,
             collector,
             name: config.name.clone(),
-            level: config.level,
+            level,
         })
     }
 }
 
 impl Log for GelfLogger {
     fn enabled(&self, metadata: &Metadata) -> bool {
-        metadata.level() <= self.level
+        metadata.level() <= level(self.level)
     }
 
     fn log(&self, record: &Record) {
@@ -210,8 +272,9 @@ impl Log for GelfLogger {
 }
 
 impl SharedLogger for GelfLogger {
+    /// The most verbose level a reload could set, as for the stderr logger.
     fn level(&self) -> LevelFilter {
-        self.level
+        LevelFilter::Trace
     }
 
     fn config(&self) -> Option<&simplelog::Config> {
@@ -430,7 +493,7 @@ mod tests {
             port: collector.local_addr().unwrap().port(),
             level: LevelFilter::Info,
         };
-        let logger = GelfLogger::new(&config).unwrap();
+        let logger = GelfLogger::new(&config, cell()).unwrap();
         let before = unix_seconds(SystemTime::now());
 
         // Below the logger's level: not sent.
@@ -478,7 +541,7 @@ mod tests {
             port: 12201,
             level: LevelFilter::Info,
         };
-        let error = GelfLogger::new(&config).err().unwrap();
+        let error = GelfLogger::new(&config, cell()).err().unwrap();
         assert!(
             error.starts_with("cannot resolve the GELF host \"\": "),
             "{error}"
@@ -499,7 +562,7 @@ mod tests {
             port,
             level: LevelFilter::Trace,
         };
-        let logger = GelfLogger::new(&config).unwrap();
+        let logger = GelfLogger::new(&config, cell()).unwrap();
         for _ in 0..3 {
             logger.log(
                 &Record::builder()
@@ -508,17 +571,27 @@ mod tests {
                     .build(),
             );
         }
-        assert_eq!(SharedLogger::level(&logger), LevelFilter::Trace);
+        assert_eq!(level(logger.level), LevelFilter::Trace);
+    }
+
+    /// A level cell of one test's own, so tests running at once do not share one.
+    fn cell() -> &'static AtomicUsize {
+        Box::leak(Box::new(AtomicUsize::new(0)))
     }
 
     #[test]
-    fn loggers_report_their_levels() {
-        let logger = StderrLogger {
-            level: LevelFilter::Warn,
-        };
-        assert_eq!(SharedLogger::level(&logger), LevelFilter::Warn);
+    fn loggers_filter_by_their_current_level() {
+        let cell = cell();
+        cell.store(LevelFilter::Warn as usize, Ordering::Relaxed);
+        let logger = StderrLogger { level: cell };
+        // simplelog passes everything on; the logger filters (see `SharedLogger::level`).
+        assert_eq!(SharedLogger::level(&logger), LevelFilter::Trace);
         assert!(logger.enabled(&Metadata::builder().level(Level::Error).build()));
         assert!(logger.enabled(&Metadata::builder().level(Level::Warn).build()));
         assert!(!logger.enabled(&Metadata::builder().level(Level::Info).build()));
+        // A reload changes the level under the running logger.
+        cell.store(LevelFilter::Debug as usize, Ordering::Relaxed);
+        assert!(logger.enabled(&Metadata::builder().level(Level::Debug).build()));
+        assert!(!logger.enabled(&Metadata::builder().level(Level::Trace).build()));
     }
 }

@@ -11,12 +11,19 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::core::PeerId;
+use crate::core::{PeerId, Token};
 use crate::error::Error;
 
-/// The longest duration accepted for `expires_in` and `block_for`. Far beyond any sensible lease
-/// or long poll, and far from the point where deadline arithmetic could overflow.
-pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+/// The longest duration accepted for `expires_in` and `block_for`: a hundred years. Throttle 0.5
+/// accepts years (its Rust client sends two years as `1year 11months 29days ...`), so those
+/// must work here too; a hundred years is far beyond any sensible lease and far from the point
+/// where deadline arithmetic could overflow on any platform's clock (about 584 years of
+/// nanoseconds on macOS and Windows).
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// The longest holder name accepted, in bytes of UTF-8: room for a long host name, a process id
+/// and a job name, short enough for a table cell.
+pub const MAX_NAME_BYTES: usize = 256;
 
 /// A parsed request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +35,8 @@ pub enum Route {
     Favicon,
     NewPeer {
         expires_in: Duration,
+        /// The holder's name, if given (see [`MAX_NAME_BYTES`]).
+        name: Option<String>,
     },
     Heartbeat {
         peer: PeerId,
@@ -50,6 +59,10 @@ pub enum Route {
     IsAcquired {
         peer: PeerId,
     },
+    /// `GET /peers/{id}`: one peer's locks, tokens, lease and name.
+    PeerState {
+        peer: PeerId,
+    },
     ListPeers,
     Remainder {
         semaphore: String,
@@ -58,6 +71,9 @@ pub enum Route {
         peer: PeerId,
         expires_in: Duration,
         acquired: BTreeMap<String, i64>,
+        /// Fencing tokens of (some of) the restored locks; every name is one of `acquired`.
+        tokens: BTreeMap<String, Token>,
+        name: Option<String>,
     },
     /// `GET /` from a browser: the live status page (see [`negotiate`]).
     StatusPage,
@@ -74,12 +90,6 @@ impl Route {
         !matches!(self, Route::Greeting | Route::Health | Route::StatusPage)
     }
 
-    /// Whether serving the route may sleep for long: a long poll waits up to its `block_for`
-    /// for a grant. `http.rs` does not count such a worker as running meanwhile.
-    pub fn may_wait(&self) -> bool {
-        matches!(self, Route::Acquire { block_for: Some(block_for), .. } if !block_for.is_zero())
-    }
-
     /// A short fixed name, used as the `route` label of the request metrics.
     pub fn name(&self) -> &'static str {
         match self {
@@ -94,6 +104,7 @@ impl Route {
             Route::Acquire { .. } => "acquire",
             Route::ReleaseLock { .. } => "release_lock",
             Route::IsAcquired { .. } => "is_acquired",
+            Route::PeerState { .. } => "peer_state",
             Route::ListPeers => "list_peers",
             Route::Remainder { .. } => "remainder",
             Route::Restore { .. } => "restore",
@@ -115,19 +126,35 @@ pub fn route(method: &str, url: &str, body: &[u8]) -> Result<Route, Error> {
         ("GET", "favicon.ico") => Route::Favicon,
         ("GET", "status.json") => Route::StatusJson,
         ("GET", "peers" | "peers/") => Route::ListPeers,
-        ("POST", "new_peer") => Route::NewPeer {
-            expires_in: parse_body::<ExpiresIn>(body)?.duration()?,
-        },
+        ("POST", "new_peer") => {
+            let body: NewPeerBody = parse_body(body)?;
+            Route::NewPeer {
+                expires_in: duration(&body.expires_in)?,
+                name: holder_name(body.name)?,
+            }
+        }
         ("GET", "remainder") => Route::Remainder {
             semaphore: query_param(query, "semaphore")?
                 .ok_or_else(|| missing_parameter("semaphore"))?,
         },
         ("POST", "restore") => {
             let body: RestoreBody = parse_body(body)?;
+            let tokens = body.fencing_tokens.unwrap_or_default();
+            if let Some(name) = tokens
+                .keys()
+                .find(|name| !body.acquired.contains_key(*name))
+            {
+                return Err(Error::InvalidBody(format!(
+                    "`fencing_tokens` names `{}`, which is not in `acquired`",
+                    clip(name)
+                )));
+            }
             Route::Restore {
                 peer: body.peer_id,
                 expires_in: duration(&body.expires_in)?,
                 acquired: restored_counts(body.acquired)?,
+                tokens,
+                name: holder_name(body.name)?,
             }
         }
         (_, path) => match path.strip_prefix("peers/") {
@@ -178,6 +205,7 @@ fn peer_route(method: &str, rest: &str, query: &str, body: &[u8]) -> Result<Rout
             expires_in: parse_body::<ExpiresIn>(body)?.duration()?,
         },
         ("DELETE", None) => Route::RemovePeer { peer },
+        ("GET", None) => Route::PeerState { peer },
         ("GET", Some("is_acquired")) => Route::IsAcquired { peer },
         ("PUT", Some(semaphore)) => Route::Acquire {
             peer,
@@ -210,14 +238,49 @@ impl ExpiresIn {
     }
 }
 
+/// The body of `POST /new_peer`. Unknown fields are ignored, as in Throttle 0.5.
+#[derive(Deserialize)]
+struct NewPeerBody {
+    expires_in: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
 /// Unknown fields are ignored: older clients also send `pending`. The counts are kept as raw
 /// JSON text and read by [`integer`], so that `-0` is zero here as in an acquire.
 #[derive(Deserialize)]
 struct RestoreBody<'a> {
     expires_in: String,
     peer_id: PeerId,
-    #[serde(default, borrow)]
+    /// Required, as in 0.5: a restore without it is not an empty restore the client meant.
+    #[serde(borrow)]
     acquired: BTreeMap<String, &'a RawValue>,
+    /// Optional: clients before fencing tokens send none, and their locks get new tokens.
+    #[serde(default)]
+    fencing_tokens: Option<BTreeMap<String, Token>>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// Checks a holder name: at most [`MAX_NAME_BYTES`], no control characters (a name is shown in
+/// logs and tables, so it must stay on one line). An empty name is no name.
+fn holder_name(name: Option<String>) -> Result<Option<String>, Error> {
+    let Some(name) = name.filter(|name| !name.is_empty()) else {
+        return Ok(None);
+    };
+    if name.len() > MAX_NAME_BYTES {
+        return Err(Error::InvalidName(format!(
+            "a name has at most {MAX_NAME_BYTES} bytes, this one has {}",
+            name.len()
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::InvalidName(format!(
+            "`{}` holds control characters",
+            clip(&name)
+        )));
+    }
+    Ok(Some(name))
 }
 
 fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Error> {
@@ -292,7 +355,7 @@ pub fn duration(text: &str) -> Result<Duration, Error> {
     })?;
     if parsed > MAX_DURATION {
         return Err(Error::InvalidDuration(format!(
-            "`{}` is longer than the limit of one year",
+            "`{}` is longer than the limit of a hundred years",
             clip(text)
         )));
     }
@@ -427,6 +490,7 @@ mod tests {
             body,
             Ok(Route::NewPeer {
                 expires_in: secs(300),
+                name: None,
             }),
         );
         check(
@@ -509,15 +573,6 @@ mod tests {
         check_err("PUT", "/peers/7/A", "{", "Invalid body");
     }
 
-    #[test]
-    fn only_long_polls_may_wait() {
-        let acquire = |query: &str| route("PUT", &format!("/peers/7/A{query}"), b"1").unwrap();
-        assert!(acquire("?block_for=5s").may_wait());
-        assert!(!acquire("?block_for=0s").may_wait());
-        assert!(!acquire("").may_wait());
-        assert!(!route("GET", "/health", b"").unwrap().may_wait());
-    }
-
     /// JSON `-0` is the integer zero, so it is refused as `0` is, whitespace or not. The floats
     /// `-0.0` and `0.0` are refused as every float is.
     #[test]
@@ -549,6 +604,8 @@ mod tests {
                 peer: 42,
                 expires_in: secs(300),
                 acquired: counts.iter().map(|&(n, c)| (n.to_owned(), c)).collect(),
+                tokens: BTreeMap::new(),
+                name: None,
             })
         };
         assert_eq!(
@@ -594,7 +651,7 @@ mod tests {
         check_err(
             "POST",
             "/new_peer",
-            r#"{"expires_in": "366days"}"#,
+            r#"{"expires_in": "101years"}"#,
             "Invalid duration",
         );
         check_err("POST", "/new_peer", r#"{"expires_in": 5}"#, "Invalid body");
@@ -654,6 +711,8 @@ mod tests {
                 peer: 42,
                 expires_in: secs(300),
                 acquired: BTreeMap::from([("A".to_owned(), 3)]),
+                tokens: BTreeMap::new(),
+                name: None,
             }),
         );
         check_err(
@@ -668,6 +727,78 @@ mod tests {
             r#"{"expires_in":"5m","peer_id":1,"acquired":{"A":1e99}}"#,
             "Invalid body",
         );
+    }
+
+    #[test]
+    fn names_tokens_and_the_peer_state_route() {
+        check("GET", "/peers/42", "", Ok(Route::PeerState { peer: 42 }));
+        check(
+            "POST",
+            "/new_peer",
+            r#"{"expires_in": "5m", "name": "build-7:4242 <b>ü</b>"}"#,
+            Ok(Route::NewPeer {
+                expires_in: secs(300),
+                name: Some("build-7:4242 <b>ü</b>".into()),
+            }),
+        );
+        for body in [
+            r#"{"expires_in": "5m", "name": ""}"#,
+            r#"{"expires_in": "5m", "name": null}"#,
+        ] {
+            check(
+                "POST",
+                "/new_peer",
+                body,
+                Ok(Route::NewPeer {
+                    expires_in: secs(300),
+                    name: None,
+                }),
+            );
+        }
+        check_err(
+            "POST",
+            "/new_peer",
+            r#"{"expires_in": "5m", "name": "a\nb"}"#,
+            "Invalid name: `a\\nb` holds control characters",
+        );
+        let long = format!(r#"{{"expires_in": "5m", "name": "{}"}}"#, "x".repeat(257));
+        check_err(
+            "POST",
+            "/new_peer",
+            &long,
+            "Invalid name: a name has at most 256",
+        );
+        check_err(
+            "POST",
+            "/new_peer",
+            r#"{"expires_in": "5m", "name": 5}"#,
+            "Invalid body",
+        );
+        check(
+            "POST",
+            "/restore",
+            r#"{"expires_in":"5m","peer_id":42,"acquired":{"A":3,"B":1},
+                "fencing_tokens":{"A":17},"name":"n"}"#,
+            Ok(Route::Restore {
+                peer: 42,
+                expires_in: secs(300),
+                acquired: BTreeMap::from([("A".to_owned(), 3), ("B".to_owned(), 1)]),
+                tokens: BTreeMap::from([("A".to_owned(), 17)]),
+                name: Some("n".into()),
+            }),
+        );
+        check_err(
+            "POST",
+            "/restore",
+            r#"{"expires_in":"5m","peer_id":42,"acquired":{"A":3},"fencing_tokens":{"B":1}}"#,
+            "Invalid body: `fencing_tokens` names `B`, which is not in `acquired`",
+        );
+        for tokens in [r#"{"A":-1}"#, r#"{"A":1.5}"#, r#"{"A":"1"}"#] {
+            let body = format!(
+                r#"{{"expires_in":"5m","peer_id":1,"acquired":{{"A":1}},"fencing_tokens":{tokens}}}"#
+            );
+            check_err("POST", "/restore", &body, "Invalid body");
+        }
     }
 
     #[test]

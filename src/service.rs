@@ -5,10 +5,9 @@
 //! exactly the waiters whose state changed: a release among 500 waiters wakes the one it grants,
 //! not 500. No I/O happens under the lock; parsing and answering are `http.rs`'s job.
 //!
-//! Long polls hold a worker thread while they wait, so their number is capped
-//! (`long_poll_slots`): past the cap a request is answered at once with its current state and the
-//! client asks again. That keeps workers free for releases, heartbeats and scrapes however many
-//! clients wait.
+//! An acquire never blocks: a long poll that must wait gets a [`Wait`], and only
+//! [`Service::wait`] blocks on it, on a thread of the waiting pool (`waiting.rs`). So the
+//! workers that serve releases, heartbeats and scrapes are never taken by waiting clients.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -19,18 +18,47 @@ use std::ops::{Deref, DerefMut};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use crate::core::{Core, LockState, PeerId};
+use crate::core::restarts::Reconfigured;
+use crate::core::{Core, LockState, PeerId, SemaphoreSettings, Token};
 use crate::error::Error;
+use crate::lease_watch::LeaseWatch;
 
 /// Peer ids stay below 2^53 so that JavaScript clients can hold them in a number.
 const PEER_ID_LIMIT: u64 = 1 << 53;
+
+/// The answer of [`Service::acquire`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Acquired {
+    /// Answer with this now.
+    Now(Answer),
+    /// Pending, and the request may wait: hand this to [`Service::wait`].
+    Wait(Wait),
+}
+
+/// What an acquire answers: the lock is held, with its fencing token, or still pending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Acquired(Token),
+    Pending,
+}
+
+/// A long poll that waits for its lock: what [`Service::wait`] needs to know. Only
+/// [`Service::acquire`] makes one, for a lock it found pending.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Wait {
+    peer: PeerId,
+    semaphore: String,
+    /// The lease to start at the grant.
+    expires_in: Option<Duration>,
+    deadline: Instant,
+}
 
 /// Counters kept beside the core, for the metrics.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LongPolls {
     /// Requests waiting right now.
     pub waiting: usize,
-    /// Long polls answered at once because every slot was taken, since start.
+    /// Long polls answered at once because no waiting thread could take them, since start.
     pub refused: u64,
 }
 
@@ -39,15 +67,29 @@ pub struct Service {
     state: Mutex<State>,
     /// Wakes the expiry thread when a deadline earlier than the one it sleeps for appears.
     expiry: Condvar,
-    long_poll_slots: usize,
     /// Live peers at most: a flood of `new_peer` must not exhaust memory.
     max_peers: usize,
+    /// The longest lease granted, for the state file's marker (`restart.rs`).
+    leases: Arc<LeaseWatch>,
+}
+
+/// The long polls of one peer.
+#[derive(Default)]
+struct Waiters {
+    wake: Arc<Condvar>,
+    /// Waits of this peer running now.
+    running: usize,
+    /// Numbers each wait of this peer; only the newest waits on. A peer is one client with at
+    /// most one pending lock, so an older wait is one it gave up on (say, its HTTP client timed
+    /// out and asked again): answered 202 at once, it leaves its thread for others instead of
+    /// holding it for the rest of its `block_for`.
+    newest: u64,
 }
 
 struct State {
     core: Core,
-    /// One wake-up per peer with requests waiting in `acquire`.
-    waiters: HashMap<PeerId, Arc<Condvar>>,
+    /// One wake-up per peer with requests waiting in [`Service::wait`].
+    waiters: HashMap<PeerId, Waiters>,
     long_polls: LongPolls,
     /// The deadline the expiry thread sleeps until; `None` while it sleeps without one.
     expiry_alarm: Option<Instant>,
@@ -92,6 +134,7 @@ impl State {
     /// Releases the locks of every overdue peer, so no request ever sees a peer past its
     /// deadline, and wakes whom that concerns.
     fn sweep(&mut self, now: Instant) {
+        self.core.forget_expired(now);
         if self
             .core
             .next_deadline()
@@ -100,26 +143,49 @@ impl State {
             return;
         }
         let expired = self.core.expire(now);
-        for id in &expired.peers {
-            log::debug!("Peer {id} expired");
+        if log::log_enabled!(log::Level::Debug) {
+            for &id in &expired.peers {
+                let name = expired.names.iter().find(|(named, _)| *named == id);
+                match name {
+                    Some((_, name)) => log::debug!("Peer {id} ({name:?}) expired"),
+                    None => log::debug!("Peer {id} expired"),
+                }
+            }
+        }
+        if expired.grace_ended {
+            log::info!(
+                "Grace period over: granting new locks again ({} waiting locks granted)",
+                expired.granted.len()
+            );
         }
         self.wake(&expired.peers);
         self.wake(&expired.granted);
     }
 
+    /// Logs a grant (debug), with the holder's name if it has one.
+    fn log_grant(&self, id: PeerId, semaphore: &str, token: Token) {
+        if log::log_enabled!(log::Level::Debug) {
+            match self.core.name_of(id) {
+                Some(name) => log::debug!(
+                    "Peer {id} ({name:?}) holds {semaphore:?} with fencing token {token}"
+                ),
+                None => log::debug!("Peer {id} holds {semaphore:?} with fencing token {token}"),
+            }
+        }
+    }
+
     fn wake(&self, peers: &[PeerId]) {
         for id in peers {
-            if let Some(waiter) = self.waiters.get(id) {
-                waiter.notify_all();
+            if let Some(waiters) = self.waiters.get(id) {
+                waiters.wake.notify_all();
             }
         }
     }
 }
 
 impl Service {
-    /// Serves `core`, letting at most `long_poll_slots` requests wait at a time and at most
-    /// `max_peers` peers live.
-    pub fn new(core: Core, long_poll_slots: usize, max_peers: usize) -> Service {
+    /// Serves `core` with at most `max_peers` peers live.
+    pub fn new(core: Core, max_peers: usize) -> Service {
         Service {
             state: Mutex::new(State {
                 core,
@@ -129,13 +195,33 @@ impl Service {
                 shutting_down: false,
             }),
             expiry: Condvar::new(),
-            long_poll_slots,
             max_peers,
+            leases: Arc::default(),
         }
     }
 
-    /// Creates a peer with a fresh random id.
-    pub fn new_peer(&self, expires_in: Duration) -> Result<PeerId, Error> {
+    /// The longest lease granted so far, with a wake-up when it grows.
+    pub fn leases(&self) -> &Arc<LeaseWatch> {
+        &self.leases
+    }
+
+    /// Applies a reloaded configuration's semaphores to the live state (see
+    /// [`Core::reconfigure`]) and wakes the waiters it granted or cancelled.
+    pub fn reconfigure(
+        &self,
+        semaphores: impl IntoIterator<Item = SemaphoreSettings>,
+    ) -> Reconfigured {
+        let mut state = self.lock();
+        state.sweep(Instant::now());
+        let result = state.core.reconfigure(semaphores);
+        state.wake(&result.granted);
+        state.wake(&result.cancelled);
+        result
+    }
+
+    /// Creates a peer with a fresh random id and the holder's name, if given.
+    pub fn new_peer(&self, expires_in: Duration, name: Option<&str>) -> Result<PeerId, Error> {
+        self.leases.note(expires_in);
         loop {
             let id = rand::random_range(0..PEER_ID_LIMIT);
             let mut state = self.lock();
@@ -143,6 +229,7 @@ impl Service {
             state.sweep(now);
             self.check_peer_limit(&state)?;
             if state.core.new_peer(id, now + expires_in) {
+                state.core.set_name(id, name);
                 self.rearm_expiry(&state);
                 return Ok(id);
             }
@@ -150,6 +237,7 @@ impl Service {
     }
 
     pub fn heartbeat(&self, id: PeerId, expires_in: Duration) -> Result<(), Error> {
+        self.leases.note(expires_in);
         let mut state = self.lock();
         let now = Instant::now();
         state.sweep(now);
@@ -168,10 +256,9 @@ impl Service {
         }
     }
 
-    /// Asks for a lock and, with `block_for`, waits until it is granted or the time is up.
-    ///
-    /// A waiting request ends early if its peer disappears (`Unknown peer`), if its pending lock
-    /// is released by another request (answered as still pending), or at shutdown.
+    /// Asks for a lock. Never blocks: when the lock is pending and the request may wait
+    /// (`block_for`), the answer is a [`Wait`] for [`Service::wait`], which only the pool of
+    /// waiting threads calls (`waiting.rs`), so a worker serving short requests never waits.
     pub fn acquire(
         &self,
         id: PeerId,
@@ -179,38 +266,69 @@ impl Service {
         count: i64,
         expires_in: Option<Duration>,
         block_for: Option<Duration>,
-    ) -> Result<LockState, Error> {
+    ) -> Result<Acquired, Error> {
+        if let Some(lease) = expires_in {
+            self.leases.note(lease);
+        }
         let mut state = self.lock();
         let now = Instant::now();
         state.sweep(now);
         let expires_at = expires_in.map(|d| now + d);
         let acquisition = state.core.acquire(id, semaphore, count, expires_at, now)?;
+        if let Some(token) = acquisition.token {
+            state.log_grant(id, semaphore, token);
+        }
         state.wake(&acquisition.granted);
         if expires_at.is_some() {
             self.rearm_expiry(&state);
         }
-        let Some(block_for) = block_for else {
-            return Ok(acquisition.state);
-        };
-        if acquisition.state == LockState::Acquired || block_for.is_zero() {
-            return Ok(acquisition.state);
+        match block_for {
+            Some(block_for)
+                if acquisition.state == LockState::Pending
+                    && !block_for.is_zero()
+                    && !state.shutting_down =>
+            {
+                Ok(Acquired::Wait(Wait {
+                    peer: id,
+                    semaphore: semaphore.to_owned(),
+                    expires_in,
+                    // A deadline rather than a duration, so early wake-ups don't extend it;
+                    // saturating, because `block_for` is capped far below the clock's end.
+                    deadline: now.checked_add(block_for).unwrap_or(now),
+                }))
+            }
+            _ => Ok(Acquired::Now(match acquisition.token {
+                Some(token) => Answer::Acquired(token),
+                None => Answer::Pending,
+            })),
         }
-        if state.shutting_down {
-            return Ok(LockState::Pending);
-        }
-        if state.long_polls.waiting >= self.long_poll_slots {
-            state.long_polls.refused += 1;
-            log::debug!("All {} long-poll slots taken", self.long_poll_slots);
-            return Ok(LockState::Pending);
-        }
+    }
 
-        // Wait on a deadline rather than a duration, so early wake-ups don't extend the wait.
-        let deadline = now + block_for;
-        let waiter = state.waiters.entry(id).or_default().clone();
+    /// Waits until the lock is granted or the deadline has passed. Ends early if the peer
+    /// disappears (`Unknown peer`), if its pending lock is released by another request or a
+    /// newer long poll of the same peer starts waiting (both answered as still pending), or at
+    /// shutdown.
+    pub fn wait(&self, wait: Wait) -> Result<Answer, Error> {
+        let Wait {
+            peer: id,
+            semaphore,
+            expires_in,
+            deadline,
+        } = wait;
+        let mut state = self.lock();
+        state.sweep(Instant::now());
+        let (waiter, ticket) = {
+            let waiters = state.waiters.entry(id).or_default();
+            waiters.running += 1;
+            waiters.newest += 1;
+            // An older wait of the same peer ends now (see `Waiters::newest`).
+            waiters.wake.notify_all();
+            (waiters.wake.clone(), waiters.newest)
+        };
         state.long_polls.waiting += 1;
         let mut timed_out = false;
         let outcome = loop {
-            match state.core.lock_state(id, semaphore) {
+            match state.core.lock_state(id, &semaphore) {
                 Err(error) => break Err(error),
                 Ok(Some(LockState::Acquired)) => {
                     // The lease asked for starts at the grant, not at the request: a rate
@@ -221,11 +339,22 @@ impl Service {
                             self.rearm_expiry(&state);
                         }
                     }
-                    break Ok(LockState::Acquired);
+                    match state.core.token(id, &semaphore) {
+                        Some(token) => {
+                            state.log_grant(id, &semaphore, token);
+                            break Ok(Answer::Acquired(token));
+                        }
+                        None => break Ok(Answer::Pending),
+                    }
                 }
-                Ok(None) => break Ok(LockState::Pending),
+                Ok(None) => break Ok(Answer::Pending),
                 Ok(Some(LockState::Pending)) if timed_out || state.shutting_down => {
-                    break Ok(LockState::Pending);
+                    break Ok(Answer::Pending);
+                }
+                Ok(Some(LockState::Pending))
+                    if state.waiters.get(&id).is_some_and(|w| w.newest != ticket) =>
+                {
+                    break Ok(Answer::Pending);
                 }
                 Ok(Some(LockState::Pending)) => {}
             }
@@ -233,13 +362,18 @@ impl Service {
             state.sweep(Instant::now());
         };
         state.long_polls.waiting -= 1;
-        drop(waiter);
-        if let Entry::Occupied(entry) = state.waiters.entry(id)
-            && Arc::strong_count(entry.get()) == 1
-        {
-            entry.remove();
+        if let Entry::Occupied(mut entry) = state.waiters.entry(id) {
+            entry.get_mut().running -= 1;
+            if entry.get().running == 0 {
+                entry.remove();
+            }
         }
         outcome
+    }
+
+    /// Counts a long poll answered at once because no thread could wait for it.
+    pub fn refused_long_poll(&self) {
+        self.lock().long_polls.refused += 1;
     }
 
     pub fn release_lock(&self, id: PeerId, semaphore: &str) -> Result<(), Error> {
@@ -251,19 +385,26 @@ impl Service {
         Ok(())
     }
 
+    /// Re-creates a peer with its acquired locks, their fencing tokens where given, and the
+    /// holder's name (see [`Core::restore`]). A peer that expired may be restored: whether that
+    /// is safe is the client's decision, which the `Throttle-Peer-State: expired` header informs.
     pub fn restore(
         &self,
         id: PeerId,
         expires_in: Duration,
         acquired: &std::collections::BTreeMap<String, i64>,
+        tokens: &std::collections::BTreeMap<String, Token>,
+        name: Option<&str>,
     ) -> Result<(), Error> {
+        self.leases.note(expires_in);
         let mut state = self.lock();
         let now = Instant::now();
         state.sweep(now);
         if !state.core.has_peer(id) {
             self.check_peer_limit(&state)?;
         }
-        state.core.restore(id, now + expires_in, acquired)?;
+        state.core.restore(id, now + expires_in, acquired, tokens)?;
+        state.core.set_name(id, name);
         self.rearm_expiry(&state);
         Ok(())
     }
@@ -300,8 +441,8 @@ impl Service {
     pub fn shut_down(&self) {
         let mut state = self.lock();
         state.shutting_down = true;
-        for waiter in state.waiters.values() {
-            waiter.notify_all();
+        for waiters in state.waiters.values() {
+            waiters.wake.notify_all();
         }
         self.expiry.notify_all();
     }
@@ -340,15 +481,16 @@ impl Service {
 mod tests {
     use super::*;
     use crate::core::SemaphoreSettings;
+    use std::collections::BTreeMap;
     use std::thread;
 
-    fn service(max: i64, slots: usize) -> Arc<Service> {
+    fn service(max: i64) -> Arc<Service> {
         let core = Core::new([SemaphoreSettings {
             name: "A".into(),
             max,
             level: 0,
         }]);
-        Arc::new(Service::new(core, slots, 3))
+        Arc::new(Service::new(core, 3))
     }
 
     const MINUTE: Duration = Duration::from_secs(60);
@@ -359,12 +501,19 @@ mod tests {
         service: &Arc<Service>,
         waiter: PeerId,
         expires_in: Option<Duration>,
-    ) -> thread::JoinHandle<Result<LockState, Error>> {
+    ) -> thread::JoinHandle<Result<Answer, Error>> {
         let waiting = {
             let service = service.clone();
-            thread::spawn(move || service.acquire(waiter, "A", 1, expires_in, Some(MINUTE)))
+            thread::spawn(move || {
+                match service.acquire(waiter, "A", 1, expires_in, Some(MINUTE))? {
+                    Acquired::Wait(wait) => service.wait(wait),
+                    Acquired::Now(state) => panic!("answered at once: {state:?}"),
+                }
+            })
         };
+        let deadline = Instant::now() + MINUTE;
         while service.inspect(|_, polls, _| polls.waiting) == 0 {
+            assert!(Instant::now() < deadline, "the long poll never waited");
             thread::yield_now();
         }
         waiting
@@ -372,30 +521,36 @@ mod tests {
 
     #[test]
     fn a_release_answers_the_waiting_request() {
-        let service = service(1, 4);
-        let holder = service.new_peer(MINUTE).unwrap();
-        let waiter = service.new_peer(MINUTE).unwrap();
-        service.acquire(holder, "A", 1, None, None).unwrap();
+        let service = service(1);
+        let holder = service.new_peer(MINUTE, None).unwrap();
+        let waiter = service.new_peer(MINUTE, None).unwrap();
+        assert!(matches!(
+            service.acquire(holder, "A", 1, None, None),
+            Ok(Acquired::Now(Answer::Acquired(_)))
+        ));
         let waiting = wait_in_background(&service, waiter, None);
         let released = Instant::now();
         service.release_lock(holder, "A").unwrap();
-        assert_eq!(waiting.join().unwrap(), Ok(LockState::Acquired));
+        assert!(matches!(waiting.join().unwrap(), Ok(Answer::Acquired(_))));
         // Generous: the point is "not at the end of block_for".
         assert!(released.elapsed() < Duration::from_secs(10));
     }
 
     #[test]
     fn a_lease_asked_for_in_a_long_poll_starts_at_the_grant() {
-        let service = service(1, 4);
-        let holder = service.new_peer(MINUTE).unwrap();
-        let waiter = service.new_peer(MINUTE).unwrap();
-        service.acquire(holder, "A", 1, None, None).unwrap();
+        let service = service(1);
+        let holder = service.new_peer(MINUTE, None).unwrap();
+        let waiter = service.new_peer(MINUTE, None).unwrap();
+        assert!(matches!(
+            service.acquire(holder, "A", 1, None, None),
+            Ok(Acquired::Now(Answer::Acquired(_)))
+        ));
         let lease = Duration::from_secs(3600);
         let waiting = wait_in_background(&service, waiter, Some(lease));
         thread::sleep(Duration::from_millis(50));
         let released = Instant::now();
         service.release_lock(holder, "A").unwrap();
-        assert_eq!(waiting.join().unwrap(), Ok(LockState::Acquired));
+        assert!(matches!(waiting.join().unwrap(), Ok(Answer::Acquired(_))));
         let expires_in = service.inspect(|core, _, now| {
             let peers = core.peers(now);
             let info = peers.iter().find(|p| p.id == waiter).unwrap();
@@ -407,40 +562,87 @@ mod tests {
 
     #[test]
     fn peers_beyond_the_limit_are_refused() {
-        let service = service(1, 4);
-        let ids: Vec<PeerId> = (0..3).map(|_| service.new_peer(MINUTE).unwrap()).collect();
+        let service = service(1);
+        let ids: Vec<PeerId> = (0..3)
+            .map(|_| service.new_peer(MINUTE, None).unwrap())
+            .collect();
         assert_eq!(
-            service.new_peer(MINUTE),
+            service.new_peer(MINUTE, None),
             Err(Error::TooManyPeers { limit: 3 })
         );
         let locks = std::collections::BTreeMap::new();
         assert_eq!(
-            service.restore(42, MINUTE, &locks),
+            service.restore(42, MINUTE, &locks, &BTreeMap::new(), None),
             Err(Error::TooManyPeers { limit: 3 })
         );
         // Restoring a peer that exists creates nothing, so it is fine at the limit.
-        assert_eq!(service.restore(ids[0], MINUTE, &locks), Ok(()));
+        assert_eq!(
+            service.restore(ids[0], MINUTE, &locks, &BTreeMap::new(), None),
+            Ok(())
+        );
         service.remove_peer(ids[1]);
-        assert!(service.new_peer(MINUTE).is_ok());
+        assert!(service.new_peer(MINUTE, None).is_ok());
     }
 
     #[test]
-    fn long_polls_beyond_the_slots_are_answered_at_once() {
-        let service = service(1, 0);
-        let holder = service.new_peer(MINUTE).unwrap();
-        let waiter = service.new_peer(MINUTE).unwrap();
-        service.acquire(holder, "A", 1, None, None).unwrap();
-        let state = service.acquire(waiter, "A", 1, None, Some(MINUTE));
-        assert_eq!(state, Ok(LockState::Pending));
+    fn acquire_never_blocks_and_waits_only_when_asked_to() {
+        let service = service(1);
+        let holder = service.new_peer(MINUTE, None).unwrap();
+        let waiter = service.new_peer(MINUTE, None).unwrap();
+        assert!(matches!(
+            service.acquire(holder, "A", 1, None, Some(MINUTE)),
+            Ok(Acquired::Now(Answer::Acquired(_)))
+        ));
+        let state = service.acquire(waiter, "A", 1, None, None);
+        assert_eq!(state, Ok(Acquired::Now(Answer::Pending)));
+        let state = service.acquire(waiter, "A", 1, None, Some(Duration::ZERO));
+        assert_eq!(state, Ok(Acquired::Now(Answer::Pending)));
+        let Ok(Acquired::Wait(wait)) = service.acquire(waiter, "A", 1, None, Some(MINUTE)) else {
+            panic!("a long poll for a pending lock waits");
+        };
+        // Its time is up at once if the deadline has passed.
+        let expired = Wait {
+            deadline: Instant::now(),
+            ..wait
+        };
+        assert_eq!(service.wait(expired), Ok(Answer::Pending));
+        service.refused_long_poll();
         assert_eq!(service.inspect(|_, polls, _| polls.refused), 1);
     }
 
     #[test]
+    fn a_newer_long_poll_of_the_same_peer_ends_the_older_one() {
+        let service = service(1);
+        let holder = service.new_peer(MINUTE, None).unwrap();
+        let waiter = service.new_peer(MINUTE, None).unwrap();
+        assert!(matches!(
+            service.acquire(holder, "A", 1, None, None),
+            Ok(Acquired::Now(Answer::Acquired(_)))
+        ));
+        let older = wait_in_background(&service, waiter, None);
+        // The client gave up on the first request and asks again.
+        let Ok(Acquired::Wait(newer)) = service.acquire(waiter, "A", 1, None, Some(MINUTE)) else {
+            panic!("the repeated long poll waits");
+        };
+        let newer = {
+            let service = service.clone();
+            thread::spawn(move || service.wait(newer))
+        };
+        assert_eq!(older.join().unwrap(), Ok(Answer::Pending));
+        service.release_lock(holder, "A").unwrap();
+        assert!(matches!(newer.join().unwrap(), Ok(Answer::Acquired(_))));
+        assert_eq!(service.inspect(|_, polls, _| polls.waiting), 0);
+    }
+
+    #[test]
     fn removing_the_waiting_peer_answers_unknown_peer() {
-        let service = service(1, 4);
-        let holder = service.new_peer(MINUTE).unwrap();
-        let waiter = service.new_peer(MINUTE).unwrap();
-        service.acquire(holder, "A", 1, None, None).unwrap();
+        let service = service(1);
+        let holder = service.new_peer(MINUTE, None).unwrap();
+        let waiter = service.new_peer(MINUTE, None).unwrap();
+        assert!(matches!(
+            service.acquire(holder, "A", 1, None, None),
+            Ok(Acquired::Now(Answer::Acquired(_)))
+        ));
         let waiting = wait_in_background(&service, waiter, None);
         service.remove_peer(waiter);
         assert_eq!(waiting.join().unwrap(), Err(Error::UnknownPeer));
@@ -448,28 +650,45 @@ mod tests {
 
     #[test]
     fn expiry_thread_releases_at_the_deadline_and_shutdown_stops_it() {
-        let service = service(1, 4);
+        let service = service(1);
         let expiry = {
             let service = service.clone();
             thread::spawn(move || service.run_expiry())
         };
-        let holder = service.new_peer(Duration::from_millis(50)).unwrap();
-        let waiter = service.new_peer(MINUTE).unwrap();
-        service.acquire(holder, "A", 1, None, None).unwrap();
-        let state = service.acquire(waiter, "A", 1, None, Some(MINUTE));
-        assert_eq!(state, Ok(LockState::Acquired));
+        let holder = service.new_peer(MINUTE, None).unwrap();
+        let waiter = service.new_peer(MINUTE, None).unwrap();
+        assert!(matches!(
+            service.acquire(holder, "A", 1, None, None),
+            Ok(Acquired::Now(Answer::Acquired(_)))
+        ));
+        let waiting = wait_in_background(&service, waiter, None);
+        let started = Instant::now();
+        service
+            .heartbeat(holder, Duration::from_millis(50))
+            .unwrap();
+        assert!(matches!(waiting.join().unwrap(), Ok(Answer::Acquired(_))));
+        // Granted by the expiry thread at the 50 ms deadline, long before `block_for` (a
+        // minute) ends; the bound is generous for a loaded machine.
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
         service.shut_down();
         expiry.join().unwrap();
     }
 
     #[test]
     fn shutdown_answers_waiting_requests() {
-        let service = service(1, 4);
-        let holder = service.new_peer(MINUTE).unwrap();
-        let waiter = service.new_peer(MINUTE).unwrap();
-        service.acquire(holder, "A", 1, None, None).unwrap();
+        let service = service(1);
+        let holder = service.new_peer(MINUTE, None).unwrap();
+        let waiter = service.new_peer(MINUTE, None).unwrap();
+        assert!(matches!(
+            service.acquire(holder, "A", 1, None, None),
+            Ok(Acquired::Now(Answer::Acquired(_)))
+        ));
         let waiting = wait_in_background(&service, waiter, None);
         service.shut_down();
-        assert_eq!(waiting.join().unwrap(), Ok(LockState::Pending));
+        assert_eq!(waiting.join().unwrap(), Ok(Answer::Pending));
     }
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::core::{Core, PeerId};
+use crate::core::{Core, PeerId, Token};
 
 /// How many of the oldest waiters of each semaphore a snapshot lists.
 pub const WAITERS_PER_SEMAPHORE: usize = 20;
@@ -47,6 +47,9 @@ pub struct Snapshot {
     pub peers: Vec<PeerRow>,
     /// Number of live peers, listed or not.
     pub num_peers: usize,
+    /// Time left of the grace period after a restart (no new locks are granted); `None`
+    /// outside of one. The page shows it as a banner.
+    pub grace_remaining: Option<Duration>,
 }
 
 /// One semaphore's figures.
@@ -67,8 +70,10 @@ pub struct SemaphoreRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerRow {
     pub id: PeerId,
-    /// Acquired locks as `(semaphore, count)`, in configuration order.
-    pub acquired: Vec<(String, i64)>,
+    /// The holder's name, if it gave one.
+    pub name: Option<String>,
+    /// Acquired locks as `(semaphore, count, fencing token)`, in configuration order.
+    pub acquired: Vec<(String, i64, Token)>,
     /// The pending lock, if any.
     pub pending: Option<PendingLock>,
     /// Time left until the peer expires.
@@ -112,10 +117,11 @@ impl Snapshot {
                 let info = core.peer(id, now)?;
                 Some(PeerRow {
                     id,
+                    name: info.name.map(str::to_owned),
                     acquired: info
                         .acquired
                         .iter()
-                        .map(|&(name, count)| (name.to_owned(), count))
+                        .map(|&(name, count, token)| (name.to_owned(), count, token))
                         .collect(),
                     pending: info.pending.map(|(name, count)| PendingLock {
                         semaphore: name.to_owned(),
@@ -141,6 +147,7 @@ impl Snapshot {
                 .collect(),
             peers,
             num_peers: core.num_peers(),
+            grace_remaining: core.grace_remaining(now),
         }
     }
 
@@ -166,10 +173,13 @@ impl Snapshot {
             .map(|peer| {
                 json!({
                     "id": peer.id,
+                    "name": peer.name,
                     "acquired": peer
                         .acquired
                         .iter()
-                        .map(|(name, count)| json!({"semaphore": name, "count": count}))
+                        .map(|(name, count, token)| {
+                            json!({"semaphore": name, "count": count, "fencing_token": token})
+                        })
                         .collect::<Vec<_>>(),
                     "pending": peer.pending.as_ref().map(|p| json!({
                         "semaphore": p.semaphore,
@@ -185,6 +195,7 @@ impl Snapshot {
             "semaphores": semaphores,
             "peers": peers,
             "num_peers": self.num_peers,
+            "grace_remaining_ms": self.grace_remaining.map(millis),
             "waiters_per_semaphore": WAITERS_PER_SEMAPHORE,
             "peers_expiring_first": PEERS_EXPIRING_FIRST,
         })
@@ -223,10 +234,12 @@ impl Snapshot {
                 "<tr>"
             });
             td(&mut peers, "Peer", "n", &peer.id.to_string());
+            let holder = peer.name.as_deref().map_or("—".to_owned(), escape);
+            td(&mut peers, "Holder", "name", &holder);
             let held: Vec<String> = peer
                 .acquired
                 .iter()
-                .map(|(name, count)| lock(name, *count))
+                .map(|(name, count, token)| format!("{} #{token}", lock(name, *count)))
                 .collect();
             let held = if held.is_empty() {
                 "—".to_owned()
@@ -251,6 +264,12 @@ impl Snapshot {
             "SEMAPHORES" => out.push_str(&semaphores),
             "PEERS" => out.push_str(&peers),
             "PEER_COUNT" => out.push_str(&peer_count),
+            "GRACE" => match self.grace_remaining {
+                Some(left) => {
+                    let _ = write!(out, "<p id=\"grace\" class=\"banner\">{}</p>", grace(left));
+                }
+                None => out.push_str("<p id=\"grace\" class=\"banner\" hidden></p>"),
+            },
             "WAITERS" => out.push_str(&WAITERS_PER_SEMAPHORE.to_string()),
             "FIRST" => out.push_str(&PEERS_EXPIRING_FIRST.to_string()),
             "VERSION" => out.push_str(env!("CARGO_PKG_VERSION")),
@@ -310,6 +329,15 @@ pub fn human(duration: Duration) -> String {
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The banner text of a grace period; the page's script writes the same.
+fn grace(left: Duration) -> String {
+    format!(
+        "Grace period after a restart: no new locks are granted for {} while holders restore \
+         theirs.",
+        human(left)
+    )
 }
 
 /// An escaped lock, `name ×count`.
@@ -445,6 +473,7 @@ mod tests {
             vec![
                 PeerRow {
                     id: 2,
+                    name: None,
                     acquired: vec![],
                     pending: Some(PendingLock {
                         semaphore: "A".into(),
@@ -455,12 +484,14 @@ mod tests {
                 },
                 PeerRow {
                     id: 1,
-                    acquired: vec![("A".into(), 2), ("B".into(), 3)],
+                    name: None,
+                    acquired: vec![("A".into(), 2, 1), ("B".into(), 3, 2)],
                     pending: None,
                     expires_in: secs(55),
                 },
                 PeerRow {
                     id: 3,
+                    name: None,
                     acquired: vec![],
                     pending: None,
                     expires_in: secs(85),
@@ -506,16 +537,40 @@ mod tests {
         );
         assert_eq!(
             json["peers"][0],
-            serde_json::json!({"id": 2, "acquired": [],
+            serde_json::json!({"id": 2, "name": null, "acquired": [],
                 "pending": {"semaphore": "A", "count": 1, "waited_ms": 5000},
                 "expires_in_ms": 25_000})
         );
         assert_eq!(
             json["peers"][1]["acquired"],
-            serde_json::json!([{"semaphore": "A", "count": 1}])
+            serde_json::json!([{"semaphore": "A", "count": 1, "fencing_token": 1}])
         );
         assert_eq!(json["peers"][1]["pending"], serde_json::Value::Null);
         assert_eq!(json["num_peers"], 2);
+    }
+
+    #[test]
+    fn a_grace_period_shows_as_a_banner_and_in_json() {
+        let t0 = Instant::now();
+        let mut c = core(&[("A", 1)]);
+        c.begin_grace(t0 + secs(5));
+        let snapshot = Snapshot::take(&c, t0 + secs(1));
+        assert_eq!(snapshot.grace_remaining, Some(secs(4)));
+        let html = snapshot.to_html();
+        assert!(
+            html.contains("<p id=\"grace\" class=\"banner\">Grace period"),
+            "{html}"
+        );
+        assert!(html.contains("for 4.0 s"));
+        let json: serde_json::Value = serde_json::from_str(&snapshot.to_json()).unwrap();
+        assert_eq!(json["grace_remaining_ms"], 4000);
+        let calm = contended("A");
+        assert!(
+            calm.to_html()
+                .contains("<p id=\"grace\" class=\"banner\" hidden></p>")
+        );
+        let json: serde_json::Value = serde_json::from_str(&calm.to_json()).unwrap();
+        assert_eq!(json["grace_remaining_ms"], serde_json::Value::Null);
     }
 
     #[test]

@@ -142,6 +142,56 @@ fn counts_greater_than_max_are_conflicts() {
     server.assert_unchanged_and_serving(&before, "A");
 }
 
+/// Issue 20: 0.5's tests and users' code match on its sentence "Lock can never be acquired."
+/// The first words are ours and stay (they are the contract).
+#[test]
+fn counts_greater_than_max_keep_the_sentence_of_0_5() {
+    let (server, _, _, before) = server_with_state();
+    let peer = server.new_peer();
+    for count in [2, i64::MAX] {
+        let reply = server.acquire(peer, "B", count, "");
+        reply.expect(409, "Count too large");
+        assert!(
+            reply.text().contains("Lock can never be acquired."),
+            "{}",
+            reply.text()
+        );
+    }
+    server.delete(&format!("/peers/{peer}")).expect(200, "");
+    server.assert_unchanged_and_serving(&before, "A");
+}
+
+/// Issue 20: durations over a year that 0.5 accepts are accepted, as long as the clock can
+/// represent them. 0.5's Rust client writes two years with humantime, which gives
+/// `1year 11months 29days 21h 50m 24s` for 730 days.
+/// The limit is a hundred years (`routes::MAX_DURATION`), which every platform's clock holds.
+#[test]
+fn durations_longer_than_a_year_that_0_5_accepts() {
+    let server = Server::start(CONFIG);
+    for duration in [
+        "1year 11months",
+        "1year 11months 29days 21h 50m 24s",
+        "2years",
+    ] {
+        let body = serde_json::json!({ "expires_in": duration }).to_string();
+        let reply = server.post("/new_peer", &body);
+        reply.expect(200, "");
+        let peer = reply.json().as_u64().expect("a peer id");
+        server
+            .put(&format!("/peers/{peer}"), &body)
+            .expect(200, "Ok");
+        let query = format!("?expires_in={}", common::encode(duration));
+        server.acquire(peer, "A", 1, &query).expect(200, "Acquired");
+        server.delete(&format!("/peers/{peer}")).expect(200, "");
+        let restore =
+            serde_json::json!({"expires_in": duration, "peer_id": 4242, "acquired": {"A": 1}});
+        server
+            .post("/restore", &restore.to_string())
+            .expect(200, "");
+        server.delete("/peers/4242").expect(200, "");
+    }
+}
+
 #[test]
 fn bad_durations() {
     let mut requests = Vec::new();
@@ -151,7 +201,7 @@ fn bad_durations() {
         "-5s",
         "5",
         "1000000000 years",
-        "366 days",
+        "101 years",
         "5 parsecs",
     ] {
         let body = serde_json::json!({ "expires_in": duration }).to_string();
@@ -223,6 +273,23 @@ fn restore_counts_that_would_overflow_a_sum() {
     assert_eq!(server.state(), after_first);
     assert_eq!(server.remainder("B"), 1 - i64::MAX);
     server.assert_unchanged_and_serving(&after_first, "A");
+}
+
+/// Issue 20: 0.5 refuses a restore without `acquired` too; an empty restore is not what such a
+/// client meant.
+#[test]
+fn restores_without_acquired_are_invalid() {
+    check_all(
+        &[
+            post("/restore", r#"{"expires_in":"5m","peer_id":7}"#),
+            post(
+                "/restore",
+                r#"{"expires_in":"5m","peer_id":7,"pending":{}}"#,
+            ),
+        ],
+        400,
+        "Invalid body",
+    );
 }
 
 #[test]
@@ -329,7 +396,7 @@ fn unknown_semaphores_and_routes() {
     for (method, path) in [
         ("GET", "/nope"),
         ("POST", "/peers/1"),
-        ("GET", "/peers/1"),
+        ("GET", "/peers/1/A"),
         ("POST", "/new_peer/1"),
         ("GET", "/new_peer"),
         ("PUT", "/restore"),

@@ -105,11 +105,12 @@ fn a_long_poll_whose_peer_is_removed_gets_unknown_peer() {
     assert!(waited < LONG / 2, "answered after {waited:?}");
 }
 
-/// With 4 workers, 2 may wait in long polls. Further long polls are answered at once with 202,
-/// and releases, heartbeats and scrapes are served while the 2 wait.
+/// Long polls wait on threads of their own: with a single worker and room for two waiters,
+/// the two wait while releases, heartbeats and scrapes are served by the one worker. A third
+/// long poll is beyond `--max-waiters` and is answered at once with 202.
 #[test]
 fn waiting_requests_never_occupy_every_worker() {
-    let server = Server::start_with(CONFIG, &["--workers", "4"], &[]);
+    let server = Server::start_with(CONFIG, &["--workers", "1", "--max-waiters", "2"], &[]);
     let holder = server.new_peer();
     let waiters: Vec<u64> = (0..5).map(|_| server.new_peer()).collect();
     server.acquire(holder, "mutex", 1, "").expect(200, "");
@@ -120,7 +121,7 @@ fn waiting_requests_never_occupy_every_worker() {
     let second = server.acquire_in_background(waiters[1], "mutex", 1, "?block_for=60s");
     server.wait_for_long_polls(2);
 
-    // Beyond the slots: answered at once with the current state.
+    // Beyond the bound: answered at once with the current state.
     for &waiter in &waiters[2..] {
         let started = Instant::now();
         server

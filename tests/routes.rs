@@ -253,15 +253,21 @@ fn peers_listing_shows_ids_locks_and_expiry() {
     let holder = server.new_peer();
     let waiter = server.new_peer();
     // Level 1 first, then level 0: the lock hierarchy allows it.
-    server.acquire(holder, "B", 1, "").expect(200, "");
-    server.acquire(holder, "A", 2, "").expect(200, "");
+    let token = |reply: &common::Reply| -> u64 {
+        reply.expect(200, "");
+        reply.header("Fencing-Token").unwrap().parse().unwrap()
+    };
+    let b = token(&server.acquire(holder, "B", 1, ""));
+    let a = token(&server.acquire(holder, "A", 2, ""));
     server.acquire(waiter, "A", 3, "").expect(202, "");
     let reply = server.get("/peers/");
     assert_eq!(reply.status, 200);
     assert!(reply.content_type.starts_with("application/json"));
     let mut expected = vec![
-        serde_json::json!({"id": holder, "acquired": {"A": 2, "B": 1}, "pending": {}}),
-        serde_json::json!({"id": waiter, "acquired": {}, "pending": {"A": 3}}),
+        serde_json::json!({"id": holder, "acquired": {"A": 2, "B": 1}, "pending": {},
+            "fencing_tokens": {"A": a, "B": b}, "name": null}),
+        serde_json::json!({"id": waiter, "acquired": {}, "pending": {"A": 3},
+            "fencing_tokens": {}, "name": null}),
     ];
     expected.sort_by_key(|peer| peer["id"].as_u64());
     assert_eq!(server.state(), serde_json::Value::Array(expected));
@@ -288,9 +294,14 @@ fn restore_recreates_a_peer_and_may_overcommit() {
     let server = Server::start(CONFIG);
     let body = r#"{"expires_in":"5m","peer_id":42,"acquired":{"A":3,"B":1}}"#;
     server.post("/restore", body).expect(200, "");
+    // Restored without tokens: each lock got a new one.
+    let state = server.state();
+    let tokens = &state[0]["fencing_tokens"];
+    assert!(tokens["A"].as_u64().unwrap() != tokens["B"].as_u64().unwrap());
     assert_eq!(
-        server.state(),
-        serde_json::json!([{"id": 42, "acquired": {"A": 3, "B": 1}, "pending": {}}])
+        state,
+        serde_json::json!([{"id": 42, "acquired": {"A": 3, "B": 1}, "pending": {},
+            "fencing_tokens": tokens, "name": null}])
     );
     // Idempotent: the same restore again changes nothing.
     server.post("/restore", body).expect(200, "");

@@ -6,8 +6,9 @@
 //! byte, target up to the first NUL, body). An `@` in the target is replaced with the id of the
 //! last peer `new_peer` created, so the fuzzer can address peers whose ids are random.
 //!
-//! The service is built with no long-poll slots, so `block_for` is answered at once instead of
-//! blocking the fuzzer, and with a small peer cap so that the cap is reached. Time is the real
+//! `Service::acquire` never blocks; the `Wait` it returns for a long poll is dropped, as the
+//! server does when no waiting thread is left, so `block_for` is answered at once. The peer
+//! cap is small so that it is reached. Time is the real
 //! clock: short leases do expire during a run.
 //!
 //! What must hold: nothing panics; after every request the stats agree with the listing, the
@@ -38,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
         max,
         level,
     }));
-    let service = Service::new(core, 0, MAX_PEERS);
+    let service = Service::new(core, MAX_PEERS);
     let mut last_peer: PeerId = 0;
     let mut restored: BTreeSet<String> = BTreeSet::new();
     for request in data.split(|&b| b == 0x1e).take(200) {

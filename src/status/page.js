@@ -22,6 +22,7 @@
     return td;
   };
   const lock = (l) => l.semaphore + " ×" + l.count;
+  const held = (l) => lock(l) + " #" + l.fencing_token;
   const fill = (id, rows, draw) => {
     const body = $(id).tBodies[0], fresh = document.createElement("tbody");
     body.replaceWith(fresh);
@@ -52,11 +53,16 @@
     fill("peers", s.peers, (tr, x) => {
       if (x.pending) tr.className = "waiting";
       cell(tr, String(x.id), "n");
-      cell(tr, x.acquired.map(lock).join(", ") || "—", "name");
+      cell(tr, x.name == null ? "—" : x.name, "name");
+      cell(tr, x.acquired.map(held).join(", ") || "—", "name");
       cell(tr, x.pending ? lock(x.pending) + " for " + dur(x.pending.waited_ms) : "—", "name");
       cell(tr, dur(x.expires_in_ms), "n");
     });
     $("peer-count").textContent = "showing " + s.peers.length + " of " + s.num_peers;
+    const grace = $("grace");
+    grace.hidden = s.grace_remaining_ms == null;
+    grace.textContent = grace.hidden ? "" : "Grace period after a restart: no new locks are granted for " +
+      dur(s.grace_remaining_ms) + " while holders restore theirs.";
   }
   async function poll() {
     if (!document.hidden) {

@@ -98,8 +98,11 @@ class Server:
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()
 
-    def peer(self) -> int:
-        return int(self.call("POST", "/new_peer", {"expires_in": "5m"})[1])
+    def peer(self, name: str | None = None) -> int:
+        body: dict[str, object] = {"expires_in": "5m"}
+        if name is not None:
+            body["name"] = name
+        return int(self.call("POST", "/new_peer", body)[1])
 
     def acquire(self, peer: int, semaphore: str, count: int) -> int:
         name = urllib.request.quote(semaphore, safe="")
@@ -182,6 +185,9 @@ def cell(driver: webdriver.Chrome, name: str, index: int) -> str:
 
 ACQUIRED, PENDING = 3, 4
 
+# Columns of the peers table.
+PEER, HOLDER, HOLDS = 0, 1, 2
+
 
 def test_page_shows_semaphores_and_follows_the_api_without_reload(
     browser: webdriver.Chrome, server: Callable[[str], Server]
@@ -206,9 +212,10 @@ def test_page_shows_semaphores_and_follows_the_api_without_reload(
     )
     print(f"page showed the lock {time.monotonic() - taken:.2f} s after the acquire")
     assert browser.execute_script("return window.notReloaded") is True
-    peers = column(browser, "peers", 0)
+    peers = column(browser, "peers", PEER)
     assert str(peer) in peers
-    assert "db ×3" in column(browser, "peers", 1)
+    # Each held lock shows its fencing token.
+    assert any(held.startswith("db ×3 #") for held in column(browser, "peers", HOLDS))
     assert "live" in browser.find_element(By.ID, "state").text
 
     # Nothing was loaded from anywhere but the server.
@@ -228,17 +235,19 @@ def test_hostile_names_are_text_in_the_server_render_and_after_refresh(
     browser.get(s.url + "/")
     for name in HOSTILE:
         assert cell(browser, name, 2) == "3", name
-    peer = s.peer()
+    # A holder name with markup in it, shown as text like the semaphore names.
+    peer = s.peer(name=HOSTILE[0])
     assert s.acquire(peer, HOSTILE[0], 2) == 200
     WebDriverWait(browser, 2, poll_frequency=0.05).until(
         lambda d: cell(d, HOSTILE[0], ACQUIRED) == "2"
     )
+    assert column(browser, "peers", HOLDER) == [HOSTILE[0]]
     for name in HOSTILE:
         assert cell(browser, name, 0) == name
     # The page's own script is the only one, and no injected image exists.
     assert browser.execute_script("return document.scripts.length") == 1
     assert browser.find_elements(By.CSS_SELECTOR, "img") == []
-    assert f"{HOSTILE[0]} ×2" in column(browser, "peers", 1)
+    assert column(browser, "peers", HOLDS)[0].startswith(f"{HOSTILE[0]} ×2 #")
 
 
 def test_phone_and_dark_layouts(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sys
 import threading
 import time
 from datetime import timedelta
@@ -239,7 +238,6 @@ async def test_wait_for_timing_out_a_waiter_withdraws_it(url: str, aclient: Asyn
     assert [p.id for p in await aclient.list_peers()] == [holder]
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is new in 3.11")
 async def test_asyncio_timeout_on_a_nested_waiter_withdraws_only_it(
     url: str, aclient: AsyncClient
 ) -> None:

@@ -36,7 +36,17 @@ impl fmt::Display for PeerId {
     }
 }
 
-/// One peer as `GET /peers/` ([`Client::list_peers`]) describes it.
+/// The header of a granted acquire that carries the lock's fencing token.
+const FENCING_TOKEN: &str = "Fencing-Token";
+
+/// The header the server adds to `Unknown peer` when the peer expired.
+const PEER_STATE: &str = "Throttle-Peer-State";
+
+/// The longest holder name the server accepts, in bytes.
+const MAX_NAME_BYTES: usize = 256;
+
+/// One peer as `GET /peers/` ([`Client::list_peers`]) and `GET /peers/{id}`
+/// ([`Client::peer_state`]) describe it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct PeerInfo {
@@ -44,10 +54,69 @@ pub struct PeerInfo {
     pub id: PeerId,
     /// Its acquired locks: semaphore name to count.
     pub acquired: BTreeMap<String, i64>,
+    /// The fencing tokens of its acquired locks: semaphore name to token. Empty from a server
+    /// without fencing tokens.
+    #[serde(default)]
+    pub fencing_tokens: BTreeMap<String, u64>,
     /// Its pending lock, if any: semaphore name to count (at most one entry).
     pub pending: BTreeMap<String, i64>,
     /// Time left until the peer expires, in milliseconds.
     pub expires_in_ms: u64,
+    /// The holder's name, if the peer was created with one.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// The state of a lock after [`Client::acquire_state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockState {
+    /// The lock is held. `fencing_token` is the number of its grant: larger than every token
+    /// the server granted before, the same for a repeat of the acquire and after shrinking.
+    /// `None` from a server without fencing tokens (Throttle 0.5).
+    Acquired {
+        /// The lock's fencing token.
+        fencing_token: Option<u64>,
+    },
+    /// The lock is queued behind others.
+    Pending,
+}
+
+impl LockState {
+    /// Whether the lock is held.
+    pub fn is_acquired(self) -> bool {
+        matches!(self, LockState::Acquired { .. })
+    }
+}
+
+/// What [`Client::send`] got back: the status, the body, and the headers this client reads.
+struct Answer {
+    status: u16,
+    body: String,
+    fencing_token: Option<u64>,
+    peer_expired: bool,
+}
+
+/// The name a client gives its peers unless told otherwise: `hostname:pid`.
+///
+/// The host name comes, without a dependency, from the first of: `/proc/sys/kernel/hostname`
+/// (Linux, containers included), `/etc/hostname`, the environment variables `HOSTNAME` and
+/// `COMPUTERNAME` (Windows); `unknown-host` if none has one (macOS without `HOSTNAME`
+/// exported, for instance). Cut to fit the server's limit of 256 bytes.
+pub fn default_peer_name() -> String {
+    let from_file = |path: &str| std::fs::read_to_string(path).ok();
+    let host = from_file("/proc/sys/kernel/hostname")
+        .or_else(|| from_file("/etc/hostname"))
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|host| host.trim().to_owned())
+        .filter(|host| !host.is_empty() && !host.chars().any(char::is_control))
+        .unwrap_or_else(|| "unknown-host".to_owned());
+    let pid = format!(":{}", std::process::id());
+    let mut end = host.len().min(MAX_NAME_BYTES - pid.len());
+    while !host.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{pid}", &host[..end])
 }
 
 impl PeerInfo {
@@ -92,6 +161,8 @@ pub struct Client {
     retry_budget: Duration,
     /// The value of the `Authorization` header, `Bearer <token>`, if a token is set.
     authorization: Option<Arc<str>>,
+    /// The holder name sent with new peers and restores, if any.
+    peer_name: Option<Arc<str>>,
 }
 
 /// Shows whether a token is set, never the token.
@@ -101,14 +172,23 @@ impl fmt::Debug for Client {
             .field("base_url", &self.base_url)
             .field("retry_budget", &self.retry_budget)
             .field("has_token", &self.has_token())
+            .field("peer_name", &self.peer_name)
             .finish_non_exhaustive()
     }
 }
 
-/// The body of `POST /new_peer` and `PUT /peers/{id}`.
+/// The body of `PUT /peers/{id}`.
 #[derive(Serialize)]
 struct ExpiresIn {
     expires_in: String,
+}
+
+/// The body of `POST /new_peer`.
+#[derive(Serialize)]
+struct NewPeer<'a> {
+    expires_in: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
 }
 
 /// The body of `POST /restore`.
@@ -117,6 +197,10 @@ struct Restore<'a> {
     expires_in: String,
     peer_id: PeerId,
     acquired: &'a BTreeMap<String, i64>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    fencing_tokens: &'a BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
 }
 
 /// A request before it is sent: the method, and the body for those that have one.
@@ -143,6 +227,7 @@ impl Client {
             base_url: base_url.trim_end_matches('/').into(),
             retry_budget: DEFAULT_RETRY_BUDGET,
             authorization: None,
+            peer_name: Some(default_peer_name().into()),
         }
     }
 
@@ -191,6 +276,27 @@ impl Client {
         self
     }
 
+    /// This client, naming the peers it creates `name` (sent with [`Client::new_peer`] and
+    /// [`Client::restore`]): the server shows it on its status page, in `GET /peers/` and in its
+    /// debug log, so an operator sees who holds a semaphore. The default is
+    /// [`default_peer_name`], `hostname:pid`; an empty `name` sends none. The server refuses
+    /// names above 256 bytes or with control characters ([`Error::InvalidRequest`], 400).
+    ///
+    /// ```no_run
+    /// let client = throttle_client::Client::new("http://localhost:8000")
+    ///     .with_peer_name(format!("nightly-import:{}", std::process::id()));
+    /// ```
+    pub fn with_peer_name(mut self, name: impl Into<String>) -> Client {
+        let name = name.into();
+        self.peer_name = (!name.is_empty()).then(|| name.into());
+        self
+    }
+
+    /// The holder name sent with new peers and restores, see [`Client::with_peer_name`].
+    pub fn peer_name(&self) -> Option<&str> {
+        self.peer_name.as_deref()
+    }
+
     /// Whether requests carry a token (see [`Client::with_token`]).
     pub fn has_token(&self) -> bool {
         self.authorization.is_some()
@@ -219,8 +325,9 @@ impl Client {
     /// [`Client::release`] when done. Fails with [`Error::TooManyPeers`] at once if the server
     /// holds its maximum of live peers.
     pub fn new_peer(&self, expires_in: Duration) -> Result<PeerId, Error> {
-        let body = json(&ExpiresIn {
+        let body = json(&NewPeer {
             expires_in: duration(expires_in),
+            name: self.peer_name(),
         });
         self.send_json(Method::Post(body), "/new_peer", None)
     }
@@ -235,6 +342,9 @@ impl Client {
     /// little before asking again after an early `false`. `expires_in` also prolongs the
     /// peer. Asking again with the same count is idempotent and keeps the place in the queue;
     /// a smaller count shrinks a held lock.
+    ///
+    /// [`Client::acquire_state`] does the same and also returns the lock's fencing token. A
+    /// peer that expired on the server fails with [`Error::LockLost`].
     pub fn acquire(
         &self,
         peer: PeerId,
@@ -243,6 +353,30 @@ impl Client {
         block_for: Option<Duration>,
         expires_in: Option<Duration>,
     ) -> Result<bool, Error> {
+        self.acquire_state(peer, semaphore, count, block_for, expires_in)
+            .map(LockState::is_acquired)
+    }
+
+    /// [`Client::acquire`], answering the lock's state with its fencing token once it is held.
+    ///
+    /// ```no_run
+    /// use throttle_client::{Client, LockState};
+    ///
+    /// let client = Client::new("http://localhost:8000");
+    /// let peer = client.new_peer(std::time::Duration::from_secs(60))?;
+    /// if let LockState::Acquired { fencing_token } = client.acquire_state(peer, "db", 1, None, None)? {
+    ///     println!("writing with token {fencing_token:?}");
+    /// }
+    /// # Ok::<(), throttle_client::Error>(())
+    /// ```
+    pub fn acquire_state(
+        &self,
+        peer: PeerId,
+        semaphore: &str,
+        count: i64,
+        block_for: Option<Duration>,
+        expires_in: Option<Duration>,
+    ) -> Result<LockState, Error> {
         let mut path = format!("/peers/{peer}/{}", encode(semaphore));
         let mut separator = '?';
         for (key, value) in [("block_for", block_for), ("expires_in", expires_in)] {
@@ -252,10 +386,16 @@ impl Client {
             }
         }
         let timeout = block_for.map(|block_for| block_for + ANSWER_MARGIN);
-        match self.send(Method::Put(count.to_string()), &path, timeout)? {
-            (200, _) => Ok(true),
-            (202, _) => Ok(false),
-            (status, body) => Err(Error::UnexpectedResponse { status, body }),
+        let answer = self.send(Method::Put(count.to_string()), &path, timeout)?;
+        match answer.status {
+            200 => Ok(LockState::Acquired {
+                fencing_token: answer.fencing_token,
+            }),
+            202 => Ok(LockState::Pending),
+            status => Err(Error::UnexpectedResponse {
+                status,
+                body: answer.body,
+            }),
         }
     }
 
@@ -284,24 +424,52 @@ impl Client {
     }
 
     /// Re-creates `peer` with the same id and the locks it had `acquired` (`POST /restore`),
-    /// after the server forgot it (it restarted, or the peer expired). The restored locks count
-    /// even if that overcommits a semaphore: their owner already uses the resource.
+    /// after the server forgot it (it restarted). The restored locks count even if that
+    /// overcommits a semaphore: their owner already uses the resource. Each lock gets a new
+    /// fencing token; [`Client::restore_with_tokens`] keeps the ones the locks had.
     ///
     /// Restoring a peer the server still knows with exactly these locks only prolongs it; with
     /// other locks it fails with [`Error::RestoreConflict`]. Re-creating a peer on a server that
     /// holds its maximum of live peers fails with [`Error::TooManyPeers`] at once.
+    ///
+    /// The server also restores a peer that *expired* ([`Error::LockLost`]); whether that is
+    /// safe is the caller's decision (others may hold its locks by now). The lock guards never
+    /// restore an expired peer.
     pub fn restore(
         &self,
         peer: PeerId,
         acquired: &BTreeMap<String, i64>,
         expires_in: Duration,
     ) -> Result<(), Error> {
+        self.restore_with_tokens(peer, acquired, &BTreeMap::new(), expires_in)
+    }
+
+    /// [`Client::restore`] that brings the locks' fencing tokens back (`fencing_tokens` in the
+    /// body): a restored lock keeps its token, so the resource it protects sees no change, and
+    /// the server's next tokens are larger. Every name of `fencing_tokens` must be one of
+    /// `acquired`; locks without a token get a new one.
+    pub fn restore_with_tokens(
+        &self,
+        peer: PeerId,
+        acquired: &BTreeMap<String, i64>,
+        fencing_tokens: &BTreeMap<String, u64>,
+        expires_in: Duration,
+    ) -> Result<(), Error> {
         let body = json(&Restore {
             expires_in: duration(expires_in),
             peer_id: peer,
             acquired,
+            fencing_tokens,
+            name: self.peer_name(),
         });
         self.send(Method::Post(body), "/restore", None).map(drop)
+    }
+
+    /// One peer with its locks, their fencing tokens, its lease and its name
+    /// (`GET /peers/{id}`). Fails with [`Error::UnknownPeer`] if the server does not know it, or
+    /// [`Error::LockLost`] if it expired.
+    pub fn peer_state(&self, peer: PeerId) -> Result<PeerInfo, Error> {
+        self.send_json(Method::Get, &format!("/peers/{peer}"), None)
     }
 
     /// The count still free on `semaphore` (`GET /remainder`): its `max` minus the counts of
@@ -329,8 +497,8 @@ impl Client {
 
     /// The server's version, e.g. `0.1.0` (`GET /version`).
     pub fn version(&self) -> Result<String, Error> {
-        let (_, body) = self.send(Method::Get, "/version", None)?;
-        Ok(body.trim().to_owned())
+        let answer = self.send(Method::Get, "/version", None)?;
+        Ok(answer.body.trim().to_owned())
     }
 
     /// Sends a request and parses the JSON body of a successful answer.
@@ -340,36 +508,36 @@ impl Client {
         path: &str,
         timeout: Option<Duration>,
     ) -> Result<T, Error> {
-        let (status, body) = self.send(method, path, timeout)?;
+        let Answer { status, body, .. } = self.send(method, path, timeout)?;
         serde_json::from_str(&body).map_err(|_| Error::UnexpectedResponse { status, body })
     }
 
     /// Sends a request, retrying transport errors and transient 5xx answers within the retry
     /// budget.
-    /// Returns the status and body of a successful (< 400) answer.
-    fn send(
-        &self,
-        method: Method,
-        path: &str,
-        timeout: Option<Duration>,
-    ) -> Result<(u16, String), Error> {
+    /// Returns a successful (< 400) answer.
+    fn send(&self, method: Method, path: &str, timeout: Option<Duration>) -> Result<Answer, Error> {
         let started = Instant::now();
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
         loop {
             let outcome = self.send_once(&method, path, timeout);
             let retryable = match &outcome {
-                Ok((status, body)) => is_retryable_answer(*status, body),
+                Ok(answer) => is_retryable_answer(answer.status, &answer.body),
                 Err(error) => is_retryable_error(error),
             };
             let pause = backoff.next_pause();
             if !retryable || started.elapsed() + pause > self.retry_budget {
                 return match outcome {
-                    Ok((status, body)) if status >= 400 => Err(Error::from_answer(status, body)),
+                    Ok(answer) if answer.status >= 400 => Err(Error::from_answer(
+                        answer.status,
+                        answer.body,
+                        answer.peer_expired,
+                    )),
                     Ok(answer) => Ok(answer),
                     Err(error) => Err(Error::Transport(error)),
                 };
             }
-            log::debug!("retrying {path} in {pause:?} after {outcome:?}");
+            let shown = outcome.as_ref().map(|answer| (answer.status, &answer.body));
+            log::debug!("retrying {path} in {pause:?} after {shown:?}");
             thread::sleep(pause);
         }
     }
@@ -379,7 +547,7 @@ impl Client {
         method: &Method,
         path: &str,
         timeout: Option<Duration>,
-    ) -> Result<(u16, String), ureq::Error> {
+    ) -> Result<Answer, ureq::Error> {
         let url = format!("{}{path}", self.base_url);
         let timeout = Some(timeout.unwrap_or(ANSWER_MARGIN));
         let mut response = match method {
@@ -411,8 +579,22 @@ impl Client {
                 .send(body.as_str()),
         }?;
         let status = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(|value| value.trim().to_owned())
+        };
+        let fencing_token = header(FENCING_TOKEN).and_then(|token| token.parse().ok());
+        let peer_expired = header(PEER_STATE).is_some_and(|state| state == "expired");
         let body = response.body_mut().read_to_string()?;
-        Ok((status, body))
+        Ok(Answer {
+            status,
+            body,
+            fencing_token,
+            peer_expired,
+        })
     }
 
     /// Adds the `Authorization` header if a token is set.
@@ -478,6 +660,21 @@ pub(crate) fn encode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_peer_name_is_host_and_pid() {
+        let name = default_peer_name();
+        assert!(
+            name.ends_with(&format!(":{}", std::process::id())),
+            "{name}"
+        );
+        assert!(name.len() <= MAX_NAME_BYTES && name.len() > 2);
+        assert!(!name.chars().any(char::is_control), "{name:?}");
+        let client = Client::new("http://localhost:8000");
+        assert_eq!(client.peer_name(), Some(name.as_str()));
+        assert_eq!(client.clone().with_peer_name("").peer_name(), None);
+        assert_eq!(client.with_peer_name("job").peer_name(), Some("job"));
+    }
 
     #[test]
     fn names_are_encoded_as_one_segment() {

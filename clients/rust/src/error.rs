@@ -15,6 +15,14 @@ pub enum Error {
     /// server restarted. [`Client::restore`](crate::Client::restore) brings it back; the lock
     /// guard and the heartbeat thread do that on their own.
     UnknownPeer,
+    /// The server says the peer *expired* (400 `Unknown peer` with the header
+    /// `Throttle-Peer-State: expired`): its lease ran out before a heartbeat got through, the
+    /// server released its locks, and someone else may hold them now. Unlike
+    /// [`Error::UnknownPeer`] (a restarted server) this is not restored: carrying on would be
+    /// exactly what the lock is there to prevent. Stop using the resource; a new lock gets a new
+    /// fencing token. [`LockGuard::is_lost`](crate::LockGuard::is_lost) and
+    /// [`Peer::on_lost`](crate::Peer::on_lost) report it too.
+    LockLost,
     /// No semaphore of that name is configured on the server (400 `Unknown semaphore`).
     UnknownSemaphore,
     /// The lock's count exceeds the semaphore's `max`, so it could never be granted (409).
@@ -110,6 +118,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::UnknownPeer => f.write_str("unknown peer"),
+            Error::LockLost => f.write_str(
+                "lock lost: the peer's lease ran out on the server, which released its locks",
+            ),
             Error::UnknownSemaphore => f.write_str("unknown semaphore"),
             Error::Unauthorized => {
                 f.write_str("unauthorized: the server needs a valid token (Client::with_token)")
@@ -158,10 +169,12 @@ impl From<ureq::Error> for Error {
 impl Error {
     /// The error for an answer with a status of 400 or more, chosen by the words the server's
     /// reason starts with.
-    pub(crate) fn from_answer(status: u16, body: String) -> Error {
+    /// `peer_expired`: the answer carried `Throttle-Peer-State: expired`.
+    pub(crate) fn from_answer(status: u16, body: String, peer_expired: bool) -> Error {
         let message = body.trim_end().to_owned();
         let starts = |words: &str| message.starts_with(words);
         match status {
+            400 if starts("Unknown peer") && peer_expired => Error::LockLost,
             400 if starts("Unknown peer") => Error::UnknownPeer,
             400 if starts("Unknown semaphore") => Error::UnknownSemaphore,
             401 => Error::Unauthorized,
@@ -190,13 +203,17 @@ mod tests {
 
     #[track_caller]
     fn check(status: u16, body: &str, expected: &str) {
-        let error = Error::from_answer(status, body.to_owned());
+        let error = Error::from_answer(status, body.to_owned(), false);
         assert_eq!(format!("{error:?}"), expected);
     }
 
     #[test]
     fn answers_map_to_variants_by_their_first_words() {
         check(400, "Unknown peer", "UnknownPeer");
+        let lost = Error::from_answer(400, "Unknown peer".into(), true);
+        assert!(matches!(lost, Error::LockLost), "{lost:?}");
+        let other = Error::from_answer(400, "Unknown semaphore".into(), true);
+        assert!(matches!(other, Error::UnknownSemaphore), "{other:?}");
         check(400, "Unknown semaphore", "UnknownSemaphore");
         check(401, "Unauthorized: ...", "Unauthorized");
         check(401, "", "Unauthorized");

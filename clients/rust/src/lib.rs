@@ -93,6 +93,8 @@ mod error;
 mod lock;
 mod rate_limit;
 
-pub use client::{Client, DEFAULT_RETRY_BUDGET, PeerId, PeerInfo, TOKEN_VARIABLE};
+pub use client::{
+    Client, DEFAULT_RETRY_BUDGET, LockState, PeerId, PeerInfo, TOKEN_VARIABLE, default_peer_name,
+};
 pub use error::Error;
-pub use lock::{DEFAULT_EXPIRES_IN, LockBuilder, LockGuard, Peer, PeerLockBuilder};
+pub use lock::{DEFAULT_EXPIRES_IN, LockBuilder, LockGuard, OnLost, Peer, PeerLockBuilder};

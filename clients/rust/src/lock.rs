@@ -1,13 +1,24 @@
-//! The lock guard: waiting with long polls, the heartbeat thread, restore, release on drop.
+//! The lock guard: waiting with long polls, the heartbeat thread, restore, release on drop, and
+//! the lost lease.
+//!
+//! **Restore or lost.** When the server answers `Unknown peer`, it restarted and forgot the
+//! peer: the heartbeat (or the waiting loop) restores it with the locks it holds and their
+//! fencing tokens, and nothing changes for the holder. When it answers `Unknown peer` with
+//! `Throttle-Peer-State: expired`, the lease ran out (heartbeats did not get through): the
+//! server released the locks and others may hold them now. Then nothing is restored: the
+//! heartbeat stops, the peer is marked lost ([`LockGuard::is_lost`], [`Peer::is_lost`]), the
+//! callback of [`LockBuilder::on_lost`] or [`Peer::on_lost`] runs once, and every later call on
+//! the peer, and [`LockGuard::release`], fail with [`Error::LockLost`].
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
-use crate::client::{Client, PeerId};
+use crate::client::{Client, LockState, PeerId};
 use crate::error::Error;
 
 /// The lease of a peer created by [`Client::lock`] or [`Client::peer`] unless told otherwise:
@@ -49,6 +60,7 @@ impl Client {
             count: 1,
             timeout: None,
             expires_in: DEFAULT_EXPIRES_IN,
+            on_lost: None,
         }
     }
 
@@ -78,8 +90,11 @@ impl Client {
     }
 }
 
+/// What runs when a peer's lease is lost: it gets the peer's id.
+pub type OnLost = Arc<dyn Fn(PeerId) + Send + Sync>;
+
 /// Settings of a lock taken by [`Client::lock`]; [`LockBuilder::acquire`] takes it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use = "a lock builder does nothing until `acquire` is called"]
 pub struct LockBuilder<'a> {
     client: &'a Client,
@@ -87,6 +102,19 @@ pub struct LockBuilder<'a> {
     count: i64,
     timeout: Option<Duration>,
     expires_in: Duration,
+    on_lost: Option<OnLost>,
+}
+
+impl fmt::Debug for LockBuilder<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockBuilder")
+            .field("semaphore", &self.semaphore)
+            .field("count", &self.count)
+            .field("timeout", &self.timeout)
+            .field("expires_in", &self.expires_in)
+            .field("on_lost", &self.on_lost.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl LockBuilder<'_> {
@@ -111,14 +139,44 @@ impl LockBuilder<'_> {
         self
     }
 
+    /// Runs `callback` (on the heartbeat thread, once) if the lock's lease is lost: the server
+    /// says the peer expired, so others may hold the resource now. Stop using it; see
+    /// [`LockGuard::is_lost`]. Keep it short, as the heartbeat thread ends after it.
+    ///
+    /// ```no_run
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let stop = Arc::new(AtomicBool::new(false));
+    /// let flag = stop.clone();
+    /// let client = throttle_client::Client::new("http://localhost:8000");
+    /// let guard = client
+    ///     .lock("db")
+    ///     .on_lost(move |_peer| flag.store(true, Ordering::SeqCst))
+    ///     .acquire()?;
+    /// while !stop.load(Ordering::SeqCst) {
+    ///     // ... one batch of work, written with guard.fencing_token() ...
+    /// #   break;
+    /// }
+    /// # Ok::<(), throttle_client::Error>(())
+    /// ```
+    pub fn on_lost(mut self, callback: impl Fn(PeerId) + Send + Sync + 'static) -> Self {
+        self.on_lost = Some(Arc::new(callback));
+        self
+    }
+
     /// Creates a peer, waits until the lock is granted, and returns a guard that keeps it alive
     /// and releases it when dropped.
     ///
     /// Waiting is a series of long polls. If the server forgets the peer meanwhile (it
-    /// restarted), the peer is restored and waiting goes on. On timeout, or any other error,
-    /// the peer is released, so no pending lock stays behind to block others.
+    /// restarted), the peer is restored and waiting goes on; if the peer expired, this fails
+    /// with [`Error::LockLost`]. On timeout, or any other error, the peer is released, so no
+    /// pending lock stays behind to block others.
     pub fn acquire(self) -> Result<LockGuard, Error> {
         let core = PeerCore::create(self.client, self.expires_in)?;
+        if let Some(callback) = self.on_lost {
+            *lock(&core.shared.on_lost) = Some(callback);
+        }
         PeerCore::acquire(core, self.semaphore, self.count, self.timeout)
     }
 }
@@ -156,7 +214,32 @@ impl Peer {
     /// The locks this peer holds through guards: semaphore name to count. This is what a
     /// restore sends to the server.
     pub fn acquired(&self) -> BTreeMap<String, i64> {
-        lock(&self.core.acquired).clone()
+        lock(&self.core.shared.acquired)
+            .iter()
+            .map(|(name, held)| (name.clone(), held.count))
+            .collect()
+    }
+
+    /// The fencing token of this peer's lock on `semaphore`; `None` if it holds none through a
+    /// guard, or the server sends no tokens (Throttle 0.5).
+    pub fn fencing_token(&self, semaphore: &str) -> Option<u64> {
+        lock(&self.core.shared.acquired).get(semaphore)?.token
+    }
+
+    /// Whether the peer's lease was lost: the server said it expired, and released its locks.
+    /// Every lock of a lost peer is lost, and new ones fail with [`Error::LockLost`]; take them
+    /// on a new peer.
+    pub fn is_lost(&self) -> bool {
+        self.core.shared.is_lost()
+    }
+
+    /// Runs `callback` (once, on the heartbeat thread) when the peer's lease is lost; at once,
+    /// on this thread, if it is lost already. Replaces an earlier callback.
+    pub fn on_lost(&self, callback: impl Fn(PeerId) + Send + Sync + 'static) {
+        *lock(&self.core.shared.on_lost) = Some(Arc::new(callback));
+        if self.is_lost() {
+            self.core.shared.call_on_lost(self.core.id);
+        }
     }
 
     /// Starts building a lock on `semaphore` held by this peer.
@@ -217,6 +300,7 @@ pub struct LockGuard {
     core: Arc<PeerCore>,
     semaphore: String,
     count: i64,
+    fencing_token: Option<u64>,
     released: bool,
 }
 
@@ -226,11 +310,27 @@ impl fmt::Debug for LockGuard {
             .field("peer", &self.core.id)
             .field("semaphore", &self.semaphore)
             .field("count", &self.count)
+            .field("fencing_token", &self.fencing_token)
             .finish_non_exhaustive()
     }
 }
 
 impl LockGuard {
+    /// The lock's fencing token: the number of its grant, larger than every token the server
+    /// granted before. Send it with every write to the resource the lock protects, and let the
+    /// resource refuse a token lower than the highest it has seen: a holder that paused past its
+    /// lease cannot overwrite the work of the next one (README, Fencing tokens). `None` from a
+    /// server without fencing tokens (Throttle 0.5).
+    pub fn fencing_token(&self) -> Option<u64> {
+        self.fencing_token
+    }
+
+    /// Whether the lock's lease was lost: the server said its peer expired, so it released the
+    /// lock and someone else may hold it now. Stop using the resource. The lock is not restored.
+    pub fn is_lost(&self) -> bool {
+        self.core.shared.is_lost()
+    }
+
     /// The id of the peer that holds the lock.
     pub fn peer_id(&self) -> PeerId {
         self.core.id
@@ -247,14 +347,20 @@ impl LockGuard {
     }
 
     /// Releases the lock now and reports whether the server confirmed it. Dropping the guard
-    /// does the same but can only log a failure.
+    /// does the same but can only log a failure. Fails with [`Error::LockLost`] if the lease was
+    /// lost while the guard was held: whatever was done with the resource since may have
+    /// overlapped with another holder.
     pub fn release(mut self) -> Result<(), Error> {
         self.release_once()
     }
 
     fn release_once(&mut self) -> Result<(), Error> {
         self.released = true;
-        lock(&self.core.acquired).remove(&self.semaphore);
+        lock(&self.core.shared.acquired).remove(&self.semaphore);
+        if self.core.shared.is_lost() {
+            // The server released the lock when the peer expired.
+            return Err(Error::LockLost);
+        }
         if Arc::strong_count(&self.core) == 1 {
             // The last owner of the peer: releasing the whole peer frees this lock too.
             self.core.close()
@@ -283,24 +389,83 @@ struct PeerCore {
     client: Client,
     id: PeerId,
     expires_in: Duration,
-    /// The locks held through guards, for restores.
-    acquired: Arc<Mutex<BTreeMap<String, i64>>>,
+    /// What the heartbeat thread shares with the handles.
+    shared: Arc<Shared>,
     /// `None` once the peer is closed.
     heartbeat: Mutex<Option<Heartbeat>>,
+}
+
+/// One lock held through a guard, as a restore sends it.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    count: i64,
+    token: Option<u64>,
+}
+
+/// The state of a peer shared by its handles and its heartbeat thread.
+#[derive(Default)]
+struct Shared {
+    /// The locks held through guards, for restores.
+    acquired: Mutex<BTreeMap<String, Held>>,
+    /// The server said the peer expired.
+    lost: AtomicBool,
+    on_lost: Mutex<Option<OnLost>>,
+}
+
+impl Shared {
+    fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    /// Marks the peer lost and runs the callback, the first time only.
+    fn mark_lost(&self, id: PeerId) {
+        if !self.lost.swap(true, Ordering::SeqCst) {
+            log::warn!("peer {id} expired on the server: its locks are lost, not restored");
+            self.call_on_lost(id);
+        }
+    }
+
+    fn call_on_lost(&self, id: PeerId) {
+        let callback = lock(&self.on_lost).clone();
+        if let Some(callback) = callback {
+            callback(id);
+        }
+    }
+
+    /// The counts and the tokens of the held locks, for a restore.
+    fn restore_body(&self) -> (BTreeMap<String, i64>, BTreeMap<String, u64>) {
+        let acquired = lock(&self.acquired);
+        let counts = acquired
+            .iter()
+            .map(|(name, held)| (name.clone(), held.count))
+            .collect();
+        let tokens = acquired
+            .iter()
+            .filter_map(|(name, held)| Some((name.clone(), held.token?)))
+            .collect();
+        (counts, tokens)
+    }
 }
 
 impl PeerCore {
     fn create(client: &Client, expires_in: Duration) -> Result<Arc<PeerCore>, Error> {
         let id = client.new_peer(expires_in)?;
-        let acquired = Arc::new(Mutex::new(BTreeMap::new()));
-        let heartbeat = Heartbeat::start(client, id, expires_in, acquired.clone());
+        let shared = Arc::new(Shared::default());
+        let heartbeat = Heartbeat::start(client, id, expires_in, shared.clone());
         Ok(Arc::new(PeerCore {
             client: client.clone(),
             id,
             expires_in,
-            acquired,
+            shared,
             heartbeat: Mutex::new(Some(heartbeat)),
         }))
+    }
+
+    /// Restores the peer with the locks it holds and their tokens.
+    fn restore(&self) -> Result<(), Error> {
+        let (counts, tokens) = self.shared.restore_body();
+        self.client
+            .restore_with_tokens(self.id, &counts, &tokens, self.expires_in)
     }
 
     fn acquire(
@@ -309,7 +474,10 @@ impl PeerCore {
         count: i64,
         timeout: Option<Duration>,
     ) -> Result<LockGuard, Error> {
-        if lock(&core.acquired).contains_key(semaphore) {
+        if core.shared.is_lost() {
+            return Err(Error::LockLost);
+        }
+        if lock(&core.shared.acquired).contains_key(semaphore) {
             return Err(Error::AlreadyLocked {
                 semaphore: semaphore.to_owned(),
             });
@@ -318,24 +486,39 @@ impl PeerCore {
         let waited = wait_for_grant(
             semaphore,
             timeout,
-            |block_for| client.acquire(id, semaphore, count, Some(block_for), Some(expires_in)),
-            || client.restore(id, &lock(&core.acquired).clone(), expires_in),
+            |block_for| {
+                client.acquire_state(id, semaphore, count, Some(block_for), Some(expires_in))
+            },
+            || core.restore(),
         );
-        if let Err(error) = waited {
-            // Withdraw the pending lock. A peer of this lock alone is released as a whole
-            // when `core` is dropped on return.
-            if Arc::strong_count(&core) > 1
-                && let Err(withdraw) = client.release_lock(id, semaphore)
-            {
-                log::warn!("could not withdraw the lock request on {semaphore:?}: {withdraw}");
-            }
-            return Err(error);
+        if let Err(Error::LockLost) = waited {
+            // The peer expired while waiting: its other locks are gone too.
+            core.shared.mark_lost(id);
+            return Err(Error::LockLost);
         }
-        lock(&core.acquired).insert(semaphore.to_owned(), count);
+        let fencing_token = match waited {
+            Ok(token) => token,
+            Err(error) => {
+                // Withdraw the pending lock. A peer of this lock alone is released as a whole
+                // when `core` is dropped on return.
+                if Arc::strong_count(&core) > 1
+                    && let Err(withdraw) = client.release_lock(id, semaphore)
+                {
+                    log::warn!("could not withdraw the lock request on {semaphore:?}: {withdraw}");
+                }
+                return Err(error);
+            }
+        };
+        let held = Held {
+            count,
+            token: fencing_token,
+        };
+        lock(&core.shared.acquired).insert(semaphore.to_owned(), held);
         Ok(LockGuard {
             core,
             semaphore: semaphore.to_owned(),
             count,
+            fencing_token,
             released: false,
         })
     }
@@ -347,6 +530,10 @@ impl PeerCore {
             return Ok(());
         };
         heartbeat.stop();
+        if self.shared.is_lost() {
+            // The server removed the peer when it expired; nothing is left to release.
+            return Ok(());
+        }
         self.client.release(self.id)
     }
 }
@@ -360,20 +547,15 @@ impl Drop for PeerCore {
 }
 
 /// A thread that prolongs a peer every third of its lease, and restores it with its acquired
-/// locks when the server no longer knows it. It waits on a condition variable, not in a sleep,
-/// so stopping it takes effect at once.
+/// locks when the server no longer knows it; it ends when the server says the peer expired. It
+/// waits on a condition variable, not in a sleep, so stopping it takes effect at once.
 struct Heartbeat {
     stop: Arc<(Mutex<bool>, Condvar)>,
     thread: JoinHandle<()>,
 }
 
 impl Heartbeat {
-    fn start(
-        client: &Client,
-        id: PeerId,
-        expires_in: Duration,
-        acquired: Arc<Mutex<BTreeMap<String, i64>>>,
-    ) -> Heartbeat {
+    fn start(client: &Client, id: PeerId, expires_in: Duration, shared: Arc<Shared>) -> Heartbeat {
         // The next beat is the retry: retrying within a beat would only delay stopping.
         let client = client.clone().with_retry_budget(Duration::ZERO);
         let interval = (expires_in / 3).max(SHORTEST_HEARTBEAT);
@@ -392,7 +574,10 @@ impl Heartbeat {
                         return;
                     }
                     drop(guard);
-                    beat(&client, id, expires_in, &acquired);
+                    if let Beat::Lost = beat(&client, id, expires_in, &shared) {
+                        shared.mark_lost(id);
+                        return;
+                    }
                 }
             })
             .expect("the operating system refused to start a heartbeat thread");
@@ -408,29 +593,40 @@ impl Heartbeat {
     }
 }
 
-/// One heartbeat, with a restore if the server forgot the peer.
-fn beat(
-    client: &Client,
-    id: PeerId,
-    expires_in: Duration,
-    acquired: &Mutex<BTreeMap<String, i64>>,
-) {
+/// What one heartbeat found.
+enum Beat {
+    /// The peer lives (or was restored, or the server could not be reached: the next beat
+    /// tries again).
+    Alive,
+    /// The server says the peer expired.
+    Lost,
+}
+
+/// One heartbeat, with a restore if the server forgot the peer (it restarted), none if the peer
+/// expired.
+fn beat(client: &Client, id: PeerId, expires_in: Duration, shared: &Shared) -> Beat {
     match client.heartbeat(id, expires_in) {
-        Ok(()) => {}
+        Ok(()) => Beat::Alive,
+        Err(Error::LockLost) => Beat::Lost,
         Err(Error::UnknownPeer) => {
-            let acquired = lock(acquired).clone();
-            match client.restore(id, &acquired, expires_in) {
-                Ok(()) => log::info!("restored peer {id} with {acquired:?}"),
+            let (counts, tokens) = shared.restore_body();
+            match client.restore_with_tokens(id, &counts, &tokens, expires_in) {
+                Ok(()) => log::info!("restored peer {id} with {counts:?}, tokens {tokens:?}"),
                 Err(error) => log::warn!("could not restore peer {id}: {error}"),
             }
+            Beat::Alive
         }
-        Err(error) => log::warn!("heartbeat of peer {id} failed: {error}"),
+        Err(error) => {
+            log::warn!("heartbeat of peer {id} failed: {error}");
+            Beat::Alive
+        }
     }
 }
 
-/// Calls `acquire(block_for)` until it returns `true`, in slices of at most
-/// [`LONGEST_SLICE`] that end at the deadline. `restore` is called when the server answers
-/// [`Error::UnknownPeer`], and waiting goes on. Returns [`Error::Timeout`] once `timeout` has
+/// Calls `acquire(block_for)` until the lock is acquired, in slices of at most
+/// [`LONGEST_SLICE`] that end at the deadline, and returns its fencing token. `restore` is
+/// called when the server answers [`Error::UnknownPeer`], and waiting goes on; any other error,
+/// [`Error::LockLost`] included, ends the wait. Returns [`Error::Timeout`] once `timeout` has
 /// passed; withdrawing the pending lock is the caller's job.
 ///
 /// An answer that comes back much sooner than asked (the server's long-poll slots are full,
@@ -439,9 +635,9 @@ fn beat(
 pub(crate) fn wait_for_grant(
     semaphore: &str,
     timeout: Option<Duration>,
-    mut acquire: impl FnMut(Duration) -> Result<bool, Error>,
+    mut acquire: impl FnMut(Duration) -> Result<LockState, Error>,
     mut restore: impl FnMut() -> Result<(), Error>,
-) -> Result<(), Error> {
+) -> Result<Option<u64>, Error> {
     let deadline = timeout.map(|timeout| Instant::now() + timeout);
     let mut pause = Backoff::new(Duration::from_millis(20), Duration::from_secs(1));
     loop {
@@ -451,8 +647,8 @@ pub(crate) fn wait_for_grant(
         };
         let asked_at = Instant::now();
         let early = match acquire(block_for) {
-            Ok(true) => return Ok(()),
-            Ok(false) => asked_at.elapsed() < block_for.mul_f64(EARLY_FRACTION),
+            Ok(LockState::Acquired { fencing_token }) => return Ok(fencing_token),
+            Ok(LockState::Pending) => asked_at.elapsed() < block_for.mul_f64(EARLY_FRACTION),
             Err(Error::UnknownPeer) => {
                 restore()?;
                 // A peer that keeps vanishing (a lease shorter than a round trip) must not
@@ -500,7 +696,7 @@ mod tests {
             Some(Duration::ZERO),
             |block_for| {
                 asked.push(block_for);
-                Ok(false)
+                Ok(LockState::Pending)
             },
             || Ok(()),
         );
@@ -510,7 +706,10 @@ mod tests {
 
     #[test]
     fn waiting_restores_an_unknown_peer_and_goes_on() {
-        let mut answers = vec![Ok(true), Err(Error::UnknownPeer)];
+        let granted = LockState::Acquired {
+            fencing_token: Some(7),
+        };
+        let mut answers = vec![Ok(granted), Err(Error::UnknownPeer)];
         let mut restores = 0;
         let result = wait_for_grant(
             "A",
@@ -521,7 +720,7 @@ mod tests {
                 Ok(())
             },
         );
-        assert!(result.is_ok());
+        assert_eq!(result.ok(), Some(Some(7)));
         assert_eq!(restores, 1);
     }
 
@@ -529,6 +728,19 @@ mod tests {
     fn waiting_stops_at_errors_other_than_unknown_peer() {
         let result = wait_for_grant("A", None, |_| Err(Error::UnknownSemaphore), || Ok(()));
         assert!(matches!(result, Err(Error::UnknownSemaphore)));
+        // An expired peer is not restored.
+        let mut restores = 0;
+        let result = wait_for_grant(
+            "A",
+            None,
+            |_| Err(Error::LockLost),
+            || {
+                restores += 1;
+                Ok(())
+            },
+        );
+        assert!(matches!(result, Err(Error::LockLost)));
+        assert_eq!(restores, 0);
     }
 
     #[test]

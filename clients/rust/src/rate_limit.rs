@@ -47,9 +47,9 @@ impl Client {
         let peer = self.new_peer(per)?;
         match self.acquire(peer, semaphore, count, None, Some(per)) {
             Ok(true) => return Ok(()),
-            // The peer may already be gone if `per` is shorter than a round trip; waiting
-            // restores it.
-            Ok(false) | Err(Error::UnknownPeer) => {}
+            // The peer may already be gone (expired) if `per` is shorter than a round trip;
+            // waiting restores it. It holds nothing, so its expiry loses nothing.
+            Ok(false) | Err(Error::UnknownPeer | Error::LockLost) => {}
             Err(error) => return Err(error),
         }
         // While queued, each slice's acquire keeps the peer alive. A waiter that crashes blocks
@@ -58,7 +58,15 @@ impl Client {
         let waited = wait_for_grant(
             semaphore,
             timeout,
-            |block_for| self.acquire(peer, semaphore, count, Some(block_for), Some(waiting_lease)),
+            |block_for| {
+                // A rate-limit peer holds nothing while it waits: if it expired, restoring it
+                // (with nothing) loses nothing, unlike a lock guard's peer.
+                self.acquire_state(peer, semaphore, count, Some(block_for), Some(waiting_lease))
+                    .map_err(|error| match error {
+                        Error::LockLost => Error::UnknownPeer,
+                        error => error,
+                    })
+            },
             || self.restore(peer, &BTreeMap::new(), waiting_lease),
         );
         if let Err(error) = waited {
@@ -69,8 +77,9 @@ impl Client {
         }
         // The peer lived on the longer waiting lease: start the window now.
         match self.heartbeat(peer, per) {
-            // `UnknownPeer`: the window was shorter than a round trip and is over already.
-            Ok(()) | Err(Error::UnknownPeer) => Ok(()),
+            // `UnknownPeer`, `LockLost`: the window was shorter than a round trip and is over
+            // already.
+            Ok(()) | Err(Error::UnknownPeer | Error::LockLost) => Ok(()),
             Err(error) => {
                 // The unit is held, only for longer than `per`: the limit still holds.
                 log::warn!("could not shorten the lease of a {semaphore:?} unit: {error}");

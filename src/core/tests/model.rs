@@ -1,6 +1,12 @@
 //! Randomized model test: thousands of random operation sequences run against `Core` and against
 //! a deliberately naive reference that recomputes every sum by scanning all peers. After every
 //! step both must agree on results, lock states and sums, and the invariants must hold.
+//!
+//! Fencing tokens are checked as properties rather than against the model (the order in which
+//! one step grants several queues is the core's business): tokens of held locks are distinct, a
+//! lock held across a step keeps its token (repeats, shrinks), a lock granted in a step has a
+//! token above every token seen before (or the one its restore brought back), and the next token
+//! stays above every held one.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -41,6 +47,10 @@ struct Naive {
     arrivals: u64,
     /// Semaphores `restore` may have overcommitted.
     restored: Vec<String>,
+    /// The end of the grace period: until then nothing is granted.
+    grace_until: Option<Instant>,
+    /// Ids of expired peers and when they are forgotten.
+    expired: BTreeMap<PeerId, Instant>,
 }
 
 fn settings(name: &str) -> Option<(i64, i32)> {
@@ -71,6 +81,9 @@ impl Naive {
     /// Grants the oldest pending locks of every semaphore while they fit.
     fn promote(&mut self) -> Vec<PeerId> {
         let mut granted = Vec::new();
+        if self.grace_until.is_some() {
+            return granted;
+        }
         for &(sem, max, _) in &SEMAPHORES {
             loop {
                 let oldest = self
@@ -94,7 +107,17 @@ impl Naive {
         granted
     }
 
+    /// The error for a peer that is not live.
+    fn unknown(&self, id: PeerId) -> Error {
+        if self.expired.contains_key(&id) {
+            Error::ExpiredPeer
+        } else {
+            Error::UnknownPeer
+        }
+    }
+
     fn expire(&mut self, now: Instant) -> Vec<PeerId> {
+        self.expired.retain(|_, forget_at| *forget_at > now);
         let expired: Vec<PeerId> = self
             .peers
             .iter()
@@ -103,6 +126,11 @@ impl Naive {
             .collect();
         for id in &expired {
             self.peers.remove(id);
+            self.expired
+                .insert(*id, now + super::super::expired::REMEMBER_FOR);
+        }
+        if self.grace_until.is_some_and(|end| end <= now) {
+            self.grace_until = None;
         }
         expired
     }
@@ -116,7 +144,7 @@ impl Naive {
     ) -> Result<LockState, Error> {
         let (max, level) = settings(sem).ok_or(Error::UnknownSemaphore)?;
         let Some(peer) = self.peers.get(&id).cloned() else {
-            return Err(Error::UnknownPeer);
+            return Err(self.unknown(id));
         };
         if count < 1 {
             return Err(Error::InvalidCount);
@@ -161,7 +189,7 @@ impl Naive {
             Some(state) => state,
             None => {
                 let demand = self.acquired_sum(sem) + self.pending_sum(sem) + count as i128;
-                if demand <= max as i128 {
+                if demand <= max as i128 && self.grace_until.is_none() {
                     let peer = self.peers.get_mut(&id).unwrap();
                     peer.acquired.insert(sem.to_owned(), count);
                     LockState::Acquired
@@ -184,7 +212,8 @@ impl Naive {
 
     fn release_lock(&mut self, id: PeerId, sem: &str) -> Result<(), Error> {
         settings(sem).ok_or(Error::UnknownSemaphore)?;
-        let peer = self.peers.get_mut(&id).ok_or(Error::UnknownPeer)?;
+        let unknown = self.unknown(id);
+        let peer = self.peers.get_mut(&id).ok_or(unknown)?;
         peer.acquired.remove(sem);
         if peer.pending.as_ref().is_some_and(|p| p.0 == sem) {
             peer.pending = None;
@@ -192,11 +221,15 @@ impl Naive {
         Ok(())
     }
 
+    /// `held` holds the tokens of the core's locks before the step: the model does not track
+    /// tokens, but a restore of a live peer must name the ones it holds.
     fn restore(
         &mut self,
         id: PeerId,
         expires_at: Instant,
         locks: &BTreeMap<String, i64>,
+        tokens: &BTreeMap<String, Token>,
+        held: &BTreeMap<(PeerId, String), Token>,
     ) -> Result<(), Error> {
         for (sem, &count) in locks {
             settings(sem).ok_or(Error::UnknownSemaphore)?;
@@ -206,15 +239,24 @@ impl Naive {
             if self.acquired_sum(sem) + count as i128 > i64::MAX as i128 {
                 return Err(Error::CountOverflow);
             }
+            if let Some(&token) = tokens.get(sem).filter(|&&token| token > MAX_TOKEN) {
+                return Err(Error::InvalidFencingToken(token));
+            }
         }
         if let Some(peer) = self.peers.get_mut(&id) {
-            if peer.pending.is_some() || &peer.acquired != locks {
+            let same_tokens = locks.keys().all(|sem| {
+                tokens
+                    .get(sem)
+                    .is_none_or(|token| held.get(&(id, sem.clone())) == Some(token))
+            });
+            if peer.pending.is_some() || &peer.acquired != locks || !same_tokens {
                 return Err(Error::RestoreConflict);
             }
             peer.expires_at = expires_at;
             return Ok(());
         }
         self.restored.extend(locks.keys().cloned());
+        self.expired.remove(&id);
         self.peers.insert(
             id,
             NaivePeer {
@@ -274,6 +316,55 @@ fn compare(core: &Core, naive: &Naive, now: Instant, context: &str) {
     }
 }
 
+/// The fencing tokens of every lock the core holds, by peer and semaphore.
+fn tokens(core: &Core) -> BTreeMap<(PeerId, String), Token> {
+    let mut tokens = BTreeMap::new();
+    for id in core.peer_ids() {
+        for &(sem, _, _) in &SEMAPHORES {
+            if let Some(token) = core.token(id, sem) {
+                tokens.insert((id, sem.to_owned()), token);
+            }
+        }
+    }
+    tokens
+}
+
+/// Checks the token properties (see the module docs) from before a step to after it.
+#[track_caller]
+fn check_tokens(
+    core: &Core,
+    before: &BTreeMap<(PeerId, String), Token>,
+    highest_before: Token,
+    restored: &BTreeMap<(PeerId, String), Token>,
+    context: &str,
+) -> BTreeMap<(PeerId, String), Token> {
+    let after = tokens(core);
+    // New grants of one step are distinct; a restored token is the client's word and may
+    // repeat one the server granted before.
+    let mut granted = std::collections::BTreeSet::new();
+    for (lock, &token) in &after {
+        assert!(
+            token < core.next_token(),
+            "{context}: {lock:?} above the counter"
+        );
+        match before.get(lock) {
+            Some(&earlier) => assert_eq!(token, earlier, "{context}: {lock:?} changed its token"),
+            None if restored.get(lock) == Some(&token) => {}
+            None => {
+                assert!(
+                    token > highest_before,
+                    "{context}: {lock:?} granted {token}, not above {highest_before}"
+                );
+                assert!(
+                    granted.insert(token),
+                    "{context}: token {token} granted twice"
+                );
+            }
+        }
+    }
+    after
+}
+
 fn sorted(mut ids: Vec<PeerId>) -> Vec<PeerId> {
     ids.sort_unstable();
     ids
@@ -293,6 +384,9 @@ fn run(seed: u64, steps: usize) {
             }),
     );
     let mut naive = Naive::default();
+    let mut held = BTreeMap::new();
+    // The highest token ever granted or restored so far.
+    let mut highest: Token = 0;
     let names = ["A", "B", "C", "H", "nope"];
     let counts = [1, 1, 1, 2, 3, 0, -1, 6, i64::MAX];
 
@@ -312,6 +406,10 @@ fn run(seed: u64, steps: usize) {
             sorted(granted),
             "seed {seed} step {step}"
         );
+        let context = format!("seed {seed} step {step} (sweep)");
+        held = check_tokens(&core, &held, highest, &BTreeMap::new(), &context);
+        highest = highest.max(held.values().copied().max().unwrap_or(0));
+        let mut restored = BTreeMap::new();
 
         let id = 1 + rng.below(6);
         let sem = names[rng.below(names.len() as u64) as usize];
@@ -322,6 +420,7 @@ fn run(seed: u64, steps: usize) {
                 let fresh = core.new_peer(id, ttl);
                 assert_eq!(fresh, !naive.peers.contains_key(&id), "{context}");
                 if fresh {
+                    naive.expired.remove(&id);
                     naive.peers.insert(
                         id,
                         NaivePeer {
@@ -373,7 +472,7 @@ fn run(seed: u64, steps: usize) {
                         peer.expires_at = ttl;
                         Ok(())
                     }
-                    None => Err(Error::UnknownPeer),
+                    None => Err(naive.unknown(id)),
                 };
                 assert_eq!(got, expected, "{context}");
             }
@@ -384,9 +483,31 @@ fn run(seed: u64, steps: usize) {
                     let count = counts[rng.below(counts.len() as u64) as usize];
                     locks.insert(sem.to_owned(), count);
                 }
-                let got = core.restore(id, ttl, &locks);
-                let expected = naive.restore(id, ttl, &locks);
+                // Some locks bring a token back: an old one, one above the counter, or one
+                // that is out of range.
+                let mut given = BTreeMap::new();
+                for sem in locks.keys() {
+                    let token = match rng.below(5) {
+                        0 => highest.saturating_sub(rng.below(5)),
+                        1 => core.next_token() + rng.below(100),
+                        2 if rng.below(10) == 0 => MAX_TOKEN + 1,
+                        _ => continue,
+                    };
+                    given.insert(sem.clone(), token);
+                }
+                let got = core.restore(id, ttl, &locks, &given);
+                let expected = naive.restore(id, ttl, &locks, &given, &held);
                 assert_eq!(got, expected, "{context}");
+                if got.is_ok() {
+                    restored = given.into_iter().map(|(sem, t)| ((id, sem), t)).collect();
+                }
+            }
+            _ if rng.below(4) == 0 => {
+                // A grace period (as after an unclean restart): nothing new is granted until
+                // it ends, then the queues are granted in order.
+                let until = now + Duration::from_millis(rng.below(3000));
+                core.begin_grace(until);
+                naive.grace_until = Some(naive.grace_until.map_or(until, |end| end.max(until)));
             }
             _ => {
                 // Time passes further: a long jump, to let peers expire.
@@ -394,9 +515,13 @@ fn run(seed: u64, steps: usize) {
             }
         }
         compare(&core, &naive, now, &context);
+        held = check_tokens(&core, &held, highest, &restored, &context);
+        highest = highest.max(held.values().copied().max().unwrap_or(0));
     }
 
     // Nothing is left once every peer is gone.
+    now += Duration::from_secs(10);
+    core.expire(now);
     for id in 1..=6 {
         core.remove_peer(id);
     }

@@ -113,7 +113,10 @@ impl ClientConnection {
                 None => (available.len(), false),
             };
             if self.head_bytes + taken > self.limits.max_head_bytes {
-                return Err(IoError::new(ErrorKind::InvalidData, "request head too large"));
+                return Err(IoError::new(
+                    ErrorKind::InvalidData,
+                    "request head too large",
+                ));
             }
             buf.extend_from_slice(&available[..taken]);
             self.next_header_source.consume(taken);

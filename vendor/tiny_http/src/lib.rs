@@ -99,8 +99,8 @@ use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
@@ -119,6 +119,10 @@ pub use test::TestRequest;
 mod client;
 mod common;
 mod connection;
+/// Throttle's patch: public, but hidden, for Throttle's fuzz target `framing`.
+#[doc(hidden)]
+pub mod framing;
+mod reactor;
 mod request;
 mod response;
 mod ssl;
@@ -140,6 +144,10 @@ pub struct Server {
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
+
+    // Throttle's patch: the readiness loop that reads TCP connections (`src/reactor.rs`);
+    // `None` for Unix sockets and TLS, which keep tiny_http's thread per connection.
+    reactor: Option<Arc<reactor::Control>>,
 }
 
 enum Message {
@@ -160,7 +168,9 @@ impl From<Request> for Message {
 }
 
 // this trait is to make sure that Server implements Share and Send
+// (Throttle's patch: allowed dead code, so that the check does not warn in every build)
 #[doc(hidden)]
+#[allow(dead_code)]
 trait MustBeShareDummy: Sync + Send {}
 #[doc(hidden)]
 impl MustBeShareDummy for Server {}
@@ -182,6 +192,9 @@ pub struct ConnectionLimits {
     pub request_timeout: Duration,
     /// The largest request head, in bytes.
     pub max_head_bytes: usize,
+    /// The largest request body, in bytes; the reactor reads bodies in full before it hands
+    /// a request over, so this bounds its memory per connection.
+    pub max_body_bytes: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -192,6 +205,8 @@ impl Default for ConnectionLimits {
             idle_timeout: None,
             request_timeout: Duration::MAX,
             max_head_bytes: usize::MAX,
+            // Bodies are held in memory: 16 MiB unless the application says otherwise.
+            max_body_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -299,6 +314,12 @@ impl Server {
         ssl_config: Option<SslConfig>,
         limits: ConnectionLimits,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        // Throttle's patch: TCP without TLS is read by one readiness loop (`src/reactor.rs`).
+        let listener = match (listener, &ssl_config) {
+            (Listener::Tcp(tcp), None) => return Self::start_reactor(tcp, limits),
+            (listener, _) => listener,
+        };
+
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
 
@@ -438,12 +459,40 @@ impl Server {
             messages,
             close: close_trigger,
             listening_addr: local_addr,
+            reactor: None,
         })
     }
 
     /// Returns an iterator for all the incoming requests.
     ///
     /// The iterator will return `None` if the server socket is shutdown.
+    /// Throttle's patch: serves a TCP listener with the readiness loop of `src/reactor.rs`.
+    fn start_reactor(
+        listener: std::net::TcpListener,
+        limits: ConnectionLimits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        let local_addr = ListenAddr::from(listener.local_addr()?);
+        let messages = MessagesQueue::with_capacity(8);
+        let (reactor, control) = reactor::Reactor::new(listener, limits, messages.clone())?;
+        thread::Builder::new()
+            .name("connections".into())
+            .spawn(move || reactor.run())?;
+        Ok(Server {
+            messages,
+            close: Arc::new(AtomicBool::new(false)),
+            listening_addr: local_addr,
+            reactor: Some(control),
+        })
+    }
+
+    /// Throttle's patch: closes the listening socket, so that new connections are refused,
+    /// while open connections are still served (for a graceful shutdown).
+    pub fn stop_accepting(&self) {
+        if let Some(reactor) = &self.reactor {
+            reactor.stop_accepting();
+        }
+    }
+
     #[inline]
     pub fn incoming_requests(&self) -> IncomingRequests<'_> {
         IncomingRequests { server: self }
@@ -488,26 +537,6 @@ impl Server {
         }
     }
 
-    /// Throttle's patch 9: lets at most `max_running` threads that took a request from `recv`
-    /// run at once; further requests wait for one of them to come back. A thread that sleeps
-    /// for other reasons gives its place up in `while_waiting`. When requests have waited
-    /// `standby_after` (the running threads are stuck), an idle thread takes them anyway.
-    pub fn limit_running(&self, max_running: usize, standby_after: Duration) {
-        self.messages.limit_running(max_running, standby_after);
-    }
-
-    /// Throttle's patch 9: prepares for `threads` threads calling `recv`, so that waiting for a
-    /// request allocates nothing (idle threads then hold no memory of a per-thread allocator).
-    pub fn reserve_workers(&self, threads: usize) {
-        self.messages.reserve_waiters(threads);
-    }
-
-    /// Throttle's patch 9: runs `f` (a wait that may be long) without counting the calling
-    /// thread against the limit of `limit_running`.
-    pub fn while_waiting<R>(&self, f: impl FnOnce() -> R) -> R {
-        self.messages.while_waiting(f)
-    }
-
     /// Unblock thread stuck in recv() or incoming_requests().
     /// If there are several such threads, only one is unblocked.
     /// This method allows graceful shutdown of server.
@@ -525,6 +554,10 @@ impl Iterator for IncomingRequests<'_> {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if let Some(reactor) = &self.reactor {
+            reactor.stop();
+            return;
+        }
         self.close.store(true, Relaxed);
         // Connect briefly to ourselves to unblock the accept thread
         let maybe_stream = match &self.listening_addr {

@@ -74,6 +74,10 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // Throttle's patch: the connection closes after this answer, so it says
+    // `Connection: close` (requests read by the reactor, `src/reactor.rs`).
+    closes: bool,
 }
 
 struct NotifyOnDrop<R> {
@@ -241,7 +245,34 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        closes: false,
     })
+}
+
+/// Throttle's patch: a request whose head and body the reactor has read in full
+/// (`src/reactor.rs`); the answer goes to `writer`, which writes it to the socket.
+pub(crate) fn from_reactor(
+    head: crate::framing::Head,
+    body: Vec<u8>,
+    remote_addr: Option<SocketAddr>,
+    writer: crate::reactor::ConnWriter,
+) -> Request {
+    let closes = writer.closes();
+    Request {
+        body_length: Some(body.len()),
+        data_reader: Some(Box::new(Cursor::new(body))),
+        response_writer: Some(Box::new(writer)),
+        remote_addr,
+        secure: false,
+        method: head.method,
+        path: head.target,
+        http_version: head.version,
+        headers: head.headers,
+        // The reactor sent `100 Continue` itself before it read the body.
+        must_send_continue: false,
+        notify_when_responded: None,
+        closes,
+    }
 }
 
 impl Request {
@@ -443,11 +474,14 @@ impl Request {
         res
     }
 
-    fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), IoError>
+    fn respond_impl<R>(&mut self, mut response: Response<R>) -> Result<(), IoError>
     where
         R: Read,
     {
         let mut writer = self.extract_writer_impl();
+        if self.closes {
+            response.add_header(Header::from_bytes("Connection", "close").expect("a valid header"));
+        }
 
         let do_not_send_body = self.method == Method::Head;
 

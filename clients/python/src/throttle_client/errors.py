@@ -90,7 +90,7 @@ class InvalidBody(RequestRejected):
 
 
 class InvalidDuration(RequestRejected):
-    """A duration did not parse or is out of the server's range (at most a year)."""
+    """A duration did not parse or is out of the server's range (at most a hundred years)."""
 
 
 class InvalidRequest(RequestRejected):

@@ -155,9 +155,14 @@ fn expired_peers_lose_their_locks() {
     eventually(secs(10), "the lock to expire", || {
         client.remainder("A").unwrap() == 1
     });
+    // The server remembers that the peer expired: not a restart, so not `UnknownPeer`.
     assert!(matches!(
         client.heartbeat(peer, secs(1)),
-        Err(Error::UnknownPeer)
+        Err(Error::LockLost)
+    ));
+    assert!(matches!(
+        client.acquire(peer, "A", 1, None, None),
+        Err(Error::LockLost)
     ));
 }
 
@@ -281,8 +286,8 @@ fn other_rejections_are_invalid_requests_with_the_servers_reason() {
         other => panic!("{other:?}"),
     }
     assert!(error.to_string().contains("400"), "{error}");
-    // A duration of more than a year.
-    let error = client.new_peer(secs(400 * 24 * 3600)).unwrap_err();
+    // A duration of more than a hundred years.
+    let error = client.new_peer(secs(101 * 365 * 24 * 3600)).unwrap_err();
     assert!(
         matches!(&error, Error::InvalidRequest { status: 400, message } if message.starts_with("Invalid duration")),
         "{error:?}"

@@ -223,8 +223,8 @@ fn a_rejected_lock_releases_its_peer() {
 
 #[test]
 fn waiters_beyond_the_long_poll_slots_all_get_their_turn() {
-    // Three workers leave one long-poll slot: the other waiters get early answers and back off.
-    let server = Server::start_with(&["--workers", "3"]);
+    // Room for one waiting long poll: the other waiters get early answers and back off.
+    let server = Server::start_with(&["--max-waiters", "1"]);
     let client = server.client();
     let holder = client.lock("A").acquire().unwrap();
     let waiters: Vec<_> = (0..4)

@@ -297,3 +297,80 @@ pub fn ms(millis: u64) -> Duration {
 pub fn secs(secs: u64) -> Duration {
     Duration::from_secs(secs)
 }
+
+/// A TCP forwarder in front of a server that can be cut: while cut, it closes every connection
+/// (new and open ones) at once, as a network partition between a client and the server would,
+/// and the server keeps running (its expiry included).
+pub struct Proxy {
+    port: u16,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    /// Forwards a port of its own to `127.0.0.1:{target}`.
+    pub fn to(server: &Server) -> Proxy {
+        use std::net::{Shutdown, TcpStream};
+        use std::sync::atomic::AtomicBool;
+        let target = server.port;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let flag = cut.clone();
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if flag.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(upstream) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                for (from, to) in [
+                    (client.try_clone().unwrap(), upstream.try_clone().unwrap()),
+                    (upstream, client),
+                ] {
+                    let flag = flag.clone();
+                    thread::spawn(move || {
+                        let (mut from, mut to) = (from, to);
+                        let _ = from.set_read_timeout(Some(Duration::from_millis(20)));
+                        let mut buffer = [0; 16 * 1024];
+                        loop {
+                            if flag.load(Ordering::SeqCst) {
+                                break;
+                            }
+                            match from.read(&mut buffer) {
+                                Ok(0) => break,
+                                Ok(n) => {
+                                    if to.write_all(&buffer[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                                Err(error)
+                                    if matches!(
+                                        error.kind(),
+                                        std::io::ErrorKind::WouldBlock
+                                            | std::io::ErrorKind::TimedOut
+                                    ) => {}
+                                Err(_) => break,
+                            }
+                        }
+                        let _ = from.shutdown(Shutdown::Both);
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { port, cut }
+    }
+
+    /// A client that talks to the server through this proxy.
+    pub fn client(&self) -> Client {
+        Client::new(&format!("http://127.0.0.1:{}", self.port))
+    }
+
+    /// Cuts (`true`) or heals (`false`) the connection.
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,709 @@
+//! Throttle's patch: one thread reads every TCP connection with a readiness loop (mio) and
+//! hands complete requests, head and body, to the workers' queue.
+//!
+//! Upstream tiny_http gave each connection a thread for its whole life, so a thousand idle
+//! keep-alive clients were a thousand threads and a thousand one-byte connections locked
+//! everyone else out. Here a connection costs a socket and a small record: its unparsed input,
+//! a deadline, and an answer still to be written.
+//!
+//! What this file does: accept (closing connections beyond `max_connections`), read, find where
+//! a request ends ([`crate::framing`], which refuses ambiguous framing), answer refusals and
+//! timeouts itself (400, 408, 411, 413, 431, then close), and write what a worker could not
+//! write at once. What it does not do: run requests. Workers answer by writing to the socket
+//! themselves (a [`ConnWriter`]); only a connection with input waiting behind its request, an
+//! answer too large for the socket's buffer, or a close involves this thread again.
+//!
+//! One request per connection is in a worker's hands at a time; pipelined requests wait here
+//! in the input buffer until the previous one is answered.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::framing::{self, Parsed, Refusal};
+use crate::util::MessagesQueue;
+use crate::{ConnectionLimits, Message};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX);
+
+/// A connection whose answer has been sent and whose write side is shut reads (and drops)
+/// what the client still sends for this long, so that closing does not reset the connection
+/// before the client has read the answer.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// After a failed accept (say, out of file descriptors) accepting pauses this long.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
+
+/// The connection's request is with nobody; the reactor may parse the next one.
+const IDLE: u8 = 0;
+/// A worker holds the connection's request.
+const BUSY: u8 = 1;
+/// A worker holds it and the reactor has input or an end of stream waiting: whoever finishes
+/// the answer must hand the connection back.
+const WANTED: u8 = 2;
+
+/// What workers and the reactor share of one connection.
+pub(crate) struct Shared {
+    stream: TcpStream,
+    token: Token,
+    /// `IDLE`, `BUSY` or `WANTED`: who may touch the connection next.
+    state: AtomicU8,
+    /// When a worker last finished an answer, in nanoseconds since `epoch`: idle time counts
+    /// from there, and the reactor is not told about answers that need nothing from it.
+    answered: AtomicU64,
+    epoch: Instant,
+    inbox: Arc<Inbox>,
+}
+
+impl Shared {
+    fn answered_at(&self) -> Instant {
+        self.epoch + Duration::from_nanos(self.answered.load(Ordering::Acquire))
+    }
+}
+
+/// A connection handed back to the reactor by a worker.
+struct Completion {
+    token: Token,
+    /// Bytes of the answer the socket did not take at once, from `offset`.
+    rest: Vec<u8>,
+    offset: usize,
+    close: bool,
+    failed: bool,
+}
+
+/// Where workers hand connections back; wakes the reactor.
+pub(crate) struct Inbox {
+    completions: Mutex<Vec<Completion>>,
+    waker: Waker,
+}
+
+impl Inbox {
+    fn push(&self, completion: Completion) {
+        let first = {
+            let mut completions = self.completions.lock().unwrap_or_else(|e| e.into_inner());
+            completions.push(completion);
+            completions.len() == 1
+        };
+        // The reactor takes the whole list when woken, so one wake-up per batch is enough.
+        if first {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// The response writer of a request read by the reactor. Collects the answer and, when
+/// dropped (tiny_http drops it once the answer is complete), writes it to the socket from the
+/// worker's thread; whatever the socket does not take goes back to the reactor.
+pub(crate) struct ConnWriter {
+    shared: Arc<Shared>,
+    buffer: Vec<u8>,
+    close: bool,
+}
+
+impl ConnWriter {
+    pub(crate) fn closes(&self) -> bool {
+        self.close
+    }
+}
+
+impl Write for ConnWriter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.buffer.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ConnWriter {
+    fn drop(&mut self) {
+        let shared = &self.shared;
+        let (written, failed) = write_some(&shared.stream, &self.buffer);
+        let since = shared.epoch.elapsed().as_nanos();
+        shared
+            .answered
+            .store(u64::try_from(since).unwrap_or(u64::MAX), Ordering::Release);
+        if failed || written < self.buffer.len() || self.close {
+            shared.inbox.push(Completion {
+                token: shared.token,
+                rest: std::mem::take(&mut self.buffer),
+                offset: written,
+                close: self.close,
+                failed,
+            });
+        } else if shared.state.swap(IDLE, Ordering::AcqRel) == WANTED {
+            shared.inbox.push(Completion {
+                token: shared.token,
+                rest: Vec::new(),
+                offset: 0,
+                close: false,
+                failed: false,
+            });
+        }
+    }
+}
+
+/// Writes as much of `bytes` as the socket takes without blocking: (bytes written, whether
+/// the connection failed).
+fn write_some(mut stream: &TcpStream, bytes: &[u8]) -> (usize, bool) {
+    let mut written = 0;
+    while written < bytes.len() {
+        match stream.write(&bytes[written..]) {
+            Ok(0) => return (written, true),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return (written, false),
+            Err(_) => return (written, true),
+        }
+    }
+    (written, false)
+}
+
+/// The server's handle on the reactor thread.
+pub(crate) struct Control {
+    stop: AtomicBool,
+    stop_accepting: AtomicBool,
+    inbox: Arc<Inbox>,
+}
+
+impl Control {
+    /// Ends the reactor thread; open connections are closed.
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.inbox.waker.wake();
+    }
+
+    /// Closes the listening socket; open connections are still served.
+    pub(crate) fn stop_accepting(&self) {
+        self.stop_accepting.store(true, Ordering::Release);
+        let _ = self.inbox.waker.wake();
+    }
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    remote: Option<SocketAddr>,
+    /// Bytes received and not yet handed over as a request.
+    input: Vec<u8>,
+    /// An answer (or the rest of one) this thread still has to write.
+    output: Vec<u8>,
+    written: usize,
+    close_after_output: bool,
+    /// The client closed its side (or the connection failed).
+    eof: bool,
+    /// Reading stopped because `input` is full; the socket may hold more.
+    read_paused: bool,
+    /// When the request now arriving began, for the request timeout.
+    started: Option<Instant>,
+    last_active: Instant,
+    continue_sent: bool,
+    /// The answer is out and the write side shut; waiting for the client to close.
+    lingering: bool,
+    deadline: Option<Instant>,
+}
+
+impl Conn {
+    fn output_pending(&self) -> bool {
+        self.written < self.output.len()
+    }
+
+    fn state(&self) -> u8 {
+        self.shared.state.load(Ordering::Acquire)
+    }
+}
+
+pub(crate) struct Reactor {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    conns: HashMap<Token, Conn>,
+    /// Deadlines of connections, earliest first: idle, request and write timeouts, lingering.
+    timers: BTreeSet<(Instant, Token)>,
+    accept_paused_until: Option<Instant>,
+    next_token: usize,
+    limits: ConnectionLimits,
+    control: Arc<Control>,
+    messages: Arc<MessagesQueue<Message>>,
+    scratch: Box<[u8]>,
+    refused_at_limit: u64,
+}
+
+impl Reactor {
+    pub(crate) fn new(
+        listener: std::net::TcpListener,
+        limits: ConnectionLimits,
+        messages: Arc<MessagesQueue<Message>>,
+    ) -> io::Result<(Reactor, Arc<Control>)> {
+        listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(listener);
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let control = Arc::new(Control {
+            stop: AtomicBool::new(false),
+            stop_accepting: AtomicBool::new(false),
+            inbox: Arc::new(Inbox {
+                completions: Mutex::new(Vec::new()),
+                waker,
+            }),
+        });
+        let reactor = Reactor {
+            poll,
+            listener: Some(listener),
+            conns: HashMap::new(),
+            timers: BTreeSet::new(),
+            accept_paused_until: None,
+            next_token: 0,
+            limits,
+            control: control.clone(),
+            messages,
+            scratch: vec![0; 16 * 1024].into_boxed_slice(),
+            refused_at_limit: 0,
+        };
+        Ok((reactor, control))
+    }
+
+    /// Runs until [`Control::stop`].
+    pub(crate) fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut completions = Vec::new();
+        loop {
+            let now = Instant::now();
+            let timeout = self.next_wake().map(|at| at.saturating_duration_since(now));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != ErrorKind::Interrupted {
+                    log::error!("Polling connections failed: {}", e);
+                    std::thread::sleep(ACCEPT_PAUSE);
+                }
+                continue;
+            }
+            if self.control.stop.load(Ordering::Acquire) {
+                break;
+            }
+            if self.control.stop_accepting.load(Ordering::Acquire) {
+                if let Some(mut listener) = self.listener.take() {
+                    let _ = self.poll.registry().deregister(&mut listener);
+                }
+            }
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => {}
+                    LISTENER => self.accept(),
+                    token => {
+                        if let Some(conn) = self.conns.get_mut(&token) {
+                            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                                read_into(conn, &mut self.scratch, &self.limits);
+                            }
+                        }
+                        self.drive(token);
+                    }
+                }
+            }
+            {
+                let mut inbox = self
+                    .control
+                    .inbox
+                    .completions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                std::mem::swap(&mut *inbox, &mut completions);
+            }
+            for completion in completions.drain(..) {
+                self.complete(completion);
+            }
+            self.fire_timers(Instant::now());
+        }
+        log::debug!("Reactor stopped with {} connections open", self.conns.len());
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        let timer = self.timers.iter().next().map(|&(at, _)| at);
+        match (timer, self.accept_paused_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn accept(&mut self) {
+        if self.accept_paused_until.is_some() {
+            return;
+        }
+        let Some(listener) = self.listener.take() else {
+            return;
+        };
+        self.accept_from(&listener);
+        self.listener = Some(listener);
+    }
+
+    fn accept_from(&mut self, listener: &TcpListener) {
+        loop {
+            match listener.accept() {
+                Ok((mut stream, remote)) => {
+                    if self.conns.len() >= self.limits.max_connections {
+                        self.refused_at_limit += 1;
+                        if self.refused_at_limit.is_power_of_two() {
+                            log::warn!(
+                                "Closing new connections: {} are open, the limit ({} closed so far)",
+                                self.limits.max_connections,
+                                self.refused_at_limit
+                            );
+                        }
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let token = Token(self.next_token);
+                    self.next_token += 1;
+                    if let Err(e) = self
+                        .poll
+                        .registry()
+                        // Edge-triggered: a writable event comes only after a write found the
+                        // socket's buffer full, which is when pending output can move on.
+                        .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+                    {
+                        log::warn!("Cannot watch a new connection: {}", e);
+                        continue;
+                    }
+                    let now = Instant::now();
+                    let conn = Conn {
+                        shared: Arc::new(Shared {
+                            stream,
+                            token,
+                            state: AtomicU8::new(IDLE),
+                            answered: AtomicU64::new(0),
+                            epoch: now,
+                            inbox: self.control.inbox.clone(),
+                        }),
+                        remote: Some(remote),
+                        input: Vec::new(),
+                        output: Vec::new(),
+                        written: 0,
+                        close_after_output: false,
+                        eof: false,
+                        read_paused: false,
+                        started: None,
+                        last_active: now,
+                        continue_sent: false,
+                        lingering: false,
+                        deadline: None,
+                    };
+                    self.conns.insert(token, conn);
+                    // Data may have arrived with the connection; edge-triggered readiness
+                    // reports it anyway, so just arm the idle timer.
+                    self.drive(token);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::error!("Error accepting new client: {}", e);
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Moves a connection on after anything happened to it: writes pending output, closes,
+    /// or parses and hands over the next request.
+    fn drive(&mut self, token: Token) {
+        loop {
+            let now = Instant::now();
+            let Some(conn) = self.conns.get_mut(&token) else {
+                return;
+            };
+            if conn.output_pending() {
+                let (written, failed) =
+                    write_some(&conn.shared.stream, &conn.output[conn.written..]);
+                conn.written += written;
+                if failed {
+                    return self.remove(token);
+                }
+                if conn.output_pending() {
+                    // Registered for writability from the start: the next event resumes.
+                    let at = self
+                        .limits
+                        .idle_timeout
+                        .and_then(|idle| now.checked_add(idle));
+                    return self.set_deadline(token, at);
+                }
+                conn.output = Vec::new();
+                conn.written = 0;
+            }
+            if conn.close_after_output && !conn.lingering {
+                let _ = conn.shared.stream.shutdown(Shutdown::Write);
+                conn.lingering = true;
+                conn.input = Vec::new();
+            }
+            if conn.lingering {
+                if conn.eof {
+                    return self.remove(token);
+                }
+                return self.set_deadline(token, Some(now + LINGER));
+            }
+            if conn.state() != IDLE {
+                let at = self
+                    .limits
+                    .idle_timeout
+                    .and_then(|idle| now.checked_add(idle));
+                return self.set_deadline(token, at);
+            }
+            if conn.read_paused {
+                read_into(conn, &mut self.scratch, &self.limits);
+            }
+            if conn.input.is_empty() {
+                if conn.eof {
+                    return self.remove(token);
+                }
+                conn.started = None;
+                let since = conn.last_active.max(conn.shared.answered_at());
+                let at = self
+                    .limits
+                    .idle_timeout
+                    .and_then(|idle| since.checked_add(idle));
+                return self.set_deadline(token, at);
+            }
+            let started = *conn.started.get_or_insert(now);
+            let head = match framing::parse(
+                &conn.input,
+                self.limits.max_head_bytes,
+                self.limits.max_body_bytes,
+            ) {
+                Err(refusal) => {
+                    refuse(conn, &refusal);
+                    continue;
+                }
+                Ok(Parsed::Partial) => None,
+                Ok(Parsed::Complete(head)) => Some(head),
+            };
+            let complete = head
+                .as_ref()
+                .is_some_and(|head| conn.input.len() >= head.head_len + head.body_len);
+            let head = match head {
+                Some(head) if complete => head,
+                head => {
+                    if conn.eof {
+                        // The client stopped half way: nobody is left to answer.
+                        return self.remove(token);
+                    }
+                    if let Some(head) = &head {
+                        if head.expects_continue && !conn.continue_sent {
+                            conn.continue_sent = true;
+                            conn.output = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
+                            conn.written = 0;
+                            continue;
+                        }
+                    }
+                    let at = started.checked_add(self.limits.request_timeout);
+                    return self.set_deadline(token, at);
+                }
+            };
+            let end = head.head_len + head.body_len;
+            let body = conn.input[head.head_len..end].to_vec();
+            conn.input.drain(..end);
+            if conn.input.capacity() > 64 * 1024 {
+                conn.input.shrink_to(8 * 1024);
+            }
+            conn.started = None;
+            conn.continue_sent = false;
+            let close = head.close;
+            let writer = ConnWriter {
+                shared: conn.shared.clone(),
+                buffer: Vec::new(),
+                close,
+            };
+            let request = crate::request::from_reactor(head, body, conn.remote, writer);
+            // Input already waiting behind this request (pipelining), or an end of stream,
+            // needs this thread again once the answer is out.
+            let state = if conn.input.is_empty() && !conn.eof {
+                BUSY
+            } else {
+                WANTED
+            };
+            conn.shared.state.store(state, Ordering::Release);
+            // Checked again when it fires: the worker may answer without telling this thread.
+            let at = self
+                .limits
+                .idle_timeout
+                .and_then(|idle| now.checked_add(idle));
+            self.set_deadline(token, at);
+            self.messages.push(Message::NewRequest(request));
+            return;
+        }
+    }
+
+    /// A worker handed the connection back.
+    fn complete(&mut self, completion: Completion) {
+        let token = completion.token;
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        if completion.failed {
+            return self.remove(token);
+        }
+        if completion.offset < completion.rest.len() {
+            conn.output = completion.rest;
+            conn.written = completion.offset;
+        }
+        conn.close_after_output |= completion.close;
+        conn.shared.state.store(IDLE, Ordering::Release);
+        self.drive(token);
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        if self.accept_paused_until.is_some_and(|at| at <= now) {
+            self.accept_paused_until = None;
+            self.accept();
+        }
+        while let Some(&(at, token)) = self.timers.iter().next() {
+            if at > now {
+                break;
+            }
+            self.timers.remove(&(at, token));
+            let Some(conn) = self.conns.get_mut(&token) else {
+                continue;
+            };
+            conn.deadline = None;
+            if conn.output_pending() || conn.lingering {
+                // A client that does not read, or has gone quiet after its last answer.
+                self.remove(token);
+            } else if conn.state() != IDLE {
+                // With a worker (a long poll): look again later.
+                let at = self
+                    .limits
+                    .idle_timeout
+                    .and_then(|idle| now.checked_add(idle));
+                self.set_deadline(token, at);
+            } else if conn.input.is_empty() {
+                let since = conn.last_active.max(conn.shared.answered_at());
+                let idle_until = self
+                    .limits
+                    .idle_timeout
+                    .and_then(|idle| since.checked_add(idle));
+                match idle_until {
+                    Some(at) if at > now => self.set_deadline(token, Some(at)),
+                    _ => self.remove(token),
+                }
+            } else {
+                let reason = format!(
+                    "Request timeout: the request did not arrive within {:?}",
+                    self.limits.request_timeout
+                );
+                refuse(
+                    conn,
+                    &Refusal {
+                        status: 408,
+                        reason,
+                    },
+                );
+                self.drive(token);
+            }
+        }
+    }
+
+    fn set_deadline(&mut self, token: Token, at: Option<Instant>) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        if conn.deadline == at {
+            return;
+        }
+        if let Some(old) = conn.deadline.take() {
+            self.timers.remove(&(old, token));
+        }
+        if let Some(at) = at {
+            self.timers.insert((at, token));
+        }
+        conn.deadline = at;
+    }
+
+    fn remove(&mut self, token: Token) {
+        self.set_deadline(token, None);
+        if let Some(conn) = self.conns.remove(&token) {
+            // Closing the socket (when the last holder drops it) ends its registration.
+            // A worker may still hold the connection (a long poll whose client left): make
+            // its answer fail rather than wait for a reader.
+            let _ = conn.shared.stream.shutdown(Shutdown::Both);
+        }
+        if self.accept_paused_until.is_some() {
+            self.accept_paused_until = None;
+            self.accept();
+        }
+    }
+}
+
+/// Reads what the socket has, up to the input limit.
+fn read_into(conn: &mut Conn, scratch: &mut [u8], limits: &ConnectionLimits) {
+    let cap = limits
+        .max_head_bytes
+        .saturating_add(limits.max_body_bytes)
+        .saturating_add(4096);
+    conn.read_paused = false;
+    loop {
+        if conn.input.len() >= cap && !conn.lingering {
+            conn.read_paused = true;
+            break;
+        }
+        match (&conn.shared.stream).read(scratch) {
+            Ok(0) => {
+                conn.eof = true;
+                break;
+            }
+            Ok(n) => {
+                conn.last_active = Instant::now();
+                if !conn.lingering {
+                    conn.input.extend_from_slice(&scratch[..n]);
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(_) => {
+                conn.eof = true;
+                break;
+            }
+        }
+    }
+    // A worker answering this connection must hand it back for what arrived meanwhile.
+    if !conn.input.is_empty() || conn.eof {
+        let _ =
+            conn.shared
+                .state
+                .compare_exchange(BUSY, WANTED, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+/// Queues a refusal and closes the connection after it.
+fn refuse(conn: &mut Conn, refusal: &Refusal) {
+    let body = format!("{}\n", refusal.reason);
+    let answer = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        refusal.status,
+        reason_phrase(refusal.status),
+        body.len(),
+        body
+    );
+    conn.output = answer.into_bytes();
+    conn.written = 0;
+    conn.close_after_output = true;
+    conn.input = Vec::new();
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        505 => "HTTP Version Not Supported",
+        _ => "Error",
+    }
+}
