@@ -160,6 +160,8 @@ def check_answer(status: int, text: str) -> Optional[UnexpectedResponse]:
 
 def parse_acquired(status: int, text: str) -> bool:
     """The answer to an acquire: ``True`` for granted (200), ``False`` for pending (202)."""
+    # FIXME(issue 15): a grant carries its fencing token in the `Fencing-Token` header; both
+    # clients should pass the headers here and return it with the grant.
     if status == 200:
         return True
     if status == 202:

@@ -105,9 +105,10 @@ class AsyncPeer:
         answer means the server knows the peer already (the heartbeat or a waiter restored it
         first), which is the state this call aims for, so it is not raised.
         """
-        # FIXME(issue 15): once the server tells an expired peer from a forgotten one, an
-        # expired peer raises `LockLost` here instead of being restored. Until then every
-        # `UnknownPeer` is answered with a restore, as in the blocking client.
+        # FIXME(issue 15): the server marks the `Unknown peer` of an expired peer with
+        # `Throttle-Peer-State: expired`; such a peer should raise `LockLost` here instead of
+        # being restored. This client does not read the header yet, so every `UnknownPeer` is
+        # answered with a restore, as in the blocking client.
         if self._restoring is None:
             self._restoring = asyncio.Lock()
         async with self._restoring:
