@@ -60,7 +60,10 @@ def timed(calls: int, body: Callable[[], None]) -> List[float]:
 
 def report(name: str, samples: List[float]) -> None:
     ordered = sorted(samples)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e6  # noqa: E731
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e6
+
     print(
         f"{name:<28} median {statistics.median(samples) * 1e6:7.0f} µs   "
         f"mean {statistics.mean(samples) * 1e6:7.0f} µs   p90 {pick(0.9):7.0f} µs   "

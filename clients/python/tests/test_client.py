@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import timedelta
@@ -27,6 +28,7 @@ from throttle_client import (
     UnknownPeer,
     UnknownSemaphore,
 )
+from throttle_client._wire import Request
 from throttle_client.errors import error_for
 
 MINUTE = timedelta(minutes=1)
@@ -259,13 +261,14 @@ def test_invalid_duration(client: Client) -> None:
 
 def test_invalid_body_request_and_too_large(client: Client) -> None:
     with pytest.raises(InvalidBody):
-        client._request("POST", "/new_peer", body={"expires_in": 5})
+        client._send(Request("POST", "/new_peer", json.dumps({"expires_in": 5})))
     with pytest.raises(InvalidRequest):
-        client._request("GET", "/remainder")
+        client._send(Request("GET", "/remainder"))
     with pytest.raises(InvalidRequest):
-        client._request("GET", "/peers/not-a-number/is_acquired")
+        client._send(Request("GET", "/peers/not-a-number/is_acquired"))
     with pytest.raises(BodyTooLarge):
-        client._request("POST", "/new_peer", body={"expires_in": "1s", "pad": "x" * 70_000})
+        body = json.dumps({"expires_in": "1s", "pad": "x" * 70_000})
+        client._send(Request("POST", "/new_peer", body))
 
 
 def test_count_overflow(client: Client) -> None:

@@ -20,6 +20,8 @@ from throttle_client import (
 )
 from throttle_client.errors import error_for
 
+from conftest import StartServer, ThrottleServer
+
 from .conftest import wait_until
 from .stub_server import StubServer
 
@@ -30,13 +32,13 @@ PROMPTLY_SECONDS = 2.0
 
 
 @pytest.fixture
-def full_server(start_server):  # type: ignore[no-untyped-def]
+def full_server(start_server: StartServer) -> ThrottleServer:
     """A server that allows one live peer."""
     return start_server("[semaphores]\nA = 1\n", args=["--max-peers", "1"])
 
 
 @pytest.fixture
-def full_client(full_server) -> Client:  # type: ignore[no-untyped-def]
+def full_client(full_server: ThrottleServer) -> Client:
     return Client(full_server.url)
 
 
@@ -73,7 +75,7 @@ def test_restore_of_a_new_peer_beyond_the_limit_raises_too_many_peers(
 
 
 def test_lock_on_a_full_server_raises_too_many_peers_at_once(
-    full_server, full_client: Client  # type: ignore[no-untyped-def]
+    full_server: ThrottleServer, full_client: Client
 ) -> None:
     other = full_client.new_peer(expires_in=MINUTE)
     started = time.monotonic()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 import time
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, List
 
 import pytest
 
@@ -73,7 +73,7 @@ def test_without_the_token_every_route_raises_unauthorized_and_changes_nothing(
     peer_id = holder.new_peer(expires_in=MINUTE)
     assert holder.acquire(peer_id, "B")
     for client in (Client(token_url), Client(token_url, token="wrong")):
-        calls = [
+        calls: List[Callable[[], object]] = [
             lambda: client.new_peer(expires_in=MINUTE),
             lambda: client.acquire(peer_id, "C"),
             lambda: client.release_lock(peer_id, "B"),

@@ -1,10 +1,10 @@
 """``Client``: the HTTP routes of a Throttle server, one method each.
 
-This layer knows the wire format and nothing about lock bookkeeping: durations go out as
-``"{milliseconds}ms"``, semaphore names are percent-encoded as one path segment (so ``/`` and
-``&`` in a name are safe), and error answers become the typed exceptions of ``errors``. All
-requests go through one ``requests.Session``, so consecutive calls reuse a keep-alive connection
-instead of paying a TCP handshake each.
+This layer sends and receives and knows nothing about lock bookkeeping. What goes on the wire
+and how answers are read (durations, percent-encoded names, typed errors, which failures are
+retried) is in ``_wire``, which the asyncio client shares. All requests go through one
+``requests.Session``, so consecutive calls reuse a keep-alive connection instead of paying a
+TCP handshake each.
 
 Failures that may heal on their own (the server is restarting, a connection dropped, a 5xx) are
 retried with jittered exponential backoff for at most ``retry_for``. A 4xx answer is never
@@ -19,42 +19,21 @@ variable ``THROTTLE_TOKEN`` (the one the server reads) supplies it.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Dict, List, Mapping, Optional, Tuple
-from urllib.parse import quote
 
 import requests
 
-from ._backoff import Backoff
-from .errors import ThrottleError, UnexpectedResponse, error_for
+from . import _wire
+from ._wire import TOKEN_VARIABLE, PeerState
+
+__all__ = ["TOKEN_VARIABLE", "Client", "PeerState", "resolve_token"]
 
 _log = logging.getLogger(__name__)
-
-#: The environment variable a ``Client`` without an explicit ``token`` reads its token from.
-TOKEN_VARIABLE = "THROTTLE_TOKEN"
-
-# Statuses in the 5xx range that will not go away by asking again.
-_PERMANENT_SERVER_ERRORS = frozenset({501, 505, 506, 507, 508, 510, 511})
-
-# Connecting to a live server on the same network takes milliseconds; a longer wait means it is
-# down or unreachable, and the retry loop should move on to the next attempt.
-_CONNECT_TIMEOUT_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class PeerState:
-    """One peer as the server reports it in ``Client.list_peers``."""
-
-    id: int
-    acquired: Dict[str, int]
-    pending: Dict[str, int]
-    expires_in: timedelta
 
 
 class Client:
@@ -140,10 +119,8 @@ class Client:
         crashed client cannot leak count. Match every ``new_peer`` with a ``release``. Raises
         ``TooManyPeers`` if the server holds its maximum of live peers.
         """
-        response = self._request(
-            "POST", "/new_peer", body={"expires_in": _format_duration(expires_in)}
-        )
-        return _parse_int(response)
+        response = self._send(_wire.new_peer(expires_in))
+        return _wire.parse_int(response.status_code, response.text)
 
     def acquire(
         self,
@@ -164,31 +141,20 @@ class Client:
         (and retrying after a lost answer) safe. A pending lock is not forgotten when the call
         returns ``False``: it stays queued until granted, released or the peer expires.
         """
-        query: List[str] = []
-        if expires_in is not None:
-            query.append(f"expires_in={_format_duration(expires_in)}")
-        if block_for is not None:
-            query.append(f"block_for={_format_duration(block_for)}")
-        path = f"/peers/{peer_id}/{_segment(semaphore)}"
-        if query:
-            path += "?" + "&".join(query)
-        response = self._request("PUT", path, body=count, block_for=block_for)
-        if response.status_code == 200:
-            return True
-        if response.status_code == 202:
-            return False
-        raise UnexpectedResponse(response.text, response.status_code)
+        request = _wire.acquire(peer_id, semaphore, count, expires_in, block_for)
+        response = self._send(request)
+        return _wire.parse_acquired(response.status_code, response.text)
 
     def release(self, peer_id: int) -> None:
         """Remove the peer and release all its locks, waking whoever waits for them.
 
         Succeeds whether or not the server still knew the peer.
         """
-        self._request("DELETE", f"/peers/{peer_id}")
+        self._send(_wire.release(peer_id))
 
     def release_lock(self, peer_id: int, semaphore: str) -> None:
         """Release the peer's lock on ``semaphore``, acquired or pending; the peer stays."""
-        self._request("DELETE", f"/peers/{peer_id}/{_segment(semaphore)}")
+        self._send(_wire.release_lock(peer_id, semaphore))
 
     def heartbeat(
         self,
@@ -202,12 +168,7 @@ class Client:
         Raises ``UnknownPeer`` if it has already expired. Retrying stops early once ``cancel``
         is set, so a heartbeat thread can be stopped without waiting out the backoff.
         """
-        self._request(
-            "PUT",
-            f"/peers/{peer_id}",
-            body={"expires_in": _format_duration(expires_in)},
-            cancel=cancel,
-        )
+        self._send(_wire.heartbeat(peer_id, expires_in), cancel=cancel)
 
     def restore(
         self,
@@ -225,53 +186,33 @@ class Client:
         locks it raises ``RestoreConflict``. Re-creating one on a server that holds its maximum
         of live peers raises ``TooManyPeers``.
         """
-        body = {
-            "expires_in": _format_duration(expires_in),
-            "peer_id": peer_id,
-            "acquired": dict(acquired),
-        }
-        self._request("POST", "/restore", body=body, cancel=cancel)
+        self._send(_wire.restore(peer_id, acquired, expires_in), cancel=cancel)
 
     def remainder(self, semaphore: str) -> int:
         """The semaphore's ``max`` minus the counts acquired now: what is still free.
 
         Negative if restores overcommitted it.
         """
-        response = self._request("GET", f"/remainder?semaphore={_segment(semaphore)}")
-        return _parse_int(response)
+        response = self._send(_wire.remainder(semaphore))
+        return _wire.parse_int(response.status_code, response.text)
 
     def is_acquired(self, peer_id: int) -> bool:
         """``True`` if the peer waits for no lock, i.e. all its locks are acquired."""
-        response = self._request("GET", f"/peers/{peer_id}/is_acquired")
-        value = _parse_json(response)
-        if not isinstance(value, bool):
-            raise UnexpectedResponse(response.text, response.status_code)
-        return value
+        response = self._send(_wire.is_acquired(peer_id))
+        return _wire.parse_bool(response.status_code, response.text)
 
     def list_peers(self) -> List[PeerState]:
         """All peers the server knows, with their acquired and pending locks."""
-        response = self._request("GET", "/peers/")
-        value = _parse_json(response)
-        try:
-            return [
-                PeerState(
-                    id=int(item["id"]),
-                    acquired={str(k): int(v) for k, v in item.get("acquired", {}).items()},
-                    pending={str(k): int(v) for k, v in item.get("pending", {}).items()},
-                    expires_in=timedelta(milliseconds=int(item.get("expires_in_ms", 0))),
-                )
-                for item in value
-            ]
-        except (TypeError, KeyError, ValueError, AttributeError):
-            raise UnexpectedResponse(response.text, response.status_code) from None
+        response = self._send(_wire.list_peers())
+        return _wire.parse_peers(response.status_code, response.text)
 
     def version(self) -> str:
         """The server's version."""
-        return self._request("GET", "/version").text.strip()
+        return self._send(_wire.version()).text.strip()
 
     def metrics(self) -> str:
         """The server's metrics in Prometheus text format."""
-        return self._request("GET", "/metrics").text
+        return self._send(_wire.metrics()).text
 
     # Transport.
 
@@ -285,55 +226,38 @@ class Client:
                 self._session_pid = pid
             return self._session
 
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Any = None,
-        block_for: Optional[timedelta] = None,
-        cancel: Optional[threading.Event] = None,
+    def _send(
+        self, request: _wire.Request, *, cancel: Optional[threading.Event] = None
     ) -> requests.Response:
         """Send one request, retrying what may heal, and turn error answers into exceptions.
 
         Returns only responses with a status below 400.
         """
-        url = self.base_url.rstrip("/") + path
-        data = None if body is None else json.dumps(body)
-        headers: Dict[str, str] = {}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        if self._token is not None:
-            headers["Authorization"] = f"Bearer {self._token}"
-        read_timeout = self.request_timeout.total_seconds()
-        if block_for is not None:
-            read_timeout += block_for.total_seconds()
-        timeout: Tuple[float, float] = (_CONNECT_TIMEOUT_SECONDS, read_timeout)
-        give_up_at = time.monotonic() + self.retry_for.total_seconds()
-        backoff = Backoff(first=0.05, cap=2.0)
+        url = self.base_url.rstrip("/") + request.path
+        headers = request.headers(self._token)
+        timeout: Tuple[float, float] = (
+            _wire.CONNECT_TIMEOUT_SECONDS,
+            request.read_timeout(self.request_timeout),
+        )
+        retrying = _wire.Retrying(self.retry_for)
         while True:
             failure: Exception
             try:
                 response = self._session_for_this_process().request(
-                    method, url, data=data, headers=headers, timeout=timeout
+                    request.method, url, data=request.body, headers=headers, timeout=timeout
                 )
             except (requests.ConnectionError, requests.Timeout) as error:
                 failure = error
             else:
-                status = response.status_code
-                if status < 400:
+                transient = _wire.check_answer(response.status_code, response.text)
+                if transient is None:
                     return response
-                refusal: Optional[ThrottleError] = error_for(status, response.text)
-                if refusal is not None:
-                    raise refusal
-                failure = UnexpectedResponse(response.text, status)
-                if not _is_transient(status):
-                    raise failure
-            # The last pause is cut short so that one more attempt falls on the deadline.
-            delay = min(backoff.next_delay(), give_up_at - time.monotonic())
-            if delay <= 0:
-                raise failure
-            _log.info("%s %s failed (%s), retrying in %.2fs", method, path, failure, delay)
+                failure = transient
+            delay = retrying.pause_after(failure)
+            _log.info(
+                "%s %s failed (%s), retrying in %.2fs", request.method, request.path, failure,
+                delay,
+            )
             if cancel is None:
                 time.sleep(delay)
             elif cancel.wait(delay):
@@ -343,9 +267,7 @@ class Client:
 def resolve_token(token: Optional[str]) -> Optional[str]:
     """The token a client with the argument ``token`` sends: the argument if given, else
     ``THROTTLE_TOKEN`` from the environment; ``None`` for no token (an empty string is none)."""
-    if token is None:
-        token = os.environ.get(TOKEN_VARIABLE)
-    return token or None
+    return _wire.resolve_token(token, os.environ)
 
 
 def _new_session(base_url: str) -> requests.Session:
@@ -359,35 +281,3 @@ def _new_session(base_url: str) -> requests.Session:
     session.trust_env = False
     session.proxies.update(requests.utils.get_environ_proxies(base_url))
     return session
-
-
-def _is_transient(status: int) -> bool:
-    """Whether an error status may go away when the same request is sent again."""
-    return 500 <= status < 600 and status not in _PERMANENT_SERVER_ERRORS
-
-
-def _format_duration(duration: timedelta) -> str:
-    """A ``timedelta`` in the server's duration syntax, in whole milliseconds."""
-    milliseconds = duration // timedelta(milliseconds=1)
-    if milliseconds < 0:
-        raise ValueError(f"a duration must not be negative, got {duration}")
-    return f"{milliseconds}ms"
-
-
-def _segment(name: str) -> str:
-    """A semaphore name as one percent-encoded URL segment (``/`` and ``&`` included)."""
-    return quote(name, safe="")
-
-
-def _parse_json(response: requests.Response) -> Any:
-    try:
-        return json.loads(response.text)
-    except ValueError:
-        raise UnexpectedResponse(response.text, response.status_code) from None
-
-
-def _parse_int(response: requests.Response) -> int:
-    value = _parse_json(response)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise UnexpectedResponse(response.text, response.status_code)
-    return value

@@ -3,7 +3,8 @@
 The server answers a refused request with a status code and a one-line plain-text body whose
 first words name the reason (``Unknown peer``, ``Lock hierarchy violation: ...``). Those first
 words are part of the server's contract, so this module maps them to exception classes: a caller
-can catch exactly the failure it knows how to handle instead of parsing messages.
+can catch exactly the failure it knows how to handle instead of parsing messages. The texts of a
+Throttle 0.5 server map to the same classes.
 
 Compatibility with the 0.5 client decides the base classes. ``UnknownPeer`` stays a plain
 ``Exception`` (it is recovered from with ``restore``, not a programming error), while every other
@@ -63,7 +64,8 @@ class Timeout(ThrottleError):
 
 
 class RequestRejected(ThrottleError, ValueError):
-    """The server refused the request (400, 409 or 413); the server state is unchanged.
+    """The server refused the request (400, 409 or 413; a 0.5 server also 415, 422, and 501
+    for shrinking a lock); the server state is unchanged.
 
     Subclasses name the reason. This class itself is raised for a reason this client version
     does not know yet. ``status_code`` and ``text`` carry the server's answer.
@@ -173,7 +175,33 @@ _BY_PREFIX: Dict[str, Type[RequestRejected]] = {
     "Count overflow": CountOverflow,
 }
 
-_REJECTING_STATUSES = (400, 409, 413)
+# Throttle 0.5 (the server this one replaces) words the same refusals differently, and its HTTP
+# layer (axum) words its own refusals of malformed requests; both as 0.5.13 answers them. A
+# client talking to a 0.5 server raises the same classes as against this one. Two differ in
+# what 0.5 decides, not only in words: it calls growing a held lock a lock hierarchy violation
+# (as its text says, so it stays one here), and it refuses shrinking one with a 501.
+_BY_PREFIX_0_5: Dict[str, Type[RequestRejected]] = {
+    "Lock can never be acquired": CountTooLarge,
+    "Lock hierachy violation": LockHierarchyViolation,  # sic
+    "Already pending": SecondPendingLock,
+    "Lock count must be a positive number": InvalidCount,
+    "Restore is not allowed to change existing peers": RestoreConflict,
+    "Shrinking the count of an existing lock": LockCountChange,
+    "Failed to parse the request body as JSON": InvalidBody,  # 400
+    "Failed to deserialize the JSON body into the target type": InvalidBody,  # 422
+    "Expected request with `Content-Type: application/json`": InvalidBody,  # 415
+    "Failed to buffer the request body": BodyTooLarge,  # 413
+    "Failed to deserialize query string": InvalidRequest,  # 400
+    "Invalid URL": InvalidRequest,  # 400, e.g. a peer id that is no number
+}
+
+# What axum's text says of a JSON body or query string whose duration did not parse: 0.5's
+# `Invalid duration`.
+_DURATION_0_5 = "expected a duration"
+
+# Statuses that refuse a request: ours, and the ones 0.5's HTTP layer uses besides (415
+# Unsupported Media Type, 422 Unprocessable Content).
+_REJECTING_STATUSES = (400, 409, 413, 415, 422)
 
 
 def error_for(status_code: int, text: str) -> Optional[ThrottleError]:
@@ -183,12 +211,24 @@ def error_for(status_code: int, text: str) -> Optional[ThrottleError]:
         return Unauthorized(text.strip())
     if status_code == 503 and text.startswith("Too many peers"):
         return TooManyPeers(text.strip())
+    text = text.strip()
+    if status_code == 501 and text.startswith("Shrinking the count of an existing lock"):
+        return LockCountChange(text, status_code)
     if status_code in _REJECTING_STATUSES:
-        text = text.strip()
         if text.startswith("Unknown peer"):
             return UnknownPeer(text)
-        for prefix, cls in _BY_PREFIX.items():
-            if text.startswith(prefix):
-                return cls(text, status_code)
-        return RequestRejected(text, status_code)
+        return _rejection_class(text)(text, status_code)
     return None
+
+
+def _rejection_class(text: str) -> Type[RequestRejected]:
+    """The class for the text of a refusal: by its first words, ours or 0.5's."""
+    for prefix, cls in _BY_PREFIX.items():
+        if text.startswith(prefix):
+            return cls
+    for prefix, cls in _BY_PREFIX_0_5.items():
+        if text.startswith(prefix):
+            if cls in (InvalidBody, InvalidRequest) and _DURATION_0_5 in text:
+                return InvalidDuration
+            return cls
+    return RequestRejected

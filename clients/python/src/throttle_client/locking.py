@@ -25,7 +25,7 @@ _log = logging.getLogger(__name__)
 
 # The longest single long poll. Short enough that a silently dropped connection is noticed
 # soon, long enough that a waiting client sends a request only every few seconds.
-_LONGEST_SLICE = timedelta(seconds=5)
+LONGEST_SLICE = timedelta(seconds=5)
 
 
 @contextmanager
@@ -61,7 +61,7 @@ def lock(
         # The server would answer the repeat idempotently, and the inner block's exit would then
         # release the outer block's lock.
         raise ValueError(f"this thread's peer already holds a lock on {semaphore!r}")
-    longest_slice = min(_LONGEST_SLICE, peer.expiration_time / 2)
+    longest_slice = min(LONGEST_SLICE, peer.expiration_time / 2)
     try:
         wait_for_grant(
             acquire=lambda block_for: peer.acquire(semaphore, count=count, block_for=block_for),

@@ -31,7 +31,8 @@ from .errors import (
 
 _log = logging.getLogger(__name__)
 
-_DEFAULT_EXPIRATION = timedelta(minutes=5)
+#: How long the server keeps a peer it does not hear from, unless told otherwise.
+DEFAULT_EXPIRATION = timedelta(minutes=5)
 
 P = TypeVar("P", bound="Peer")
 
@@ -56,7 +57,7 @@ class Peer:
     ) -> None:
         self.client = client
         self.expiration_time = (
-            expiration_time if expiration_time is not None else _DEFAULT_EXPIRATION
+            expiration_time if expiration_time is not None else DEFAULT_EXPIRATION
         )
         self.id = client.new_peer(expires_in=self.expiration_time) if id is None else id
         # The client-side copy of the server's state, sent back by `restore`.

@@ -15,15 +15,17 @@ from typing import Optional
 import requests
 
 from ._waiting import wait_for_grant
+from .client import Client
 from .errors import ThrottleError, UnknownPeer
 from .local_peers import local_client
 
 _log = logging.getLogger(__name__)
 
-_LONGEST_SLICE = timedelta(seconds=2)
+#: The longest single long poll of a waiting rate limit.
+LONGEST_SLICE = timedelta(seconds=2)
 # While queued, the peer is kept alive by each slice's acquire. A waiter that crashes blocks the
 # queue behind it until its peer expires, so this is kept to a few slices.
-_WAITING_EXPIRATION = 3 * _LONGEST_SLICE
+WAITING_EXPIRATION = 3 * LONGEST_SLICE
 
 
 def rate_limit(
@@ -52,27 +54,47 @@ def rate_limit(
     from the moment it may proceed.
     """
     client = local_client(url, token)
-    peer_id = client.new_peer(expires_in=per)
-    if client.acquire(peer_id, semaphore, count=count, expires_in=per):
-        return
-    waiting_expiration = max(per, _WAITING_EXPIRATION)
+    waiting_expiration = max(per, WAITING_EXPIRATION)
+    # The first acquire starts the window; until it arrives the peer holds nothing, and a short
+    # `per` must not let it expire on the way (a busy process may take longer than `per`).
+    peer_id = client.new_peer(expires_in=waiting_expiration)
     try:
-        wait_for_grant(
-            acquire=lambda block_for: client.acquire(
-                peer_id, semaphore, count=count, expires_in=waiting_expiration,
-                block_for=block_for,
-            ),
-            restore=lambda: client.restore(peer_id, {}, expires_in=waiting_expiration),
-            timeout=timeout,
-            longest_slice=_LONGEST_SLICE,
-            what=f"rate limit unit of {semaphore!r}",
-        )
+        _take(client, peer_id, semaphore, per, count, timeout)
     except BaseException:
         try:
             client.release(peer_id)
         except (requests.ConnectionError, requests.Timeout, ThrottleError) as error:
             _log.warning("could not withdraw the request for %r: %s", semaphore, error)
         raise
+
+
+def _take(
+    client: Client,
+    peer_id: int,
+    semaphore: str,
+    per: timedelta,
+    count: int,
+    timeout: Optional[timedelta],
+) -> None:
+    """Take the unit for the peer, waiting if need be; raises ``Timeout`` after ``timeout``."""
+    waiting_expiration = max(per, WAITING_EXPIRATION)
+    try:
+        if client.acquire(peer_id, semaphore, count=count, expires_in=per):
+            return
+    except UnknownPeer:
+        # The peer expired on the way (a process or network slower than its lease). It holds
+        # nothing yet, so restoring it and waiting like any waiter loses nothing.
+        client.restore(peer_id, {}, expires_in=waiting_expiration)
+    wait_for_grant(
+        acquire=lambda block_for: client.acquire(
+            peer_id, semaphore, count=count, expires_in=waiting_expiration,
+            block_for=block_for,
+        ),
+        restore=lambda: client.restore(peer_id, {}, expires_in=waiting_expiration),
+        timeout=timeout,
+        longest_slice=LONGEST_SLICE,
+        what=f"rate limit unit of {semaphore!r}",
+    )
     # While queued, the peer lived on the longer waiting expiration. Start the window now.
     try:
         client.heartbeat(peer_id, expires_in=per)

@@ -1,0 +1,258 @@
+"""The wire format of Throttle's HTTP API, shared by the blocking and the asyncio client.
+
+Nothing here does I/O. Each route becomes a ``Request`` (method, path, JSON body, long-poll
+duration); each answer, a status and a text, becomes a value or a typed exception; and
+``Retrying`` decides how long to pause before the next attempt of a request whose failure may
+heal. ``Client`` (on ``requests``) and ``aio.AsyncClient`` (on ``httpx``) only send and receive,
+so the two cannot drift apart on what they send or how they read an answer.
+
+Durations go out as ``"{milliseconds}ms"``, and semaphore names are percent-encoded as one path
+segment, so ``/`` and ``&`` in a name are safe.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Callable, Dict, List, Mapping, Optional
+from urllib.parse import quote
+
+from ._backoff import Backoff
+from .errors import ThrottleError, UnexpectedResponse, error_for
+
+#: The environment variable a client without an explicit ``token`` reads its token from.
+TOKEN_VARIABLE = "THROTTLE_TOKEN"
+
+# Connecting to a live server on the same network takes milliseconds; a longer wait means it is
+# down or unreachable, and the retry loop should move on to the next attempt.
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+# Statuses in the 5xx range that will not go away by asking again.
+_PERMANENT_SERVER_ERRORS = frozenset({501, 505, 506, 507, 508, 510, 511})
+
+
+@dataclass(frozen=True)
+class PeerState:
+    """One peer as the server reports it in ``Client.list_peers``."""
+
+    id: int
+    acquired: Dict[str, int]
+    pending: Dict[str, int]
+    expires_in: timedelta
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request to a Throttle server, before it is sent.
+
+    ``body`` is JSON text (``None`` for none); ``block_for`` is the long poll the server may
+    spend before answering, which the read timeout must allow for.
+    """
+
+    method: str
+    path: str
+    body: Optional[str] = None
+    block_for: Optional[timedelta] = None
+
+    def headers(self, token: Optional[str]) -> Dict[str, str]:
+        """The headers to send: the body's content type and the token, where there are any."""
+        headers: Dict[str, str] = {}
+        if self.body is not None:
+            headers["Content-Type"] = "application/json"
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+    def read_timeout(self, request_timeout: timedelta) -> float:
+        """Seconds to wait for the answer: ``request_timeout`` plus the long poll, if any."""
+        seconds = request_timeout.total_seconds()
+        if self.block_for is not None:
+            seconds += self.block_for.total_seconds()
+        return seconds
+
+
+# Routes, one function each, named like the client methods that send them.
+
+
+def new_peer(expires_in: timedelta) -> Request:
+    return _json("POST", "/new_peer", {"expires_in": format_duration(expires_in)})
+
+
+def acquire(
+    peer_id: int,
+    semaphore: str,
+    count: int,
+    expires_in: Optional[timedelta],
+    block_for: Optional[timedelta],
+) -> Request:
+    query: List[str] = []
+    if expires_in is not None:
+        query.append(f"expires_in={format_duration(expires_in)}")
+    if block_for is not None:
+        query.append(f"block_for={format_duration(block_for)}")
+    path = f"/peers/{peer_id}/{segment(semaphore)}"
+    if query:
+        path += "?" + "&".join(query)
+    return Request("PUT", path, json.dumps(count), block_for)
+
+
+def release(peer_id: int) -> Request:
+    return Request("DELETE", f"/peers/{peer_id}")
+
+
+def release_lock(peer_id: int, semaphore: str) -> Request:
+    return Request("DELETE", f"/peers/{peer_id}/{segment(semaphore)}")
+
+
+def heartbeat(peer_id: int, expires_in: timedelta) -> Request:
+    return _json("PUT", f"/peers/{peer_id}", {"expires_in": format_duration(expires_in)})
+
+
+def restore(peer_id: int, acquired: Mapping[str, int], expires_in: timedelta) -> Request:
+    body = {
+        "expires_in": format_duration(expires_in),
+        "peer_id": peer_id,
+        "acquired": dict(acquired),
+    }
+    return _json("POST", "/restore", body)
+
+
+def remainder(semaphore: str) -> Request:
+    return Request("GET", f"/remainder?semaphore={segment(semaphore)}")
+
+
+def is_acquired(peer_id: int) -> Request:
+    return Request("GET", f"/peers/{peer_id}/is_acquired")
+
+
+def list_peers() -> Request:
+    return Request("GET", "/peers/")
+
+
+def version() -> Request:
+    return Request("GET", "/version")
+
+
+def metrics() -> Request:
+    return Request("GET", "/metrics")
+
+
+# Answers.
+
+
+def check_answer(status: int, text: str) -> Optional[UnexpectedResponse]:
+    """Classify an answer: ``None`` for a success (a status below 400); raises the typed
+    exception of an answer that must not be retried (a refusal, or a failure that asking again
+    will not heal); returns the failure of one that may heal (a transient 5xx), for
+    ``Retrying`` to decide about."""
+    if status < 400:
+        return None
+    refusal: Optional[ThrottleError] = error_for(status, text)
+    if refusal is not None:
+        raise refusal
+    failure = UnexpectedResponse(text, status)
+    if not (500 <= status < 600) or status in _PERMANENT_SERVER_ERRORS:
+        raise failure
+    return failure
+
+
+def parse_acquired(status: int, text: str) -> bool:
+    """The answer to an acquire: ``True`` for granted (200), ``False`` for pending (202)."""
+    # FIXME(issue 15): a grant carries its fencing token in the `Fencing-Token` header; both
+    # clients should pass the headers here and return it with the grant.
+    if status == 200:
+        return True
+    if status == 202:
+        return False
+    raise UnexpectedResponse(text, status)
+
+
+def parse_int(status: int, text: str) -> int:
+    value = _parse_json(status, text)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UnexpectedResponse(text, status)
+    return value
+
+
+def parse_bool(status: int, text: str) -> bool:
+    value = _parse_json(status, text)
+    if not isinstance(value, bool):
+        raise UnexpectedResponse(text, status)
+    return value
+
+
+def parse_peers(status: int, text: str) -> List[PeerState]:
+    value = _parse_json(status, text)
+    try:
+        return [
+            PeerState(
+                id=int(item["id"]),
+                acquired={str(k): int(v) for k, v in item.get("acquired", {}).items()},
+                pending={str(k): int(v) for k, v in item.get("pending", {}).items()},
+                expires_in=timedelta(milliseconds=int(item.get("expires_in_ms", 0))),
+            )
+            for item in value
+        ]
+    except (TypeError, KeyError, ValueError, AttributeError):
+        raise UnexpectedResponse(text, status) from None
+
+
+# Retries.
+
+
+class Retrying:
+    """The retry decisions for one request: a deadline ``retry_for`` after the first attempt
+    and jittered exponential pauses from 50 ms up to 2 s between attempts."""
+
+    def __init__(
+        self, retry_for: timedelta, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._clock = clock
+        self._give_up_at = clock() + retry_for.total_seconds()
+        self._backoff = Backoff(first=0.05, cap=2.0)
+
+    def pause_after(self, failure: Exception) -> float:
+        """Seconds to wait before the next attempt after ``failure``; raises ``failure`` once
+        ``retry_for`` has passed. The last pause is cut short so that one more attempt falls
+        on the deadline."""
+        delay = min(self._backoff.next_delay(), self._give_up_at - self._clock())
+        if delay <= 0:
+            raise failure
+        return delay
+
+
+# Formats.
+
+
+def resolve_token(token: Optional[str], environ: Mapping[str, str]) -> Optional[str]:
+    """The token a client with the argument ``token`` sends: the argument if given, else
+    ``THROTTLE_TOKEN`` from ``environ``; ``None`` for no token (an empty string is none)."""
+    if token is None:
+        token = environ.get(TOKEN_VARIABLE)
+    return token or None
+
+
+def format_duration(duration: timedelta) -> str:
+    """A ``timedelta`` in the server's duration syntax, in whole milliseconds."""
+    milliseconds = duration // timedelta(milliseconds=1)
+    if milliseconds < 0:
+        raise ValueError(f"a duration must not be negative, got {duration}")
+    return f"{milliseconds}ms"
+
+
+def segment(name: str) -> str:
+    """A semaphore name as one percent-encoded URL segment (``/`` and ``&`` included)."""
+    return quote(name, safe="")
+
+
+def _json(method: str, path: str, body: Any) -> Request:
+    return Request(method, path, json.dumps(body))
+
+
+def _parse_json(status: int, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise UnexpectedResponse(text, status) from None

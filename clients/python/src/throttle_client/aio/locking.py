@@ -1,0 +1,117 @@
+"""``lock``: hold a semaphore for the duration of an ``async with`` block.
+
+The asyncio twin of ``throttle_client.lock``, with the same behaviour: wait in long-poll slices
+until the lock is granted, keep it alive with the peer's heartbeat task while the block runs,
+recover transparently if the server restarts, and release on exit whatever happens in the
+block. Nested blocks in one task share the task's peer and form one lock hierarchy.
+
+Cancellation is an exit like any other. A task cancelled while it waits (``task.cancel()``,
+``asyncio.timeout``, ``asyncio.wait_for``) withdraws its pending lock before the cancellation
+goes on, and one cancelled while it holds releases; the clean-up is shielded from further
+cancellations (see ``_cleanup``).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import AsyncIterator, Optional
+
+from .._waiting import Waiting
+from ..locking import LONGEST_SLICE
+from ..errors import ThrottleError, UnknownPeer
+from . import _cleanup
+from .client import RETRIED_ERRORS
+from .peer import AsyncPeer
+from .task_peers import forget_task_peer, get_task_peer
+from ._waiting import wait_for_grant
+
+__all__ = ["lock"]
+
+_log = logging.getLogger(__name__)
+
+
+
+@asynccontextmanager
+async def lock(
+    server_url: str,
+    semaphore: str,
+    count: int = 1,
+    timeout: Optional[timedelta] = None,
+    *,
+    token: Optional[str] = None,
+) -> AsyncIterator[AsyncPeer]:
+    """Acquire a lock on ``semaphore`` for the ``async with`` block, and release it afterwards.
+
+    * ``server_url``: the Throttle server, e.g. ``http://localhost:8000``.
+    * ``semaphore``: the semaphore's name, as configured on the server.
+    * ``count``: how much of the semaphore to take; at most its ``max``.
+    * ``timeout``: give up and raise ``Timeout`` if the lock is not granted within this time.
+      ``None`` waits as long as it takes. Nothing is left pending on the server after a
+      ``Timeout``, a cancellation or any other exception while waiting.
+    * ``token``: the server's access token, if it needs one; ``None`` takes ``THROTTLE_TOKEN``
+      from the environment. Nested blocks use the outermost block's peer and its token.
+
+    Yields the task's ``AsyncPeer``. Inside the block, take locks on semaphores of a strictly
+    lower level only (the server rejects anything else to rule out deadlocks). The peer is
+    removed from the server when the task's outermost block exits. Errors from the server are
+    the typed exceptions of ``throttle_client.errors``, as in the blocking client.
+    """
+    peer = await get_task_peer(server_url, token)
+    if semaphore in peer.acquired:
+        # The server would answer the repeat idempotently, and the inner block's exit would then
+        # release the outer block's lock.
+        raise ValueError(f"this task's peer already holds a lock on {semaphore!r}")
+    longest_slice = min(LONGEST_SLICE, peer.expiration_time / 2)
+    try:
+        await wait_for_grant(
+            acquire=lambda block_for: peer.acquire(semaphore, count=count, block_for=block_for),
+            restore=peer.restore,
+            waiting=Waiting(timeout, longest_slice, f"lock on {semaphore!r}"),
+        )
+    except BaseException as error:
+        await _end(server_url, peer, semaphore, _cleanup.bound_for(error), "withdrawing")
+        raise
+    peer.start_heartbeat()
+    bound: Optional[float] = None
+    try:
+        yield peer
+    except BaseException as error:
+        bound = _cleanup.bound_for(error)
+        raise
+    finally:
+        await _end(server_url, peer, semaphore, bound, "releasing")
+
+
+async def _end(
+    server_url: str, peer: AsyncPeer, semaphore: str, bound: Optional[float], doing: str
+) -> None:
+    """Withdraw or release the lock on ``semaphore`` (the server treats a pending lock and an
+    acquired one alike), and the peer with it if that was its last lock, so that giving up does
+    not leave a lock in the queue that blocks everyone behind it until the peer expires.
+
+    The task's bookkeeping changes here, in the task itself (a context variable set in the
+    clean-up task would not reach it); the requests run behind the shield.
+    """
+    peer.acquired.pop(semaphore, None)
+    last = not peer.has_acquired()
+    if last:
+        forget_task_peer(server_url, peer)
+    what = f"{doing} the lock on {semaphore!r}"
+    await _cleanup.finish(_requests(peer, semaphore, last, what), bound, what)
+
+
+async def _requests(peer: AsyncPeer, semaphore: str, last: bool, what: str) -> None:
+    try:
+        if last:
+            await peer.stop_heartbeat()
+            await peer.remove_from_server()
+        else:
+            await peer.release(semaphore)
+    except UnknownPeer:
+        # The server lost the peer, and this lock with it; the heartbeat restores the rest.
+        pass
+    except (*RETRIED_ERRORS, ThrottleError) as error:
+        # Retrying already took a while. The peer expires on its own, which frees the lock.
+        _log.warning("%s failed: %s", what, error)
