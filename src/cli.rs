@@ -179,8 +179,10 @@ ENVIRONMENT:
     THROTTLE_TOKEN            Turns on access control: every route but / and /health needs
                               Authorization: Bearer <token>. Overrides [auth] token.
 
-EXAMPLE:
+EXAMPLES:
     throttle --configuration /etc/throttle/throttle.toml --address 0.0.0.0 --port 8000
+    throttle lock --server http://throttle.internal:8000 backups -- /usr/local/bin/backup.sh
+    throttle status --server http://throttle.internal:8000 --peers
 "
 );
 
