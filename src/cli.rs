@@ -1,6 +1,9 @@
 //! The command line: what the user typed, turned into a [`Command`].
 //!
-//! This module only parses arguments. It reads no files, opens no sockets and prints nothing:
+//! `throttle [OPTIONS]` serves. A first word `lock`, `status` or `help` selects a client
+//! subcommand instead (their options are in `cli/client.rs`); any other first argument, an
+//! option included, is the server's, so every command line that started the server before still
+//! does. This module only parses arguments. It reads no files, opens no sockets and prints nothing:
 //! `main.rs` decides what to do with the result (print [`HELP`], print the version, or serve), and
 //! prints the error if parsing fails. `--help` and `--version` are returned as commands of their
 //! own, so they work even when the configuration file is broken.
@@ -12,6 +15,10 @@ use std::time::Duration;
 
 use lexopt::ValueExt;
 
+pub mod client;
+
+pub use client::{LockOptions, OnLost, StatusOptions};
+
 /// What the user asked the executable to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -19,8 +26,31 @@ pub enum Command {
     Serve(Options),
     /// Print [`HELP`] and exit successfully.
     Help,
+    /// Print the help of a subcommand and exit successfully.
+    HelpFor(Topic),
     /// Print the version and exit successfully.
     Version,
+    /// `throttle lock`: run a command holding a lock.
+    Lock(LockOptions),
+    /// `throttle status`: print the server's semaphores.
+    Status(StatusOptions),
+}
+
+/// A subcommand with a help text of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    Lock,
+    Status,
+}
+
+impl Topic {
+    /// The help text.
+    pub fn help(self) -> &'static str {
+        match self {
+            Topic::Lock => client::LOCK_HELP,
+            Topic::Status => client::STATUS_HELP,
+        }
+    }
 }
 
 /// Options of the server, as given on the command line (with defaults filled in).
@@ -104,9 +134,13 @@ pub const HELP: &str = concat!(
     "Semaphores for distributed systems, served over HTTP.
 
 USAGE:
-    throttle [OPTIONS]
+    throttle [OPTIONS]                          Serve the semaphores of the configuration
+    throttle lock [OPTIONS] SEMAPHORE -- COMMAND
+                                                Run COMMAND holding a lock of a server
+    throttle status [--peers] [--json]          Show a server's semaphores and locks
+    throttle help lock|status                   Explain a subcommand
 
-OPTIONS:
+OPTIONS (of the server):
     -c, --configuration FILE  Configuration file (TOML) with the semaphores and logging.
                               [default: throttle.toml in the working directory; if that file
                               is missing the server starts without semaphores and warns.
@@ -145,8 +179,10 @@ ENVIRONMENT:
     THROTTLE_TOKEN            Turns on access control: every route but / and /health needs
                               Authorization: Bearer <token>. Overrides [auth] token.
 
-EXAMPLE:
+EXAMPLES:
     throttle --configuration /etc/throttle/throttle.toml --address 0.0.0.0 --port 8000
+    throttle lock --server http://throttle.internal:8000 backups -- /usr/local/bin/backup.sh
+    throttle status --server http://throttle.internal:8000 --peers
 "
 );
 
@@ -171,9 +207,21 @@ impl Default for Options {
 
 /// Parses the command line, without the program name (`std::env::args_os().skip(1)`).
 ///
-/// `--help` and `--version` win as soon as they are seen; arguments after them are not looked
-/// at. Positional arguments and unknown options are errors.
+/// A first word `lock`, `status` or `help` selects that subcommand. Otherwise these are the
+/// server's options: `--help` and `--version` win as soon as they are seen; arguments after
+/// them are not looked at. Positional arguments and unknown options are errors.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt::Error> {
+    let mut args = args.into_iter().peekable();
+    match args.peek().and_then(|first| first.to_str()) {
+        Some("lock") => client::parse_lock(args.skip(1)),
+        Some("status") => client::parse_status(args.skip(1)),
+        Some("help") => client::parse_help(args.skip(1)),
+        _ => parse_server(args),
+    }
+}
+
+/// The server's options.
+fn parse_server(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt::Error> {
     use lexopt::prelude::{Long, Short};
 
     let mut options = Options::default();
@@ -418,6 +466,27 @@ mod tests {
     }
 
     #[test]
+    fn only_a_first_word_selects_a_subcommand() {
+        assert!(matches!(
+            command(&["lock", "A", "--", "true"]),
+            Command::Lock(_)
+        ));
+        assert!(matches!(command(&["status"]), Command::Status(_)));
+        assert_eq!(command(&["help"]), Command::Help);
+        assert_eq!(command(&["help", "lock"]), Command::HelpFor(Topic::Lock));
+        assert_eq!(command(&["lock", "--help"]), Command::HelpFor(Topic::Lock));
+        assert_eq!(command(&["status", "-h"]), Command::HelpFor(Topic::Status));
+        // Everything else is the server's, as before.
+        assert_eq!(serve(&["--port", "1"]).port, 1);
+        assert_eq!(serve(&["-c", "lock"]).configuration, Some("lock".into()));
+        assert_eq!(
+            error(&["--port", "1", "lock"]),
+            "unexpected argument \"lock\""
+        );
+        assert_eq!(error(&["Lock"]), "unexpected argument \"Lock\"");
+    }
+
+    #[test]
     fn zero_workers_are_rejected() {
         assert_eq!(
             error(&["--workers", "0"]),
@@ -483,6 +552,9 @@ mod tests {
             "[default: 20000]",
             "--max-connections N",
             "[default: 10000]",
+            "throttle lock [OPTIONS] SEMAPHORE -- COMMAND",
+            "throttle status",
+            "throttle help lock|status",
         ] {
             assert!(HELP.contains(needle), "--help lacks {needle:?}");
         }

@@ -8,9 +8,13 @@
 //! `http.rs` (status code and body). Beside them: `expiry.rs` runs the expiry thread,
 //! `metrics.rs`, `config.rs`, `cli.rs`, `logging.rs` and `error.rs`; for restarts `restart.rs`,
 //! `state_file.rs`, `lease_watch.rs` and `reload.rs`.
+//!
+//! `throttle lock` and `throttle status` are clients of a server, in `client_cli.rs`; they use
+//! none of the above but the command line and the logger.
 #![forbid(unsafe_code)]
 
 mod cli;
+mod client_cli;
 mod config;
 mod core;
 mod error;
@@ -53,7 +57,11 @@ fn main() -> ExitCode {
     let command = match cli::parse(std::env::args_os().skip(1)) {
         Ok(command) => command,
         Err(error) => {
-            eprintln!("throttle: {error}\nTry 'throttle --help' for more information.");
+            let help = match std::env::args().nth(1).as_deref() {
+                Some(word @ ("lock" | "status")) => format!("throttle {word} --help"),
+                _ => "throttle --help".to_owned(),
+            };
+            eprintln!("throttle: {error}\nTry '{help}' for more information.");
             return ExitCode::from(2);
         }
     };
@@ -62,6 +70,12 @@ fn main() -> ExitCode {
             print!("{}", cli::HELP);
             ExitCode::SUCCESS
         }
+        Command::HelpFor(topic) => {
+            print!("{}", topic.help());
+            ExitCode::SUCCESS
+        }
+        Command::Lock(options) => client_cli::lock(options),
+        Command::Status(options) => client_cli::status(options),
         Command::Version => {
             println!("throttle {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

@@ -490,6 +490,14 @@ impl Client {
         self.send_json(Method::Get, "/peers/", None)
     }
 
+    /// The status page's data as the server sends it (`GET /status.json`): every semaphore
+    /// with its figures and a bounded selection of peers (see the server's README). Returned
+    /// as text, to print or to parse; `throttle status --json` prints it.
+    pub fn status_json(&self) -> Result<String, Error> {
+        self.send(Method::Get, "/status.json", None)
+            .map(|answer| answer.body)
+    }
+
     /// Succeeds if the server answers its health check (`GET /health`).
     pub fn health(&self) -> Result<(), Error> {
         self.send(Method::Get, "/health", None).map(drop)

@@ -102,6 +102,10 @@ pub enum Error {
         /// The timeout that ran out.
         timeout: Duration,
     },
+    /// The wait was called off through a [`Cancel`](crate::Cancel) handle
+    /// ([`LockBuilder::cancel_with`](crate::LockBuilder::cancel_with)). The pending request has
+    /// been withdrawn.
+    Cancelled,
     /// A [`Peer`](crate::Peer) was asked to lock a semaphore it already holds a guard for. One
     /// peer holds one lock per semaphore, so a second guard would be released by the first.
     AlreadyLocked {
@@ -143,6 +147,7 @@ impl fmt::Display for Error {
             Error::Timeout { semaphore, timeout } => {
                 write!(f, "lock on {semaphore:?} not granted within {timeout:?}")
             }
+            Error::Cancelled => f.write_str("the wait for the lock was cancelled"),
             Error::AlreadyLocked { semaphore } => {
                 write!(f, "this peer already holds a lock on {semaphore:?}")
             }

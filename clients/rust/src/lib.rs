@@ -97,4 +97,4 @@ pub use client::{
     Client, DEFAULT_RETRY_BUDGET, LockState, PeerId, PeerInfo, TOKEN_VARIABLE, default_peer_name,
 };
 pub use error::Error;
-pub use lock::{DEFAULT_EXPIRES_IN, LockBuilder, LockGuard, OnLost, Peer, PeerLockBuilder};
+pub use lock::{Cancel, DEFAULT_EXPIRES_IN, LockBuilder, LockGuard, OnLost, Peer, PeerLockBuilder};

@@ -61,6 +61,7 @@ impl Client {
             timeout: None,
             expires_in: DEFAULT_EXPIRES_IN,
             on_lost: None,
+            cancel: None,
         }
     }
 
@@ -103,6 +104,7 @@ pub struct LockBuilder<'a> {
     timeout: Option<Duration>,
     expires_in: Duration,
     on_lost: Option<OnLost>,
+    cancel: Option<Cancel>,
 }
 
 impl fmt::Debug for LockBuilder<'_> {
@@ -113,6 +115,7 @@ impl fmt::Debug for LockBuilder<'_> {
             .field("timeout", &self.timeout)
             .field("expires_in", &self.expires_in)
             .field("on_lost", &self.on_lost.is_some())
+            .field("cancel", &self.cancel)
             .finish_non_exhaustive()
     }
 }
@@ -165,6 +168,32 @@ impl LockBuilder<'_> {
         self
     }
 
+    /// Lets another thread end the wait: once `cancel` is [cancelled](Cancel::cancel), this
+    /// acquire fails with [`Error::Cancelled`] within a round trip, and nothing stays queued.
+    /// A program that waits for a lock and must stop on a signal (`throttle lock` does) hands
+    /// a clone of the handle to the thread that sees the signal.
+    ///
+    /// ```no_run
+    /// use throttle_client::{Cancel, Client, Error};
+    ///
+    /// let cancel = Cancel::new();
+    /// let stopper = cancel.clone();
+    /// std::thread::spawn(move || {
+    ///     // ... on Ctrl+C, or when the job is called off:
+    ///     stopper.cancel();
+    /// });
+    /// let client = Client::new("http://localhost:8000");
+    /// match client.lock("db").cancel_with(&cancel).acquire() {
+    ///     Ok(_guard) => { /* use the database */ }
+    ///     Err(Error::Cancelled) => { /* called off; nothing is queued */ }
+    ///     Err(other) => eprintln!("{other}"),
+    /// }
+    /// ```
+    pub fn cancel_with(mut self, cancel: &Cancel) -> Self {
+        self.cancel = Some(cancel.clone());
+        self
+    }
+
     /// Creates a peer, waits until the lock is granted, and returns a guard that keeps it alive
     /// and releases it when dropped.
     ///
@@ -177,8 +206,88 @@ impl LockBuilder<'_> {
         if let Some(callback) = self.on_lost {
             *lock(&core.shared.on_lost) = Some(callback);
         }
-        PeerCore::acquire(core, self.semaphore, self.count, self.timeout)
+        let wait = Wait {
+            timeout: self.timeout,
+            cancel: self.cancel.as_ref(),
+        };
+        PeerCore::acquire(core, self.semaphore, self.count, wait)
     }
+}
+
+/// Ends waiting acquires from another thread: see [`LockBuilder::cancel_with`] and
+/// [`PeerLockBuilder::cancel_with`]. Clones share the state: cancelling one cancels the waits
+/// of all, now and later (a cancelled handle stays cancelled).
+#[derive(Clone, Default)]
+pub struct Cancel {
+    inner: Arc<CancelInner>,
+}
+
+#[derive(Default)]
+struct CancelInner {
+    /// Set once, under the `waiting` mutex, so that a wait that ends at that moment either sees
+    /// it or is not cut short on the server.
+    cancelled: AtomicBool,
+    /// The wait in progress, if any: the pending lock to release on the server, which answers
+    /// the long poll waiting for it at once.
+    waiting: Mutex<Option<(Client, PeerId, String)>>,
+}
+
+impl fmt::Debug for Cancel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cancel")
+            .field("cancelled", &self.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cancel {
+    /// A handle that is not cancelled.
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+
+    /// Makes the waits that use this handle fail with [`Error::Cancelled`]: a long poll in
+    /// progress is cut short (its pending lock is released on the server, one request without
+    /// retries), later waits fail before they ask. An acquire that was granted just before
+    /// returns its guard; check [`Cancel::is_cancelled`] after it if that matters.
+    pub fn cancel(&self) {
+        let waiting = {
+            let waiting = lock(&self.inner.waiting);
+            self.inner.cancelled.store(true, Ordering::SeqCst);
+            waiting.clone()
+        };
+        if let Some((client, peer, semaphore)) = waiting
+            && let Err(error) = client.release_lock(peer, &semaphore)
+        {
+            log::warn!("could not cut the wait for {semaphore:?} short: {error}");
+        }
+    }
+
+    /// Whether [`Cancel::cancel`] was called on this handle or a clone.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Notes the wait in progress, so [`Cancel::cancel`] can cut it short.
+    fn start(&self, client: &Client, peer: PeerId, semaphore: &str) {
+        // One request, no retries: a cancel must not block for the retry budget.
+        let client = client.clone().with_retry_budget(Duration::ZERO);
+        *lock(&self.inner.waiting) = Some((client, peer, semaphore.to_owned()));
+    }
+
+    /// Forgets the wait; returns whether the handle was cancelled by then. Under the mutex, so
+    /// that a wait reported as not cancelled is never cut short afterwards.
+    fn finish(&self) -> bool {
+        let mut waiting = lock(&self.inner.waiting);
+        *waiting = None;
+        self.is_cancelled()
+    }
+}
+
+/// How long, and whether at all, [`PeerCore::acquire`] waits.
+struct Wait<'a> {
+    timeout: Option<Duration>,
+    cancel: Option<&'a Cancel>,
 }
 
 /// A peer that holds several locks, created by [`Client::peer`].
@@ -249,6 +358,7 @@ impl Peer {
             semaphore,
             count: 1,
             timeout: None,
+            cancel: None,
         }
     }
 }
@@ -261,6 +371,7 @@ pub struct PeerLockBuilder<'a> {
     semaphore: &'a str,
     count: i64,
     timeout: Option<Duration>,
+    cancel: Option<Cancel>,
 }
 
 impl PeerLockBuilder<'_> {
@@ -277,16 +388,22 @@ impl PeerLockBuilder<'_> {
         self
     }
 
+    /// Lets another thread end the wait with [`Error::Cancelled`], as
+    /// [`LockBuilder::cancel_with`] does.
+    pub fn cancel_with(mut self, cancel: &Cancel) -> Self {
+        self.cancel = Some(cancel.clone());
+        self
+    }
+
     /// Waits until the lock is granted and returns a guard that releases it when dropped. On
     /// timeout, or any other error, the pending lock is withdrawn; the peer keeps the locks it
     /// held before. Fails with [`Error::AlreadyLocked`] if the peer holds this semaphore.
     pub fn acquire(self) -> Result<LockGuard, Error> {
-        PeerCore::acquire(
-            self.peer.core.clone(),
-            self.semaphore,
-            self.count,
-            self.timeout,
-        )
+        let wait = Wait {
+            timeout: self.timeout,
+            cancel: self.cancel.as_ref(),
+        };
+        PeerCore::acquire(self.peer.core.clone(), self.semaphore, self.count, wait)
     }
 }
 
@@ -472,7 +589,7 @@ impl PeerCore {
         core: Arc<PeerCore>,
         semaphore: &str,
         count: i64,
-        timeout: Option<Duration>,
+        wait: Wait<'_>,
     ) -> Result<LockGuard, Error> {
         if core.shared.is_lost() {
             return Err(Error::LockLost);
@@ -483,14 +600,26 @@ impl PeerCore {
             });
         }
         let (client, id, expires_in) = (&core.client, core.id, core.expires_in);
-        let waited = wait_for_grant(
+        if let Some(cancel) = wait.cancel {
+            cancel.start(client, id, semaphore);
+        }
+        let cancelled = || wait.cancel.is_some_and(Cancel::is_cancelled);
+        let mut waited = wait_for_grant(
             semaphore,
-            timeout,
+            wait.timeout,
             |block_for| {
                 client.acquire_state(id, semaphore, count, Some(block_for), Some(expires_in))
             },
             || core.restore(),
+            cancelled,
         );
+        if let Some(cancel) = wait.cancel
+            && cancel.finish()
+            && waited.is_ok()
+        {
+            // Granted as the cancel came: it may have released the lock already.
+            waited = Err(Error::Cancelled);
+        }
         if let Err(Error::LockLost) = waited {
             // The peer expired while waiting: its other locks are gone too.
             core.shared.mark_lost(id);
@@ -627,7 +756,8 @@ fn beat(client: &Client, id: PeerId, expires_in: Duration, shared: &Shared) -> B
 /// [`LONGEST_SLICE`] that end at the deadline, and returns its fencing token. `restore` is
 /// called when the server answers [`Error::UnknownPeer`], and waiting goes on; any other error,
 /// [`Error::LockLost`] included, ends the wait. Returns [`Error::Timeout`] once `timeout` has
-/// passed; withdrawing the pending lock is the caller's job.
+/// passed, and [`Error::Cancelled`] once `cancelled()` says so (asked before every request and
+/// after every answer); withdrawing the pending lock is the caller's job.
 ///
 /// An answer that comes back much sooner than asked (the server's long-poll slots are full,
 /// it shuts down, or the pending lock was released under us) is followed by a growing,
@@ -637,16 +767,24 @@ pub(crate) fn wait_for_grant(
     timeout: Option<Duration>,
     mut acquire: impl FnMut(Duration) -> Result<LockState, Error>,
     mut restore: impl FnMut() -> Result<(), Error>,
+    cancelled: impl Fn() -> bool,
 ) -> Result<Option<u64>, Error> {
     let deadline = timeout.map(|timeout| Instant::now() + timeout);
     let mut pause = Backoff::new(Duration::from_millis(20), Duration::from_secs(1));
     loop {
+        if cancelled() {
+            return Err(Error::Cancelled);
+        }
         let block_for = match deadline {
             Some(deadline) => LONGEST_SLICE.min(deadline.saturating_duration_since(Instant::now())),
             None => LONGEST_SLICE,
         };
         let asked_at = Instant::now();
-        let early = match acquire(block_for) {
+        let answer = acquire(block_for);
+        if cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let early = match answer {
             Ok(LockState::Acquired { fencing_token }) => return Ok(fencing_token),
             Ok(LockState::Pending) => asked_at.elapsed() < block_for.mul_f64(EARLY_FRACTION),
             Err(Error::UnknownPeer) => {
@@ -699,6 +837,7 @@ mod tests {
                 Ok(LockState::Pending)
             },
             || Ok(()),
+            || false,
         );
         assert!(matches!(result, Err(Error::Timeout { .. })), "{result:?}");
         assert_eq!(asked, [Duration::ZERO]);
@@ -719,6 +858,7 @@ mod tests {
                 restores += 1;
                 Ok(())
             },
+            || false,
         );
         assert_eq!(result.ok(), Some(Some(7)));
         assert_eq!(restores, 1);
@@ -726,7 +866,13 @@ mod tests {
 
     #[test]
     fn waiting_stops_at_errors_other_than_unknown_peer() {
-        let result = wait_for_grant("A", None, |_| Err(Error::UnknownSemaphore), || Ok(()));
+        let result = wait_for_grant(
+            "A",
+            None,
+            |_| Err(Error::UnknownSemaphore),
+            || Ok(()),
+            || false,
+        );
         assert!(matches!(result, Err(Error::UnknownSemaphore)));
         // An expired peer is not restored.
         let mut restores = 0;
@@ -738,9 +884,33 @@ mod tests {
                 restores += 1;
                 Ok(())
             },
+            || false,
         );
         assert!(matches!(result, Err(Error::LockLost)));
         assert_eq!(restores, 0);
+    }
+
+    #[test]
+    fn a_cancelled_wait_stops_before_asking_and_after_an_answer() {
+        let cancel = Cancel::new();
+        let mut asked = 0;
+        let result = wait_for_grant(
+            "A",
+            None,
+            |_| {
+                asked += 1;
+                cancel.cancel();
+                Ok(LockState::Acquired {
+                    fencing_token: None,
+                })
+            },
+            || Ok(()),
+            || cancel.is_cancelled(),
+        );
+        assert!(matches!(result, Err(Error::Cancelled)), "{result:?}");
+        assert_eq!(asked, 1);
+        let result = wait_for_grant("A", None, |_| unreachable!(), || Ok(()), || true);
+        assert!(matches!(result, Err(Error::Cancelled)), "{result:?}");
     }
 
     #[test]
@@ -748,5 +918,6 @@ mod tests {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<LockGuard>();
         assert_send_sync::<Peer>();
+        assert_send_sync::<Cancel>();
     }
 }

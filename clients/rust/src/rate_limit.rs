@@ -68,6 +68,7 @@ impl Client {
                     })
             },
             || self.restore(peer, &BTreeMap::new(), waiting_lease),
+            || false,
         );
         if let Err(error) = waited {
             if let Err(release) = self.release(peer) {

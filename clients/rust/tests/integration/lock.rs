@@ -4,7 +4,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use throttle_client::{Client, Error};
+use throttle_client::{Cancel, Client, Error};
 
 use crate::support::{Server, eventually, ms, secs};
 
@@ -60,6 +60,43 @@ fn a_timeout_leaves_no_pending_lock_behind() {
     assert_eq!(client.remainder("B").unwrap(), 1);
     let small = client.lock("B").timeout(Duration::ZERO).acquire().unwrap();
     assert!(client.is_acquired(small.peer_id()).unwrap());
+}
+
+#[test]
+fn a_cancelled_wait_ends_at_once_and_leaves_no_pending_lock_behind() {
+    let server = Server::start();
+    let client = server.client();
+    let _held = client.lock("B").count(3).acquire().unwrap();
+    let cancel = Cancel::new();
+    let waiter = {
+        let (client, cancel) = (client.clone(), cancel.clone());
+        thread::spawn(move || {
+            let waited = client.lock("B").cancel_with(&cancel).acquire();
+            (waited.map(drop), Instant::now())
+        })
+    };
+    eventually(secs(10), "the waiter is queued", || {
+        client
+            .list_peers()
+            .unwrap()
+            .iter()
+            .any(|p| !p.pending.is_empty())
+    });
+    let cancelled_at = Instant::now();
+    cancel.cancel();
+    let (waited, ended) = waiter.join().unwrap();
+    assert!(matches!(waited, Err(Error::Cancelled)), "{waited:?}");
+    // Cut short on the server, not at the end of a five-second slice.
+    assert!(ended - cancelled_at < secs(3), "{:?}", ended - cancelled_at);
+    assert_eq!(
+        client.list_peers().unwrap().len(),
+        1,
+        "the waiter's peer is gone"
+    );
+    // A cancelled handle stays cancelled.
+    let again = client.lock("A").cancel_with(&cancel).acquire();
+    assert!(matches!(again, Err(Error::Cancelled)), "{again:?}");
+    assert_eq!(client.remainder("A").unwrap(), 1);
 }
 
 #[test]
