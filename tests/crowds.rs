@@ -6,6 +6,8 @@
 //! Bounds are generous (a loaded two-core machine must pass); how fast it is belongs in
 //! `scripts/bench`.
 
+#![cfg(unix)] // raises the open-files limit with rustix, as the server does on Unix
+
 mod common;
 
 use std::io::{Read, Write};
