@@ -21,6 +21,7 @@ from throttle_client import (
     InvalidRequest,
     LockCountChange,
     LockHierarchyViolation,
+    LockLost,
     RequestRejected,
     RestoreConflict,
     SecondPendingLock,
@@ -100,7 +101,8 @@ def test_expired_peers_release_their_locks(client: Client) -> None:
     assert client.remainder("A") == 0
     time.sleep(0.4)
     assert client.remainder("A") == 1
-    with pytest.raises(UnknownPeer):
+    # The server says the peer expired, not only that it does not know it.
+    with pytest.raises(LockLost):
         client.is_acquired(peer)
 
 

@@ -13,6 +13,10 @@ restart), and the thread-local peers behind ``lock`` (``get_local_peer``, ``set_
 ``clear_peers``). ``rate_limit`` caps calls per time window. Exceptions live in
 ``throttle_client.errors`` and are re-exported here.
 
+Every grant carries a fencing token (``peer.fencing_token("db")`` of the peer ``lock`` yields),
+strictly larger than all before it, for resources that refuse stale holders; a lease the server
+says ran out raises ``LockLost`` instead of being restored (see ``peer``).
+
 This package is a drop-in replacement for the 0.5 client: the same names and signatures.
 
 A server with access control needs its token: ``Client(url, token=...)``,
@@ -20,7 +24,7 @@ A server with access control needs its token: ``Client(url, token=...)``,
 the environment for all of them. A missing or wrong token raises ``Unauthorized``.
 """
 
-from .client import Client, PeerState
+from .client import AcquireResult, Client, PeerState
 from .errors import (
     BodyTooLarge,
     CountOverflow,
@@ -28,9 +32,12 @@ from .errors import (
     InvalidBody,
     InvalidCount,
     InvalidDuration,
+    InvalidFencingToken,
+    InvalidName,
     InvalidRequest,
     LockCountChange,
     LockHierarchyViolation,
+    LockLost,
     RequestRejected,
     RestoreConflict,
     SecondPendingLock,
@@ -50,6 +57,7 @@ from .rate_limiting import rate_limit
 __version__ = "0.6.0"
 
 __all__ = [
+    "AcquireResult",
     "BodyTooLarge",
     "Client",
     "CountOverflow",
@@ -57,9 +65,12 @@ __all__ = [
     "InvalidBody",
     "InvalidCount",
     "InvalidDuration",
+    "InvalidFencingToken",
+    "InvalidName",
     "InvalidRequest",
     "LockCountChange",
     "LockHierarchyViolation",
+    "LockLost",
     "Peer",
     "PeerState",
     "PeerWithHeartbeat",

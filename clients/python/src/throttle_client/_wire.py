@@ -8,19 +8,27 @@ so the two cannot drift apart on what they send or how they read an answer.
 
 Durations go out as ``"{milliseconds}ms"``, and semaphore names are percent-encoded as one path
 segment, so ``/`` and ``&`` in a name are safe.
+
+Two headers carry what a body cannot without breaking Throttle 0.5 clients: ``Fencing-Token``
+on the 200 of a granted acquire (``parse_acquired``), and ``Throttle-Peer-State: expired`` on
+the ``Unknown peer`` of a peer whose lease ran out (``check_answer`` raises ``LockLost`` for it
+instead of ``UnknownPeer``). A 0.5 server sends neither: its grants have no token, and every
+unknown peer is restored as before.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Callable, Dict, List, Mapping, Optional
 from urllib.parse import quote
 
 from ._backoff import Backoff
-from .errors import ThrottleError, UnexpectedResponse, error_for
+from .errors import PEER_STATE_HEADER, ThrottleError, UnexpectedResponse, error_for
 
 #: The environment variable a client without an explicit ``token`` reads its token from.
 TOKEN_VARIABLE = "THROTTLE_TOKEN"
@@ -29,18 +37,42 @@ TOKEN_VARIABLE = "THROTTLE_TOKEN"
 # down or unreachable, and the retry loop should move on to the next attempt.
 CONNECT_TIMEOUT_SECONDS = 5.0
 
+#: The header of a granted acquire that carries the lock's fencing token.
+FENCING_TOKEN_HEADER = "Fencing-Token"
+
+#: The longest holder name the server accepts, in bytes of UTF-8.
+MAX_NAME_BYTES = 256
+
 # Statuses in the 5xx range that will not go away by asking again.
 _PERMANENT_SERVER_ERRORS = frozenset({501, 505, 506, 507, 508, 510, 511})
 
 
 @dataclass(frozen=True)
 class PeerState:
-    """One peer as the server reports it in ``Client.list_peers``."""
+    """One peer as the server reports it in ``Client.list_peers`` and ``Client.peer_state``.
+
+    ``fencing_tokens`` has the token of each acquired lock, and ``name`` the holder name the
+    peer was created with (``None`` for none); a 0.5 server reports neither.
+    """
 
     id: int
     acquired: Dict[str, int]
     pending: Dict[str, int]
     expires_in: timedelta
+    fencing_tokens: Dict[str, int] = field(default_factory=dict)
+    name: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class AcquireResult:
+    """The answer to an acquire: whether the lock is granted, and its fencing token.
+
+    ``fencing_token`` is ``None`` while the lock is pending, and for a grant by a Throttle 0.5
+    server, which has no tokens.
+    """
+
+    granted: bool
+    fencing_token: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -76,8 +108,11 @@ class Request:
 # Routes, one function each, named like the client methods that send them.
 
 
-def new_peer(expires_in: timedelta) -> Request:
-    return _json("POST", "/new_peer", {"expires_in": format_duration(expires_in)})
+def new_peer(expires_in: timedelta, name: Optional[str] = None) -> Request:
+    body: Dict[str, Any] = {"expires_in": format_duration(expires_in)}
+    if name:
+        body["name"] = name
+    return _json("POST", "/new_peer", body)
 
 
 def acquire(
@@ -110,12 +145,29 @@ def heartbeat(peer_id: int, expires_in: timedelta) -> Request:
     return _json("PUT", f"/peers/{peer_id}", {"expires_in": format_duration(expires_in)})
 
 
-def restore(peer_id: int, acquired: Mapping[str, int], expires_in: timedelta) -> Request:
-    body = {
+def restore(
+    peer_id: int,
+    acquired: Mapping[str, int],
+    expires_in: timedelta,
+    fencing_tokens: Optional[Mapping[str, int]] = None,
+    name: Optional[str] = None,
+) -> Request:
+    """The restore of a peer with its locks, their tokens and its name.
+
+    Only the tokens of locks in ``acquired`` are sent (the server refuses others), so a token
+    left behind by a release cannot break a restore. A lock restored without a token gets a
+    new one. Without tokens and name the body is a 0.5 client's, which a 0.5 server accepts.
+    """
+    body: Dict[str, Any] = {
         "expires_in": format_duration(expires_in),
         "peer_id": peer_id,
         "acquired": dict(acquired),
     }
+    tokens = {k: v for k, v in (fencing_tokens or {}).items() if k in acquired}
+    if tokens:
+        body["fencing_tokens"] = tokens
+    if name:
+        body["name"] = name
     return _json("POST", "/restore", body)
 
 
@@ -131,6 +183,10 @@ def list_peers() -> Request:
     return Request("GET", "/peers/")
 
 
+def peer_state(peer_id: int) -> Request:
+    return Request("GET", f"/peers/{peer_id}")
+
+
 def version() -> Request:
     return Request("GET", "/version")
 
@@ -142,14 +198,18 @@ def metrics() -> Request:
 # Answers.
 
 
-def check_answer(status: int, text: str) -> Optional[UnexpectedResponse]:
+def check_answer(
+    status: int, text: str, headers: Optional[Mapping[str, str]] = None
+) -> Optional[UnexpectedResponse]:
     """Classify an answer: ``None`` for a success (a status below 400); raises the typed
     exception of an answer that must not be retried (a refusal, or a failure that asking again
-    will not heal); returns the failure of one that may heal (a transient 5xx), for
-    ``Retrying`` to decide about."""
+    will not heal; ``LockLost`` for the ``Unknown peer`` of an expired peer, by ``headers``);
+    returns the failure of one that may heal (a transient 5xx), for ``Retrying`` to decide
+    about."""
     if status < 400:
         return None
-    refusal: Optional[ThrottleError] = error_for(status, text)
+    peer_state = header(headers, PEER_STATE_HEADER)
+    refusal: Optional[ThrottleError] = error_for(status, text, peer_state)
     if refusal is not None:
         raise refusal
     failure = UnexpectedResponse(text, status)
@@ -158,15 +218,23 @@ def check_answer(status: int, text: str) -> Optional[UnexpectedResponse]:
     return failure
 
 
-def parse_acquired(status: int, text: str) -> bool:
-    """The answer to an acquire: ``True`` for granted (200), ``False`` for pending (202)."""
-    # FIXME(issue 15): a grant carries its fencing token in the `Fencing-Token` header; both
-    # clients should pass the headers here and return it with the grant.
-    if status == 200:
-        return True
+def parse_acquired(
+    status: int, text: str, headers: Optional[Mapping[str, str]] = None
+) -> AcquireResult:
+    """The answer to an acquire: granted (200, with the ``Fencing-Token`` header's token if
+    there is one) or pending (202)."""
     if status == 202:
-        return False
-    raise UnexpectedResponse(text, status)
+        return AcquireResult(granted=False)
+    if status != 200:
+        raise UnexpectedResponse(text, status)
+    raw = header(headers, FENCING_TOKEN_HEADER)
+    if raw is None:
+        return AcquireResult(granted=True)  # A Throttle 0.5 server.
+    raw = raw.strip()
+    # `int` would also take "+5", " 5" or "5_0"; the server sends plain decimal digits.
+    if not (raw.isascii() and raw.isdigit()):
+        raise UnexpectedResponse(f"{FENCING_TOKEN_HEADER}: {raw!r}", status)
+    return AcquireResult(granted=True, fencing_token=int(raw))
 
 
 def parse_int(status: int, text: str) -> int:
@@ -186,17 +254,30 @@ def parse_bool(status: int, text: str) -> bool:
 def parse_peers(status: int, text: str) -> List[PeerState]:
     value = _parse_json(status, text)
     try:
-        return [
-            PeerState(
-                id=int(item["id"]),
-                acquired={str(k): int(v) for k, v in item.get("acquired", {}).items()},
-                pending={str(k): int(v) for k, v in item.get("pending", {}).items()},
-                expires_in=timedelta(milliseconds=int(item.get("expires_in_ms", 0))),
-            )
-            for item in value
-        ]
+        return [_peer_from_json(item) for item in value]
     except (TypeError, KeyError, ValueError, AttributeError):
         raise UnexpectedResponse(text, status) from None
+
+
+def parse_peer_state(status: int, text: str) -> PeerState:
+    value = _parse_json(status, text)
+    try:
+        return _peer_from_json(value)
+    except (TypeError, KeyError, ValueError, AttributeError):
+        raise UnexpectedResponse(text, status) from None
+
+
+def _peer_from_json(item: Any) -> PeerState:
+    """One peer of ``/peers/`` or ``/peers/{id}``; fields a 0.5 server lacks default."""
+    name = item.get("name")
+    return PeerState(
+        id=int(item["id"]),
+        acquired={str(k): int(v) for k, v in item.get("acquired", {}).items()},
+        pending={str(k): int(v) for k, v in item.get("pending", {}).items()},
+        expires_in=timedelta(milliseconds=int(item.get("expires_in_ms", 0))),
+        fencing_tokens={str(k): int(v) for k, v in item.get("fencing_tokens", {}).items()},
+        name=None if name is None else str(name),
+    )
 
 
 # Retries.
@@ -240,6 +321,45 @@ def format_duration(duration: timedelta) -> str:
     if milliseconds < 0:
         raise ValueError(f"a duration must not be negative, got {duration}")
     return f"{milliseconds}ms"
+
+
+def default_peer_name() -> str:
+    """The holder name a client sends unless told otherwise: ``hostname:pid``, cut to
+    ``MAX_NAME_BYTES``. Computed at each call, so a forked child names its own process."""
+    return clip_name(f"{socket.gethostname()}:{os.getpid()}")
+
+
+def holder_name(name: Optional[str], default: Optional[str]) -> str:
+    """The holder name to send: ``name``, else ``default``, else ``default_peer_name()``; an
+    empty string for none (the server takes an empty name as none)."""
+    if name is not None:
+        return name
+    if default is not None:
+        return default
+    return default_peer_name()
+
+
+def clip_name(name: str) -> str:
+    """``name`` cut to at most ``MAX_NAME_BYTES`` of UTF-8, never inside a character."""
+    encoded = name.encode("utf-8")
+    if len(encoded) <= MAX_NAME_BYTES:
+        return name
+    return encoded[:MAX_NAME_BYTES].decode("utf-8", errors="ignore")
+
+
+def header(headers: Optional[Mapping[str, str]], name: str) -> Optional[str]:
+    """The value of the header ``name`` in ``headers``, matched regardless of case (as HTTP
+    does; ``requests`` and ``httpx`` hand over case-insensitive mappings, tests plain dicts)."""
+    if headers is None:
+        return None
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    for key, value in headers.items():
+        if key.lower() == lowered:
+            return value
+    return None
 
 
 def segment(name: str) -> str:

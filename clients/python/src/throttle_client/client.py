@@ -12,6 +12,9 @@ retried: repeating a refused request gets the same refusal. Nor is a 503 ``Too m
 server is up and at its peer limit, which lasts as long as other clients hold their peers, so it
 raises ``TooManyPeers`` at once and leaves trying again to the caller.
 
+Every new peer carries a holder name, shown on the server's status page and in ``/peers/``:
+``hostname:pid`` unless ``Client(url, peer_name=...)`` or the call says otherwise.
+
 A server with access control needs ``Authorization: Bearer <token>`` on every route but ``/``
 and ``/health``; ``Client(url, token=...)`` sends it, and without ``token`` the environment
 variable ``THROTTLE_TOKEN`` (the one the server reads) supplies it.
@@ -29,9 +32,9 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import requests
 
 from . import _wire
-from ._wire import TOKEN_VARIABLE, PeerState
+from ._wire import TOKEN_VARIABLE, AcquireResult, PeerState
 
-__all__ = ["TOKEN_VARIABLE", "Client", "PeerState", "resolve_token"]
+__all__ = ["TOKEN_VARIABLE", "AcquireResult", "Client", "PeerState", "resolve_token"]
 
 _log = logging.getLogger(__name__)
 
@@ -52,6 +55,10 @@ class Client:
       created, if it is set and not empty; an explicit ``token`` wins over the environment, and
       ``token=""`` sends no token even if the variable is set. A wrong or missing token raises
       ``Unauthorized``.
+    * ``peer_name``: the holder name of the peers this client creates (and restores), shown
+      on the server's status page and in ``/peers/``. ``None`` (the default) sends
+      ``hostname:pid`` of the calling process, cut to 256 bytes; ``""`` sends none. A name
+      with control characters or longer than 256 bytes of UTF-8 raises ``InvalidName``.
 
     A ``Client`` may be shared between threads and can be pickled (e.g. to hand it to a worker
     process); the unpickled copy opens its own connections on first use. The pickle carries the
@@ -65,10 +72,12 @@ class Client:
         retry_for: timedelta = timedelta(seconds=60),
         request_timeout: timedelta = timedelta(seconds=30),
         token: Optional[str] = None,
+        peer_name: Optional[str] = None,
     ) -> None:
         self.base_url = base_url
         self.retry_for = retry_for
         self.request_timeout = request_timeout
+        self.peer_name = peer_name
         self._token = resolve_token(token)
         self._session: Optional[requests.Session] = None
         self._session_pid = 0
@@ -83,6 +92,7 @@ class Client:
             "retry_for": self.retry_for,
             "request_timeout": self.request_timeout,
             "token": self._token,
+            "peer_name": self.peer_name,
         }
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
@@ -90,6 +100,7 @@ class Client:
         self.retry_for = state.get("retry_for", timedelta(seconds=60))
         self.request_timeout = state.get("request_timeout", timedelta(seconds=30))
         self._token = state.get("token")
+        self.peer_name = state.get("peer_name")
         self._session = None
         self._session_pid = 0
         self._session_lock = threading.Lock()
@@ -111,15 +122,23 @@ class Client:
 
     # Routes.
 
-    def new_peer(self, expires_in: timedelta) -> int:
+    def holder_name(self, name: Optional[str] = None) -> str:
+        """The holder name a new peer gets: ``name`` if given, else ``peer_name``, else
+        ``hostname:pid`` (see the class doc); ``""`` for none."""
+        return _wire.holder_name(name, self.peer_name)
+
+    def new_peer(self, expires_in: timedelta, name: Optional[str] = None) -> int:
         """Create a peer on the server and return its id.
 
         A peer owns locks; if it is not prolonged (``heartbeat``, or ``expires_in`` on
         ``acquire``) within ``expires_in``, the server removes it and releases its locks, so a
         crashed client cannot leak count. Match every ``new_peer`` with a ``release``. Raises
         ``TooManyPeers`` if the server holds its maximum of live peers.
+
+        ``name`` is the peer's holder name (``None``: the client's, see ``holder_name``; ``""``:
+        none); ``InvalidName`` if the server refuses it.
         """
-        response = self._send(_wire.new_peer(expires_in))
+        response = self._send(_wire.new_peer(expires_in, self.holder_name(name)))
         return _wire.parse_int(response.status_code, response.text)
 
     def acquire(
@@ -140,10 +159,28 @@ class Client:
         Asking again with the same count is idempotent, which is what makes waiting in slices
         (and retrying after a lost answer) safe. A pending lock is not forgotten when the call
         returns ``False``: it stays queued until granted, released or the peer expires.
+
+        ``acquire_with_token`` answers the grant's fencing token too.
+        """
+        return self.acquire_with_token(peer_id, semaphore, count, expires_in, block_for).granted
+
+    def acquire_with_token(
+        self,
+        peer_id: int,
+        semaphore: str,
+        count: int = 1,
+        expires_in: Optional[timedelta] = None,
+        block_for: Optional[timedelta] = None,
+    ) -> AcquireResult:
+        """``acquire``, answering whether the lock is granted and its fencing token.
+
+        The token is strictly larger than that of every grant before it on this server,
+        across restarts too; a repeat, or a shrink, of a held lock answers the same token. It
+        is ``None`` while pending, and from a Throttle 0.5 server.
         """
         request = _wire.acquire(peer_id, semaphore, count, expires_in, block_for)
         response = self._send(request)
-        return _wire.parse_acquired(response.status_code, response.text)
+        return _wire.parse_acquired(response.status_code, response.text, response.headers)
 
     def release(self, peer_id: int) -> None:
         """Remove the peer and release all its locks, waking whoever waits for them.
@@ -165,8 +202,10 @@ class Client:
     ) -> None:
         """Prolong the peer: it now expires ``expires_in`` from now.
 
-        Raises ``UnknownPeer`` if it has already expired. Retrying stops early once ``cancel``
-        is set, so a heartbeat thread can be stopped without waiting out the backoff.
+        Raises ``LockLost`` if the server says the peer expired (its locks are released), and
+        ``UnknownPeer`` if it does not know the peer otherwise (it restarted). Retrying stops
+        early once ``cancel`` is set, so a heartbeat thread can be stopped without waiting out
+        the backoff.
         """
         self._send(_wire.heartbeat(peer_id, expires_in), cancel=cancel)
 
@@ -176,17 +215,26 @@ class Client:
         acquired: Mapping[str, int],
         expires_in: timedelta,
         *,
+        fencing_tokens: Optional[Mapping[str, int]] = None,
+        name: Optional[str] = None,
         cancel: Optional[threading.Event] = None,
     ) -> None:
-        """Re-create a peer the server lost (it expired, or the server restarted) with the same
-        id and the locks it held. The server counts them even if that overcommits a semaphore,
-        because the client holds the resource already.
+        """Re-create a peer the server lost (it restarted) with the same id and the locks it
+        held. The server counts them even if that overcommits a semaphore, because the client
+        holds the resource already.
+
+        ``fencing_tokens`` are the tokens of (some of) the ``acquired`` locks, which keep them;
+        a lock restored without one gets a new token. ``name`` is the holder name (``None``:
+        the client's, see ``holder_name``).
 
         Restoring a peer the server knows with exactly these locks changes nothing; with other
-        locks it raises ``RestoreConflict``. Re-creating one on a server that holds its maximum
-        of live peers raises ``TooManyPeers``.
+        locks or tokens it raises ``RestoreConflict``. Re-creating one on a server that holds
+        its maximum of live peers raises ``TooManyPeers``.
         """
-        self._send(_wire.restore(peer_id, acquired, expires_in), cancel=cancel)
+        request = _wire.restore(
+            peer_id, acquired, expires_in, fencing_tokens, self.holder_name(name)
+        )
+        self._send(request, cancel=cancel)
 
     def remainder(self, semaphore: str) -> int:
         """The semaphore's ``max`` minus the counts acquired now: what is still free.
@@ -205,6 +253,13 @@ class Client:
         """All peers the server knows, with their acquired and pending locks."""
         response = self._send(_wire.list_peers())
         return _wire.parse_peers(response.status_code, response.text)
+
+    def peer_state(self, peer_id: int) -> PeerState:
+        """One peer as the server knows it: its locks, their fencing tokens, the pending lock,
+        the lease left and the holder name. ``UnknownPeer`` if the server does not know it
+        (``LockLost`` if it says the peer expired)."""
+        response = self._send(_wire.peer_state(peer_id))
+        return _wire.parse_peer_state(response.status_code, response.text)
 
     def version(self) -> str:
         """The server's version."""
@@ -249,7 +304,9 @@ class Client:
             except (requests.ConnectionError, requests.Timeout) as error:
                 failure = error
             else:
-                transient = _wire.check_answer(response.status_code, response.text)
+                transient = _wire.check_answer(
+                    response.status_code, response.text, response.headers
+                )
                 if transient is None:
                     return response
                 failure = transient

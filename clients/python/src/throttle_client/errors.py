@@ -9,7 +9,9 @@ Throttle 0.5 server map to the same classes.
 Compatibility with the 0.5 client decides the base classes. ``UnknownPeer`` stays a plain
 ``Exception`` (it is recovered from with ``restore``, not a programming error), while every other
 400, 409 and 413 answer is a ``ValueError`` as before, so existing ``except ValueError`` clauses
-keep working. Answers the client cannot interpret become ``UnexpectedResponse``, which is also a
+keep working. ``LockLost`` (an ``Unknown peer`` the server marks ``Throttle-Peer-State:
+expired``) is deliberately no ``UnknownPeer``: such ``except`` clauses restore, and a lost lease
+must not be restored. Answers the client cannot interpret become ``UnexpectedResponse``, which is also a
 ``requests.HTTPError`` because the 0.5 client raised that for them. A 401 (the server needs a
 token the request did not carry) is ``Unauthorized``, a ``PermissionError``: Python's exception
 for "not allowed", and no ``ValueError``, because the request itself was fine. A 503 ``Too many
@@ -33,6 +35,23 @@ class UnknownPeer(ThrottleError):
 
     Recover by restoring the peer with its acquired locks (``Peer.restore``); ``lock`` and
     ``PeerWithHeartbeat`` do that on their own.
+    """
+
+    def __init__(self, text: str = "Unknown peer") -> None:
+        super().__init__(text)
+        self.status_code = 400
+        self.text = text
+
+
+class LockLost(ThrottleError):
+    """The peer's lease ran out: the server says it *expired* (400 ``Unknown peer`` with the
+    header ``Throttle-Peer-State: expired``) and released its locks, so someone else may hold
+    them now. Stop using the resource; a new lock gets a new fencing token.
+
+    Unlike ``UnknownPeer`` (a restarted server, recovered by a restore) this is not restored:
+    restoring would carry on as if nothing happened, which is what the lock is there to prevent.
+    It is no ``UnknownPeer`` on purpose, so ``except UnknownPeer: restore()`` clauses written
+    for 0.5 do not catch it. ``Peer.lost`` tells it too, and ``on_lost`` callbacks report it.
     """
 
     def __init__(self, text: str = "Unknown peer") -> None:
@@ -129,6 +148,14 @@ class CountOverflow(RequestRejected):
     """Restored counts would overflow a semaphore's sum."""
 
 
+class InvalidName(RequestRejected):
+    """A holder name is longer than 256 bytes of UTF-8 or holds control characters."""
+
+
+class InvalidFencingToken(RequestRejected):
+    """A restored fencing token is above the largest the server hands out (2^53 - 1)."""
+
+
 class TooManyPeers(ThrottleError, requests.HTTPError):
     """The server holds its maximum of live peers (503 ``Too many peers``, the server's
     ``--max-peers``) and refused to create another: ``new_peer``, or ``restore`` of a peer it
@@ -173,6 +200,8 @@ _BY_PREFIX: Dict[str, Type[RequestRejected]] = {
     "Lock count change": LockCountChange,
     "Restore conflict": RestoreConflict,
     "Count overflow": CountOverflow,
+    "Invalid name": InvalidName,
+    "Invalid fencing token": InvalidFencingToken,
 }
 
 # Throttle 0.5 (the server this one replaces) words the same refusals differently, and its HTTP
@@ -204,9 +233,18 @@ _DURATION_0_5 = "expected a duration"
 _REJECTING_STATUSES = (400, 409, 413, 415, 422)
 
 
-def error_for(status_code: int, text: str) -> Optional[ThrottleError]:
+#: The header with which the server marks the ``Unknown peer`` of a peer that expired.
+PEER_STATE_HEADER = "Throttle-Peer-State"
+
+
+def error_for(
+    status_code: int, text: str, peer_state: Optional[str] = None
+) -> Optional[ThrottleError]:
     """The exception for an error answer that must not be retried, or ``None`` if the answer
-    is not such an error (success, or a status the retry policy decides about)."""
+    is not such an error (success, or a status the retry policy decides about).
+
+    ``peer_state`` is the answer's ``Throttle-Peer-State`` header: ``expired`` turns an
+    ``Unknown peer`` into ``LockLost``."""
     if status_code == 401:
         return Unauthorized(text.strip())
     if status_code == 503 and text.startswith("Too many peers"):
@@ -216,6 +254,8 @@ def error_for(status_code: int, text: str) -> Optional[ThrottleError]:
         return LockCountChange(text, status_code)
     if status_code in _REJECTING_STATUSES:
         if text.startswith("Unknown peer"):
+            if status_code == 400 and peer_state == "expired":
+                return LockLost(text)
             return UnknownPeer(text)
         return _rejection_class(text)(text, status_code)
     return None

@@ -31,16 +31,19 @@ class _ThreadState(threading.local):
 _state = _ThreadState()
 
 
-def get_local_peer(url: str, token: Optional[str] = None) -> Peer:
+def get_local_peer(
+    url: str, token: Optional[str] = None, *, name: Optional[str] = None
+) -> Peer:
     """This thread's peer for the server at ``url`` (e.g. ``http://localhost:8000``), created
     (as a ``PeerWithHeartbeat`` with default settings) if there is none yet.
 
     ``token`` is the server's access token for a new peer's client (``None``: from
-    ``THROTTLE_TOKEN``, see ``Client``). An existing peer keeps the client it was created with.
+    ``THROTTLE_TOKEN``, see ``Client``), and ``name`` a new peer's holder name (``None``:
+    ``hostname:pid``). An existing peer keeps the client and the name it was created with.
     """
     peer = _state.peers.get(url)
     if peer is None:
-        peer = PeerWithHeartbeat(client=local_client(url, token))
+        peer = PeerWithHeartbeat(client=local_client(url, token), name=name)
         _state.peers[url] = peer
     return peer
 

@@ -8,6 +8,13 @@ grant and release.
 ``PeerWithHeartbeat`` adds a thread that prolongs the peer while it holds locks, so a lock can
 be held far longer than the peer's expiration time while a crashed process still frees its locks
 within that time.
+
+**Restore or lost.** A plain ``Unknown peer`` means the server restarted and forgot the peer:
+it is restored with its locks and their fencing tokens, and nothing changes for the holder. An
+``Unknown peer`` marked ``Throttle-Peer-State: expired`` means the lease ran out (heartbeats did
+not get through), the server released the locks and others may hold them now: then nothing is
+restored. The peer is marked ``lost``, its heartbeat stops, its ``on_lost`` callbacks run once,
+and every later call on it raises ``LockLost``.
 """
 
 from __future__ import annotations
@@ -16,12 +23,13 @@ import logging
 import threading
 import weakref
 from datetime import timedelta
-from typing import Any, Dict, Optional, Type, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Type, TypeVar
 
 import requests
 
 from .client import Client
 from .errors import (
+    LockLost,
     RestoreConflict,
     TooManyPeers,
     Unauthorized,
@@ -36,6 +44,9 @@ DEFAULT_EXPIRATION = timedelta(minutes=5)
 
 P = TypeVar("P", bound="Peer")
 
+#: What runs once when a peer's lease is lost; it gets the peer (what it returns is ignored).
+OnLost = Callable[["Peer"], object]
+
 
 class Peer:
     """A peer on a Throttle server: its id, its client and the locks it holds.
@@ -46,6 +57,14 @@ class Peer:
       taken over from elsewhere.
     * ``expiration_time``: how long the server keeps the peer without hearing from it
       (default five minutes). Each ``acquire`` and ``heartbeat`` prolongs it by this much.
+    * ``name``: the holder name shown on the server's status page (``None``: the client's
+      ``peer_name``, by default ``hostname:pid``; ``""``: none). Sent on creation and restore.
+    * ``on_lost``: called once, with the peer, when the server says the peer's lease ran out
+      (see the module doc). On a ``PeerWithHeartbeat`` it usually runs on the heartbeat thread,
+      so keep it short: set a flag, cancel the work.
+
+    ``fencing_token(semaphore)`` is the token of a held lock; ``lost`` whether the lease was
+    lost.
     """
 
     def __init__(
@@ -54,15 +73,31 @@ class Peer:
         id: Optional[int] = None,
         acquired: Optional[Dict[str, int]] = None,
         expiration_time: Optional[timedelta] = None,
+        *,
+        name: Optional[str] = None,
+        on_lost: Optional[OnLost] = None,
     ) -> None:
         self.client = client
         self.expiration_time = (
             expiration_time if expiration_time is not None else DEFAULT_EXPIRATION
         )
-        self.id = client.new_peer(expires_in=self.expiration_time) if id is None else id
+        self.name = client.holder_name(name)
+        self.id = (
+            client.new_peer(expires_in=self.expiration_time, name=self.name)
+            if id is None
+            else id
+        )
         # The client-side copy of the server's state, sent back by `restore`.
         self.acquired: Dict[str, int] = {} if acquired is None else acquired
+        # The fencing token of each acquired lock whose grant carried one.
+        self.fencing_tokens: Dict[str, int] = {}
+        #: Whether the server said the peer expired: its locks are lost (see the module doc).
+        self.lost = False
+        self.on_lost = on_lost
         self._restore_lock = threading.Lock()
+        self._lost_lock = threading.Lock()
+        # Callbacks of the `lock` blocks that hold locks of this peer now.
+        self._block_callbacks: List[OnLost] = []
 
     @classmethod
     def from_server_url(cls: Type[P], baseurl: str, token: Optional[str] = None) -> P:
@@ -80,12 +115,25 @@ class Peer:
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
+        # A peer pickled by an older version lacks what came later.
+        self.__dict__.update({"fencing_tokens": {}, "lost": False, "name": ""})
         self.__dict__.update(state)
+        self.on_lost = None
         self._restore_lock = threading.Lock()
+        self._lost_lock = threading.Lock()
+        self._block_callbacks = []
 
     def _runtime_attributes(self) -> tuple[str, ...]:
-        """Attributes tied to this process (locks, threads) that pickling leaves out."""
-        return ("_restore_lock",)
+        """Attributes tied to this process (locks, threads, callbacks) that pickling leaves
+        out."""
+        return ("_restore_lock", "_lost_lock", "_block_callbacks", "on_lost")
+
+    def fencing_token(self, semaphore: str) -> Optional[int]:
+        """The fencing token of this peer's lock on ``semaphore``: strictly larger than the
+        token of every grant before it on the server, so a resource that remembers the largest
+        token it saw can refuse a holder that lost its lease (see the README). ``None`` if the
+        peer holds no such lock, or the server (Throttle 0.5) sends no tokens."""
+        return self.fencing_tokens.get(semaphore)
 
     def acquire(
         self, semaphore: str, count: int = 1, block_for: Optional[timedelta] = None
@@ -93,50 +141,82 @@ class Peer:
         """Ask for a lock; ``True`` if acquired, ``False`` if still pending. See
         ``Client.acquire``. The request also prolongs the peer by ``expiration_time``.
 
-        Every acquired lock should be released again; ``lock`` does that for you.
+        Every acquired lock should be released again; ``lock`` does that for you. Raises
+        ``LockLost`` if the peer's lease was lost.
         """
-        granted = self.client.acquire(
-            self.id,
-            semaphore,
-            count=count,
-            expires_in=self.expiration_time,
-            block_for=block_for,
-        )
-        if granted:
+        self._raise_if_lost()
+        try:
+            result = self.client.acquire_with_token(
+                self.id,
+                semaphore,
+                count=count,
+                expires_in=self.expiration_time,
+                block_for=block_for,
+            )
+        except LockLost:
+            self._mark_lost()
+            raise
+        if result.granted:
             self.acquired[semaphore] = count
-        return granted
+            if result.fencing_token is None:
+                self.fencing_tokens.pop(semaphore, None)
+            else:
+                self.fencing_tokens[semaphore] = result.fencing_token
+        return result.granted
 
     def restore(self, *, cancel: Optional[threading.Event] = None) -> None:
         """Re-create this peer with its acquired locks on a server that lost it.
 
         Call it after ``UnknownPeer``. A ``RestoreConflict`` answer means the server knows the
         peer already (another thread, e.g. the heartbeat, restored it first), which is the state
-        this call aims for, so it is not raised.
+        this call aims for, so it is not raised. The locks keep their fencing tokens. A lost
+        peer is never restored: this raises ``LockLost``.
         """
         with self._restore_lock:
+            self._raise_if_lost()
             try:
                 self.client.restore(
-                    self.id, dict(self.acquired), expires_in=self.expiration_time, cancel=cancel
+                    self.id,
+                    dict(self.acquired),
+                    expires_in=self.expiration_time,
+                    fencing_tokens=dict(self.fencing_tokens),
+                    name=self.name,
+                    cancel=cancel,
                 )
             except RestoreConflict:
                 _log.debug("peer %s was restored already", self.id)
 
     def release(self, semaphore: str) -> None:
-        """Release the lock on ``semaphore`` (acquired or pending); the peer stays."""
+        """Release the lock on ``semaphore`` (acquired or pending); the peer stays. Raises
+        ``LockLost`` if the peer's lease was lost (the server released the lock already)."""
         self.acquired.pop(semaphore, None)
-        self.client.release_lock(self.id, semaphore)
+        self.fencing_tokens.pop(semaphore, None)
+        self._raise_if_lost()
+        try:
+            self.client.release_lock(self.id, semaphore)
+        except LockLost:
+            self._mark_lost()
+            raise
 
     def heartbeat(self) -> None:
-        """Prolong the peer by ``expiration_time`` so it does not expire."""
-        self.client.heartbeat(self.id, expires_in=self.expiration_time)
+        """Prolong the peer by ``expiration_time`` so it does not expire. Raises ``LockLost``
+        if the peer's lease was lost."""
+        self._raise_if_lost()
+        try:
+            self.client.heartbeat(self.id, expires_in=self.expiration_time)
+        except LockLost:
+            self._mark_lost()
+            raise
 
     def has_acquired(self) -> bool:
         """``True`` if this peer holds at least one lock."""
         return len(self.acquired) != 0
 
     def remove_from_server(self) -> None:
-        """Remove the peer from the server, releasing all its locks."""
+        """Remove the peer from the server, releasing all its locks. Also the way to clean up
+        after a lost lease, so it raises no ``LockLost``."""
         self.acquired.clear()
+        self.fencing_tokens.clear()
         self.client.release(self.id)
 
     def start_heartbeat(self) -> None:
@@ -145,6 +225,44 @@ class Peer:
 
     def stop_heartbeat(self) -> None:
         """Does nothing: a plain ``Peer`` has no heartbeat."""
+
+    # The lost lease.
+
+    def _raise_if_lost(self) -> None:
+        if self.lost:
+            raise LockLost(
+                f"peer {self.id} lost its lease: the server released its locks, which others "
+                "may hold now"
+            )
+
+    def _mark_lost(self) -> None:
+        """Mark the peer lost, stop its heartbeat and run its callbacks, the first time only."""
+        with self._lost_lock:
+            if self.lost:
+                return
+            self.lost = True
+            callbacks = [self.on_lost, *self._block_callbacks]
+        _log.warning("peer %s expired on the server: its locks are lost, not restored", self.id)
+        self._stop_beating()
+        for callback in callbacks:
+            if callback is None:
+                continue
+            try:
+                callback(self)
+            except Exception:
+                _log.exception("the on_lost callback of peer %s failed", self.id)
+
+    def _stop_beating(self) -> None:
+        """Tell the heartbeat (if any) to stop, without waiting: this may run on its thread."""
+
+    def _add_block_callback(self, callback: OnLost) -> None:
+        self._block_callbacks.append(callback)
+
+    def _remove_block_callback(self, callback: OnLost) -> None:
+        try:
+            self._block_callbacks.remove(callback)
+        except ValueError:
+            pass
 
 
 class PeerWithHeartbeat(Peer):
@@ -162,9 +280,17 @@ class PeerWithHeartbeat(Peer):
         acquired: Optional[Dict[str, int]] = None,
         expiration_time: Optional[timedelta] = None,
         heartbeat_interval: Optional[timedelta] = None,
+        *,
+        name: Optional[str] = None,
+        on_lost: Optional[OnLost] = None,
     ) -> None:
         super().__init__(
-            client=client, id=id, acquired=acquired, expiration_time=expiration_time
+            client=client,
+            id=id,
+            acquired=acquired,
+            expiration_time=expiration_time,
+            name=name,
+            on_lost=on_lost,
         )
         self.heartbeat_interval = (
             heartbeat_interval if heartbeat_interval is not None else self.expiration_time / 3
@@ -186,8 +312,8 @@ class PeerWithHeartbeat(Peer):
         return self.heartbeat_interval.total_seconds()
 
     def start_heartbeat(self) -> None:
-        """Start the heartbeat thread, unless it runs already."""
-        if self._thread is not None and self._thread.is_alive():
+        """Start the heartbeat thread, unless it runs already or the peer is lost."""
+        if self.lost or (self._thread is not None and self._thread.is_alive()):
             return
         # A fresh event per thread: a thread still finishing its last beat after a stop must
         # not be revived by clearing the event it watches.
@@ -211,10 +337,16 @@ class PeerWithHeartbeat(Peer):
         if thread is not None and thread is not threading.current_thread():
             thread.join()
 
+    def _stop_beating(self) -> None:
+        self._stop.set()
+
     def _beat(self, stop: threading.Event) -> None:
-        """One heartbeat; restores the peer if the server lost it."""
+        """One heartbeat; restores the peer if the server restarted, marks it lost if the
+        server says it expired."""
         try:
             self.client.heartbeat(self.id, expires_in=self.expiration_time, cancel=stop)
+        except LockLost:
+            self._mark_lost()
         except UnknownPeer:
             # Checked again here: a stop that raced with this beat means the peer was released
             # on purpose, and restoring it would bring its locks back.
@@ -234,6 +366,8 @@ def _heartbeat_loop(
             return
         try:
             peer._beat(stop)
+        except LockLost:
+            return  # Lost while restoring: marked so by whoever found out.
         except (
             requests.ConnectionError,
             requests.Timeout,

@@ -16,7 +16,7 @@ import requests
 
 from ._waiting import wait_for_grant
 from .client import Client
-from .errors import ThrottleError, UnknownPeer
+from .errors import LockLost, ThrottleError, UnknownPeer
 from .local_peers import local_client
 
 _log = logging.getLogger(__name__)
@@ -81,15 +81,23 @@ def _take(
     try:
         if client.acquire(peer_id, semaphore, count=count, expires_in=per):
             return
-    except UnknownPeer:
+    except (UnknownPeer, LockLost):
         # The peer expired on the way (a process or network slower than its lease). It holds
-        # nothing yet, so restoring it and waiting like any waiter loses nothing.
+        # nothing yet, so restoring it and waiting like any waiter loses nothing: unlike a
+        # lock's, its lost lease is no `LockLost`.
         client.restore(peer_id, {}, expires_in=waiting_expiration)
+
+    def acquire(block_for: timedelta) -> bool:
+        try:
+            return client.acquire(
+                peer_id, semaphore, count=count, expires_in=waiting_expiration,
+                block_for=block_for,
+            )
+        except LockLost as error:
+            raise UnknownPeer(error.text) from None  # Restored by the loop, as above.
+
     wait_for_grant(
-        acquire=lambda block_for: client.acquire(
-            peer_id, semaphore, count=count, expires_in=waiting_expiration,
-            block_for=block_for,
-        ),
+        acquire=acquire,
         restore=lambda: client.restore(peer_id, {}, expires_in=waiting_expiration),
         timeout=timeout,
         longest_slice=LONGEST_SLICE,
@@ -98,5 +106,5 @@ def _take(
     # While queued, the peer lived on the longer waiting expiration. Start the window now.
     try:
         client.heartbeat(peer_id, expires_in=per)
-    except UnknownPeer:
+    except (UnknownPeer, LockLost):
         pass  # The lease has run out already (a window shorter than a round trip).

@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Mapping, Optional, Type
 import httpx
 
 from .. import _wire
-from .._wire import PeerState
+from .._wire import AcquireResult, PeerState
 from ..client import resolve_token
 
 __all__ = ["AsyncClient", "RETRIED_ERRORS"]
@@ -87,6 +87,8 @@ class AsyncClient:
     * ``request_timeout``: how long to wait for an answer, on top of any ``block_for``.
     * ``token``: the server's access token (``None``: from ``THROTTLE_TOKEN``, if set; ``""``:
       none). A wrong or missing token raises ``Unauthorized``.
+    * ``peer_name``: the holder name of the peers it creates (``None``: ``hostname:pid``;
+      ``""``: none).
 
     and two of its own (see the module's doc):
 
@@ -110,6 +112,7 @@ class AsyncClient:
         token: Optional[str] = None,
         max_connections: int = _DEFAULT_MAX_CONNECTIONS,
         max_long_polls: int = _DEFAULT_MAX_LONG_POLLS,
+        peer_name: Optional[str] = None,
     ) -> None:
         if max_connections < 1 or max_long_polls < 1:
             raise ValueError(
@@ -121,6 +124,7 @@ class AsyncClient:
         self.request_timeout = request_timeout
         self.max_connections = max_connections
         self.max_long_polls = max_long_polls
+        self.peer_name = peer_name
         self._token = resolve_token(token)
         self._pools: Optional[_Pools] = None
 
@@ -132,6 +136,7 @@ class AsyncClient:
             "max_connections": self.max_connections,
             "max_long_polls": self.max_long_polls,
             "token": self._token,
+            "peer_name": self.peer_name,
         }
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
@@ -141,6 +146,7 @@ class AsyncClient:
         self.max_connections = state["max_connections"]
         self.max_long_polls = state["max_long_polls"]
         self._token = state["token"]
+        self.peer_name = state.get("peer_name")
         self._pools = None
 
     def __repr__(self) -> str:
@@ -166,9 +172,13 @@ class AsyncClient:
 
     # Routes, documented on ``throttle_client.Client``.
 
-    async def new_peer(self, expires_in: timedelta) -> int:
+    def holder_name(self, name: Optional[str] = None) -> str:
+        """The holder name a new peer gets (see ``Client.holder_name``)."""
+        return _wire.holder_name(name, self.peer_name)
+
+    async def new_peer(self, expires_in: timedelta, name: Optional[str] = None) -> int:
         """Create a peer on the server and return its id (see ``Client.new_peer``)."""
-        response = await self._send(_wire.new_peer(expires_in))
+        response = await self._send(_wire.new_peer(expires_in, self.holder_name(name)))
         return _wire.parse_int(response.status_code, response.text)
 
     async def acquire(
@@ -186,6 +196,19 @@ class AsyncClient:
         While ``max_long_polls`` long polls are open already, a ``block_for`` is not waited
         for: the answer comes at once, like a busy server's.
         """
+        result = await self.acquire_with_token(peer_id, semaphore, count, expires_in, block_for)
+        return result.granted
+
+    async def acquire_with_token(
+        self,
+        peer_id: int,
+        semaphore: str,
+        count: int = 1,
+        expires_in: Optional[timedelta] = None,
+        block_for: Optional[timedelta] = None,
+    ) -> AcquireResult:
+        """``acquire``, answering the grant's fencing token too (see
+        ``Client.acquire_with_token``)."""
         pools = self._pools_for_this_loop()
         long_poll = block_for is not None and block_for > timedelta(0)
         if long_poll and pools.long_polls >= self.max_long_polls:
@@ -199,7 +222,7 @@ class AsyncClient:
                 response = await self._send(request)
             finally:
                 pools.long_polls -= 1
-        return _wire.parse_acquired(response.status_code, response.text)
+        return _wire.parse_acquired(response.status_code, response.text, response.headers)
 
     async def release(self, peer_id: int) -> None:
         """Remove the peer and release all its locks, whether or not the server knew it."""
@@ -212,8 +235,8 @@ class AsyncClient:
     async def heartbeat(
         self, peer_id: int, expires_in: timedelta, *, stop: Optional[asyncio.Event] = None
     ) -> None:
-        """Prolong the peer; ``UnknownPeer`` if it has expired already. Retrying stops early
-        once ``stop`` is set."""
+        """Prolong the peer; ``LockLost`` if the server says it expired, ``UnknownPeer`` if it
+        does not know it otherwise (it restarted). Retrying stops early once ``stop`` is set."""
         await self._send(_wire.heartbeat(peer_id, expires_in), stop=stop)
 
     async def restore(
@@ -222,11 +245,16 @@ class AsyncClient:
         acquired: Mapping[str, int],
         expires_in: timedelta,
         *,
+        fencing_tokens: Optional[Mapping[str, int]] = None,
+        name: Optional[str] = None,
         stop: Optional[asyncio.Event] = None,
     ) -> None:
-        """Re-create a peer the server lost with the same id and the locks it held (see
-        ``Client.restore``). Retrying stops early once ``stop`` is set."""
-        await self._send(_wire.restore(peer_id, acquired, expires_in), stop=stop)
+        """Re-create a peer the server lost with the same id, the locks it held and their
+        fencing tokens (see ``Client.restore``). Retrying stops early once ``stop`` is set."""
+        request = _wire.restore(
+            peer_id, acquired, expires_in, fencing_tokens, self.holder_name(name)
+        )
+        await self._send(request, stop=stop)
 
     async def remainder(self, semaphore: str) -> int:
         """The semaphore's ``max`` minus the counts acquired now (negative if overcommitted)."""
@@ -242,6 +270,11 @@ class AsyncClient:
         """All peers the server knows, with their acquired and pending locks."""
         response = await self._send(_wire.list_peers())
         return _wire.parse_peers(response.status_code, response.text)
+
+    async def peer_state(self, peer_id: int) -> PeerState:
+        """One peer as the server knows it (see ``Client.peer_state``)."""
+        response = await self._send(_wire.peer_state(peer_id))
+        return _wire.parse_peer_state(response.status_code, response.text)
 
     async def version(self) -> str:
         """The server's version."""
@@ -301,7 +334,9 @@ class AsyncClient:
             except RETRIED_ERRORS as error:
                 failure = error
             else:
-                transient = _wire.check_answer(response.status_code, response.text)
+                transient = _wire.check_answer(
+                    response.status_code, response.text, response.headers
+                )
                 if transient is None:
                     return response
                 failure = transient

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Optional
 
 from .._waiting import Waiting
-from ..errors import ThrottleError, UnknownPeer
+from ..errors import LockLost, ThrottleError, UnknownPeer
 from ..rate_limiting import LONGEST_SLICE, WAITING_EXPIRATION
 from . import _cleanup
 from ._waiting import wait_for_grant
@@ -80,9 +80,14 @@ async def _take(
         # An ask that does not block (the first) is granted at once or not at all, and its
         # lease is the window itself. A waiting one keeps the peer alive for a few slices.
         expires_in = per if block_for <= timedelta(0) else waiting_expiration
-        granted = await client.acquire(
-            peer_id, semaphore, count=count, expires_in=expires_in, block_for=block_for
-        )
+        try:
+            granted = await client.acquire(
+                peer_id, semaphore, count=count, expires_in=expires_in, block_for=block_for
+            )
+        except LockLost as error:
+            # Unlike a lock's, this peer's lost lease loses nothing (it holds nothing yet):
+            # the loop restores it as after a server restart.
+            raise UnknownPeer(error.text) from None
         lease[0] = expires_in
         return granted
 
@@ -99,7 +104,7 @@ async def _take(
     # Granted while waiting, on the longer waiting expiration. Start the window now.
     try:
         await client.heartbeat(peer_id, expires_in=per)
-    except UnknownPeer:
+    except (UnknownPeer, LockLost):
         pass  # The lease has run out already (a window shorter than a round trip).
 
 

@@ -58,13 +58,16 @@ def task_peer(url: str) -> Optional[AsyncPeer]:
     return binding[1]
 
 
-async def get_task_peer(url: str, token: Optional[str] = None) -> AsyncPeer:
+async def get_task_peer(
+    url: str, token: Optional[str] = None, *, name: Optional[str] = None
+) -> AsyncPeer:
     """The current task's peer for the server at ``url``, created on the server (with default
-    settings) if the task has none yet. ``token``: see ``AsyncClient``; an existing peer keeps
-    the client it was created with."""
+    settings) if the task has none yet. ``token``: see ``AsyncClient``; ``name``: a new peer's
+    holder name (``None``: ``hostname:pid``). An existing peer keeps the client and the name
+    it was created with."""
     peer = task_peer(url)
     if peer is None:
-        peer = await AsyncPeer.create(local_client(url, token))
+        peer = await AsyncPeer.create(local_client(url, token), name=name)
         set_task_peer(url, peer)
     return peer
 
