@@ -94,6 +94,18 @@ pub struct SemaphoreConfig {
     pub level: i32,
 }
 
+/// What the core keeps of a configured semaphore: the same three facts, at start and at a
+/// reload alike.
+impl From<SemaphoreConfig> for crate::core::SemaphoreSettings {
+    fn from(config: SemaphoreConfig) -> Self {
+        crate::core::SemaphoreSettings {
+            name: config.name,
+            max: config.max,
+            level: config.level,
+        }
+    }
+}
+
 /// The `[logging]` table. Without it, logs go to stderr at INFO and nowhere else.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a table like `[logging]`")]

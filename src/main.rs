@@ -111,11 +111,7 @@ fn serve(options: Options) -> Result<(), String> {
         .config
         .semaphores
         .into_iter()
-        .map(|s| SemaphoreSettings {
-            name: s.name,
-            max: s.max,
-            level: s.level,
-        });
+        .map(SemaphoreSettings::from);
     let mut core = Core::new(semaphores);
     let grace = restart::Previous::of(saved.as_ref()).grace(options.grace);
     let leases = lease_watch::LeaseWatch::default();

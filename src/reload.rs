@@ -63,11 +63,7 @@ pub fn reload(
         .config
         .semaphores
         .into_iter()
-        .map(|s| SemaphoreSettings {
-            name: s.name,
-            max: s.max,
-            level: s.level,
-        });
+        .map(SemaphoreSettings::from);
     let result = service.reconfigure(semaphores);
     for name in &result.added {
         log::info!("Reload: semaphore {name:?} added");

@@ -495,6 +495,17 @@ mod tests {
 
     const MINUTE: Duration = Duration::from_secs(60);
 
+    /// Two peers, the first holding `A` (a mutex in these tests).
+    fn holder_and_waiter(service: &Service) -> (PeerId, PeerId) {
+        let holder = service.new_peer(MINUTE, None).unwrap();
+        let waiter = service.new_peer(MINUTE, None).unwrap();
+        assert!(matches!(
+            service.acquire(holder, "A", 1, None, None),
+            Ok(Acquired::Now(Answer::Acquired(_)))
+        ));
+        (holder, waiter)
+    }
+
     /// Starts `waiter`'s long poll for one unit of `A` on another thread and returns once it
     /// waits in the service.
     fn wait_in_background(
@@ -522,12 +533,7 @@ mod tests {
     #[test]
     fn a_release_answers_the_waiting_request() {
         let service = service(1);
-        let holder = service.new_peer(MINUTE, None).unwrap();
-        let waiter = service.new_peer(MINUTE, None).unwrap();
-        assert!(matches!(
-            service.acquire(holder, "A", 1, None, None),
-            Ok(Acquired::Now(Answer::Acquired(_)))
-        ));
+        let (holder, waiter) = holder_and_waiter(&service);
         let waiting = wait_in_background(&service, waiter, None);
         let released = Instant::now();
         service.release_lock(holder, "A").unwrap();
@@ -539,12 +545,7 @@ mod tests {
     #[test]
     fn a_lease_asked_for_in_a_long_poll_starts_at_the_grant() {
         let service = service(1);
-        let holder = service.new_peer(MINUTE, None).unwrap();
-        let waiter = service.new_peer(MINUTE, None).unwrap();
-        assert!(matches!(
-            service.acquire(holder, "A", 1, None, None),
-            Ok(Acquired::Now(Answer::Acquired(_)))
-        ));
+        let (holder, waiter) = holder_and_waiter(&service);
         let lease = Duration::from_secs(3600);
         let waiting = wait_in_background(&service, waiter, Some(lease));
         thread::sleep(Duration::from_millis(50));
@@ -613,12 +614,7 @@ mod tests {
     #[test]
     fn a_newer_long_poll_of_the_same_peer_ends_the_older_one() {
         let service = service(1);
-        let holder = service.new_peer(MINUTE, None).unwrap();
-        let waiter = service.new_peer(MINUTE, None).unwrap();
-        assert!(matches!(
-            service.acquire(holder, "A", 1, None, None),
-            Ok(Acquired::Now(Answer::Acquired(_)))
-        ));
+        let (holder, waiter) = holder_and_waiter(&service);
         let older = wait_in_background(&service, waiter, None);
         // The client gave up on the first request and asks again.
         let Ok(Acquired::Wait(newer)) = service.acquire(waiter, "A", 1, None, Some(MINUTE)) else {
@@ -637,12 +633,7 @@ mod tests {
     #[test]
     fn removing_the_waiting_peer_answers_unknown_peer() {
         let service = service(1);
-        let holder = service.new_peer(MINUTE, None).unwrap();
-        let waiter = service.new_peer(MINUTE, None).unwrap();
-        assert!(matches!(
-            service.acquire(holder, "A", 1, None, None),
-            Ok(Acquired::Now(Answer::Acquired(_)))
-        ));
+        let (_holder, waiter) = holder_and_waiter(&service);
         let waiting = wait_in_background(&service, waiter, None);
         service.remove_peer(waiter);
         assert_eq!(waiting.join().unwrap(), Err(Error::UnknownPeer));
@@ -655,12 +646,7 @@ mod tests {
             let service = service.clone();
             thread::spawn(move || service.run_expiry())
         };
-        let holder = service.new_peer(MINUTE, None).unwrap();
-        let waiter = service.new_peer(MINUTE, None).unwrap();
-        assert!(matches!(
-            service.acquire(holder, "A", 1, None, None),
-            Ok(Acquired::Now(Answer::Acquired(_)))
-        ));
+        let (holder, waiter) = holder_and_waiter(&service);
         let waiting = wait_in_background(&service, waiter, None);
         let started = Instant::now();
         service
@@ -681,12 +667,7 @@ mod tests {
     #[test]
     fn shutdown_answers_waiting_requests() {
         let service = service(1);
-        let holder = service.new_peer(MINUTE, None).unwrap();
-        let waiter = service.new_peer(MINUTE, None).unwrap();
-        assert!(matches!(
-            service.acquire(holder, "A", 1, None, None),
-            Ok(Acquired::Now(Answer::Acquired(_)))
-        ));
+        let (_holder, waiter) = holder_and_waiter(&service);
         let waiting = wait_in_background(&service, waiter, None);
         service.shut_down();
         assert_eq!(waiting.join().unwrap(), Ok(Answer::Pending));
