@@ -633,9 +633,10 @@ impl Core {
         Ok(sem.settings.max - sem.acquired)
     }
 
-    /// Every peer with its locks, ordered by id. This scans all peers, so only tests use it;
-    /// the listing route takes [`Core::peer_ids`] and looks peers up in batches.
-    #[cfg(test)]
+    /// Every peer with its locks, ordered by id. This scans all peers, so only tests and the
+    /// fuzz targets use it; the listing route takes [`Core::peer_ids`] and looks peers up in
+    /// batches.
+    #[cfg(any(test, fuzzing))]
     pub fn peers(&self, now: Instant) -> Vec<PeerInfo<'_>> {
         let mut peers: Vec<PeerInfo<'_>> = self
             .peers

@@ -21,7 +21,11 @@ fuzz_target!(|data: &[u8]| {
         Ok(Parsed::Complete(head)) => {
             assert!(head.head_len <= data.len() && head.head_len <= MAX_HEAD);
             assert!(head.body_len <= MAX_BODY);
-            assert!(head.target.starts_with('/') || head.target == "*", "{}", head.target);
+            assert!(
+                head.target.starts_with('/') || head.target == "*",
+                "{}",
+                head.target
+            );
             // Whatever follows the head is the body or the next request, never part of it.
             let again = framing::parse(&data[..head.head_len], MAX_HEAD, MAX_BODY);
             match again {

@@ -34,11 +34,15 @@ const SEMAPHORES: [(&str, i64, i32); 5] = [
 ];
 
 fuzz_target!(|data: &[u8]| {
-    let core = Core::new(SEMAPHORES.iter().map(|&(name, max, level)| SemaphoreSettings {
-        name: name.to_owned(),
-        max,
-        level,
-    }));
+    let core = Core::new(
+        SEMAPHORES
+            .iter()
+            .map(|&(name, max, level)| SemaphoreSettings {
+                name: name.to_owned(),
+                max,
+                level,
+            }),
+    );
     let service = Service::new(core, MAX_PEERS);
     let mut last_peer: PeerId = 0;
     let mut restored: BTreeSet<String> = BTreeSet::new();
@@ -59,7 +63,8 @@ fuzz_target!(|data: &[u8]| {
         check(&service, &restored);
     }
     // Drain: every peer removed, nothing left.
-    let ids: Vec<PeerId> = service.inspect(|core, _, now| core.peers(now).iter().map(|p| p.id).collect());
+    let ids: Vec<PeerId> =
+        service.inspect(|core, _, now| core.peers(now).iter().map(|p| p.id).collect());
     for id in ids {
         service.remove_peer(id);
     }
@@ -81,8 +86,8 @@ fn apply(
     restored: &mut BTreeSet<String>,
 ) {
     match parsed {
-        Route::NewPeer { expires_in } => {
-            if let Ok(id) = service.new_peer(expires_in) {
+        Route::NewPeer { expires_in, name } => {
+            if let Ok(id) = service.new_peer(expires_in, name.as_deref()) {
                 *last_peer = id;
             }
         }
@@ -115,8 +120,13 @@ fn apply(
             peer,
             expires_in,
             acquired,
+            tokens,
+            name,
         } => {
-            if service.restore(peer, expires_in, &acquired).is_ok() {
+            if service
+                .restore(peer, expires_in, &acquired, &tokens, name.as_deref())
+                .is_ok()
+            {
                 restored.extend(acquired.into_keys());
             }
         }
@@ -130,13 +140,17 @@ fn check(service: &Service, restored: &BTreeSet<String>) {
     service.inspect(|core, _, now| {
         let peers = core.peers(now);
         assert_eq!(peers.len(), core.num_peers());
-        assert!(peers.len() <= MAX_PEERS, "{} peers, cap {MAX_PEERS}", peers.len());
+        assert!(
+            peers.len() <= MAX_PEERS,
+            "{} peers, cap {MAX_PEERS}",
+            peers.len()
+        );
         for stats in core.stats(now) {
             let acquired: i128 = peers
                 .iter()
                 .flat_map(|p| p.acquired.iter())
-                .filter(|(name, _)| *name == stats.name)
-                .map(|&(_, count)| i128::from(count))
+                .filter(|(name, _, _)| *name == stats.name)
+                .map(|&(_, count, _)| i128::from(count))
                 .sum();
             let pending: i128 = peers
                 .iter()

@@ -66,7 +66,7 @@ fn check(method: &str, url: &str, body: &[u8]) {
     );
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     match &parsed {
-        Route::NewPeer { expires_in } | Route::Heartbeat { expires_in, .. } => {
+        Route::NewPeer { expires_in, .. } | Route::Heartbeat { expires_in, .. } => {
             assert!(*expires_in <= MAX_DURATION);
         }
         Route::Restore { expires_in, .. } => assert!(*expires_in <= MAX_DURATION),
@@ -82,7 +82,9 @@ fn check(method: &str, url: &str, body: &[u8]) {
             assert!(expires_in.is_none_or(|d| d <= MAX_DURATION));
             assert_eq!(
                 Some(semaphore),
-                raw_semaphore(path).and_then(|raw| strict_decode(raw, false)).as_ref(),
+                raw_semaphore(path)
+                    .and_then(|raw| strict_decode(raw, false))
+                    .as_ref(),
                 "semaphore of {url:?}"
             );
             let _ = peer;
@@ -90,7 +92,9 @@ fn check(method: &str, url: &str, body: &[u8]) {
         Route::ReleaseLock { semaphore, .. } => {
             assert_eq!(
                 Some(semaphore),
-                raw_semaphore(path).and_then(|raw| strict_decode(raw, false)).as_ref(),
+                raw_semaphore(path)
+                    .and_then(|raw| strict_decode(raw, false))
+                    .as_ref(),
                 "semaphore of {url:?}"
             );
         }
@@ -173,7 +177,11 @@ fn human(duration: Duration) -> String {
 fn canonical(route: &Route) -> Option<(String, String, Vec<u8>)> {
     let expires = |d: &Duration| serde_json::json!({ "expires_in": human(*d) }).to_string();
     let request = match route {
-        Route::NewPeer { expires_in } => (
+        // Named peers are the routes unit tests' business; the canonical form has no name.
+        Route::NewPeer {
+            expires_in,
+            name: None,
+        } => (
             "POST".into(),
             "/new_peer".into(),
             expires(expires_in).into_bytes(),
@@ -184,7 +192,11 @@ fn canonical(route: &Route) -> Option<(String, String, Vec<u8>)> {
             expires(expires_in).into_bytes(),
         ),
         Route::RemovePeer { peer } => ("DELETE".into(), format!("/peers/{peer}"), Vec::new()),
-        Route::IsAcquired { peer } => ("GET".into(), format!("/peers/{peer}/is_acquired"), Vec::new()),
+        Route::IsAcquired { peer } => (
+            "GET".into(),
+            format!("/peers/{peer}/is_acquired"),
+            Vec::new(),
+        ),
         Route::Acquire {
             peer,
             semaphore,
@@ -219,6 +231,8 @@ fn canonical(route: &Route) -> Option<(String, String, Vec<u8>)> {
             peer,
             expires_in,
             acquired,
+            tokens,
+            name: None,
         } => (
             "POST".into(),
             "/restore".into(),
@@ -226,6 +240,7 @@ fn canonical(route: &Route) -> Option<(String, String, Vec<u8>)> {
                 "peer_id": peer,
                 "expires_in": human(*expires_in),
                 "acquired": acquired,
+                "fencing_tokens": tokens,
             })
             .to_string()
             .into_bytes(),
