@@ -190,3 +190,32 @@ fn a_listing_across_batches_is_complete_and_ordered() {
         .collect();
     assert_eq!(listed, ids);
 }
+
+/// A head that arrives a byte at a time is parsed again only when a line may have ended (the
+/// loop skips bytes without a line feed), and is still answered once it is complete; so is a
+/// second request that follows it the same way on the same connection.
+#[test]
+fn a_head_sent_byte_by_byte_is_answered() {
+    let server = Server::start(CONFIG);
+    let mut stream = connect(&server);
+    stream.set_nodelay(true).expect("no delay");
+    for _ in 0..2 {
+        for byte in b"GET /health HTTP/1.1\r\nHost: t\r\nX-Pad: abcdef\r\n\r\n" {
+            stream.write_all(&[*byte]).expect("send a byte");
+            thread::sleep(Duration::from_millis(1));
+        }
+        let mut answer = Vec::new();
+        let mut buffer = [0; 512];
+        while !answer.ends_with(b"Ok") {
+            match stream.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            }
+        }
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+}

@@ -231,6 +231,10 @@ struct Conn {
     started: Option<Instant>,
     last_active: Instant,
     continue_sent: bool,
+    /// How much of `input` the last parse saw and found a valid but partial head: a head can
+    /// only end at a line feed, so bytes without one are not parsed again (a client sending a
+    /// head a byte at a time would otherwise cost a parse of the whole head per byte).
+    partial_head: usize,
     /// The answer is out and the write side shut; waiting for the client to close.
     lingering: bool,
     deadline: Option<Instant>,
@@ -417,6 +421,7 @@ impl Reactor {
                         started: None,
                         last_active: now,
                         continue_sent: false,
+                        partial_head: 0,
                         lingering: false,
                         deadline: None,
                     };
@@ -496,11 +501,26 @@ impl Reactor {
                 return self.set_deadline(token, at);
             }
             let started = *conn.started.get_or_insert(now);
-            let head = match framing::parse(
-                &conn.input,
-                self.limits.max_head_bytes,
-                self.limits.max_body_bytes,
-            ) {
+            let unchanged_head = conn.partial_head > 0
+                && conn.input.len() < self.limits.max_head_bytes
+                && conn
+                    .input
+                    .get(conn.partial_head..)
+                    .is_some_and(|new| !new.contains(&b'\n'));
+            let parsed = if unchanged_head {
+                Ok(Parsed::Partial)
+            } else {
+                framing::parse(
+                    &conn.input,
+                    self.limits.max_head_bytes,
+                    self.limits.max_body_bytes,
+                )
+            };
+            conn.partial_head = match parsed {
+                Ok(Parsed::Partial) => conn.input.len(),
+                _ => 0,
+            };
+            let head = match parsed {
                 Err(refusal) => {
                     refuse(conn, &refusal);
                     continue;
