@@ -309,9 +309,9 @@ fn read_route(request: &mut Request) -> Result<Route, Error> {
     {
         return Err(Error::BodyTooLarge { limit: BODY_LIMIT });
     }
-    // A body of known length up to the limit was read by the connection's thread already
-    // (see vendor/tiny_http/PATCHED.md); a chunked one would be read here, on a worker, at the
-    // sender's pace.
+    // The readiness loop refuses a Transfer-Encoding and bodies over the limit before a worker
+    // sees the request (vendor/tiny_http/PATCHED.md, patch 11), and hands the body over read in
+    // full; these checks keep any other way into tiny_http (a Unix socket, TLS) as strict.
     let chunked = request
         .headers()
         .iter()
