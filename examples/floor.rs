@@ -1,7 +1,8 @@
 //! The floor of the design card: a server with Throttle's HTTP shell and nothing else.
 //!
 //! It runs the same patched tiny_http with the same limits and the same worker pool as the
-//! real server (the readiness loop reading connections, four worker threads pulling requests), but answers
+//! real server (the readiness loop reading connections, the default number of worker threads
+//! pulling requests; both from the library, so they cannot drift), but answers
 //! every request with `200 Ok` without parsing, locking or counting anything. What it costs per
 //! request is what any server on that design pays before Throttle does any work, so its rates
 //! bound the real server's from above. docs/benchmark.md compares it with Throttle 0.5.13.
@@ -15,26 +16,24 @@
 
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
 
-use tiny_http::{ConnectionLimits, Response, Server};
+use throttle::cli::Options;
+use throttle::{fd_limit, server};
+use tiny_http::{Response, Server};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port: u16 = match std::env::args().nth(1) {
         Some(port) => port.parse()?,
         None => 8000,
     };
-    let limits = ConnectionLimits {
-        max_connections: 1024,
-        idle_timeout: Some(Duration::from_secs(60)),
-        request_timeout: Duration::from_secs(10),
-        max_head_bytes: 80 * 1024,
-        max_body_bytes: 64 * 1024,
-    };
+    // The server's defaults, from the library: the same limits, the same number of workers.
+    let options = Options::default();
+    let (max_connections, _) = fd_limit::fit_connections(options.max_connections);
+    let limits = server::connection_limits(&options, max_connections);
     let server =
         Arc::new(Server::http_with_limits(("127.0.0.1", port), limits).map_err(|e| e.to_string())?);
     eprintln!("Listening on http://127.0.0.1:{port}");
-    let workers: Vec<_> = (0..4)
+    let workers: Vec<_> = (0..options.workers)
         .map(|_| {
             let server = server.clone();
             thread::spawn(move || {

@@ -7,6 +7,7 @@ mod common;
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
+use throttle::http::BODY_LIMIT;
 
 use common::{Client, PROMPTLY, Server};
 
@@ -411,7 +412,7 @@ fn unknown_semaphores_and_routes() {
 
 #[test]
 fn bodies_larger_than_the_cap() {
-    let big = " ".repeat(64 * 1024) + "1";
+    let big = " ".repeat(BODY_LIMIT) + "1";
     let big_json = format!(
         r#"{{"expires_in": "5m", "padding": "{}"}}"#,
         "x".repeat(70_000)

@@ -7,6 +7,7 @@ mod common;
 
 use std::thread;
 use std::time::{Duration, Instant};
+use throttle::routes::MAX_NAME_BYTES;
 
 use common::{PROMPTLY, Reply, Server, TempDir};
 
@@ -289,7 +290,12 @@ fn names_are_shown_wherever_peers_are_and_checked() {
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;x&quot;"));
     assert!(html.contains(&format!("M ×1 #{held}")));
     // Control characters and overlong names are refused; the state is unchanged.
-    for name in ["line\nbreak", "tab\there", "bell\u{7}", &"x".repeat(257)] {
+    for name in [
+        "line\nbreak",
+        "tab\there",
+        "bell\u{7}",
+        &"x".repeat(MAX_NAME_BYTES + 1),
+    ] {
         let body = serde_json::json!({"expires_in": "5m", "name": name}).to_string();
         server.post("/new_peer", &body).expect(400, "Invalid name");
         let restore = serde_json::json!({"expires_in": "5m", "peer_id": 9, "acquired": {},
@@ -300,9 +306,9 @@ fn names_are_shown_wherever_peers_are_and_checked() {
             .expect(400, "Invalid name");
     }
     assert_eq!(server.get("/peers/").json().as_array().unwrap().len(), 1);
-    // Unicode and 256 bytes are fine.
+    // Unicode and the longest name allowed are fine.
     named_peer(&server, "Datenbank-Job 🚦");
-    named_peer(&server, &"x".repeat(256));
+    named_peer(&server, &"x".repeat(MAX_NAME_BYTES));
 }
 
 #[cfg(unix)]

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
+use throttle::http::HEAD_LIMIT;
 
 use common::{Client, PROMPTLY, Server};
 
@@ -243,17 +244,17 @@ fn a_head_over_80_kib_gets_431() {
     // taken nearly everything when it answers and closes.
     let mut head = b"GET /health HTTP/1.1\r\nHost: throttle\r\n".to_vec();
     let line = format!("X-Filler: {}\r\n", "a".repeat(1024 - 12));
-    for _ in 0..81 {
+    for _ in 0..=HEAD_LIMIT / 1024 {
         head.extend_from_slice(line.as_bytes());
     }
     head.extend_from_slice(b"\r\n");
-    assert!(head.len() > 80 * 1024);
+    assert!(head.len() > HEAD_LIMIT);
     let answer = server.raw(&head);
     assert_eq!(answer.status(), Some(431), "{:?}", answer.text());
     assert!(answer.closed);
     // One long line is refused the same way.
     let mut head = b"GET /health HTTP/1.1\r\nHost: throttle\r\nX-Big: ".to_vec();
-    head.resize(80 * 1024 + 100, b'b');
+    head.resize(HEAD_LIMIT + 100, b'b');
     head.extend_from_slice(b"\r\n\r\n");
     let answer = server.raw(&head);
     assert_eq!(answer.status(), Some(431), "{:?}", answer.text());

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{Server, encode, metric};
+use throttle::http::BODY_LIMIT;
 
 const CONFIG: &str = r#"
 [semaphores]
@@ -415,7 +416,7 @@ fn every_error_status_and_reason() {
     // 404 and 413
     server.get("/nope").expect(404, "Not found");
     server.delete("/health").expect(404, "Not found");
-    let big = format!("{}1", " ".repeat(64 * 1024));
+    let big = format!("{}1", " ".repeat(BODY_LIMIT));
     server
         .put(&format!("/peers/{peer}/C"), &big)
         .expect(413, "Body too large");

@@ -28,9 +28,9 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use throttle_fuzz::core::{Core, LockState, PeerId, SemaphoreSettings};
-use throttle_fuzz::error::Error;
-use throttle_fuzz::routes::MAX_DURATION;
+use throttle::core::{Core, LockState, PeerId, SemaphoreSettings};
+use throttle::error::Error;
+use throttle::routes::MAX_DURATION;
 
 /// Names the harness uses; `Z` is never configured.
 const NAMES: [&str; 5] = ["A", "B", "C", "D", "Z"];

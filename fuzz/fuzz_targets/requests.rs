@@ -19,9 +19,9 @@
 use std::collections::BTreeSet;
 
 use libfuzzer_sys::fuzz_target;
-use throttle_fuzz::core::{Core, PeerId, SemaphoreSettings};
-use throttle_fuzz::routes::{Route, route};
-use throttle_fuzz::service::Service;
+use throttle::core::{Core, PeerId, SemaphoreSettings};
+use throttle::routes::{Route, route};
+use throttle::service::Service;
 
 const METHODS: [&str; 8] = ["GET", "PUT", "POST", "DELETE", "HEAD", "PATCH", "get", ""];
 const MAX_PEERS: usize = 16;

@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use throttle_fuzz::routes::{MAX_DURATION, Route, negotiate, route};
+use throttle::routes::{MAX_DURATION, Route, negotiate, route};
 
 const METHODS: [&str; 8] = ["GET", "PUT", "POST", "DELETE", "HEAD", "PATCH", "get", ""];
 

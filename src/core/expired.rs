@@ -72,6 +72,11 @@ impl ExpiredPeers {
         self.forget_at.len()
     }
 
+    /// Whether no id is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.forget_at.is_empty()
+    }
+
     /// Every remembered id with the instant it is forgotten, oldest first (for the state file).
     pub fn iter(&self) -> impl Iterator<Item = (PeerId, Instant)> + '_ {
         self.queue
