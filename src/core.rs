@@ -155,6 +155,9 @@ struct Waiter {
     peer: PeerId,
     count: i64,
     since: Instant,
+    /// The lease the request asked for: at the grant the peer's deadline becomes the grant's
+    /// instant plus this, so the lock lasts that long once held (see [`Core::acquire`]).
+    lease: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -318,7 +321,7 @@ impl Core {
 
     /// Removes a peer and all its locks. Returns the peers granted with the freed count, or
     /// `None` if the peer was not known.
-    pub fn remove_peer(&mut self, id: PeerId) -> Option<Vec<PeerId>> {
+    pub fn remove_peer(&mut self, id: PeerId, now: Instant) -> Option<Vec<PeerId>> {
         let peer = self.peers.remove(&id)?;
         self.deadlines.remove(&(peer.expires_at, id));
         let mut touched: Vec<usize> = Vec::with_capacity(peer.acquired.len() + 1);
@@ -332,7 +335,7 @@ impl Core {
         }
         let mut granted = Vec::new();
         for semaphore in touched {
-            self.promote(semaphore, &mut granted);
+            self.promote(semaphore, now, &mut granted);
         }
         Some(granted)
     }
@@ -342,8 +345,14 @@ impl Core {
     /// Granted at once (with a new fencing token) if the semaphore's demand (acquired plus
     /// pending) leaves room for it, queued otherwise. Repeating a request changes nothing and
     /// reports the same token; asking for less of a held lock releases the difference and keeps
-    /// the token. `expires_at`, if given, becomes the peer's new deadline when the
-    /// request succeeds. Every check happens before anything changes.
+    /// the token. Every check happens before anything changes.
+    ///
+    /// `expires_at`, if given, becomes the peer's new deadline when the request succeeds. The
+    /// lease it gives (`expires_at - now`) counts from the grant: a lock that queues keeps it,
+    /// and whichever change grants it later moves the peer's deadline to that instant plus the
+    /// lease. A rate limiter that never releases relies on that: its slot is held for the whole
+    /// lease however long it waited. A repeated request for the pending lock replaces the lease
+    /// it carries, if it gives one.
     pub fn acquire(
         &mut self,
         id: PeerId,
@@ -384,7 +393,7 @@ impl Core {
                     peer.acquired.set_count(index, count);
                 }
                 self.semaphores[index].acquired -= held - count;
-                self.promote(index, &mut granted);
+                self.promote(index, now, &mut granted);
             }
             return Ok(Acquisition {
                 state: LockState::Acquired,
@@ -404,6 +413,11 @@ impl Core {
                 });
             }
             self.prolong(id, expires_at);
+            if let Some(expires_at) = expires_at
+                && let Some(waiter) = self.semaphores[index].queue.get_mut(&pending.ticket)
+            {
+                waiter.lease = Some(expires_at.saturating_duration_since(now));
+            }
             return Ok(Acquisition {
                 state: LockState::Pending,
                 token: None,
@@ -461,6 +475,7 @@ impl Core {
                     peer: id,
                     count,
                     since: now,
+                    lease: expires_at.map(|at| at.saturating_duration_since(now)),
                 },
             );
             if let Some(peer) = self.peers.get_mut(&id) {
@@ -482,7 +497,12 @@ impl Core {
 
     /// Releases the peer's lock on `semaphore`, acquired or pending. Releasing a lock the peer
     /// does not hold is not an error. Returns the peers granted with the freed count.
-    pub fn release_lock(&mut self, id: PeerId, semaphore: &str) -> Result<Vec<PeerId>, Error> {
+    pub fn release_lock(
+        &mut self,
+        id: PeerId,
+        semaphore: &str,
+        now: Instant,
+    ) -> Result<Vec<PeerId>, Error> {
         let index = self.index(semaphore)?;
         let Some(peer) = self.peers.get_mut(&id) else {
             return Err(self.unknown_peer(id));
@@ -496,7 +516,7 @@ impl Core {
         } else {
             return Ok(granted);
         }
-        self.promote(index, &mut granted);
+        self.promote(index, now, &mut granted);
         Ok(granted)
     }
 
@@ -569,6 +589,11 @@ impl Core {
     /// Removes every peer whose deadline is at or before `now`, releasing its locks.
     /// Their ids are remembered for a while (see `core/expired.rs`), and ids remembered long
     /// enough are forgotten.
+    ///
+    /// Peers expire one at a time in deadline order, each as if at its deadline: the count it
+    /// frees is granted at that instant, so a lease the waiter asked for starts there, however
+    /// late the sweep runs. A peer granted so whose new deadline has also passed expires in the
+    /// same sweep. A grace period that is over ends last, granting at `now`.
     pub fn expire(&mut self, now: Instant) -> Expired {
         let mut expired = Expired::default();
         self.expired_peers.forget_due(now);
@@ -579,7 +604,7 @@ impl Core {
             if let Some(name) = self.peers.get_mut(&id).and_then(|peer| peer.name.take()) {
                 expired.names.push((id, name));
             }
-            if let Some(granted) = self.remove_peer(id) {
+            if let Some(granted) = self.remove_peer(id, deadline) {
                 expired.granted.extend(granted);
             }
             self.expired_peers.remember(id, now);
@@ -589,7 +614,7 @@ impl Core {
         expired.granted.retain(|id| self.peers.contains_key(id));
         self.expired_total += expired.peers.len() as u64;
         if self.grace_until.is_some_and(|end| end <= now) {
-            self.end_grace(&mut expired.granted);
+            self.end_grace(now, &mut expired.granted);
             expired.grace_ended = true;
         }
         expired
@@ -768,13 +793,13 @@ impl Core {
         }
     }
 
-    /// Grants pending locks of `semaphore` from the front of its queue while they fit.
-    /// Grants nothing during the grace period.
-    fn promote(&mut self, semaphore: usize, granted: &mut Vec<PeerId>) {
+    /// Grants pending locks of `semaphore` from the front of its queue while they fit, at
+    /// `now`: a lease the request asked for starts here. Grants nothing during the grace period.
+    fn promote(&mut self, semaphore: usize, now: Instant, granted: &mut Vec<PeerId>) {
         if self.grace_until.is_some() {
             return;
         }
-        let sem = &mut self.semaphores[semaphore];
+        let mut sem = &mut self.semaphores[semaphore];
         while let Some(entry) = sem.queue.first_entry() {
             let waiter = entry.get();
             let fits = sem
@@ -797,7 +822,13 @@ impl Core {
                     token,
                 });
             }
+            // A lease too long for the clock keeps the deadline it has (leases are capped at a
+            // hundred years on the wire, so this does not happen).
+            if let Some(expires_at) = waiter.lease.and_then(|lease| now.checked_add(lease)) {
+                self.set_deadline(waiter.peer, expires_at);
+            }
             granted.push(waiter.peer);
+            sem = &mut self.semaphores[semaphore];
         }
     }
 }
@@ -952,7 +983,7 @@ mod tests {
         assert_eq!(acquire(&mut c, 2, "A", 2, t0), Pending);
         // One unit is free, but peer 2 asked first.
         assert_eq!(acquire(&mut c, 3, "A", 1, t0), Pending);
-        assert_eq!(c.release_lock(1, "A"), Ok(vec![2, 3]));
+        assert_eq!(c.release_lock(1, "A", t0), Ok(vec![2, 3]));
         check(
             &c,
             "A",
@@ -967,9 +998,9 @@ mod tests {
         acquire(&mut c, 3, "A", 1, t0);
         acquire(&mut c, 2, "A", 1, t0);
         acquire(&mut c, 4, "A", 1, t0);
-        assert_eq!(c.remove_peer(1), Some(vec![3]));
-        assert_eq!(c.release_lock(3, "A"), Ok(vec![2]));
-        assert_eq!(c.release_lock(2, "A"), Ok(vec![4]));
+        assert_eq!(c.remove_peer(1, t0), Some(vec![3]));
+        assert_eq!(c.release_lock(3, "A", t0), Ok(vec![2]));
+        assert_eq!(c.release_lock(2, "A", t0), Ok(vec![4]));
     }
 
     #[test]
@@ -978,7 +1009,7 @@ mod tests {
         acquire(&mut c, 1, "A", 2, t0);
         acquire(&mut c, 2, "A", 3, t0);
         acquire(&mut c, 3, "A", 1, t0);
-        assert_eq!(c.release_lock(2, "A"), Ok(vec![3]));
+        assert_eq!(c.release_lock(2, "A", t0), Ok(vec![3]));
         assert_eq!(c.is_acquired(2), Ok(true));
     }
 
@@ -1088,6 +1119,59 @@ mod tests {
         assert_eq!(c.next_deadline(), Some(t0 + secs(60)));
     }
 
+    /// The peer's deadline, read through the listing (`expires_in` counted from `now`).
+    #[track_caller]
+    fn deadline(core: &Core, id: PeerId, now: Instant) -> Instant {
+        now + core.peer(id, now).expect("a live peer").expires_in
+    }
+
+    #[test]
+    fn a_lease_asked_for_with_a_queued_lock_starts_at_the_grant() {
+        let (mut c, t0) = with_peers(&[("A", 1, 0)], 3);
+        acquire(&mut c, 1, "A", 1, t0);
+        // Peer 2 asks for 10 s with its lock and queues; peer 3 asks without a lease.
+        let request = c.acquire(2, "A", 1, Some(t0 + secs(10)), t0).unwrap();
+        assert_eq!(request.state, Pending);
+        assert_eq!(deadline(&c, 2, t0), t0 + secs(10));
+        acquire(&mut c, 3, "A", 1, t0);
+        // Granted by a release 5 s later: 10 s from then.
+        let t5 = t0 + secs(5);
+        assert_eq!(c.release_lock(1, "A", t5), Ok(vec![2]));
+        assert_eq!(deadline(&c, 2, t5), t5 + secs(10));
+        // A lock queued without a lease keeps the deadline it has.
+        assert_eq!(c.remove_peer(2, t0 + secs(6)), Some(vec![3]));
+        assert_eq!(deadline(&c, 3, t5), t0 + secs(60));
+    }
+
+    #[test]
+    fn a_lease_granted_by_an_expiry_starts_at_the_expired_peers_deadline() {
+        let (mut c, t0) = with_peers(&[("A", 1, 0)], 3);
+        acquire(&mut c, 1, "A", 1, t0);
+        c.heartbeat(1, t0 + secs(1)).unwrap();
+        c.acquire(2, "A", 1, Some(t0 + secs(2)), t0).unwrap();
+        c.acquire(3, "A", 1, Some(t0 + secs(30)), t0).unwrap();
+        // The sweep runs late, at 4 s: peer 1 expired at 1 s and granted peer 2 then, for 2 s,
+        // so peer 2 expired at 3 s and granted peer 3 then, for 30 s.
+        let expired = c.expire(t0 + secs(4));
+        assert_eq!(expired.peers, vec![1, 2]);
+        assert_eq!(expired.granted, vec![3]);
+        assert_eq!(deadline(&c, 3, t0 + secs(4)), t0 + secs(33));
+    }
+
+    #[test]
+    fn a_repeated_request_for_a_queued_lock_replaces_its_lease() {
+        let (mut c, t0) = with_peers(&[("A", 1, 0)], 2);
+        acquire(&mut c, 1, "A", 1, t0);
+        c.acquire(2, "A", 1, Some(t0 + secs(10)), t0).unwrap();
+        c.acquire(2, "A", 1, Some(t0 + secs(21)), t0 + secs(1))
+            .unwrap();
+        // A repeat without a lease keeps the last one.
+        acquire(&mut c, 2, "A", 1, t0 + secs(2));
+        let t3 = t0 + secs(3);
+        assert_eq!(c.release_lock(1, "A", t3), Ok(vec![2]));
+        assert_eq!(deadline(&c, 2, t3), t3 + secs(20));
+    }
+
     #[test]
     fn heartbeat_and_acquire_postpone_expiry() {
         let t0 = Instant::now();
@@ -1129,7 +1213,7 @@ mod tests {
             c.restore(42, t0, &other, &BTreeMap::new()),
             Err(Error::RestoreConflict)
         );
-        assert_eq!(c.remove_peer(1), Some(vec![]));
+        assert_eq!(c.remove_peer(1, t0), Some(vec![]));
         assert_eq!(c.remainder("A"), Ok(0));
     }
 
@@ -1184,7 +1268,7 @@ mod tests {
             c.acquire(3, "A", i64::MAX, None, t0),
             Err(Error::CountOverflow)
         );
-        assert_eq!(c.remove_peer(1), Some(vec![2]));
+        assert_eq!(c.remove_peer(1, t0), Some(vec![2]));
     }
 
     #[test]
@@ -1216,10 +1300,10 @@ mod tests {
         let t0 = Instant::now();
         let mut c = core(&[("A", 1, 0)]);
         c.new_peer(1, t0 + secs(60));
-        assert_eq!(c.release_lock(1, "A"), Ok(vec![]));
-        assert_eq!(c.release_lock(2, "A"), Err(Error::UnknownPeer));
-        assert_eq!(c.release_lock(1, "Z"), Err(Error::UnknownSemaphore));
-        assert_eq!(c.remove_peer(2), None);
+        assert_eq!(c.release_lock(1, "A", t0), Ok(vec![]));
+        assert_eq!(c.release_lock(2, "A", t0), Err(Error::UnknownPeer));
+        assert_eq!(c.release_lock(1, "Z", t0), Err(Error::UnknownSemaphore));
+        assert_eq!(c.remove_peer(2, t0), None);
         assert!(!c.new_peer(1, t0));
     }
 
@@ -1268,9 +1352,9 @@ mod tests {
         assert_eq!((shrunk.token, shrunk.granted), (Some(100), vec![2]));
         assert_eq!(c.token(2, "A"), Some(101));
         // Released and asked for again: a new, larger token.
-        c.release_lock(1, "A").unwrap();
+        c.release_lock(1, "A", t0).unwrap();
         assert_eq!(c.token(3, "A"), Some(102));
-        c.release_lock(2, "A").unwrap();
+        c.release_lock(2, "A", t0).unwrap();
         assert_eq!(c.acquire(1, "A", 1, None, t0).unwrap().token, Some(103));
         // The counter is never lowered.
         c.raise_next_token(5);
@@ -1318,16 +1402,16 @@ mod tests {
         c.new_peer(2, t0 + secs(60));
         c.expire(t0 + secs(1));
         assert_eq!(c.acquire(1, "A", 1, None, t0), Err(Error::ExpiredPeer));
-        assert_eq!(c.release_lock(1, "A"), Err(Error::ExpiredPeer));
+        assert_eq!(c.release_lock(1, "A", t0), Err(Error::ExpiredPeer));
         assert_eq!(c.is_acquired(1), Err(Error::ExpiredPeer));
         assert_eq!(c.lock_state(1, "A"), Err(Error::ExpiredPeer));
         // Removed by a release, not expired.
-        c.remove_peer(2);
+        c.remove_peer(2, t0);
         assert_eq!(c.is_acquired(2), Err(Error::UnknownPeer));
         // A restore brings it back; removed afterwards, it is plain unknown.
         c.restore(1, t0 + secs(60), &BTreeMap::new(), &BTreeMap::new())
             .unwrap();
-        c.remove_peer(1);
+        c.remove_peer(1, t0);
         assert_eq!(c.is_acquired(1), Err(Error::UnknownPeer));
         // Forgotten after its time.
         c.new_peer(3, t0 + secs(2));

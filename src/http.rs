@@ -339,16 +339,7 @@ fn read_route(request: &mut Request) -> Result<Route, Error> {
 
 fn handle(app: &App, route: Route) -> Outcome {
     match route {
-        Route::Acquire {
-            peer,
-            semaphore,
-            count,
-            block_for,
-            expires_in,
-        } => match app
-            .service
-            .acquire(peer, &semaphore, count, expires_in, block_for)
-        {
+        Route::Acquire(request) => match app.service.acquire(request) {
             Ok(Acquired::Now(state)) => Outcome::Reply(Ok(lock_reply(state))),
             Ok(Acquired::Wait(wait)) => Outcome::Wait(wait),
             Err(error) => Outcome::Reply(Err(error)),
@@ -395,7 +386,7 @@ fn handle_short(app: &App, route: Route) -> Result<Reply, Error> {
             service.remove_peer(peer);
             Reply::text(200, "Ok")
         }
-        Route::Acquire { .. } => unreachable!("handled by `handle`"),
+        Route::Acquire(_) => unreachable!("handled by `handle`"),
         Route::ReleaseLock { peer, semaphore } => {
             service.release_lock(peer, &semaphore)?;
             Reply::text(200, "Ok")

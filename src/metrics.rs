@@ -304,7 +304,7 @@ mod tests {
         let metrics = Metrics::new().unwrap();
         metrics.update(&core, LongPolls::default(), t0);
         assert!(metrics.render().contains("throttle_max{semaphore=\"A\"} 1"));
-        core.reconfigure([settings("B")]);
+        core.reconfigure([settings("B")], t0);
         core.begin_grace(t0 + Duration::from_secs(3));
         metrics.update(&core, LongPolls::default(), t0 + Duration::from_secs(1));
         metrics.count_reload(ReloadResult::Ok);

@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 
 use crate::core::{PeerId, Token};
 use crate::error::Error;
+use crate::service::Acquire;
 
 /// The longest duration accepted for `expires_in` and `block_for`: a hundred years. Throttle 0.5
 /// accepts years (its Rust client sends two years as `1year 11months 29days ...`), so those
@@ -45,13 +46,8 @@ pub enum Route {
     RemovePeer {
         peer: PeerId,
     },
-    Acquire {
-        peer: PeerId,
-        semaphore: String,
-        count: i64,
-        block_for: Option<Duration>,
-        expires_in: Option<Duration>,
-    },
+    /// `PUT /peers/{id}/{semaphore}`: the request as the service takes it.
+    Acquire(Acquire),
     ReleaseLock {
         peer: PeerId,
         semaphore: String,
@@ -101,7 +97,7 @@ impl Route {
             Route::NewPeer { .. } => "new_peer",
             Route::Heartbeat { .. } => "heartbeat",
             Route::RemovePeer { .. } => "remove_peer",
-            Route::Acquire { .. } => "acquire",
+            Route::Acquire(_) => "acquire",
             Route::ReleaseLock { .. } => "release_lock",
             Route::IsAcquired { .. } => "is_acquired",
             Route::PeerState { .. } => "peer_state",
@@ -207,17 +203,17 @@ fn peer_route(method: &str, rest: &str, query: &str, body: &[u8]) -> Result<Rout
         ("DELETE", None) => Route::RemovePeer { peer },
         ("GET", None) => Route::PeerState { peer },
         ("GET", Some("is_acquired")) => Route::IsAcquired { peer },
-        ("PUT", Some(semaphore)) => Route::Acquire {
+        ("PUT", Some(semaphore)) => Route::Acquire(Acquire {
             peer,
             semaphore: percent_decode(semaphore, false)?,
             count: count(body)?,
-            block_for: query_param(query, "block_for")?
-                .map(|d| duration(&d))
-                .transpose()?,
             expires_in: query_param(query, "expires_in")?
                 .map(|d| duration(&d))
                 .transpose()?,
-        },
+            block_for: query_param(query, "block_for")?
+                .map(|d| duration(&d))
+                .transpose()?,
+        }),
         ("DELETE", Some(semaphore)) => Route::ReleaseLock {
             peer,
             semaphore: percent_decode(semaphore, false)?,
@@ -531,25 +527,25 @@ mod tests {
             "PUT",
             "/peers/7/A?block_for=10s&expires_in=1h%2030m",
             "3",
-            Ok(Route::Acquire {
+            Ok(Route::Acquire(Acquire {
                 peer: 7,
                 semaphore: "A".into(),
                 count: 3,
                 block_for: Some(secs(10)),
                 expires_in: Some(secs(5400)),
-            }),
+            })),
         );
         check(
             "PUT",
             "/peers/7/a%20b%2Fc%26%C3%A4?expires_in=1h+30m",
             "",
-            Ok(Route::Acquire {
+            Ok(Route::Acquire(Acquire {
                 peer: 7,
                 semaphore: "a b/c&ä".into(),
                 count: 1,
                 block_for: None,
                 expires_in: Some(secs(5400)),
-            }),
+            })),
         );
         // A slash the client did not encode stays part of the name.
         check(

@@ -95,14 +95,8 @@ fn apply(
             let _ = service.heartbeat(peer, expires_in);
         }
         Route::RemovePeer { peer } => service.remove_peer(peer),
-        Route::Acquire {
-            peer,
-            semaphore,
-            count,
-            block_for,
-            expires_in,
-        } => {
-            let _ = service.acquire(peer, &semaphore, count, expires_in, block_for);
+        Route::Acquire(request) => {
+            let _ = service.acquire(request);
         }
         Route::ReleaseLock { peer, semaphore } => {
             let _ = service.release_lock(peer, &semaphore);

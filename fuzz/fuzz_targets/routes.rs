@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use throttle::routes::{MAX_DURATION, Route, negotiate, route};
+use throttle::service::Acquire;
 
 const METHODS: [&str; 8] = ["GET", "PUT", "POST", "DELETE", "HEAD", "PATCH", "get", ""];
 
@@ -70,13 +71,13 @@ fn check(method: &str, url: &str, body: &[u8]) {
             assert!(*expires_in <= MAX_DURATION);
         }
         Route::Restore { expires_in, .. } => assert!(*expires_in <= MAX_DURATION),
-        Route::Acquire {
+        Route::Acquire(Acquire {
             peer,
             semaphore,
             count,
             block_for,
             expires_in,
-        } => {
+        }) => {
             assert!(*count >= 1, "count {count}");
             assert!(block_for.is_none_or(|d| d <= MAX_DURATION));
             assert!(expires_in.is_none_or(|d| d <= MAX_DURATION));
@@ -197,13 +198,13 @@ fn canonical(route: &Route) -> Option<(String, String, Vec<u8>)> {
             format!("/peers/{peer}/is_acquired"),
             Vec::new(),
         ),
-        Route::Acquire {
+        Route::Acquire(Acquire {
             peer,
             semaphore,
             count,
             block_for,
             expires_in,
-        } => {
+        }) => {
             let mut query = Vec::new();
             if let Some(d) = block_for {
                 query.push(format!("block_for={}", encode(&human(*d))));

@@ -87,6 +87,7 @@ impl Core {
     pub fn reconfigure(
         &mut self,
         semaphores: impl IntoIterator<Item = SemaphoreSettings>,
+        now: Instant,
     ) -> Reconfigured {
         let mut result = Reconfigured::default();
         let mut configured = vec![false; self.semaphores.len()];
@@ -119,7 +120,7 @@ impl Core {
                     .push((sem.settings.name.clone(), sem.acquired));
             }
             self.cancel_hopeless(index, &mut result.cancelled);
-            self.promote(index, &mut result.granted);
+            self.promote(index, now, &mut result.granted);
         }
         result
     }
@@ -240,10 +241,10 @@ impl Core {
     }
 
     /// Ends the grace period and grants every queue from its front.
-    pub(super) fn end_grace(&mut self, granted: &mut Vec<PeerId>) {
+    pub(super) fn end_grace(&mut self, now: Instant, granted: &mut Vec<PeerId>) {
         self.grace_until = None;
         for semaphore in 0..self.semaphores.len() {
-            self.promote(semaphore, granted);
+            self.promote(semaphore, now, granted);
         }
     }
 }
@@ -306,9 +307,9 @@ mod tests {
         // Only peer 1 fits beside the restored lock; peer 2 (count 2) blocks peer 3.
         assert_eq!(ended.granted, vec![1]);
         assert_eq!(c.grace_remaining(t0 + secs(5)), None);
-        assert_eq!(c.release_lock(9, "A"), Ok(Vec::<PeerId>::new()));
-        assert_eq!(c.release_lock(1, "A"), Ok(vec![2]));
-        assert_eq!(c.release_lock(2, "A"), Ok(vec![3]));
+        assert_eq!(c.release_lock(9, "A", t0), Ok(Vec::<PeerId>::new()));
+        assert_eq!(c.release_lock(1, "A", t0), Ok(vec![2]));
+        assert_eq!(c.release_lock(2, "A", t0), Ok(vec![3]));
     }
 
     #[test]
@@ -321,7 +322,7 @@ mod tests {
             c.acquire(1, "A", 1, None, t0).unwrap().granted,
             Vec::<PeerId>::new()
         );
-        assert_eq!(c.release_lock(1, "A"), Ok(Vec::<PeerId>::new()));
+        assert_eq!(c.release_lock(1, "A", t0), Ok(Vec::<PeerId>::new()));
         // Held locks are still reported as held, heartbeats work.
         c.heartbeat(1, t0 + secs(90)).unwrap();
         assert_eq!(c.expire(t0 + secs(6)).granted, vec![2]);
@@ -343,7 +344,7 @@ mod tests {
         acquire(&mut c, 1, "A", 1, t0);
         acquire(&mut c, 2, "A", 1, t0);
         acquire(&mut c, 3, "A", 1, t0);
-        let result = c.reconfigure(settings(&[("A", 3, 0)]));
+        let result = c.reconfigure(settings(&[("A", 3, 0)]), t0);
         assert_eq!(result.changed, vec!["A".to_owned()]);
         assert_eq!(result.granted, vec![2, 3]);
         assert_eq!(c.remainder("A"), Ok(0));
@@ -356,15 +357,15 @@ mod tests {
         acquire(&mut c, 2, "A", 1, t0);
         acquire(&mut c, 3, "A", 3, t0);
         acquire(&mut c, 4, "A", 1, t0);
-        let result = c.reconfigure(settings(&[("A", 1, 0)]));
+        let result = c.reconfigure(settings(&[("A", 1, 0)]), t0);
         // Peer 3's count of 3 can never fit now; peer 4 still waits.
         assert_eq!(result.cancelled, vec![3]);
         assert_eq!(result.granted, Vec::<PeerId>::new());
         assert_eq!(c.remainder("A"), Ok(-2));
         assert_eq!(c.overcommitted(), vec![("A", 3, 1)]);
         assert_eq!(c.lock_state(3, "A"), Ok(None));
-        assert_eq!(c.release_lock(1, "A"), Ok(Vec::<PeerId>::new()));
-        assert_eq!(c.release_lock(2, "A"), Ok(vec![4]));
+        assert_eq!(c.release_lock(1, "A", t0), Ok(Vec::<PeerId>::new()));
+        assert_eq!(c.release_lock(2, "A", t0), Ok(vec![4]));
     }
 
     #[test]
@@ -373,7 +374,7 @@ mod tests {
         acquire(&mut c, 1, "A", 1, t0);
         acquire(&mut c, 2, "A", 1, t0);
         acquire(&mut c, 3, "A", 1, t0);
-        let result = c.reconfigure(settings(&[("B", 1, 0)]));
+        let result = c.reconfigure(settings(&[("B", 1, 0)]), t0);
         assert_eq!(result.removed, vec![("A".to_owned(), 2)]);
         assert_eq!(result.cancelled, vec![3]);
         // Held: repeated and shrunk as before. New: unknown.
@@ -388,9 +389,9 @@ mod tests {
         assert_eq!(c.stats(t0).len(), 1);
         // The holder's level still counts: B (level 0) is below A (level 1).
         assert_eq!(acquire(&mut c, 1, "B", 1, t0), Acquired);
-        assert_eq!(c.release_lock(1, "A"), Ok(Vec::<PeerId>::new()));
+        assert_eq!(c.release_lock(1, "A", t0), Ok(Vec::<PeerId>::new()));
         // Configured again, it comes back with the lock peer 2 still holds.
-        let result = c.reconfigure(settings(&[("A", 2, 1), ("B", 1, 0)]));
+        let result = c.reconfigure(settings(&[("A", 2, 1), ("B", 1, 0)]), t0);
         assert_eq!(result.added, vec!["A".to_owned()]);
         assert_eq!(c.remainder("A"), Ok(1));
     }
@@ -398,7 +399,7 @@ mod tests {
     #[test]
     fn an_added_semaphore_serves_at_once() {
         let (mut c, t0) = with_peers(&[("A", 1, 0)], 1);
-        let result = c.reconfigure(settings(&[("A", 1, 0), ("Z", 2, 0)]));
+        let result = c.reconfigure(settings(&[("A", 1, 0), ("Z", 2, 0)]), t0);
         assert_eq!(result.added, vec!["Z".to_owned()]);
         assert_eq!(result.changed, Vec::<String>::new());
         assert_eq!(acquire(&mut c, 1, "Z", 2, t0), Acquired);
@@ -434,8 +435,8 @@ mod tests {
             Err(Error::UnknownSemaphore)
         );
         // The removed semaphore sets no level: peer 1 could still take a level-0 lock.
-        assert_eq!(c.release_lock(1, "A"), Ok(Vec::<PeerId>::new()));
-        assert_eq!(c.release_lock(1, "gone"), Ok(Vec::<PeerId>::new()));
+        assert_eq!(c.release_lock(1, "A", t0), Ok(Vec::<PeerId>::new()));
+        assert_eq!(c.release_lock(1, "gone", t0), Ok(Vec::<PeerId>::new()));
         assert!(c.overcommitted().is_empty());
     }
 

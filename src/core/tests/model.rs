@@ -38,6 +38,9 @@ struct NaivePeer {
     acquired: BTreeMap<String, i64>,
     /// Semaphore, count and arrival number.
     pending: Option<(String, i64, u64)>,
+    /// The lease the pending lock's request asked for: at the grant, the deadline becomes the
+    /// grant's instant plus this.
+    lease: Option<Duration>,
 }
 
 /// The reference: peers only, every figure derived by a scan.
@@ -79,7 +82,7 @@ impl Naive {
     }
 
     /// Grants the oldest pending locks of every semaphore while they fit.
-    fn promote(&mut self) -> Vec<PeerId> {
+    fn promote(&mut self, now: Instant) -> Vec<PeerId> {
         let mut granted = Vec::new();
         if self.grace_until.is_some() {
             return granted;
@@ -101,6 +104,9 @@ impl Naive {
                 let peer = self.peers.get_mut(&id).unwrap();
                 peer.pending = None;
                 peer.acquired.insert(sem.to_owned(), count);
+                if let Some(lease) = peer.lease.take() {
+                    peer.expires_at = now + lease;
+                }
                 granted.push(id);
             }
         }
@@ -116,23 +122,32 @@ impl Naive {
         }
     }
 
-    fn expire(&mut self, now: Instant) -> Vec<PeerId> {
+    /// Expires the overdue peers one at a time, earliest deadline first, as if each expired
+    /// at its deadline: what it frees is granted at that instant (so a lease asked for starts
+    /// there). Then ends a grace period that is over and grants at `now`. Returns the expired
+    /// peers and the live peers granted.
+    fn expire(&mut self, now: Instant) -> (Vec<PeerId>, Vec<PeerId>) {
         self.expired.retain(|_, forget_at| *forget_at > now);
-        let expired: Vec<PeerId> = self
+        let (mut expired, mut granted) = (Vec::new(), Vec::new());
+        while let Some((deadline, id)) = self
             .peers
             .iter()
-            .filter(|(_, p)| p.expires_at <= now)
-            .map(|(&id, _)| id)
-            .collect();
-        for id in &expired {
-            self.peers.remove(id);
+            .map(|(&id, p)| (p.expires_at, id))
+            .filter(|&(deadline, _)| deadline <= now)
+            .min()
+        {
+            self.peers.remove(&id);
             self.expired
-                .insert(*id, now + super::super::expired::REMEMBER_FOR);
+                .insert(id, now + super::super::expired::REMEMBER_FOR);
+            expired.push(id);
+            granted.extend(self.promote(deadline));
         }
         if self.grace_until.is_some_and(|end| end <= now) {
             self.grace_until = None;
+            granted.extend(self.promote(now));
         }
-        expired
+        granted.retain(|id| self.peers.contains_key(id));
+        (expired, granted)
     }
 
     fn acquire(
@@ -141,6 +156,7 @@ impl Naive {
         sem: &str,
         count: i64,
         expires_at: Option<Instant>,
+        now: Instant,
     ) -> Result<LockState, Error> {
         let (max, level) = settings(sem).ok_or(Error::UnknownSemaphore)?;
         let Some(peer) = self.peers.get(&id).cloned() else {
@@ -173,6 +189,9 @@ impl Naive {
                     requested: count,
                 });
             }
+            if let Some(expires_at) = expires_at {
+                self.peers.get_mut(&id).unwrap().lease = Some(expires_at - now);
+            }
             state = Some(LockState::Pending);
         } else {
             if count > max {
@@ -200,6 +219,7 @@ impl Naive {
                     self.arrivals += 1;
                     let peer = self.peers.get_mut(&id).unwrap();
                     peer.pending = Some((sem.to_owned(), count, self.arrivals));
+                    peer.lease = expires_at.map(|at| at - now);
                     LockState::Pending
                 }
             }
@@ -263,6 +283,7 @@ impl Naive {
                 expires_at,
                 acquired: locks.clone(),
                 pending: None,
+                lease: None,
             },
         );
         Ok(())
@@ -394,13 +415,12 @@ fn run(seed: u64, steps: usize) {
         now += Duration::from_millis(rng.below(400));
         // The service sweeps before every operation; so does the test.
         let expired = core.expire(now);
-        let naive_expired = naive.expire(now);
+        let (naive_expired, granted) = naive.expire(now);
         assert_eq!(
             sorted(expired.peers),
             sorted(naive_expired),
             "seed {seed} step {step}"
         );
-        let granted = naive.promote();
         assert_eq!(
             sorted(expired.granted),
             sorted(granted),
@@ -427,6 +447,7 @@ fn run(seed: u64, steps: usize) {
                             expires_at: ttl,
                             acquired: BTreeMap::new(),
                             pending: None,
+                            lease: None,
                         },
                     );
                 }
@@ -435,8 +456,8 @@ fn run(seed: u64, steps: usize) {
                 let count = counts[rng.below(counts.len() as u64) as usize];
                 let expires_at = (rng.below(2) == 0).then_some(ttl);
                 let got = core.acquire(id, sem, count, expires_at, now);
-                let expected = naive.acquire(id, sem, count, expires_at);
-                let granted = naive.promote();
+                let expected = naive.acquire(id, sem, count, expires_at, now);
+                let granted = naive.promote(now);
                 match got {
                     Ok(acquisition) => {
                         assert_eq!(Ok(acquisition.state), expected, "{context}");
@@ -446,9 +467,9 @@ fn run(seed: u64, steps: usize) {
                 }
             }
             5 => {
-                let got = core.release_lock(id, sem);
+                let got = core.release_lock(id, sem, now);
                 let expected = naive.release_lock(id, sem);
-                let granted = naive.promote();
+                let granted = naive.promote(now);
                 assert_eq!(
                     got.map(sorted),
                     expected.map(|()| sorted(granted)),
@@ -456,9 +477,9 @@ fn run(seed: u64, steps: usize) {
                 );
             }
             6 => {
-                let got = core.remove_peer(id);
+                let got = core.remove_peer(id, now);
                 let existed = naive.peers.remove(&id).is_some();
-                let granted = naive.promote();
+                let granted = naive.promote(now);
                 assert_eq!(
                     got.map(sorted),
                     existed.then(|| sorted(granted)),
@@ -523,7 +544,7 @@ fn run(seed: u64, steps: usize) {
     now += Duration::from_secs(10);
     core.expire(now);
     for id in 1..=6 {
-        core.remove_peer(id);
+        core.remove_peer(id, now);
     }
     for stats in core.stats(now) {
         assert_eq!(
