@@ -411,14 +411,8 @@ fn handle_short(app: &App, route: Route) -> Result<Reply, Error> {
             let remainder = service.inspect(|core, _, _| core.remainder(&semaphore))?;
             Reply::json(remainder.to_string())
         }
-        Route::Restore {
-            peer,
-            expires_in,
-            acquired,
-            tokens,
-            name,
-        } => {
-            service.restore(peer, expires_in, &acquired, &tokens, name.as_deref())?;
+        Route::Restore(restore) => {
+            service.restore(&restore)?;
             Reply::text(200, "Ok")
         }
     };

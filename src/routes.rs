@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 
 use crate::core::{PeerId, Token};
 use crate::error::Error;
-use crate::service::Acquire;
+use crate::service::{Acquire, Restore};
 
 /// The longest duration accepted for `expires_in` and `block_for`: a hundred years. Throttle 0.5
 /// accepts years (its Rust client sends two years as `1year 11months 29days ...`), so those
@@ -63,14 +63,8 @@ pub enum Route {
     Remainder {
         semaphore: String,
     },
-    Restore {
-        peer: PeerId,
-        expires_in: Duration,
-        acquired: BTreeMap<String, i64>,
-        /// Fencing tokens of (some of) the restored locks; every name is one of `acquired`.
-        tokens: BTreeMap<String, Token>,
-        name: Option<String>,
-    },
+    /// `POST /restore`: the request as the service takes it.
+    Restore(Restore),
     /// `GET /` from a browser: the live status page (see [`negotiate`]).
     StatusPage,
     /// `GET /status.json`: the status page's data.
@@ -103,7 +97,7 @@ impl Route {
             Route::PeerState { .. } => "peer_state",
             Route::ListPeers => "list_peers",
             Route::Remainder { .. } => "remainder",
-            Route::Restore { .. } => "restore",
+            Route::Restore(_) => "restore",
             Route::StatusPage => "status_page",
             Route::StatusJson => "status_json",
         }
@@ -145,13 +139,13 @@ pub fn route(method: &str, url: &str, body: &[u8]) -> Result<Route, Error> {
                     clip(name)
                 )));
             }
-            Route::Restore {
+            Route::Restore(Restore {
                 peer: body.peer_id,
                 expires_in: duration(&body.expires_in)?,
                 acquired: restored_counts(body.acquired)?,
                 tokens,
                 name: holder_name(body.name)?,
-            }
+            })
         }
         (_, path) => match path.strip_prefix("peers/") {
             Some(rest) => peer_route(method, rest, query, body)?,
@@ -596,13 +590,13 @@ mod tests {
             )
         };
         let expected = |counts: &[(&str, i64)]| {
-            Ok(Route::Restore {
+            Ok(Route::Restore(Restore {
                 peer: 42,
                 expires_in: secs(300),
                 acquired: counts.iter().map(|&(n, c)| (n.to_owned(), c)).collect(),
                 tokens: BTreeMap::new(),
                 name: None,
-            })
+            }))
         };
         assert_eq!(
             restore(r#"{"A": -0, "B": 2}"#),
@@ -703,13 +697,13 @@ mod tests {
             "POST",
             "/restore",
             r#"{"expires_in":"5m","peer_id":42,"acquired":{"A":3},"pending":{}}"#,
-            Ok(Route::Restore {
+            Ok(Route::Restore(Restore {
                 peer: 42,
                 expires_in: secs(300),
                 acquired: BTreeMap::from([("A".to_owned(), 3)]),
                 tokens: BTreeMap::new(),
                 name: None,
-            }),
+            })),
         );
         check_err(
             "POST",
@@ -775,13 +769,13 @@ mod tests {
             "/restore",
             r#"{"expires_in":"5m","peer_id":42,"acquired":{"A":3,"B":1},
                 "fencing_tokens":{"A":17},"name":"n"}"#,
-            Ok(Route::Restore {
+            Ok(Route::Restore(Restore {
                 peer: 42,
                 expires_in: secs(300),
                 acquired: BTreeMap::from([("A".to_owned(), 3), ("B".to_owned(), 1)]),
                 tokens: BTreeMap::from([("A".to_owned(), 17)]),
                 name: Some("n".into()),
-            }),
+            })),
         );
         check_err(
             "POST",

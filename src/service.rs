@@ -9,8 +9,8 @@
 //! [`Service::wait`] blocks on it, on a thread of the waiting pool (`waiting.rs`). So the
 //! workers that serve releases, heartbeats and scrapes are never taken by waiting clients.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,21 @@ pub struct Acquire {
     pub expires_in: Option<Duration>,
     /// How long the request may wait for the grant (a long poll); `None` answers at once.
     pub block_for: Option<Duration>,
+}
+
+/// A restore, from routing to [`Service::restore`]: a client re-creates its peer with the
+/// locks it holds (semantics 6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restore {
+    pub peer: PeerId,
+    /// The peer's lease, from now.
+    pub expires_in: Duration,
+    /// The acquired locks: semaphore to count.
+    pub acquired: BTreeMap<String, i64>,
+    /// Fencing tokens of (some of) the restored locks; every name is one of `acquired`.
+    pub tokens: BTreeMap<String, Token>,
+    /// The holder's name, if it gives one.
+    pub name: Option<String>,
 }
 
 /// The answer of [`Service::acquire`].
@@ -443,14 +458,14 @@ impl Service {
     /// Re-creates a peer with its acquired locks, their fencing tokens where given, and the
     /// holder's name (see [`Core::restore`]). A peer that expired may be restored: whether that
     /// is safe is the client's decision, which the `Throttle-Peer-State: expired` header informs.
-    pub fn restore(
-        &self,
-        id: PeerId,
-        expires_in: Duration,
-        acquired: &std::collections::BTreeMap<String, i64>,
-        tokens: &std::collections::BTreeMap<String, Token>,
-        name: Option<&str>,
-    ) -> Result<(), Error> {
+    pub fn restore(&self, request: &Restore) -> Result<(), Error> {
+        let Restore {
+            peer: id,
+            expires_in,
+            ref acquired,
+            ref tokens,
+            ref name,
+        } = *request;
         self.leases.note(expires_in);
         let mut state = self.lock();
         let now = Instant::now();
@@ -459,7 +474,7 @@ impl Service {
             self.check_peer_limit(&state)?;
         }
         state.core.restore(id, now + expires_in, acquired, tokens)?;
-        state.core.set_name(id, name);
+        state.core.set_name(id, name.as_deref());
         self.rearm_expiry(&state);
         Ok(())
     }
@@ -526,7 +541,6 @@ impl Service {
 mod tests {
     use super::*;
     use crate::core::SemaphoreSettings;
-    use std::collections::BTreeMap;
     use std::sync::mpsc;
     use std::thread;
 
@@ -651,16 +665,19 @@ mod tests {
             service.new_peer(MINUTE, None),
             Err(Error::TooManyPeers { limit: 3 })
         );
-        let locks = BTreeMap::new();
+        let restore = |peer| Restore {
+            peer,
+            expires_in: MINUTE,
+            acquired: BTreeMap::new(),
+            tokens: BTreeMap::new(),
+            name: None,
+        };
         assert_eq!(
-            service.restore(42, MINUTE, &locks, &BTreeMap::new(), None),
+            service.restore(&restore(42)),
             Err(Error::TooManyPeers { limit: 3 })
         );
         // Restoring a peer that exists creates nothing, so it is fine at the limit.
-        assert_eq!(
-            service.restore(ids[0], MINUTE, &locks, &BTreeMap::new(), None),
-            Ok(())
-        );
+        assert_eq!(service.restore(&restore(ids[0])), Ok(()));
         service.remove_peer(ids[1]);
         assert!(service.new_peer(MINUTE, None).is_ok());
     }

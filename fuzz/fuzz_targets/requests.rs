@@ -110,18 +110,9 @@ fn apply(
         Route::ListPeers => {
             let _ = service.inspect(|core, _, now| core.peers(now).len());
         }
-        Route::Restore {
-            peer,
-            expires_in,
-            acquired,
-            tokens,
-            name,
-        } => {
-            if service
-                .restore(peer, expires_in, &acquired, &tokens, name.as_deref())
-                .is_ok()
-            {
-                restored.extend(acquired.into_keys());
+        Route::Restore(restore) => {
+            if service.restore(&restore).is_ok() {
+                restored.extend(restore.acquired.into_keys());
             }
         }
         // The rest only read (greeting, health, metrics, version, favicon, status page and its

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use throttle::routes::{MAX_DURATION, Route, negotiate, route};
-use throttle::service::Acquire;
+use throttle::service::{Acquire, Restore};
 
 const METHODS: [&str; 8] = ["GET", "PUT", "POST", "DELETE", "HEAD", "PATCH", "get", ""];
 
@@ -70,7 +70,7 @@ fn check(method: &str, url: &str, body: &[u8]) {
         Route::NewPeer { expires_in, .. } | Route::Heartbeat { expires_in, .. } => {
             assert!(*expires_in <= MAX_DURATION);
         }
-        Route::Restore { expires_in, .. } => assert!(*expires_in <= MAX_DURATION),
+        Route::Restore(Restore { expires_in, .. }) => assert!(*expires_in <= MAX_DURATION),
         Route::Acquire(Acquire {
             peer,
             semaphore,
@@ -228,13 +228,13 @@ fn canonical(route: &Route) -> Option<(String, String, Vec<u8>)> {
             format!("/remainder?semaphore={}", encode(semaphore)),
             Vec::new(),
         ),
-        Route::Restore {
+        Route::Restore(Restore {
             peer,
             expires_in,
             acquired,
             tokens,
             name: None,
-        } => (
+        }) => (
             "POST".into(),
             "/restore".into(),
             serde_json::json!({
