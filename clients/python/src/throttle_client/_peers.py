@@ -41,6 +41,9 @@ class PeerBook:
     its lost lease. ``Peer`` and ``aio.AsyncPeer`` derive from it and do the I/O."""
 
     id: int
+    #: How long the server keeps the peer without hearing from it; every acquire and heartbeat
+    #: prolongs it by this much.
+    expiration_time: timedelta
     #: The client-side copy of the server's state, sent back by ``restore``.
     acquired: Dict[str, int]
     #: The fencing token of each acquired lock whose grant carried one.
