@@ -27,7 +27,9 @@ from typing import Any, Callable, ContextManager, Dict, Optional, Type, TypeVar
 
 import requests
 
-from ._peers import DEFAULT_EXPIRATION, PeerBook, expiration_or_default, interval_or_default
+# Still importable from here, where it was defined before `_peers`.
+from ._peers import DEFAULT_EXPIRATION as DEFAULT_EXPIRATION
+from ._peers import PeerBook, expiration_or_default, interval_or_default
 from .client import Client
 from .errors import (
     LockLost,
