@@ -8,7 +8,7 @@ import pickle
 import socket
 import time
 from datetime import timedelta
-from typing import AsyncIterator, Tuple
+from typing import Tuple
 
 import httpx
 import pytest
@@ -25,31 +25,15 @@ from throttle_client import (
     UnknownPeer,
     UnknownSemaphore,
 )
-from throttle_client.aio import AsyncClient, AsyncPeer, aclose_local_clients, lock
+from throttle_client.aio import AsyncClient, AsyncPeer, lock
 
 from conftest import StartServer, ThrottleServer
+from .conftest import ASYNCIO_TESTS, eventually
 from .stub_server import StubServer
 
-pytestmark = pytest.mark.anyio
+pytestmark = ASYNCIO_TESTS
 
 MINUTE = timedelta(minutes=1)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(autouse=True)
-async def close_shared_clients() -> AsyncIterator[None]:
-    yield
-    await aclose_local_clients()
-
-
-@pytest.fixture
-async def aclient(url: str) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(url) as client:
-        yield client
 
 
 async def test_every_route(aclient: AsyncClient) -> None:
@@ -195,10 +179,11 @@ async def test_an_async_peer_restores_itself(server: ThrottleServer, aclient: As
     assert await peer.acquire("A")
     peer.start_heartbeat()
     await asyncio.to_thread(server.restart)
-    deadline = time.monotonic() + 10
-    while await aclient.remainder("A") != 0:
-        assert time.monotonic() < deadline, "the heartbeat did not restore the peer"
-        await asyncio.sleep(0.05)
+
+    async def restored() -> bool:
+        return await aclient.remainder("A") == 0
+
+    await eventually(restored, "the heartbeat to restore the peer")
     await peer.stop_heartbeat()
     await peer.remove_from_server()
     assert await aclient.remainder("A") == 1
@@ -211,10 +196,10 @@ async def test_long_polls_beyond_the_limit_answer_at_once(url: str) -> None:
             return sum(p.pending.get("A", 0) for p in await client.list_peers())
 
         async def wait_for_pending(count: int) -> None:
-            deadline = time.monotonic() + 10
-            while await pending_on_a() != count:
-                assert time.monotonic() < deadline, f"{count} waiters never queued"
-                await asyncio.sleep(0.02)
+            async def queued() -> bool:
+                return await pending_on_a() == count
+
+            await eventually(queued, f"{count} waiters to queue")
 
         holder = await client.new_peer(expires_in=MINUTE)
         assert await client.acquire(holder, "A")

@@ -6,47 +6,23 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import time
 from datetime import timedelta
-from typing import AsyncIterator, Awaitable, Callable, List
+from typing import List
 
 import pytest
 
 from throttle_client import AcquireResult, InvalidName, LockLost, UnknownPeer
-from throttle_client.aio import AsyncClient, AsyncPeer, aclose_local_clients, lock, set_task_peer
+from throttle_client.aio import AsyncClient, AsyncPeer, lock, set_task_peer
 
 from conftest import ThrottleServer
 
-pytestmark = pytest.mark.anyio
+from .conftest import ASYNCIO_TESTS, eventually
+
+pytestmark = ASYNCIO_TESTS
 
 MINUTE = timedelta(minutes=1)
 SHORT_LEASE = timedelta(milliseconds=300)
 LATE_BEAT = timedelta(seconds=1)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(autouse=True)
-async def close_shared_clients() -> AsyncIterator[None]:
-    yield
-    await aclose_local_clients()
-
-
-@pytest.fixture
-async def aclient(url: str) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(url) as client:
-        yield client
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + 10.0
-    while not await condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def test_a_grant_carries_a_token_a_repeat_keeps_it(aclient: AsyncClient) -> None:

@@ -12,7 +12,7 @@ import re
 import threading
 import time
 from datetime import timedelta
-from typing import AsyncIterator, Awaitable, Callable, List
+from typing import List
 
 import pytest
 
@@ -26,7 +26,6 @@ from throttle_client import lock as blocking_lock
 from throttle_client.aio import (
     AsyncClient,
     AsyncPeer,
-    aclose_local_clients,
     lock,
     rate_limit,
     set_task_peer,
@@ -34,38 +33,11 @@ from throttle_client.aio import (
 )
 
 from conftest import StartServer, ThrottleServer
+from .conftest import ASYNCIO_TESTS, eventually
 
-pytestmark = pytest.mark.anyio
+pytestmark = ASYNCIO_TESTS
 
 MINUTE = timedelta(minutes=1)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(autouse=True)
-async def close_shared_clients() -> AsyncIterator[None]:
-    yield
-    await aclose_local_clients()
-
-
-@pytest.fixture
-async def aclient(url: str) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(url) as client:
-        yield client
-
-
-async def eventually(
-    condition: Callable[[], Awaitable[bool]], what: str, seconds: float = 10.0
-) -> None:
-    """Poll ``condition`` until it holds; fail the test after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not await condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {seconds}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def pending(metrics: str, semaphore: str) -> int:

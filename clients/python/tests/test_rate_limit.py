@@ -12,6 +12,8 @@ import pytest
 
 from throttle_client import Client, Timeout, rate_limit
 
+from .conftest import wait_until
+
 # The contract allows a freed unit to be picked up within this long after its lease expired.
 REUSE_BOUND_SECONDS = 0.050
 
@@ -80,7 +82,8 @@ def test_a_freed_unit_is_used_right_after_its_expiry(rate_server) -> None:  # ty
         # measuring from `asked` over-estimates the latency, never under-estimates it.
         rate_limit(rate_server.url, "solo", per=per)
         latencies.append(time.monotonic() - asked - per.total_seconds())
-        time.sleep(per.total_seconds() + 0.05)  # Let this round's unit expire too.
+        # Let this round's units expire: the holder's and the one `rate_limit` took.
+        wait_until(lambda: client.remainder("solo") == 1, what="the units to free themselves")
     print("freed unit reused after (ms): " + ", ".join(f"{x * 1000:.1f}" for x in latencies))
     assert statistics.median(latencies) <= REUSE_BOUND_SECONDS
     assert max(latencies) <= 4 * REUSE_BOUND_SECONDS

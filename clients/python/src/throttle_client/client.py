@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import requests
 
 from . import _wire
+from ._settings import DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_FOR, Settings
 from ._wire import TOKEN_VARIABLE, AcquireResult, PeerState
 
 __all__ = ["TOKEN_VARIABLE", "AcquireResult", "Client", "PeerState", "resolve_token"]
@@ -39,7 +40,7 @@ __all__ = ["TOKEN_VARIABLE", "AcquireResult", "Client", "PeerState", "resolve_to
 _log = logging.getLogger(__name__)
 
 
-class Client:
+class Client(Settings):
     """A connection to one Throttle server, with one method per HTTP route.
 
     For most uses the ``lock`` context manager is the better interface; this class is for code
@@ -69,16 +70,12 @@ class Client:
         self,
         base_url: str,
         *,
-        retry_for: timedelta = timedelta(seconds=60),
-        request_timeout: timedelta = timedelta(seconds=30),
+        retry_for: timedelta = DEFAULT_RETRY_FOR,
+        request_timeout: timedelta = DEFAULT_REQUEST_TIMEOUT,
         token: Optional[str] = None,
         peer_name: Optional[str] = None,
     ) -> None:
-        self.base_url = base_url
-        self.retry_for = retry_for
-        self.request_timeout = request_timeout
-        self.peer_name = peer_name
-        self._token = resolve_token(token)
+        self._configure(base_url, retry_for, request_timeout, token, peer_name)
         self._session: Optional[requests.Session] = None
         self._session_pid = 0
         self._session_lock = threading.Lock()
@@ -87,31 +84,16 @@ class Client:
     # configuration travels and the session is created again on first use.
 
     def __getstate__(self) -> Dict[str, Any]:
-        return {
-            "base_url": self.base_url,
-            "retry_for": self.retry_for,
-            "request_timeout": self.request_timeout,
-            "token": self._token,
-            "peer_name": self.peer_name,
-        }
+        return self._settings()
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        self.base_url = state["base_url"]
-        self.retry_for = state.get("retry_for", timedelta(seconds=60))
-        self.request_timeout = state.get("request_timeout", timedelta(seconds=30))
-        self._token = state.get("token")
-        self.peer_name = state.get("peer_name")
+        self._load_settings(state)
         self._session = None
         self._session_pid = 0
         self._session_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Client({self.base_url!r})"
-
-    @property
-    def has_token(self) -> bool:
-        """Whether requests carry a token (see ``token`` above)."""
-        return self._token is not None
 
     def close(self) -> None:
         """Close the pooled connections. The client stays usable and reconnects when needed."""
@@ -121,11 +103,6 @@ class Client:
             session.close()
 
     # Routes.
-
-    def holder_name(self, name: Optional[str] = None) -> str:
-        """The holder name a new peer gets: ``name`` if given, else ``peer_name``, else
-        ``hostname:pid`` (see the class doc); ``""`` for none."""
-        return _wire.holder_name(name, self.peer_name)
 
     def new_peer(self, expires_in: timedelta, name: Optional[str] = None) -> int:
         """Create a peer on the server and return its id.
@@ -288,12 +265,8 @@ class Client:
 
         Returns only responses with a status below 400.
         """
-        url = self.base_url.rstrip("/") + request.path
-        headers = request.headers(self._token)
-        timeout: Tuple[float, float] = (
-            _wire.CONNECT_TIMEOUT_SECONDS,
-            request.read_timeout(self.request_timeout),
-        )
+        url, headers, read = self._prepare(request)
+        timeout: Tuple[float, float] = (_wire.CONNECT_TIMEOUT_SECONDS, read)
         retrying = _wire.Retrying(self.retry_for)
         while True:
             failure: Exception

@@ -14,9 +14,10 @@ so a call with another token gets a client of its own.
 from __future__ import annotations
 
 import threading
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
-from .client import Client, resolve_token
+from ._settings import Clients, shared_client
+from .client import Client
 from .peer import Peer, PeerWithHeartbeat
 
 
@@ -25,7 +26,7 @@ class _ThreadState(threading.local):
 
     def __init__(self) -> None:
         self.peers: Dict[str, Peer] = {}
-        self.clients: Dict[Tuple[str, Optional[str]], Client] = {}
+        self.clients: Clients[Client] = {}
 
 
 _state = _ThreadState()
@@ -64,13 +65,7 @@ def clear_peers() -> None:
 def local_client(url: str, token: Optional[str] = None) -> Client:
     """This thread's client for ``url`` and ``token`` (``None``: from ``THROTTLE_TOKEN``),
     created on first use and kept for the thread's lifetime so its connection is reused."""
-    key = (url, resolve_token(token))
-    client = _state.clients.get(key)
-    if client is None:
-        # The resolved token, or "" for none, so the environment is read once, above.
-        client = Client(url, token=key[1] or "")
-        _state.clients[key] = client
-    return client
+    return shared_client(_state.clients, url, token, lambda url, token: Client(url, token=token))
 
 
 def forget_local_peer(url: str, peer: Peer) -> None:

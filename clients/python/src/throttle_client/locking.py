@@ -22,6 +22,7 @@ import requests
 
 from ._waiting import wait_for_grant
 from .errors import LockLost, ThrottleError, UnknownPeer
+from ._peers import PeerBook
 from .local_peers import forget_local_peer, get_local_peer
 from .peer import OnLost, Peer
 
@@ -72,11 +73,7 @@ def lock(
     raised as the typed ``ValueError`` subclasses of ``throttle_client.errors``.
     """
     peer = get_local_peer(server_url, token, name=name)
-    if semaphore in peer.acquired:
-        # The server would answer the repeat idempotently, and the inner block's exit would then
-        # release the outer block's lock.
-        raise ValueError(f"this thread's peer already holds a lock on {semaphore!r}")
-    longest_slice = min(LONGEST_SLICE, peer.expiration_time / 2)
+    longest_slice = _check_new_lock(peer, semaphore, "thread")
     try:
         wait_for_grant(
             acquire=lambda block_for: peer.acquire(semaphore, count=count, block_for=block_for),
@@ -106,7 +103,18 @@ def lock(
         raise _lost(peer, semaphore)
 
 
-def _lost(peer: Peer, semaphore: str) -> LockLost:
+def _check_new_lock(peer: PeerBook, semaphore: str, owner: str) -> timedelta:
+    """Refuse a second lock of the ``owner``'s (thread's or task's) peer on ``semaphore``: the
+    server would answer the repeat idempotently, and the inner block's exit would then release
+    the outer block's lock. Returns the longest slice to wait in, short enough that a peer
+    kept alive by its acquires alone does not expire between two of them."""
+    if semaphore in peer.acquired:
+        raise ValueError(f"this {owner}'s peer already holds a lock on {semaphore!r}")
+    return min(LONGEST_SLICE, peer.expiration_time / 2)
+
+
+def _lost(peer: PeerBook, semaphore: str) -> LockLost:
+    """What the exit of a block raises when its peer's lease ran out while it held the lock."""
     return LockLost(
         f"the lease of peer {peer.id} ran out while it held {semaphore!r}: the server released "
         "the lock, and others may have held it since"
@@ -138,8 +146,7 @@ def _release(
     its last lock. A lost peer's locks are gone already; it only leaves the thread."""
     if on_lost is not None:
         peer._remove_block_callback(on_lost)
-    peer.acquired.pop(semaphore, None)
-    peer.fencing_tokens.pop(semaphore, None)
+    peer._forget(semaphore)
     if peer.lost:
         _forget_lost(server_url, peer)
         return

@@ -23,10 +23,13 @@ import logging
 import threading
 import weakref
 from datetime import timedelta
-from typing import Any, Callable, Dict, List, Optional, Type, TypeVar
+from typing import Any, Callable, ContextManager, Dict, Optional, Type, TypeVar
 
 import requests
 
+# Still importable from here, where it was defined before `_peers`.
+from ._peers import DEFAULT_EXPIRATION as DEFAULT_EXPIRATION
+from ._peers import PeerBook, expiration_or_default, interval_or_default
 from .client import Client
 from .errors import (
     LockLost,
@@ -39,16 +42,13 @@ from .errors import (
 
 _log = logging.getLogger(__name__)
 
-#: How long the server keeps a peer it does not hear from, unless told otherwise.
-DEFAULT_EXPIRATION = timedelta(minutes=5)
-
 P = TypeVar("P", bound="Peer")
 
 #: What runs once when a peer's lease is lost; it gets the peer (what it returns is ignored).
 OnLost = Callable[["Peer"], object]
 
 
-class Peer:
+class Peer(PeerBook):
     """A peer on a Throttle server: its id, its client and the locks it holds.
 
     * ``client``: the server connection.
@@ -64,8 +64,10 @@ class Peer:
       so keep it short: set a flag, cancel the work.
 
     ``fencing_token(semaphore)`` is the token of a held lock; ``lost`` whether the lease was
-    lost.
+    lost. The bookkeeping is ``_peers.PeerBook``'s, shared with the asyncio peer.
     """
+
+    _logger = _log
 
     def __init__(
         self,
@@ -78,35 +80,22 @@ class Peer:
         on_lost: Optional[OnLost] = None,
     ) -> None:
         self.client = client
-        self.expiration_time = (
-            expiration_time if expiration_time is not None else DEFAULT_EXPIRATION
-        )
+        self.expiration_time = expiration_or_default(expiration_time)
         self.name = client.holder_name(name)
         self.id = (
             client.new_peer(expires_in=self.expiration_time, name=self.name)
             if id is None
             else id
         )
-        # The client-side copy of the server's state, sent back by `restore`.
-        self.acquired: Dict[str, int] = {} if acquired is None else acquired
-        # The fencing token of each acquired lock whose grant carried one.
-        self.fencing_tokens: Dict[str, int] = {}
-        #: Whether the server said the peer expired: its locks are lost (see the module doc).
-        self.lost = False
-        self.on_lost = on_lost
+        self._open_book(acquired, on_lost)
         self._restore_lock = threading.Lock()
         self._lost_lock = threading.Lock()
-        # Callbacks of the `lock` blocks that hold locks of this peer now.
-        self._block_callbacks: List[OnLost] = []
 
     @classmethod
     def from_server_url(cls: Type[P], baseurl: str, token: Optional[str] = None) -> P:
         """A new peer on the server at ``baseurl``, with default settings. ``token`` is the
         server's access token (``None``: from ``THROTTLE_TOKEN``, see ``Client``)."""
         return cls(client=Client(base_url=baseurl, token=token))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(id={self.id}, acquired={self.acquired!r})"
 
     def __getstate__(self) -> Dict[str, Any]:
         state = dict(self.__dict__)
@@ -128,13 +117,6 @@ class Peer:
         out."""
         return ("_restore_lock", "_lost_lock", "_block_callbacks", "on_lost")
 
-    def fencing_token(self, semaphore: str) -> Optional[int]:
-        """The fencing token of this peer's lock on ``semaphore``: strictly larger than the
-        token of every grant before it on the server, so a resource that remembers the largest
-        token it saw can refuse a holder that lost its lease (see the README). ``None`` if the
-        peer holds no such lock, or the server (Throttle 0.5) sends no tokens."""
-        return self.fencing_tokens.get(semaphore)
-
     def acquire(
         self, semaphore: str, count: int = 1, block_for: Optional[timedelta] = None
     ) -> bool:
@@ -144,8 +126,7 @@ class Peer:
         Every acquired lock should be released again; ``lock`` does that for you. Raises
         ``LockLost`` if the peer's lease was lost.
         """
-        self._raise_if_lost()
-        try:
+        with self._watching_lease():
             result = self.client.acquire_with_token(
                 self.id,
                 semaphore,
@@ -153,16 +134,7 @@ class Peer:
                 expires_in=self.expiration_time,
                 block_for=block_for,
             )
-        except LockLost:
-            self._mark_lost()
-            raise
-        if result.granted:
-            self.acquired[semaphore] = count
-            if result.fencing_token is None:
-                self.fencing_tokens.pop(semaphore, None)
-            else:
-                self.fencing_tokens[semaphore] = result.fencing_token
-        return result.granted
+        return self._record(semaphore, count, result)
 
     def restore(self, *, cancel: Optional[threading.Event] = None) -> None:
         """Re-create this peer with its acquired locks on a server that lost it.
@@ -189,34 +161,20 @@ class Peer:
     def release(self, semaphore: str) -> None:
         """Release the lock on ``semaphore`` (acquired or pending); the peer stays. Raises
         ``LockLost`` if the peer's lease was lost (the server released the lock already)."""
-        self.acquired.pop(semaphore, None)
-        self.fencing_tokens.pop(semaphore, None)
-        self._raise_if_lost()
-        try:
+        self._forget(semaphore)
+        with self._watching_lease():
             self.client.release_lock(self.id, semaphore)
-        except LockLost:
-            self._mark_lost()
-            raise
 
     def heartbeat(self) -> None:
         """Prolong the peer by ``expiration_time`` so it does not expire. Raises ``LockLost``
         if the peer's lease was lost."""
-        self._raise_if_lost()
-        try:
+        with self._watching_lease():
             self.client.heartbeat(self.id, expires_in=self.expiration_time)
-        except LockLost:
-            self._mark_lost()
-            raise
-
-    def has_acquired(self) -> bool:
-        """``True`` if this peer holds at least one lock."""
-        return len(self.acquired) != 0
 
     def remove_from_server(self) -> None:
         """Remove the peer from the server, releasing all its locks. Also the way to clean up
         after a lost lease, so it raises no ``LockLost``."""
-        self.acquired.clear()
-        self.fencing_tokens.clear()
+        self._forget_all()
         self.client.release(self.id)
 
     def start_heartbeat(self) -> None:
@@ -226,43 +184,8 @@ class Peer:
     def stop_heartbeat(self) -> None:
         """Does nothing: a plain ``Peer`` has no heartbeat."""
 
-    # The lost lease.
-
-    def _raise_if_lost(self) -> None:
-        if self.lost:
-            raise LockLost(
-                f"peer {self.id} lost its lease: the server released its locks, which others "
-                "may hold now"
-            )
-
-    def _mark_lost(self) -> None:
-        """Mark the peer lost, stop its heartbeat and run its callbacks, the first time only."""
-        with self._lost_lock:
-            if self.lost:
-                return
-            self.lost = True
-            callbacks = [self.on_lost, *self._block_callbacks]
-        _log.warning("peer %s expired on the server: its locks are lost, not restored", self.id)
-        self._stop_beating()
-        for callback in callbacks:
-            if callback is None:
-                continue
-            try:
-                callback(self)
-            except Exception:
-                _log.exception("the on_lost callback of peer %s failed", self.id)
-
-    def _stop_beating(self) -> None:
-        """Tell the heartbeat (if any) to stop, without waiting: this may run on its thread."""
-
-    def _add_block_callback(self, callback: OnLost) -> None:
-        self._block_callbacks.append(callback)
-
-    def _remove_block_callback(self, callback: OnLost) -> None:
-        try:
-            self._block_callbacks.remove(callback)
-        except ValueError:
-            pass
+    def _lost_guard(self) -> ContextManager[object]:
+        return self._lost_lock
 
 
 class PeerWithHeartbeat(Peer):
@@ -292,9 +215,7 @@ class PeerWithHeartbeat(Peer):
             name=name,
             on_lost=on_lost,
         )
-        self.heartbeat_interval = (
-            heartbeat_interval if heartbeat_interval is not None else self.expiration_time / 3
-        )
+        self.heartbeat_interval = interval_or_default(heartbeat_interval, self.expiration_time)
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 

@@ -36,8 +36,8 @@ from typing import Any, Dict, List, Mapping, Optional, Type
 import httpx
 
 from .. import _wire
+from .._settings import DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_FOR, Settings
 from .._wire import AcquireResult, PeerState
-from ..client import resolve_token
 
 __all__ = ["AsyncClient", "RETRIED_ERRORS"]
 
@@ -74,7 +74,7 @@ def _http(connections: int) -> httpx.AsyncClient:
     return httpx.AsyncClient(limits=limits)
 
 
-class AsyncClient:
+class AsyncClient(Settings):
     """A connection pool to one Throttle server, with one coroutine per HTTP route.
 
     For most uses ``throttle_client.aio.lock`` is the better interface; this class is for code
@@ -107,8 +107,8 @@ class AsyncClient:
         self,
         base_url: str,
         *,
-        retry_for: timedelta = timedelta(seconds=60),
-        request_timeout: timedelta = timedelta(seconds=30),
+        retry_for: timedelta = DEFAULT_RETRY_FOR,
+        request_timeout: timedelta = DEFAULT_REQUEST_TIMEOUT,
         token: Optional[str] = None,
         max_connections: int = _DEFAULT_MAX_CONNECTIONS,
         max_long_polls: int = _DEFAULT_MAX_LONG_POLLS,
@@ -119,34 +119,22 @@ class AsyncClient:
                 "max_connections and max_long_polls must be at least 1, got "
                 f"{max_connections} and {max_long_polls}"
             )
-        self.base_url = base_url
-        self.retry_for = retry_for
-        self.request_timeout = request_timeout
+        self._configure(base_url, retry_for, request_timeout, token, peer_name)
         self.max_connections = max_connections
         self.max_long_polls = max_long_polls
-        self.peer_name = peer_name
-        self._token = resolve_token(token)
         self._pools: Optional[_Pools] = None
 
     def __getstate__(self) -> Dict[str, Any]:
         return {
-            "base_url": self.base_url,
-            "retry_for": self.retry_for,
-            "request_timeout": self.request_timeout,
+            **self._settings(),
             "max_connections": self.max_connections,
             "max_long_polls": self.max_long_polls,
-            "token": self._token,
-            "peer_name": self.peer_name,
         }
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        self.base_url = state["base_url"]
-        self.retry_for = state["retry_for"]
-        self.request_timeout = state["request_timeout"]
+        self._load_settings(state)
         self.max_connections = state["max_connections"]
         self.max_long_polls = state["max_long_polls"]
-        self._token = state["token"]
-        self.peer_name = state.get("peer_name")
         self._pools = None
 
     def __repr__(self) -> str:
@@ -158,11 +146,6 @@ class AsyncClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    @property
-    def has_token(self) -> bool:
-        """Whether requests carry a token (see ``token`` above)."""
-        return self._token is not None
-
     async def aclose(self) -> None:
         """Close the pooled connections. The client stays usable and reconnects when needed."""
         pools, self._pools = self._pools, None
@@ -171,10 +154,6 @@ class AsyncClient:
         # A pool of another loop cannot be closed from this one; it goes with its loop.
 
     # Routes, documented on ``throttle_client.Client``.
-
-    def holder_name(self, name: Optional[str] = None) -> str:
-        """The holder name a new peer gets (see ``Client.holder_name``)."""
-        return _wire.holder_name(name, self.peer_name)
 
     async def new_peer(self, expires_in: timedelta, name: Optional[str] = None) -> int:
         """Create a peer on the server and return its id (see ``Client.new_peer``)."""
@@ -319,9 +298,7 @@ class AsyncClient:
 
         Returns only responses with a status below 400.
         """
-        url = self.base_url.rstrip("/") + request.path
-        headers = request.headers(self._token)
-        read = request.read_timeout(self.request_timeout)
+        url, headers, read = self._prepare(request)
         # No pool timeout: waiting for a free connection is bounded by the caller's timeout.
         timeout = httpx.Timeout(
             connect=_wire.CONNECT_TIMEOUT_SECONDS, read=read, write=read, pool=None

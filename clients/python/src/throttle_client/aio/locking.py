@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import AsyncIterator, Optional
 
 from .._waiting import Waiting
-from ..locking import LONGEST_SLICE
+from ..locking import _check_new_lock, _lost
 from ..errors import LockLost, ThrottleError, UnknownPeer
 from . import _cleanup
 from .client import RETRIED_ERRORS
@@ -71,11 +71,7 @@ async def lock(
     cancellation goes on as it is).
     """
     peer = await get_task_peer(server_url, token, name=name)
-    if semaphore in peer.acquired:
-        # The server would answer the repeat idempotently, and the inner block's exit would then
-        # release the outer block's lock.
-        raise ValueError(f"this task's peer already holds a lock on {semaphore!r}")
-    longest_slice = min(LONGEST_SLICE, peer.expiration_time / 2)
+    longest_slice = _check_new_lock(peer, semaphore, "task")
     try:
         await wait_for_grant(
             acquire=lambda block_for: peer.acquire(semaphore, count=count, block_for=block_for),
@@ -102,13 +98,6 @@ async def lock(
         raise _lost(peer, semaphore)
 
 
-def _lost(peer: AsyncPeer, semaphore: str) -> LockLost:
-    return LockLost(
-        f"the lease of peer {peer.id} ran out while it held {semaphore!r}: the server released "
-        "the lock, and others may have held it since"
-    )
-
-
 async def _end(
     server_url: str,
     peer: AsyncPeer,
@@ -126,8 +115,7 @@ async def _end(
     """
     if on_lost is not None:
         peer._remove_block_callback(on_lost)
-    peer.acquired.pop(semaphore, None)
-    peer.fencing_tokens.pop(semaphore, None)
+    peer._forget(semaphore)
     last = not peer.has_acquired()
     if last:
         forget_task_peer(server_url, peer)

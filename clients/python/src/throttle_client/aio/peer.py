@@ -19,8 +19,9 @@ import asyncio
 import logging
 import weakref
 from datetime import timedelta
-from typing import Any, Callable, Dict, List, Optional, Type, TypeVar
+from typing import Any, Callable, Dict, Optional, Type, TypeVar
 
+from .._peers import PeerBook, expiration_or_default, interval_or_default
 from ..errors import (
     LockLost,
     RestoreConflict,
@@ -29,7 +30,6 @@ from ..errors import (
     UnexpectedResponse,
     UnknownPeer,
 )
-from ..peer import DEFAULT_EXPIRATION
 from .client import RETRIED_ERRORS, AsyncClient, stopped_within
 
 __all__ = ["AsyncPeer"]
@@ -43,7 +43,7 @@ P = TypeVar("P", bound="AsyncPeer")
 AsyncOnLost = Callable[["AsyncPeer"], object]
 
 
-class AsyncPeer:
+class AsyncPeer(PeerBook):
     """A peer on a Throttle server: its id, its client, the locks it holds, and a heartbeat.
 
     Create a new one on the server with ``await AsyncPeer.create(client)``; the constructor
@@ -59,8 +59,10 @@ class AsyncPeer:
     * ``on_lost``: called once, with the peer, when its lease is lost (see the module doc).
 
     ``fencing_token(semaphore)`` is the token of a held lock; ``lost`` whether the lease was
-    lost.
+    lost. The bookkeeping is ``_peers.PeerBook``'s, shared with the blocking peer.
     """
+
+    _logger = _log
 
     def __init__(
         self,
@@ -76,21 +78,9 @@ class AsyncPeer:
         self.client = client
         self.id = id
         self.name = client.holder_name(name)
-        self.expiration_time = (
-            expiration_time if expiration_time is not None else DEFAULT_EXPIRATION
-        )
-        self.heartbeat_interval = (
-            heartbeat_interval if heartbeat_interval is not None else self.expiration_time / 3
-        )
-        # The client-side copy of the server's state, sent back by `restore`.
-        self.acquired: Dict[str, int] = {} if acquired is None else acquired
-        # The fencing token of each acquired lock whose grant carried one.
-        self.fencing_tokens: Dict[str, int] = {}
-        #: Whether the server said the peer expired: its locks are lost (see the module doc).
-        self.lost = False
-        self.on_lost = on_lost
-        # Callbacks of the `lock` blocks that hold locks of this peer now.
-        self._block_callbacks: List[AsyncOnLost] = []
+        self.expiration_time = expiration_or_default(expiration_time)
+        self.heartbeat_interval = interval_or_default(heartbeat_interval, self.expiration_time)
+        self._open_book(acquired, on_lost)
         self._heartbeat: Optional["asyncio.Task[None]"] = None
         self._stop: Optional[asyncio.Event] = None
         self._restoring: Optional[asyncio.Lock] = None
@@ -106,7 +96,7 @@ class AsyncPeer:
         on_lost: Optional[AsyncOnLost] = None,
     ) -> P:
         """A new peer on the server. Match it with ``remove_from_server``."""
-        expires_in = expiration_time if expiration_time is not None else DEFAULT_EXPIRATION
+        expires_in = expiration_or_default(expiration_time)
         name = client.holder_name(name)
         peer_id = await client.new_peer(expires_in=expires_in, name=name)
         return cls(
@@ -118,9 +108,6 @@ class AsyncPeer:
             on_lost=on_lost,
         )
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(id={self.id}, acquired={self.acquired!r})"
-
     def __getstate__(self) -> Dict[str, Any]:
         state = dict(self.__dict__)
         for name in ("_heartbeat", "_stop", "_restoring", "on_lost"):
@@ -128,33 +115,18 @@ class AsyncPeer:
         state["_block_callbacks"] = []
         return state
 
-    def fencing_token(self, semaphore: str) -> Optional[int]:
-        """The fencing token of this peer's lock on ``semaphore`` (see
-        ``Peer.fencing_token``); ``None`` if it holds none, or the server sends no tokens."""
-        return self.fencing_tokens.get(semaphore)
-
     async def acquire(
         self, semaphore: str, count: int = 1, block_for: Optional[timedelta] = None
     ) -> bool:
         """Ask for a lock; ``True`` if acquired, ``False`` if still pending (see
         ``Client.acquire``). The request also prolongs the peer by ``expiration_time``.
         Raises ``LockLost`` if the peer's lease was lost."""
-        self._raise_if_lost()
-        try:
+        with self._watching_lease():
             result = await self.client.acquire_with_token(
                 self.id, semaphore, count=count, expires_in=self.expiration_time,
                 block_for=block_for,
             )
-        except LockLost:
-            self._mark_lost()
-            raise
-        if result.granted:
-            self.acquired[semaphore] = count
-            if result.fencing_token is None:
-                self.fencing_tokens.pop(semaphore, None)
-            else:
-                self.fencing_tokens[semaphore] = result.fencing_token
-        return result.granted
+        return self._record(semaphore, count, result)
 
     async def restore(self, *, stop: Optional[asyncio.Event] = None) -> None:
         """Re-create this peer with its acquired locks on a server that lost it.
@@ -183,34 +155,20 @@ class AsyncPeer:
     async def release(self, semaphore: str) -> None:
         """Release the lock on ``semaphore`` (acquired or pending); the peer stays. Raises
         ``LockLost`` if the peer's lease was lost (the server released the lock already)."""
-        self.acquired.pop(semaphore, None)
-        self.fencing_tokens.pop(semaphore, None)
-        self._raise_if_lost()
-        try:
+        self._forget(semaphore)
+        with self._watching_lease():
             await self.client.release_lock(self.id, semaphore)
-        except LockLost:
-            self._mark_lost()
-            raise
 
     async def heartbeat(self) -> None:
         """Prolong the peer by ``expiration_time`` so it does not expire. Raises ``LockLost``
         if the peer's lease was lost."""
-        self._raise_if_lost()
-        try:
+        with self._watching_lease():
             await self.client.heartbeat(self.id, expires_in=self.expiration_time)
-        except LockLost:
-            self._mark_lost()
-            raise
-
-    def has_acquired(self) -> bool:
-        """``True`` if this peer holds at least one lock."""
-        return len(self.acquired) != 0
 
     async def remove_from_server(self) -> None:
         """Remove the peer from the server, releasing all its locks. Also the way to clean up
         after a lost lease, so it raises no ``LockLost``."""
-        self.acquired.clear()
-        self.fencing_tokens.clear()
+        self._forget_all()
         await self.client.release(self.id)
 
     def start_heartbeat(self) -> None:
@@ -241,40 +199,10 @@ class AsyncPeer:
         if task is not None and task is not asyncio.current_task():
             await asyncio.wait([task])
 
-    # The lost lease.
-
-    def _raise_if_lost(self) -> None:
-        if self.lost:
-            raise LockLost(
-                f"peer {self.id} lost its lease: the server released its locks, which others "
-                "may hold now"
-            )
-
-    def _mark_lost(self) -> None:
-        """Mark the peer lost, stop its heartbeat and run its callbacks, the first time only.
-        Synchronous, so no other task runs in between."""
-        if self.lost:
-            return
-        self.lost = True
-        _log.warning("peer %s expired on the server: its locks are lost, not restored", self.id)
+    def _stop_beating(self) -> None:
+        # `_mark_lost` checks and sets `lost` synchronously, so no other task runs in between.
         if self._stop is not None:
             self._stop.set()
-        for callback in [self.on_lost, *self._block_callbacks]:
-            if callback is None:
-                continue
-            try:
-                callback(self)
-            except Exception:
-                _log.exception("the on_lost callback of peer %s failed", self.id)
-
-    def _add_block_callback(self, callback: AsyncOnLost) -> None:
-        self._block_callbacks.append(callback)
-
-    def _remove_block_callback(self, callback: AsyncOnLost) -> None:
-        try:
-            self._block_callbacks.remove(callback)
-        except ValueError:
-            pass
 
     async def _beat(self, stop: asyncio.Event) -> None:
         """One heartbeat; restores the peer if the server restarted, marks it lost if the

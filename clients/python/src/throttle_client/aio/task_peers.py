@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import threading
 from contextvars import ContextVar
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
-from ..client import resolve_token
+from .._settings import Clients, shared_client
 from .client import AsyncClient
 from .peer import AsyncPeer
 
@@ -44,7 +44,7 @@ _bindings: ContextVar[_Bindings] = ContextVar("throttle_client_task_peers", defa
 
 class _ThreadClients(threading.local):
     def __init__(self) -> None:
-        self.clients: Dict[Tuple[str, Optional[str]], AsyncClient] = {}
+        self.clients: Clients[AsyncClient] = {}
 
 
 _clients = _ThreadClients()
@@ -98,13 +98,9 @@ def forget_task_peer(url: str, peer: AsyncPeer) -> None:
 def local_client(url: str, token: Optional[str] = None) -> AsyncClient:
     """This thread's shared client for ``url`` and ``token`` (``None``: from
     ``THROTTLE_TOKEN``), created on first use, the one ``lock`` and ``rate_limit`` use."""
-    key = (url, resolve_token(token))
-    client = _clients.clients.get(key)
-    if client is None:
-        # The resolved token, or "" for none, so the environment is read once, above.
-        client = AsyncClient(url, token=key[1] or "")
-        _clients.clients[key] = client
-    return client
+    return shared_client(
+        _clients.clients, url, token, lambda url, token: AsyncClient(url, token=token)
+    )
 
 
 async def aclose_local_clients() -> None:
