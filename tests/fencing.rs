@@ -9,7 +9,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 use throttle::routes::MAX_NAME_BYTES;
 
-use common::{PROMPTLY, Reply, Server, TempDir};
+use common::{PROMPTLY, Reply, Server};
+// The state file tests need signals, so they run on Unix only.
+#[cfg(unix)]
+use common::TempDir;
 
 const CONFIG: &str = r#"
 [semaphores]
