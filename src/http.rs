@@ -1,8 +1,10 @@
 //! The HTTP shell: a fixed pool of worker threads pulls requests from tiny_http, reads the body
 //! (bounded), asks `routes.rs` what the request means, calls the service and writes the answer.
 //!
-//! Mapping results to status codes is this file's job and only this file knows tiny_http. It
-//! holds no state of its own beyond the metrics handle.
+//! Its job is mapping: a route to a service call, the result to a [`Reply`] (`reply.rs` decides
+//! status codes and headers; `status.rs`, `peers_json.rs` and `metrics.rs` render bodies), the
+//! reply to a tiny_http response. Only this file knows tiny_http. It holds no state of its own
+//! beyond the metrics handle.
 
 use std::io::{Read, Write as _};
 use std::panic::{self, AssertUnwindSafe};
@@ -15,6 +17,7 @@ use tiny_http::{Header, Request, Response, Server};
 use crate::core::{Core, PeerId, PeerInfo};
 use crate::error::Error;
 use crate::metrics::{self, Metrics};
+use crate::reply::Reply;
 use crate::routes::{self, Route};
 use crate::service::{Acquired, Answer, Service, Wait};
 use crate::status::{self, Snapshot};
@@ -98,60 +101,6 @@ pub fn spawn_pools(
     Ok(Pools { workers, waiting })
 }
 
-/// The header of a granted acquire: the lock's fencing token.
-pub const FENCING_TOKEN_HEADER: &str = "Fencing-Token";
-
-/// The header added to `Unknown peer` when the peer expired recently, with the value `expired`.
-pub const PEER_STATE_HEADER: &str = "Throttle-Peer-State";
-
-/// An answer before it becomes a tiny_http response.
-struct Reply {
-    status: u16,
-    content_type: &'static str,
-    body: Vec<u8>,
-    /// Headers beyond `Content-Type`; empty for most answers, so it does not allocate.
-    headers: Vec<(&'static str, String)>,
-}
-
-impl Reply {
-    fn text(status: u16, body: impl Into<String>) -> Reply {
-        Reply::with_type(
-            status,
-            "text/plain; charset=utf-8",
-            body.into().into_bytes(),
-        )
-    }
-
-    fn html(body: String) -> Reply {
-        Reply::with_type(200, status::HTML_CONTENT_TYPE, body.into_bytes())
-    }
-
-    fn json(body: impl Into<String>) -> Reply {
-        Reply::with_type(200, "application/json", body.into().into_bytes())
-    }
-
-    fn with_type(status: u16, content_type: &'static str, body: Vec<u8>) -> Reply {
-        Reply {
-            status,
-            content_type,
-            body,
-            headers: Vec::new(),
-        }
-    }
-
-    /// The answer of a failed request: its status, its one-line reason, and for a peer that
-    /// expired the header that says so.
-    fn error(error: &Error) -> Reply {
-        let mut reply = Reply::text(status(error), error.to_string());
-        if *error == Error::ExpiredPeer {
-            reply
-                .headers
-                .push((PEER_STATE_HEADER, "expired".to_owned()));
-        }
-        reply
-    }
-}
-
 /// What handling a route came to: an answer now, or a wait for the waiting pool.
 enum Outcome {
     Reply(Result<Reply, Error>),
@@ -174,7 +123,7 @@ pub fn serve(app: &App, waiting: &WaitPool<LongPoll>, mut request: Request) {
         // the token; without it, it carries no data.
         Ok(Route::StatusPage) if !authorized(&request, app.token.as_deref()) => (
             Route::StatusPage.name(),
-            Outcome::Reply(Ok(Reply::html(status::locked_html()))),
+            Outcome::Reply(Ok(Reply::status_page(status::locked_html()))),
         ),
         Ok(route) => (route.name(), handle(app, route)),
         Err(error) => ("unknown", Outcome::Reply(Err(error))),
@@ -191,7 +140,7 @@ pub fn serve(app: &App, waiting: &WaitPool<LongPoll>, mut request: Request) {
                 // No thread can wait for it: answered with its state, the client asks again.
                 app.service.refused_long_poll();
                 request = refused.request;
-                Ok(lock_reply(Answer::Pending))
+                Ok(Reply::lock(Answer::Pending))
             }
         },
     };
@@ -200,22 +149,8 @@ pub fn serve(app: &App, waiting: &WaitPool<LongPoll>, mut request: Request) {
 
 /// A waiting thread's job: waits in the service, then answers.
 fn finish_long_poll(app: &App, poll: LongPoll) {
-    let reply = app.service.wait(poll.wait).map(lock_reply);
+    let reply = app.service.wait(poll.wait).map(Reply::lock);
     answer(app, poll.request, "acquire", poll.started, reply);
-}
-
-/// 200 with the fencing token, or 202.
-fn lock_reply(answer: Answer) -> Reply {
-    match answer {
-        Answer::Acquired(token) => {
-            let mut reply = Reply::text(200, "Acquired");
-            reply
-                .headers
-                .push((FENCING_TOKEN_HEADER, token.to_string()));
-            reply
-        }
-        Answer::Pending => Reply::text(202, "Pending"),
-    }
 }
 
 /// Writes the answer, logs and counts it.
@@ -245,20 +180,10 @@ fn answer(
         .with_status_code(reply.status)
         .with_header(content_type);
     for (name, value) in &reply.headers {
-        // Names are constants and values digits or `expired`: always valid.
+        // Names are constants and values digits or static words: always valid.
         if let Ok(header) = Header::from_bytes(*name, value.as_bytes()) {
             response.add_header(header);
         }
-    }
-    if matches!(name, "greeting" | "status_page") {
-        // `GET /` answers by the `Accept` header: caches must not mix the two answers.
-        let vary = Header::from_bytes("Vary", "Accept").expect("a static header is valid");
-        response.add_header(vary);
-    }
-    if reply.status == 401 {
-        let challenge = Header::from_bytes("WWW-Authenticate", "Bearer")
-            .expect("static header names and values are valid");
-        response.add_header(challenge);
     }
     // The connection's thread writes what the socket does not take at once.
     let _ = request.respond(response);
@@ -340,7 +265,7 @@ fn read_route(request: &mut Request) -> Result<Route, Error> {
 fn handle(app: &App, route: Route) -> Outcome {
     match route {
         Route::Acquire(request) => match app.service.acquire(request) {
-            Ok(Acquired::Now(state)) => Outcome::Reply(Ok(lock_reply(state))),
+            Ok(Acquired::Now(state)) => Outcome::Reply(Ok(Reply::lock(state))),
             Ok(Acquired::Wait(wait)) => Outcome::Wait(wait),
             Err(error) => Outcome::Reply(Err(error)),
         },
@@ -352,9 +277,9 @@ fn handle(app: &App, route: Route) -> Outcome {
 fn handle_short(app: &App, route: Route) -> Result<Reply, Error> {
     let service = &app.service;
     let reply = match route {
-        Route::Greeting => Reply::text(200, GREETING),
+        Route::Greeting => Reply::greeting(GREETING),
         // The snapshot is copied under the lock and rendered after it is released.
-        Route::StatusPage => Reply::html(
+        Route::StatusPage => Reply::status_page(
             service
                 .inspect(|core, _, now| Snapshot::take(core, now))
                 .to_html(),
@@ -366,14 +291,10 @@ fn handle_short(app: &App, route: Route) -> Result<Reply, Error> {
         ),
         Route::Health => Reply::text(200, "Ok"),
         Route::Version => Reply::text(200, env!("CARGO_PKG_VERSION")),
-        Route::Favicon => Reply::with_type(200, "image/x-icon", FAVICON.to_vec()),
+        Route::Favicon => Reply::ok("image/x-icon", FAVICON.to_vec()),
         Route::Metrics => {
             service.inspect(|core, long_polls, now| app.metrics.update(core, long_polls, now));
-            Reply::with_type(
-                200,
-                metrics::CONTENT_TYPE,
-                app.metrics.render().into_bytes(),
-            )
+            Reply::ok(metrics::CONTENT_TYPE, app.metrics.render().into_bytes())
         }
         Route::NewPeer { expires_in, name } => {
             Reply::json(service.new_peer(expires_in, name.as_deref())?.to_string())
@@ -404,9 +325,9 @@ fn handle_short(app: &App, route: Route) -> Result<Reply, Error> {
                 peer_json(&mut out, info);
                 Ok(out)
             })?;
-            Reply::with_type(200, "application/json", body)
+            Reply::json(body)
         }
-        Route::ListPeers => Reply::with_type(200, "application/json", list_peers(service)),
+        Route::ListPeers => Reply::json(list_peers(service)),
         Route::Remainder { semaphore } => {
             let remainder = service.inspect(|core, _, _| core.remainder(&semaphore))?;
             Reply::json(remainder.to_string())
@@ -510,33 +431,6 @@ fn json_map<'a, N: std::fmt::Display>(
     out.push(b'}');
 }
 
-/// The status code of each error: 400 for a malformed or unknown reference, 409 for a request
-/// that conflicts with the state.
-fn status(error: &Error) -> u16 {
-    match error {
-        Error::UnknownPeer
-        | Error::ExpiredPeer
-        | Error::InvalidFencingToken(_)
-        | Error::InvalidName(_)
-        | Error::UnknownSemaphore
-        | Error::InvalidCount
-        | Error::InvalidBody(_)
-        | Error::InvalidDuration(_)
-        | Error::InvalidRequest(_) => 400,
-        Error::NotFound => 404,
-        Error::Unauthorized => 401,
-        Error::LengthRequired => 411,
-        Error::TooManyPeers { .. } => 503,
-        Error::BodyTooLarge { .. } => 413,
-        Error::CountTooLarge { .. }
-        | Error::LockHierarchyViolation { .. }
-        | Error::SecondPendingLock
-        | Error::LockCountChange { .. }
-        | Error::RestoreConflict
-        | Error::CountOverflow => 409,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -592,14 +486,5 @@ mod tests {
             expected.to_string().into_bytes()
         );
         assert_eq!(listing(&Core::new(Vec::new()), &[1]), b"[]");
-    }
-
-    #[test]
-    fn client_errors_map_to_400_and_conflicts_to_409() {
-        assert_eq!(status(&Error::UnknownPeer), 400);
-        assert_eq!(status(&Error::UnknownSemaphore), 400);
-        assert_eq!(status(&Error::SecondPendingLock), 409);
-        assert_eq!(status(&Error::CountTooLarge { count: 2, max: 1 }), 409);
-        assert_eq!(status(&Error::TooManyPeers { limit: 1 }), 503);
     }
 }

@@ -27,6 +27,7 @@ pub mod lease_watch;
 pub mod logging;
 pub mod metrics;
 pub mod reload;
+pub mod reply;
 pub mod restart;
 pub mod routes;
 pub mod server;

@@ -96,7 +96,9 @@ fn check_access_control(server: &Server) {
     anonymous.get("/health").expect(200, "Ok");
     // The status page's HTML (it asks for the token and sends it with `/status.json`).
     let browser = Client::new(server.addr).with_header("Accept", "text/html");
-    assert_eq!(browser.get("/").status, 200);
+    let locked_page = browser.get("/");
+    assert_eq!(locked_page.status, 200);
+    assert_eq!(locked_page.header("Vary"), Some("Accept"));
     expect_401(&browser.get("/status.json"), "/status.json from a browser");
     for wrong in WRONG {
         let client = Client::new(server.addr).with_header("Authorization", wrong);

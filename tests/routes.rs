@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Server, encode, metric};
+use common::{Client, Server, encode, metric};
 use throttle::http::BODY_LIMIT;
 
 const CONFIG: &str = r#"
@@ -23,6 +23,13 @@ fn greeting_health_and_version() {
     let greeting = server.get("/");
     assert_eq!(greeting.status, 200);
     assert!(greeting.text().contains("Throttle"), "{}", greeting.text());
+    // `GET /` answers by `Accept` (the greeting, or the status page for a browser).
+    assert_eq!(greeting.header("Vary"), Some("Accept"));
+    let page = Client::new(server.addr)
+        .with_header("Accept", "text/html")
+        .get("/");
+    assert_eq!((page.status, page.header("Vary")), (200, Some("Accept")));
+    assert_eq!(server.get("/health").header("Vary"), None);
     server.get("/health").expect(200, "Ok");
     assert_eq!(server.get("/health").text(), "Ok");
     let version = server.get("/version");
