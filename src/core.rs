@@ -89,9 +89,16 @@ pub struct Expired {
 }
 
 /// Figures of one semaphore, for metrics and status pages.
+///
+/// The views ([`SemaphoreStats`], [`PeerInfo`], [`WaiterInfo`]) are the one set of read-only
+/// types every renderer uses: metrics, `GET /peers/`, `GET /peers/{id}`, `/status.json` and the
+/// status page. `N` is how they hold names. The core hands out `&str` borrowed from itself, so
+/// work done under the state lock (metrics, a batch of the peer listing) copies nothing; a
+/// renderer that runs after the lock is released takes an owned copy with `into_owned`
+/// (`N = String`), since a borrow of the core cannot outlive the lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SemaphoreStats<'a> {
-    pub name: &'a str,
+pub struct SemaphoreStats<N> {
+    pub name: N,
     pub max: i64,
     pub level: i32,
     /// Sum of the counts of acquired locks.
@@ -102,17 +109,51 @@ pub struct SemaphoreStats<'a> {
     pub longest_pending: Option<Duration>,
 }
 
-/// One peer as shown by the listing route.
+/// One peer with its locks, as the listings and the status page show it. See
+/// [`SemaphoreStats`] for `N`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerInfo<'a> {
+pub struct PeerInfo<N> {
     pub id: PeerId,
-    /// `(semaphore, count, fencing token)` of each acquired lock.
-    pub acquired: Vec<(&'a str, i64, Token)>,
-    pub pending: Option<(&'a str, i64)>,
+    /// `(semaphore, count, fencing token)` of each acquired lock, in configuration order.
+    pub acquired: Vec<(N, i64, Token)>,
+    /// `(semaphore, count)` of the pending lock. How long it has waited is
+    /// [`Core::waiting_for`], a lookup in the queue that only the status page pays for.
+    pub pending: Option<(N, i64)>,
     /// Time left until the peer expires (zero if it is overdue and not yet swept).
     pub expires_in: Duration,
     /// The holder's name, if it gave one.
-    pub name: Option<&'a str>,
+    pub name: Option<N>,
+}
+
+impl SemaphoreStats<&str> {
+    /// A copy that outlives the state lock.
+    pub fn into_owned(self) -> SemaphoreStats<String> {
+        SemaphoreStats {
+            name: self.name.to_owned(),
+            max: self.max,
+            level: self.level,
+            acquired: self.acquired,
+            pending: self.pending,
+            longest_pending: self.longest_pending,
+        }
+    }
+}
+
+impl PeerInfo<&str> {
+    /// A copy that outlives the state lock.
+    pub fn into_owned(self) -> PeerInfo<String> {
+        PeerInfo {
+            id: self.id,
+            acquired: self
+                .acquired
+                .into_iter()
+                .map(|(name, count, token)| (name.to_owned(), count, token))
+                .collect(),
+            pending: self.pending.map(|(name, count)| (name.to_owned(), count)),
+            expires_in: self.expires_in,
+            name: self.name.map(str::to_owned),
+        }
+    }
 }
 
 /// All semaphores, peers and locks of one server.
@@ -662,8 +703,8 @@ impl Core {
     /// fuzz targets use it; the listing route takes [`Core::peer_ids`] and looks peers up in
     /// batches.
     #[cfg(any(test, fuzzing))]
-    pub fn peers(&self, now: Instant) -> Vec<PeerInfo<'_>> {
-        let mut peers: Vec<PeerInfo<'_>> = self
+    pub fn peers(&self, now: Instant) -> Vec<PeerInfo<&str>> {
+        let mut peers: Vec<PeerInfo<&str>> = self
             .peers
             .iter()
             .map(|(&id, peer)| self.info(id, peer, now))
@@ -674,12 +715,12 @@ impl Core {
 
     /// Figures of every configured semaphore, in configuration order (semaphores added by a
     /// reload last). Costs one step per semaphore.
-    pub fn stats(&self, now: Instant) -> Vec<SemaphoreStats<'_>> {
+    pub fn stats(&self, now: Instant) -> Vec<SemaphoreStats<&str>> {
         self.semaphores
             .iter()
             .filter(|sem| !sem.removed)
             .map(|sem| SemaphoreStats {
-                name: &sem.settings.name,
+                name: sem.settings.name.as_str(),
                 max: sem.settings.max,
                 level: sem.settings.level,
                 acquired: sem.acquired,
@@ -884,13 +925,13 @@ impl Core {
     }
 
     /// One peer with its locks, `None` if it is not known. Costs O(1) plus its locks.
-    pub fn peer(&self, id: PeerId, now: Instant) -> Option<PeerInfo<'_>> {
+    pub fn peer(&self, id: PeerId, now: Instant) -> Option<PeerInfo<&str>> {
         let peer = self.peers.get(&id)?;
         Some(self.info(id, peer, now))
     }
 
     /// A peer as the listings show it: semaphore names instead of indices, time left.
-    fn info<'a>(&'a self, id: PeerId, peer: &'a Peer, now: Instant) -> PeerInfo<'a> {
+    fn info<'a>(&'a self, id: PeerId, peer: &'a Peer, now: Instant) -> PeerInfo<&'a str> {
         PeerInfo {
             id,
             acquired: peer

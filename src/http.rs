@@ -6,7 +6,7 @@
 //! reply to a tiny_http response. Only this file knows tiny_http. It holds no state of its own
 //! beyond the metrics handle.
 
-use std::io::{Read, Write as _};
+use std::io::Read;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -14,9 +14,10 @@ use std::time::Instant;
 
 use tiny_http::{Header, Request, Response, Server};
 
-use crate::core::{Core, PeerId, PeerInfo};
+use crate::core::PeerInfo;
 use crate::error::Error;
 use crate::metrics::{self, Metrics};
+use crate::peers_json;
 use crate::reply::Reply;
 use crate::routes::{self, Route};
 use crate::service::{Acquired, Answer, Service, Wait};
@@ -317,17 +318,14 @@ fn handle_short(app: &App, route: Route) -> Result<Reply, Error> {
             Reply::json(acquired.to_string())
         }
         Route::PeerState { peer } => {
-            let body = service.inspect(|core, _, now| {
-                let info = core
-                    .peer(peer, now)
-                    .ok_or_else(|| core.unknown_peer(peer))?;
-                let mut out = Vec::with_capacity(128);
-                peer_json(&mut out, info);
-                Ok(out)
+            let info = service.inspect(|core, _, now| {
+                core.peer(peer, now)
+                    .map(PeerInfo::into_owned)
+                    .ok_or_else(|| core.unknown_peer(peer))
             })?;
-            Reply::json(body)
+            Reply::json(peers_json::peer(info))
         }
-        Route::ListPeers => Reply::json(list_peers(service)),
+        Route::ListPeers => Reply::json(peers_json::list(service)),
         Route::Remainder { semaphore } => {
             let remainder = service.inspect(|core, _, _| core.remainder(&semaphore))?;
             Reply::json(remainder.to_string())
@@ -340,101 +338,9 @@ fn handle_short(app: &App, route: Route) -> Result<Reply, Error> {
     Ok(reply)
 }
 
-/// Peers written per hold of the state lock by `GET /peers/`: with 500,000 peers, one hold
-/// for all of them kept every other request waiting for a quarter of a second.
-const LISTING_BATCH: usize = 2_000;
-
-/// The body of `GET /peers/`: every peer, ordered by id. The ids are taken under the lock at
-/// once, the peers looked up and written in batches, each under the lock for about a
-/// millisecond, so an acquire never waits long behind a listing. Each peer is shown as it was
-/// when its batch was written; a peer that went away meanwhile is left out, one created
-/// meanwhile is not shown.
-fn list_peers(service: &Service) -> Vec<u8> {
-    let mut ids = service.inspect(|core, _, _| core.peer_ids());
-    ids.sort_unstable();
-    let mut out = Vec::with_capacity(ids.len().saturating_mul(120).saturating_add(2));
-    out.push(b'[');
-    // Each batch is written under the lock into a buffer of its own, which keeps its capacity
-    // from batch to batch; appending it to the answer (which may grow, a copy of tens of
-    // megabytes) happens after the lock is released.
-    let mut batch_json = Vec::new();
-    for batch in ids.chunks(LISTING_BATCH) {
-        batch_json.clear();
-        service.inspect(|core, _, now| peers_json(&mut batch_json, core, batch, now));
-        if !batch_json.is_empty() {
-            if out.len() > 1 {
-                out.push(b',');
-            }
-            out.extend_from_slice(&batch_json);
-        }
-    }
-    out.push(b']');
-    out
-}
-
-/// Appends the peers of `ids` that are known, each as [`peer_json`] writes it, separated by
-/// commas. Written straight into the buffer, because it runs under the state lock.
-fn peers_json(out: &mut Vec<u8>, core: &Core, ids: &[PeerId], now: Instant) {
-    for &id in ids {
-        let Some(peer) = core.peer(id, now) else {
-            continue;
-        };
-        if !out.is_empty() {
-            out.push(b',');
-        }
-        peer_json(out, peer);
-    }
-}
-
-/// Appends one peer as `{"acquired":{..},"expires_in_ms":..,"fencing_tokens":{..},"id":..,
-/// "name":..,"pending":{..}}`: keys and semaphore names in alphabetical order, `acquired` and
-/// `pending` as Throttle 0.5 wrote them (name to count), the tokens beside them as a restore
-/// takes them (name to token), `name` null for a peer without one. `GET /peers/{id}` answers
-/// this object, `GET /peers/` a list of them.
-fn peer_json(out: &mut Vec<u8>, mut peer: PeerInfo<'_>) {
-    peer.acquired.sort_unstable_by_key(|&(name, _, _)| name);
-    out.extend_from_slice(b"{\"acquired\":");
-    json_map(
-        out,
-        peer.acquired.iter().map(|&(name, count, _)| (name, count)),
-    );
-    // Writing into a Vec cannot fail.
-    let _ = write!(
-        out,
-        ",\"expires_in_ms\":{},\"fencing_tokens\":",
-        peer.expires_in.as_millis()
-    );
-    json_map(
-        out,
-        peer.acquired.iter().map(|&(name, _, token)| (name, token)),
-    );
-    let _ = write!(out, ",\"id\":{},\"name\":", peer.id);
-    let _ = serde_json::to_writer(&mut *out, &peer.name);
-    out.extend_from_slice(b",\"pending\":");
-    json_map(out, peer.pending.into_iter());
-    out.push(b'}');
-}
-
-/// Writes `{"name":number,...}` in the order given.
-fn json_map<'a, N: std::fmt::Display>(
-    out: &mut Vec<u8>,
-    entries: impl Iterator<Item = (&'a str, N)>,
-) {
-    out.push(b'{');
-    for (i, (name, number)) in entries.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        let _ = serde_json::to_writer(&mut *out, name);
-        let _ = write!(out, ":{number}");
-    }
-    out.push(b'}');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn secrets_compare_equal_only_when_identical() {
@@ -443,48 +349,5 @@ mod tests {
         assert!(!same_secret(b"s3cre", b"s3cret"));
         assert!(!same_secret(b"s3crett", b"s3cret"));
         assert!(!same_secret(b"", b"s3cret"));
-    }
-
-    #[test]
-    fn the_peer_listing_is_the_json_of_its_fields() {
-        use crate::core::SemaphoreSettings;
-        let settings = |name: &str, max, level| SemaphoreSettings {
-            name: name.into(),
-            max,
-            level,
-        };
-        let mut core = Core::new(vec![
-            settings("zeta", 1, 3),
-            settings("a\"b", 1, 2),
-            settings("q", 1, 1),
-        ]);
-        let now = Instant::now();
-        core.new_peer(7, now + Duration::from_secs(10));
-        core.acquire(7, "zeta", 1, None, now).unwrap();
-        core.acquire(7, "a\"b", 1, None, now).unwrap();
-        core.new_peer(3, now + Duration::from_millis(1500));
-        core.new_peer(5, now + Duration::from_secs(1));
-        core.acquire(5, "zeta", 1, None, now).unwrap();
-        core.acquire(3, "q", 1, None, now).unwrap();
-        core.set_name(3, Some("host \"x\" ü:42"));
-        let expected = serde_json::json!([
-            {"id": 3, "acquired": {"q": 1}, "pending": {}, "expires_in_ms": 1500,
-                "fencing_tokens": {"q": 3}, "name": "host \"x\" ü:42"},
-            {"id": 5, "acquired": {}, "pending": {"zeta": 1}, "expires_in_ms": 1000,
-                "fencing_tokens": {}, "name": null},
-            {"id": 7, "acquired": {"zeta": 1, "a\"b": 1}, "pending": {}, "expires_in_ms": 10000,
-                "fencing_tokens": {"zeta": 1, "a\"b": 2}, "name": null},
-        ]);
-        let listing = |core: &Core, ids: &[PeerId]| {
-            let mut out = Vec::new();
-            peers_json(&mut out, core, ids, now);
-            [b"[".as_slice(), &out, b"]"].concat()
-        };
-        // Unknown ids (a peer gone between taking the ids and writing its batch) are skipped.
-        assert_eq!(
-            listing(&core, &[3, 4, 5, 7]),
-            expected.to_string().into_bytes()
-        );
-        assert_eq!(listing(&Core::new(Vec::new()), &[1]), b"[]");
     }
 }

@@ -26,6 +26,7 @@ pub mod http;
 pub mod lease_watch;
 pub mod logging;
 pub mod metrics;
+pub mod peers_json;
 pub mod reload;
 pub mod reply;
 pub mod restart;
