@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::core::{Core, PeerId, Token};
+use crate::core::{Core, PeerId, PeerInfo, SemaphoreStats};
 
 /// How many of the oldest waiters of each semaphore a snapshot lists.
 pub const WAITERS_PER_SEMAPHORE: usize = 20;
@@ -38,13 +38,14 @@ const PAGE: &str = include_str!("status/page.html");
 const CSS: &str = include_str!("status/page.css");
 const JS: &str = include_str!("status/page.js");
 
-/// What the status page shows, owned, so it can be rendered after the state lock is released.
+/// What the status page shows, copied out of the core (the core's views with owned names, see
+/// [`SemaphoreStats`]), so it can be rendered after the state lock is released.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
     /// Every semaphore, in configuration order.
-    pub semaphores: Vec<SemaphoreRow>,
+    pub semaphores: Vec<SemaphoreStats<String>>,
     /// The selected peers (see the cut rule in the module docs), soonest expiry first.
-    pub peers: Vec<PeerRow>,
+    pub peers: Vec<ListedPeer>,
     /// Number of live peers, listed or not.
     pub num_peers: usize,
     /// Time left of the grace period after a restart (no new locks are granted); `None`
@@ -52,40 +53,12 @@ pub struct Snapshot {
     pub grace_remaining: Option<Duration>,
 }
 
-/// One semaphore's figures.
+/// A listed peer: the core's view, and how long its pending lock has waited, which only the
+/// page shows (the core's view leaves it out; see [`PeerInfo::pending`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SemaphoreRow {
-    pub name: String,
-    pub level: i32,
-    pub max: i64,
-    /// Sum of the counts of acquired locks.
-    pub acquired: i64,
-    /// Sum of the counts of pending locks.
-    pub pending: i64,
-    /// How long the oldest waiter has waited; `None` without waiters.
-    pub longest_pending: Option<Duration>,
-}
-
-/// One peer and its locks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerRow {
-    pub id: PeerId,
-    /// The holder's name, if it gave one.
-    pub name: Option<String>,
-    /// Acquired locks as `(semaphore, count, fencing token)`, in configuration order.
-    pub acquired: Vec<(String, i64, Token)>,
-    /// The pending lock, if any.
-    pub pending: Option<PendingLock>,
-    /// Time left until the peer expires.
-    pub expires_in: Duration,
-}
-
-/// A pending lock of a listed peer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingLock {
-    pub semaphore: String,
-    pub count: i64,
-    /// How long it has waited so far.
+pub struct ListedPeer {
+    pub peer: PeerInfo<String>,
+    /// How long the pending lock has waited so far; zero without one.
     pub waited: Duration,
 }
 
@@ -111,40 +84,18 @@ impl Snapshot {
                 ids.push(id);
             }
         }
-        let mut peers: Vec<PeerRow> = ids
+        let mut peers: Vec<ListedPeer> = ids
             .into_iter()
             .filter_map(|id| {
-                let info = core.peer(id, now)?;
-                Some(PeerRow {
-                    id,
-                    name: info.name.map(str::to_owned),
-                    acquired: info
-                        .acquired
-                        .iter()
-                        .map(|&(name, count, token)| (name.to_owned(), count, token))
-                        .collect(),
-                    pending: info.pending.map(|(name, count)| PendingLock {
-                        semaphore: name.to_owned(),
-                        count,
-                        waited: core.waiting_for(id, now).unwrap_or_default(),
-                    }),
-                    expires_in: info.expires_in,
+                Some(ListedPeer {
+                    peer: core.peer(id, now)?.into_owned(),
+                    waited: core.waiting_for(id, now).unwrap_or_default(),
                 })
             })
             .collect();
-        peers.sort_by_key(|peer| (peer.expires_in, peer.id));
+        peers.sort_by_key(|listed| (listed.peer.expires_in, listed.peer.id));
         Snapshot {
-            semaphores: stats
-                .iter()
-                .map(|sem| SemaphoreRow {
-                    name: sem.name.to_owned(),
-                    level: sem.level,
-                    max: sem.max,
-                    acquired: sem.acquired,
-                    pending: sem.pending,
-                    longest_pending: sem.longest_pending,
-                })
-                .collect(),
+            semaphores: stats.into_iter().map(SemaphoreStats::into_owned).collect(),
             peers,
             num_peers: core.num_peers(),
             grace_remaining: core.grace_remaining(now),
@@ -170,7 +121,7 @@ impl Snapshot {
         let peers: Vec<serde_json::Value> = self
             .peers
             .iter()
-            .map(|peer| {
+            .map(|ListedPeer { peer, waited }| {
                 json!({
                     "id": peer.id,
                     "name": peer.name,
@@ -181,10 +132,10 @@ impl Snapshot {
                             json!({"semaphore": name, "count": count, "fencing_token": token})
                         })
                         .collect::<Vec<_>>(),
-                    "pending": peer.pending.as_ref().map(|p| json!({
-                        "semaphore": p.semaphore,
-                        "count": p.count,
-                        "waited_ms": millis(p.waited),
+                    "pending": peer.pending.as_ref().map(|(semaphore, count)| json!({
+                        "semaphore": semaphore,
+                        "count": count,
+                        "waited_ms": millis(*waited),
                     })),
                     "expires_in_ms": millis(peer.expires_in),
                 })
@@ -227,7 +178,7 @@ impl Snapshot {
             semaphores.push_str("</tr>\n");
         }
         let mut peers = String::new();
-        for peer in &self.peers {
+        for ListedPeer { peer, waited } in &self.peers {
             peers.push_str(if peer.pending.is_some() {
                 "<tr class=\"waiting\">"
             } else {
@@ -247,9 +198,12 @@ impl Snapshot {
                 held.join(", ")
             };
             td(&mut peers, "Holds", "name", &held);
-            let waits = peer.pending.as_ref().map_or("—".to_owned(), |p| {
-                format!("{} for {}", lock(&p.semaphore, p.count), human(p.waited))
-            });
+            let waits = peer
+                .pending
+                .as_ref()
+                .map_or("—".to_owned(), |(semaphore, count)| {
+                    format!("{} for {}", lock(semaphore, *count), human(*waited))
+                });
             td(&mut peers, "Waits for", "name", &waits);
             td(&mut peers, "Expires in", "n", &human(peer.expires_in));
             peers.push_str("</tr>\n");
@@ -358,7 +312,7 @@ fn td(out: &mut String, label: &str, class: &str, html: &str) {
 /// The load bar: acquired, then pending. Its track is `max` long, or the whole demand
 /// (acquired plus pending) if that is more, with a tick where `max` is: a queue beyond
 /// capacity stays visible.
-fn bar(sem: &SemaphoreRow) -> String {
+fn bar(sem: &SemaphoreStats<String>) -> String {
     let scale = sem.max.max(sem.acquired.saturating_add(sem.pending));
     let percent = |part: i64| {
         if scale <= 0 {
@@ -438,6 +392,24 @@ mod tests {
         Snapshot::take(&c, t0 + secs(5))
     }
 
+    /// A listed peer without a name.
+    fn listed(
+        id: PeerId,
+        acquired: Vec<(String, i64, crate::core::Token)>,
+        pending: Option<(String, i64)>,
+        expires_in: Duration,
+        waited: Duration,
+    ) -> ListedPeer {
+        let peer = PeerInfo {
+            id,
+            acquired,
+            pending,
+            expires_in,
+            name: None,
+        };
+        ListedPeer { peer, waited }
+    }
+
     #[track_caller]
     fn check_human(ms: u64, expected: &str) {
         assert_eq!(human(Duration::from_millis(ms)), expected);
@@ -456,7 +428,7 @@ mod tests {
         let snapshot = Snapshot::take(&c, t0 + secs(5));
         assert_eq!(
             snapshot.semaphores[0],
-            SemaphoreRow {
+            SemaphoreStats {
                 name: "A".into(),
                 level: 1,
                 max: 2,
@@ -471,31 +443,15 @@ mod tests {
         assert_eq!(
             snapshot.peers,
             vec![
-                PeerRow {
-                    id: 2,
-                    name: None,
-                    acquired: vec![],
-                    pending: Some(PendingLock {
-                        semaphore: "A".into(),
-                        count: 1,
-                        waited: secs(4),
-                    }),
-                    expires_in: secs(25),
-                },
-                PeerRow {
-                    id: 1,
-                    name: None,
-                    acquired: vec![("A".into(), 2, 1), ("B".into(), 3, 2)],
-                    pending: None,
-                    expires_in: secs(55),
-                },
-                PeerRow {
-                    id: 3,
-                    name: None,
-                    acquired: vec![],
-                    pending: None,
-                    expires_in: secs(85),
-                },
+                listed(2, vec![], Some(("A".into(), 1)), secs(25), secs(4)),
+                listed(
+                    1,
+                    vec![("A".into(), 2, 1), ("B".into(), 3, 2)],
+                    None,
+                    secs(55),
+                    Duration::ZERO
+                ),
+                listed(3, vec![], None, secs(85), Duration::ZERO),
             ]
         );
     }
@@ -513,7 +469,7 @@ mod tests {
         }
         let snapshot = Snapshot::take(&c, t0 + secs(1));
         assert_eq!(snapshot.num_peers, n as usize);
-        let ids: HashSet<PeerId> = snapshot.peers.iter().map(|p| p.id).collect();
+        let ids: HashSet<PeerId> = snapshot.peers.iter().map(|p| p.peer.id).collect();
         assert_eq!(ids.len(), WAITERS_PER_SEMAPHORE + PEERS_EXPIRING_FIRST);
         // The oldest waiters are listed, and so are the peers that expire first.
         assert!((1..=WAITERS_PER_SEMAPHORE as u64).all(|id| ids.contains(&id)));
@@ -523,7 +479,7 @@ mod tests {
             snapshot
                 .peers
                 .windows(2)
-                .all(|w| w[0].expires_in <= w[1].expires_in)
+                .all(|w| w[0].peer.expires_in <= w[1].peer.expires_in)
         );
     }
 
@@ -656,7 +612,7 @@ mod tests {
 
     #[test]
     fn bars_stay_within_the_track() {
-        let row = |max, acquired, pending| SemaphoreRow {
+        let row = |max, acquired, pending| SemaphoreStats {
             name: "A".into(),
             level: 0,
             max,
