@@ -223,21 +223,25 @@ fn routes_log_url(url: &str) -> &str {
     }
 }
 
+/// Reads the body (bounded) and parses the request into a route.
 fn read_route(request: &mut Request) -> Result<Route, Error> {
     if request.url().len() > URL_LIMIT {
         return Err(Error::InvalidRequest(format!(
             "the request target is longer than {URL_LIMIT} bytes"
         )));
     }
+    // On the one listener Throttle opens (TCP, `server.rs`) none of the three checks below
+    // fires: the readiness loop refuses a Transfer-Encoding (411) and a body over the limit
+    // (413) before a worker sees the request, and hands the body over read in full
+    // (vendor/tiny_http/PATCHED.md, patch 11). They guard tiny_http's other entry paths, a Unix
+    // socket or TLS, which its thread per connection serves without that framing: there a
+    // worker would otherwise read a chunked or oversized body from the client.
     if request
         .body_length()
         .is_some_and(|length| length > BODY_LIMIT)
     {
         return Err(Error::BodyTooLarge { limit: BODY_LIMIT });
     }
-    // The readiness loop refuses a Transfer-Encoding and bodies over the limit before a worker
-    // sees the request (vendor/tiny_http/PATCHED.md, patch 11), and hands the body over read in
-    // full; these checks keep any other way into tiny_http (a Unix socket, TLS) as strict.
     let chunked = request
         .headers()
         .iter()
