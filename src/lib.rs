@@ -6,8 +6,9 @@
 //!
 //! Data flow of a request: `http.rs` (tiny_http worker, body) → `routes.rs` (parse into a
 //! `Route`) → `service.rs` (lock, sweep, wait, wake) → `core.rs` (the bookkeeping) → back to
-//! `http.rs` (status code and body). Beside them: `expiry.rs` runs the expiry thread,
-//! `waiting.rs` the threads of long polls, `metrics.rs` and `status.rs` render, `config.rs`,
+//! `http.rs`, which answers with a `Reply` (`reply.rs`: status code, headers, body). Beside
+//! them: `expiry.rs` runs the expiry thread, `waiting.rs` the threads of long polls,
+//! `metrics.rs`, `status.rs` and `peers_json.rs` render the core's views, `config.rs`,
 //! `cli.rs`, `logging.rs` and `error.rs`; for restarts `restart.rs`, `state_file.rs`,
 //! `lease_watch.rs` and `reload.rs`; `server.rs` wires them together and takes them down.
 //!
