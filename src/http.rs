@@ -104,7 +104,7 @@ pub fn spawn_pools(
 
 /// What handling a route came to: an answer now, or a wait for the waiting pool.
 enum Outcome {
-    Reply(Result<Reply, Error>),
+    Reply(Reply),
     Wait(Wait),
 }
 
@@ -118,20 +118,21 @@ pub fn serve(app: &App, waiting: &WaitPool<LongPoll>, mut request: Request) {
     let started = Instant::now();
     let (name, outcome) = match read_route(&mut request) {
         Ok(route) if route.needs_token() && !authorized(&request, app.token.as_deref()) => {
-            (route.name(), Outcome::Reply(Err(Error::Unauthorized)))
+            (route.name(), Err(Error::Unauthorized))
         }
         // The page itself is served without the token, so a browser can load it and ask for
         // the token; without it, it carries no data.
         Ok(Route::StatusPage) if !authorized(&request, app.token.as_deref()) => (
             Route::StatusPage.name(),
-            Outcome::Reply(Ok(Reply::status_page(status::locked_html()))),
+            Ok(Outcome::Reply(Reply::status_page(status::locked_html()))),
         ),
         Ok(route) => (route.name(), handle(app, route)),
-        Err(error) => ("unknown", Outcome::Reply(Err(error))),
+        Err(error) => ("unknown", Err(error)),
     };
     let reply = match outcome {
-        Outcome::Reply(reply) => reply,
-        Outcome::Wait(wait) => match waiting.submit(LongPoll {
+        Ok(Outcome::Reply(reply)) => Ok(reply),
+        Err(error) => Err(error),
+        Ok(Outcome::Wait(wait)) => match waiting.submit(LongPoll {
             request,
             wait,
             started,
@@ -267,21 +268,18 @@ fn read_route(request: &mut Request) -> Result<Route, Error> {
         .map(|route| routes::negotiate(route, accept))
 }
 
-fn handle(app: &App, route: Route) -> Outcome {
-    match route {
-        Route::Acquire(request) => match app.service.acquire(request) {
-            Ok(Acquired::Now(state)) => Outcome::Reply(Ok(Reply::lock(state))),
-            Ok(Acquired::Wait(wait)) => Outcome::Wait(wait),
-            Err(error) => Outcome::Reply(Err(error)),
-        },
-        route => Outcome::Reply(handle_short(app, route)),
-    }
-}
-
-/// Every route but an acquire: answered at once.
-fn handle_short(app: &App, route: Route) -> Result<Reply, Error> {
+/// Applies a route to the service: an answer now, or for an acquire that must wait, a wait for
+/// the waiting pool.
+fn handle(app: &App, route: Route) -> Result<Outcome, Error> {
     let service = &app.service;
     let reply = match route {
+        // The one route that may wait: every other is answered now.
+        Route::Acquire(request) => {
+            return Ok(match service.acquire(request)? {
+                Acquired::Now(state) => Outcome::Reply(Reply::lock(state)),
+                Acquired::Wait(wait) => Outcome::Wait(wait),
+            });
+        }
         Route::Greeting => Reply::greeting(GREETING),
         // The snapshot is copied under the lock and rendered after it is released.
         Route::StatusPage => Reply::status_page(
@@ -312,7 +310,6 @@ fn handle_short(app: &App, route: Route) -> Result<Reply, Error> {
             service.remove_peer(peer);
             Reply::text(200, "Ok")
         }
-        Route::Acquire(_) => unreachable!("handled by `handle`"),
         Route::ReleaseLock { peer, semaphore } => {
             service.release_lock(peer, &semaphore)?;
             Reply::text(200, "Ok")
@@ -339,7 +336,7 @@ fn handle_short(app: &App, route: Route) -> Result<Reply, Error> {
             Reply::text(200, "Ok")
         }
     };
-    Ok(reply)
+    Ok(Outcome::Reply(reply))
 }
 
 #[cfg(test)]
