@@ -2,7 +2,7 @@
 //! startup and again on SIGHUP (`reload.rs`).
 //!
 //! This module turns a TOML file into a validated [`Config`] and nothing else: it does not set up
-//! logging (it returns its warnings for `main.rs` to log once logging is up) and it does not know
+//! logging (it returns its warnings for `server.rs` to log once logging is up) and it does not know
 //! the core or HTTP. A configuration error is a single line naming the file, the line and the
 //! offending key, so that an operator sees at once what to fix:
 //!
@@ -152,7 +152,7 @@ pub struct Loaded {
     /// The configuration.
     pub config: Config,
     /// Warnings, one line each. The configuration is read before logging is set up (logging is
-    /// configured by it), so `main.rs` logs these once logging is up.
+    /// configured by it), so `server.rs` logs these once logging is up.
     pub warnings: Vec<String>,
 }
 

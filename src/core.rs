@@ -390,10 +390,11 @@ impl Core {
     ///
     /// `expires_at`, if given, becomes the peer's new deadline when the request succeeds. The
     /// lease it gives (`expires_at - now`) counts from the grant: a lock that queues keeps it,
-    /// and whichever change grants it later moves the peer's deadline to that instant plus the
-    /// lease. A rate limiter that never releases relies on that: its slot is held for the whole
-    /// lease however long it waited. A repeated request for the pending lock replaces the lease
-    /// it carries, if it gives one.
+    /// and whichever change grants it later moves the peer's deadline to at least that instant
+    /// plus the lease (never earlier than it is, so a longer heartbeat since still holds). A
+    /// rate limiter that never releases relies on that: its slot is held for the whole lease
+    /// however long it waited. A repeated request for the pending lock replaces the lease it
+    /// carries, if it gives one.
     pub fn acquire(
         &mut self,
         id: PeerId,
@@ -863,10 +864,18 @@ impl Core {
                     token,
                 });
             }
-            // A lease too long for the clock keeps the deadline it has (leases are capped at a
-            // hundred years on the wire, so this does not happen).
-            if let Some(expires_at) = waiter.lease.and_then(|lease| now.checked_add(lease)) {
-                self.set_deadline(waiter.peer, expires_at);
+            // The lease runs from the grant, but a grant never shortens what a later heartbeat
+            // asked for; so deadlines only move later here, and the expiry thread's alarm stays
+            // early enough. (A lease too long for the clock changes nothing; leases are capped
+            // at a hundred years on the wire, so that does not happen.)
+            let lease_end = waiter.lease.and_then(|lease| now.checked_add(lease));
+            if let Some(lease_end) = lease_end
+                && self
+                    .peers
+                    .get(&waiter.peer)
+                    .is_some_and(|peer| peer.expires_at < lease_end)
+            {
+                self.set_deadline(waiter.peer, lease_end);
             }
             granted.push(waiter.peer);
             sem = &mut self.semaphores[semaphore];
@@ -1197,6 +1206,17 @@ mod tests {
         assert_eq!(expired.peers, vec![1, 2]);
         assert_eq!(expired.granted, vec![3]);
         assert_eq!(deadline(&c, 3, t0 + secs(4)), t0 + secs(33));
+    }
+
+    #[test]
+    fn a_grant_never_shortens_the_lease() {
+        let (mut c, t0) = with_peers(&[("A", 1, 0)], 2);
+        acquire(&mut c, 1, "A", 1, t0);
+        c.acquire(2, "A", 1, Some(t0 + secs(5)), t0).unwrap();
+        // A heartbeat after the request asks for an hour: the grant's 5 s do not cut it short.
+        c.heartbeat(2, t0 + secs(3600)).unwrap();
+        assert_eq!(c.release_lock(1, "A", t0 + secs(1)), Ok(vec![2]));
+        assert_eq!(deadline(&c, 2, t0), t0 + secs(3600));
     }
 
     #[test]

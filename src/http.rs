@@ -3,8 +3,8 @@
 //!
 //! Its job is mapping: a route to a service call, the result to a [`Reply`] (`reply.rs` decides
 //! status codes and headers; `status.rs`, `peers_json.rs` and `metrics.rs` render bodies), the
-//! reply to a tiny_http response. Only this file knows tiny_http. It holds no state of its own
-//! beyond the metrics handle.
+//! reply to a tiny_http response. Only this file (and `server.rs`, which starts the server)
+//! knows tiny_http. It holds no state of its own beyond the metrics handle.
 
 use std::io::Read;
 use std::panic::{self, AssertUnwindSafe};
@@ -342,6 +342,16 @@ fn handle(app: &App, route: Route) -> Result<Outcome, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// README documents these limits (64 KiB bodies and targets, 80 KiB heads); tests elsewhere
+    /// use the constants, so this one pins them to what the documentation says.
+    #[test]
+    fn the_documented_limits() {
+        assert_eq!(BODY_LIMIT, 64 * 1024);
+        assert_eq!(URL_LIMIT, 64 * 1024);
+        assert_eq!(HEAD_LIMIT, 80 * 1024);
+        assert_eq!(crate::routes::MAX_NAME_BYTES, 256);
+    }
 
     #[test]
     fn secrets_compare_equal_only_when_identical() {

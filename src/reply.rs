@@ -26,8 +26,11 @@ const TEXT: &str = "text/plain; charset=utf-8";
 /// An answer before it becomes a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
+    /// The HTTP status code: 200 or 202 for success, the error's code otherwise.
     pub status: u16,
+    /// The `Content-Type` header's value.
     pub content_type: &'static str,
+    /// The body as written, without any further encoding.
     pub body: Vec<u8>,
     /// Headers beyond `Content-Type`, in the order they are written; empty for most answers,
     /// so it does not allocate. Values are static but for fencing tokens.

@@ -30,6 +30,7 @@ const PEER_ID_LIMIT: u64 = 1 << 53;
 /// because two of them are durations that a positional call could swap unnoticed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Acquire {
+    /// The peer that asks.
     pub peer: PeerId,
     /// The semaphore's name, percent-decoded.
     pub semaphore: String,
@@ -45,6 +46,7 @@ pub struct Acquire {
 /// locks it holds (semantics 6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Restore {
+    /// The peer to re-create, with the id the client still holds.
     pub peer: PeerId,
     /// The peer's lease, from now.
     pub expires_in: Duration,
@@ -287,11 +289,11 @@ impl Service {
         semaphores: impl IntoIterator<Item = SemaphoreSettings>,
     ) -> Reconfigured {
         let mut state = self.lock();
-        state.sweep(Instant::now());
-        let result = state.core.reconfigure(semaphores, Instant::now());
+        let now = Instant::now();
+        state.sweep(now);
+        let result = state.core.reconfigure(semaphores, now);
         state.wake(&result.granted);
         state.wake(&result.cancelled);
-        self.rearm_expiry(&state);
         result
     }
 
@@ -330,7 +332,6 @@ impl Service {
         if let Some(granted) = state.core.remove_peer(id, now) {
             state.wake(&[id]);
             state.wake(&granted);
-            self.rearm_expiry(&state);
         }
     }
 
@@ -357,7 +358,7 @@ impl Service {
             state.log_grant(id, &semaphore, token);
         }
         state.wake(&acquisition.granted);
-        if expires_at.is_some() || !acquisition.granted.is_empty() {
+        if expires_at.is_some() {
             self.rearm_expiry(&state);
         }
         match block_for {
@@ -449,9 +450,6 @@ impl Service {
         let granted = state.core.release_lock(id, semaphore, now)?;
         state.wake(&[id]);
         state.wake(&granted);
-        if !granted.is_empty() {
-            self.rearm_expiry(&state);
-        }
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 //! On Unix one thread waits for all three with signal-hook and runs the reload itself, so a stop
 //! that arrives during a reload waits for it to finish. On Windows ctrlc reports Ctrl+C and the
 //! closing of the console; there is no SIGHUP, so a restart with a state file is the way to apply
-//! a new configuration there. This file only delivers signals: what a stop does is `main.rs`'s,
+//! a new configuration there. This file only delivers signals: what a stop does is `server.rs`'s,
 //! what a reload does `reload.rs`'s.
 
 use std::sync::mpsc;

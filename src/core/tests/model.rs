@@ -38,8 +38,8 @@ struct NaivePeer {
     acquired: BTreeMap<String, i64>,
     /// Semaphore, count and arrival number.
     pending: Option<(String, i64, u64)>,
-    /// The lease the pending lock's request asked for: at the grant, the deadline becomes the
-    /// grant's instant plus this.
+    /// The lease the pending lock's request asked for: at the grant, the deadline becomes at
+    /// least the grant's instant plus this.
     lease: Option<Duration>,
 }
 
@@ -105,7 +105,7 @@ impl Naive {
                 peer.pending = None;
                 peer.acquired.insert(sem.to_owned(), count);
                 if let Some(lease) = peer.lease.take() {
-                    peer.expires_at = now + lease;
+                    peer.expires_at = peer.expires_at.max(now + lease);
                 }
                 granted.push(id);
             }

@@ -75,7 +75,7 @@ class Settings:
 
     def holder_name(self, name: Optional[str] = None) -> str:
         """The holder name a new peer gets: ``name`` if given, else ``peer_name``, else
-        ``hostname:pid`` (see the class doc); ``""`` for none."""
+        ``hostname:pid`` (see ``Client``'s ``peer_name``); ``""`` for none."""
         return _wire.holder_name(name, self.peer_name)
 
     def _prepare(self, request: _wire.Request) -> Tuple[str, Dict[str, str], float]:

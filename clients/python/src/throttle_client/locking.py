@@ -20,9 +20,9 @@ from typing import Iterator, Optional
 
 import requests
 
+from ._peers import PeerBook
 from ._waiting import wait_for_grant
 from .errors import LockLost, ThrottleError, UnknownPeer
-from ._peers import PeerBook
 from .local_peers import forget_local_peer, get_local_peer
 from .peer import OnLost, Peer
 
