@@ -496,28 +496,19 @@ mod tests {
         let logger = GelfLogger::new(&config, cell()).unwrap();
         let before = unix_seconds(SystemTime::now());
 
+        let log = |level, target, message: &str| {
+            logger.log(
+                &Record::builder()
+                    .level(level)
+                    .target(target)
+                    .args(format_args!("{message}"))
+                    .build(),
+            );
+        };
         // Below the logger's level: not sent.
-        logger.log(
-            &Record::builder()
-                .level(Level::Debug)
-                .target("throttle::core")
-                .args(format_args!("too chatty"))
-                .build(),
-        );
-        logger.log(
-            &Record::builder()
-                .level(Level::Error)
-                .target("throttle::http")
-                .args(format_args!("answer {}", 42))
-                .build(),
-        );
-        logger.log(
-            &Record::builder()
-                .level(Level::Info)
-                .target("throttle")
-                .args(format_args!("last"))
-                .build(),
-        );
+        log(Level::Debug, "throttle::core", "too chatty");
+        log(Level::Error, "throttle::http", "answer 42");
+        log(Level::Info, "throttle", "last");
 
         // Loopback keeps the order of datagrams: had the DEBUG record been sent, it would come
         // first. Each came from the logger's own socket.
