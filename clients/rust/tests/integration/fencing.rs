@@ -8,7 +8,7 @@ use std::thread;
 
 use throttle_client::{Client, Error, LockState, default_peer_name};
 
-use crate::support::{Proxy, Server, eventually, ms, secs, throughout};
+use crate::support::{Proxy, Server, eventually, join_within, ms, secs, throughout};
 
 #[test]
 fn a_guard_carries_its_fencing_token_and_a_new_grant_a_larger_one() {
@@ -29,6 +29,36 @@ fn a_guard_carries_its_fencing_token_and_a_new_grant_a_larger_one() {
     let state = client.peer_state(second.peer_id()).unwrap();
     assert_eq!(state.fencing_tokens["A"], second.fencing_token().unwrap());
     assert!(!second.is_lost());
+}
+
+/// A guard granted while it waits (the answer of a long poll, not of the first request) carries
+/// a token too, larger than the one of the holder it waited for.
+#[test]
+fn a_guard_granted_after_waiting_carries_a_larger_token() {
+    let server = Server::start();
+    let client = server.client();
+    let holder = client.lock("A").acquire().unwrap();
+    let before = holder.fencing_token().expect("the server sends tokens");
+    let waiter = {
+        let client = client.clone();
+        thread::spawn(move || {
+            let guard = client.lock("A").timeout(secs(60)).acquire().unwrap();
+            guard.fencing_token()
+        })
+    };
+    eventually(secs(10), "the waiter to queue", || {
+        client
+            .list_peers()
+            .unwrap()
+            .iter()
+            .any(|p| !p.pending.is_empty())
+    });
+    drop(holder);
+    let token = join_within(waiter, secs(10), "the waiter to be granted");
+    assert!(
+        token.is_some_and(|token| token > before),
+        "{token:?} after {before}"
+    );
 }
 
 #[test]
