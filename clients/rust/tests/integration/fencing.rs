@@ -8,7 +8,7 @@ use std::thread;
 
 use throttle_client::{Client, Error, LockState, default_peer_name};
 
-use crate::support::{Proxy, Server, eventually, join_within, ms, secs, throughout};
+use crate::support::{Proxy, Server, eventually, join_within, ms, secs, someone_waits, throughout};
 
 #[test]
 fn a_guard_carries_its_fencing_token_and_a_new_grant_a_larger_one() {
@@ -46,13 +46,7 @@ fn a_guard_granted_after_waiting_carries_a_larger_token() {
             guard.fencing_token()
         })
     };
-    eventually(secs(10), "the waiter to queue", || {
-        client
-            .list_peers()
-            .unwrap()
-            .iter()
-            .any(|p| !p.pending.is_empty())
-    });
+    eventually(secs(10), "the waiter to queue", || someone_waits(&client));
     drop(holder);
     let token = join_within(waiter, secs(10), "the waiter to be granted");
     assert!(

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use throttle_client::{Cancel, Client, Error};
 
-use crate::support::{Server, eventually, join_within, ms, secs, throughout};
+use crate::support::{Server, eventually, join_within, ms, secs, someone_waits, throughout};
 
 #[test]
 fn a_guard_holds_its_count_until_dropped() {
@@ -75,13 +75,7 @@ fn a_cancelled_wait_ends_at_once_and_leaves_no_pending_lock_behind() {
             (waited.map(drop), Instant::now())
         })
     };
-    eventually(secs(10), "the waiter is queued", || {
-        client
-            .list_peers()
-            .unwrap()
-            .iter()
-            .any(|p| !p.pending.is_empty())
-    });
+    eventually(secs(10), "the waiter is queued", || someone_waits(&client));
     let cancelled_at = Instant::now();
     cancel.cancel();
     // Without a timeout, a wait the cancel did not end would go on for ever.

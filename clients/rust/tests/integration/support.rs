@@ -315,6 +315,15 @@ pub fn throughout(span: Duration, what: &str, mut condition: impl FnMut() -> boo
     }
 }
 
+/// Whether a peer of the server waits for a lock: a waiter's request has arrived and is queued.
+pub fn someone_waits(client: &Client) -> bool {
+    client
+        .list_peers()
+        .unwrap()
+        .iter()
+        .any(|peer| !peer.pending.is_empty())
+}
+
 pub fn ms(millis: u64) -> Duration {
     Duration::from_millis(millis)
 }
