@@ -496,25 +496,32 @@ mod tests {
         let logger = GelfLogger::new(&config, cell()).unwrap();
         let before = unix_seconds(SystemTime::now());
 
+        let log = |level, target, message: &str| {
+            logger.log(
+                &Record::builder()
+                    .level(level)
+                    .target(target)
+                    .args(format_args!("{message}"))
+                    .build(),
+            );
+        };
         // Below the logger's level: not sent.
-        logger.log(
-            &Record::builder()
-                .level(Level::Debug)
-                .target("throttle::core")
-                .args(format_args!("too chatty"))
-                .build(),
-        );
-        logger.log(
-            &Record::builder()
-                .level(Level::Error)
-                .target("throttle::http")
-                .args(format_args!("answer {}", 42))
-                .build(),
-        );
+        log(Level::Debug, "throttle::core", "too chatty");
+        log(Level::Error, "throttle::http", "answer 42");
+        log(Level::Info, "throttle", "last");
 
-        let mut buffer = [0; 65536];
-        let (length, _) = collector.recv_from(&mut buffer).unwrap();
-        let mut json = parse_json(std::str::from_utf8(&buffer[..length]).unwrap());
+        // Loopback keeps the order of datagrams: had the DEBUG record been sent, it would come
+        // first. Each came from the logger's own socket.
+        let own = logger.socket.local_addr().unwrap().port();
+        let receive = || {
+            let mut buffer = [0; 65536];
+            let (length, sender) = collector.recv_from(&mut buffer).unwrap();
+            assert_eq!(sender.port(), own, "a datagram from someone else");
+            parse_json(std::str::from_utf8(&buffer[..length]).unwrap())
+        };
+        let mut json = receive();
+        let last = receive();
+        assert_eq!(last["short_message"], "last", "{last}");
         let timestamp = json["timestamp"].take().as_f64().unwrap();
         assert!(
             before <= timestamp && timestamp <= unix_seconds(SystemTime::now()),

@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use throttle::http::BODY_LIMIT;
 
-use common::{Client, PROMPTLY, Server};
+use common::{Client, PROMPTLY, Server, join_within};
 
 const CONFIG: &str = r#"
 [semaphores]
@@ -604,7 +604,10 @@ fn a_burst_of_new_connections_is_served() {
         .cloned()
         .map(|client| std::thread::spawn(move || (client.get("/health").status, client)))
         .collect();
-    let answers: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let answers: Vec<_> = threads
+        .into_iter()
+        .map(|thread| join_within(thread, PROMPTLY, "/health to be answered"))
+        .collect();
     assert!(answers.iter().all(|(status, _)| *status == 200));
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -626,10 +629,7 @@ fn stalled_bodies_do_not_block_others() {
         })
         .collect();
     let client = Client::new(server.addr);
-    let started = Instant::now();
     let health = std::thread::spawn(move || client.get("/health").status);
-    while !health.is_finished() && started.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(health.is_finished(), "/health not answered within 10 s");
+    let status = join_within(health, PROMPTLY, "/health to be answered");
+    assert_eq!(status, 200);
 }

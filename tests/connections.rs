@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 struct Server {
@@ -30,18 +31,20 @@ fn start() -> Server {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let address = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        if let Some((_, rest)) = line.split_once("Listening on http://") {
-            break rest.trim().to_owned();
+    // A thread reads stderr for the whole life of the server, so it never blocks on a full
+    // pipe, and hands over the address; waiting for it is bounded.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if let Some((_, rest)) = line.split_once("Listening on http://") {
+                let _ = sender.send(rest.trim().to_owned());
+            }
         }
-    };
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
+    });
+    let address = receiver
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the server logs its address within 10 s");
     Server { child, address }
 }
 

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Client, PROMPTLY, Server};
+use common::{Client, PROMPTLY, Server, join_within};
 
 const CONFIG: &str = r#"
 [semaphores]
@@ -99,7 +99,11 @@ fn three_hundred_waiting_long_polls_are_granted_in_order() {
         .collect();
     server.wait_for_long_polls(WAITERS);
     server.release(holder, "mutex").expect(200, "");
-    let statuses: Vec<u16> = polls.into_iter().map(|p| p.join().unwrap()).collect();
+    // Each waiter is granted when the one before it releases: a lost wake-up stops the chain.
+    let statuses: Vec<u16> = polls
+        .into_iter()
+        .map(|poll| join_within(poll, PROMPTLY, "the next waiter to be granted"))
+        .collect();
     assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
     assert_eq!(*order.lock().unwrap(), (0..WAITERS).collect::<Vec<_>>());
     assert_eq!(

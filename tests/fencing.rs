@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 use throttle::routes::MAX_NAME_BYTES;
 
-use common::{PROMPTLY, Reply, Server};
+use common::{PROMPTLY, Reply, Server, answered};
 // The state file tests need signals, so they run on Unix only.
 #[cfg(unix)]
 use common::TempDir;
@@ -64,7 +64,7 @@ fn every_grant_carries_a_larger_token_and_a_held_lock_keeps_its_own() {
     let long_poll = server.acquire_in_background(two, "A", 2, "?block_for=1m");
     server.wait_for_long_polls(1);
     server.release(one, "A").expect(200, "");
-    let (granted, _) = long_poll.join().unwrap();
+    let (granted, _) = answered(long_poll);
     let second = token(&granted);
     assert!(second > first, "{second} after {first}");
     let third = token(&server.acquire(three, "M", 1, ""));
@@ -268,7 +268,7 @@ fn a_long_poll_whose_peer_expires_meanwhile_says_so() {
     token(&server.acquire(holder, "M", 1, ""));
     let waiter = server.new_peer_for("500ms");
     let long_poll = server.acquire_in_background(waiter, "M", 1, "?block_for=1m");
-    let (reply, _) = long_poll.join().unwrap();
+    let (reply, _) = answered(long_poll);
     reply.expect(400, "Unknown peer");
     assert_eq!(reply.header("Throttle-Peer-State"), Some("expired"));
 }

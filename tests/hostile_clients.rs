@@ -339,8 +339,9 @@ fn assert_health_served_five_times(addr: SocketAddr) {
     }
 }
 
-/// More clients that never read than workers may run at once (twice the CPUs): each holds a
-/// running worker in a blocked write, and the rest of the pool must still serve others.
+/// More clients that never read than workers may run at once (twice the CPUs): once their
+/// answers fill the socket buffers (a worker that wrote to them blocking would hold it), the
+/// pool must still serve others.
 #[test]
 fn clients_that_never_read_beyond_the_running_workers_do_not_stop_others() {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -360,11 +361,45 @@ fn clients_that_never_read_beyond_the_running_workers_do_not_stop_others() {
         .into_iter()
         .map(|writer| writer.join().expect("writer thread"))
         .collect();
-    // Let their answers fill the socket buffers, so that their workers block.
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until_answers_stall(&server, hostile);
     assert_health_served_five_times(server.addr);
     drop(hostile_connections);
     assert_served(server.addr);
+}
+
+/// Waits until the server has answered at least `at_least` of the `/metrics` requests that
+/// clients which never read pipelined, and then stopped answering them: their answers fill the
+/// socket buffers, which is the state the tests of such clients rely on. The scrapes made here
+/// are answered `/metrics` requests too; each is counted before the next one is rendered, so
+/// they are subtracted exactly.
+#[track_caller]
+fn wait_until_answers_stall(server: &Server, at_least: usize) {
+    const ANSWERED: &str = r#"throttle_requests_total{route="metrics",status="200"}"#;
+    // Unchanged over this many scrapes, 100 ms apart, counts as stalled.
+    const STILL: usize = 3;
+    let deadline = Instant::now() + PROMPTLY;
+    let mut scrapes = 0.0;
+    let mut last = None;
+    let mut unchanged = 0;
+    loop {
+        let answered = server.metric(ANSWERED).unwrap_or(0.0) - scrapes;
+        scrapes += 1.0;
+        unchanged = if last == Some(answered) {
+            unchanged + 1
+        } else {
+            0
+        };
+        if answered >= at_least as f64 && unchanged >= STILL {
+            return;
+        }
+        last = Some(answered);
+        assert!(
+            Instant::now() < deadline,
+            "answers to clients that never read did not stall within {PROMPTLY:?}: \
+             {answered} answered, at least {at_least} expected"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

@@ -9,6 +9,9 @@ use std::time::Duration;
 use std::time::Instant;
 
 use common::{PROMPTLY, Process, STARTUP, Server, TempDir, run_to_exit};
+// Only the shutdown tests, on Unix, wait for a long poll.
+#[cfg(unix)]
+use common::join_within;
 
 const CONFIG: &str = r#"
 [semaphores]
@@ -286,7 +289,7 @@ mod signals {
 
         let signalled = Instant::now();
         server.process.signal(signal);
-        let (reply, _) = poll.join().unwrap();
+        let (reply, _) = join_within(poll, SHUTDOWN, "the long poll to be answered at shutdown");
         reply.expect(202, "");
         let answered = signalled.elapsed();
         assert!(

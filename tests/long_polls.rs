@@ -7,7 +7,7 @@ mod common;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{PROMPTLY, Reply, Server};
+use common::{PROMPTLY, Reply, Server, answered};
 
 const CONFIG: &str = r#"
 [semaphores]
@@ -33,7 +33,7 @@ fn a_release_answers_the_waiting_long_poll() {
     let server = Server::start(CONFIG);
     let (holder, waiter, poll) = waiting_behind_a_holder(&server);
     server.release(holder, "mutex").expect(200, "");
-    let (reply, waited) = poll.join().unwrap();
+    let (reply, waited) = answered(poll);
     reply.expect(200, "");
     assert!(waited < LONG / 2, "answered after {waited:?}");
     assert!(server.is_acquired(waiter));
@@ -48,10 +48,7 @@ fn an_expiry_answers_the_waiting_long_poll() {
         .acquire(holder, "mutex", 1, "?expires_in=500ms")
         .expect(200, "");
     let started = Instant::now();
-    let (reply, _) = server
-        .acquire_in_background(waiter, "mutex", 1, "?block_for=30s")
-        .join()
-        .unwrap();
+    let (reply, _) = answered(server.acquire_in_background(waiter, "mutex", 1, "?block_for=30s"));
     reply.expect(200, "");
     let waited = started.elapsed();
     assert!(waited < LONG / 2, "answered after {waited:?}");
@@ -86,7 +83,7 @@ fn a_long_poll_whose_pending_lock_is_released_gets_202() {
     let server = Server::start(CONFIG);
     let (_holder, waiter, poll) = waiting_behind_a_holder(&server);
     server.release(waiter, "mutex").expect(200, "");
-    let (reply, waited) = poll.join().unwrap();
+    let (reply, waited) = answered(poll);
     reply.expect(202, "");
     assert!(waited < LONG / 2, "answered after {waited:?}");
     assert_eq!(
@@ -100,7 +97,7 @@ fn a_long_poll_whose_peer_is_removed_gets_unknown_peer() {
     let server = Server::start(CONFIG);
     let (_holder, waiter, poll) = waiting_behind_a_holder(&server);
     server.delete(&format!("/peers/{waiter}")).expect(200, "");
-    let (reply, waited) = poll.join().unwrap();
+    let (reply, waited) = answered(poll);
     reply.expect(400, "Unknown peer");
     assert!(waited < LONG / 2, "answered after {waited:?}");
 }
@@ -159,14 +156,14 @@ fn waiting_requests_never_occupy_every_worker() {
     timed("a release", &|| {
         server.release(holder, "mutex").expect(200, "");
     });
-    let (reply, waited) = first.join().unwrap();
+    let (reply, waited) = answered(first);
     reply.expect(200, "");
     assert!(
         waited < Duration::from_secs(50),
         "answered after {waited:?}"
     );
     server.release(waiters[0], "mutex").expect(200, "");
-    let (reply, waited) = second.join().unwrap();
+    let (reply, waited) = answered(second);
     reply.expect(200, "");
     assert!(
         waited < Duration::from_secs(50),
@@ -196,7 +193,7 @@ fn many_waiters_are_all_answered() {
     let mut previous = holder;
     for (&waiter, poll) in waiters.iter().zip(polls) {
         server.release(previous, "mutex").expect(200, "");
-        let (reply, _) = poll.join().unwrap();
+        let (reply, _) = answered(poll);
         reply.expect(200, "");
         previous = waiter;
     }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{PROMPTLY, Server};
+use common::{PROMPTLY, Server, answered};
 
 const BEFORE: &str = r#"
 [semaphores]
@@ -55,7 +55,7 @@ fn sighup_applies_a_new_configuration_to_the_live_state() {
     reload(&server, AFTER, "ok", 1.0);
 
     // A grown max grants the waiter at once.
-    let (reply, _) = waiting.join().unwrap();
+    let (reply, _) = answered(waiting);
     reply.expect(200, "");
     assert_eq!(server.remainder("grown"), 0);
     // A shrunk max keeps the held count and blocks what does not fit.

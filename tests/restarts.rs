@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{PROMPTLY, STARTUP, Server, TempDir, run_to_exit};
+use common::{PROMPTLY, STARTUP, Server, TempDir, answered, run_to_exit};
 
 const CONFIG: &str = r#"
 [semaphores]
@@ -163,7 +163,7 @@ fn after_kill_9_newcomers_wait_through_the_grace_period_while_holders_restore() 
     assert_eq!(server.remainder("M"), 0);
     assert!(!server.is_acquired(newcomer));
     server.release(holder, "M").expect(200, "");
-    let (reply, _) = poll.join().unwrap();
+    let (reply, _) = answered(poll);
     reply.expect(200, "");
     assert_eq!(server.remainder("M"), 0);
 }
@@ -173,10 +173,7 @@ fn grace_without_a_state_file_grants_waiters_when_it_ends() {
     let started = Instant::now();
     let server = Server::start_with(CONFIG, &["--grace", "1500ms"], &[]);
     let peer = server.new_peer();
-    let (reply, _) = server
-        .acquire_in_background(peer, "M", 1, "?block_for=60s")
-        .join()
-        .unwrap();
+    let (reply, _) = answered(server.acquire_in_background(peer, "M", 1, "?block_for=60s"));
     reply.expect(200, "");
     // Granted by the expiry thread at the end of the grace period, not earlier.
     let waited = started.elapsed();

@@ -6,7 +6,7 @@ mod common;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{PROMPTLY, Server};
+use common::{PROMPTLY, Server, answered, join_within};
 
 const CONFIG: &str = r#"
 [semaphores]
@@ -69,6 +69,7 @@ fn long_polls_are_answered_in_fifo_order() {
             let poll = server.acquire_in_background(waiter, "mutex", 1, "?block_for=60s");
             let sender = sender.clone();
             std::thread::spawn(move || {
+                // The test waits for the answers on the channel, each bounded by PROMPTLY.
                 let (reply, _) = poll.join().unwrap();
                 let _ = sender.send((waiter, reply.status));
             })
@@ -86,7 +87,7 @@ fn long_polls_are_answered_in_fifo_order() {
         previous = waiter;
     }
     for poll in polls {
-        poll.join().unwrap();
+        join_within(poll, PROMPTLY, "a long poll's thread to end");
     }
 }
 
@@ -122,7 +123,7 @@ fn shrinking_a_held_lock_releases_the_difference_and_wakes_a_waiter() {
     let poll = server.acquire_in_background(waiter, "A", 2, "?block_for=60s");
     server.wait_for_long_polls(1);
     server.acquire(holder, "A", 1, "").expect(200, "");
-    let (reply, waited) = poll.join().unwrap();
+    let (reply, waited) = answered(poll);
     reply.expect(200, "");
     assert!(
         waited < Duration::from_secs(30),
@@ -183,10 +184,8 @@ fn an_expired_peer_releases_its_locks() {
         .acquire(peer, "mutex", 1, "?expires_in=300ms")
         .expect(200, "");
     let waiter = server.new_peer();
-    let (reply, waited) = server
-        .acquire_in_background(waiter, "mutex", 1, "?block_for=30s")
-        .join()
-        .unwrap();
+    let (reply, waited) =
+        answered(server.acquire_in_background(waiter, "mutex", 1, "?block_for=30s"));
     reply.expect(200, "");
     assert!(
         waited < Duration::from_secs(20),

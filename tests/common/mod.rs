@@ -606,6 +606,29 @@ pub fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> RawAnswer {
     }
 }
 
+/// Waits for `thread` to end and returns what it returned, failing the test with `what` once
+/// `within` has passed: a test waiting for something that never happens fails with a reason
+/// instead of hanging (a long poll would otherwise wait for its whole `block_for`). A panic of
+/// the thread is passed on.
+#[track_caller]
+pub fn join_within<T>(thread: JoinHandle<T>, within: Duration, what: &str) -> T {
+    let deadline = Instant::now() + within;
+    while !thread.is_finished() {
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        thread::sleep(Duration::from_millis(5));
+    }
+    thread
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// The answer of a long poll of [`Server::acquire_in_background`] that should come at once (the
+/// test has granted it, withdrawn it or stopped the server), bounded by [`PROMPTLY`].
+#[track_caller]
+pub fn answered(poll: JoinHandle<(Reply, Duration)>) -> (Reply, Duration) {
+    join_within(poll, PROMPTLY, "the long poll to be answered")
+}
+
 /// Percent-encodes `text` as one path segment or query value: every byte but the unreserved
 /// ones of RFC 3986.
 pub fn encode(text: &str) -> String {

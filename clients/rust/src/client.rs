@@ -559,32 +559,10 @@ impl Client {
         let url = format!("{}{path}", self.base_url);
         let timeout = Some(timeout.unwrap_or(ANSWER_MARGIN));
         let mut response = match method {
-            Method::Get => self
-                .authorize(self.agent.get(&url))
-                .config()
-                .timeout_global(timeout)
-                .build()
-                .call(),
-            Method::Delete => self
-                .authorize(self.agent.delete(&url))
-                .config()
-                .timeout_global(timeout)
-                .build()
-                .call(),
-            Method::Put(body) => self
-                .authorize(self.agent.put(&url))
-                .header("Content-Type", "application/json")
-                .config()
-                .timeout_global(timeout)
-                .build()
-                .send(body.as_str()),
-            Method::Post(body) => self
-                .authorize(self.agent.post(&url))
-                .header("Content-Type", "application/json")
-                .config()
-                .timeout_global(timeout)
-                .build()
-                .send(body.as_str()),
+            Method::Get => self.prepare(self.agent.get(&url), timeout).call(),
+            Method::Delete => self.prepare(self.agent.delete(&url), timeout).call(),
+            Method::Put(body) => send_json(self.prepare(self.agent.put(&url), timeout), body),
+            Method::Post(body) => send_json(self.prepare(self.agent.post(&url), timeout), body),
         }?;
         let status = response.status().as_u16();
         let header = |name: &str| {
@@ -605,13 +583,29 @@ impl Client {
         })
     }
 
-    /// Adds the `Authorization` header if a token is set.
-    fn authorize<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        match &self.authorization {
+    /// Adds what every request carries: the `Authorization` header if a token is set, and the
+    /// time limit of one attempt.
+    fn prepare<B>(
+        &self,
+        request: ureq::RequestBuilder<B>,
+        timeout: Option<Duration>,
+    ) -> ureq::RequestBuilder<B> {
+        let request = match &self.authorization {
             Some(value) => request.header("Authorization", &**value),
             None => request,
-        }
+        };
+        request.config().timeout_global(timeout).build()
     }
+}
+
+/// Sends `body` as JSON, the only kind of body the server takes.
+fn send_json(
+    request: ureq::RequestBuilder<ureq::typestate::WithBody>,
+    body: &str,
+) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+    request
+        .header("Content-Type", "application/json")
+        .send(body)
 }
 
 /// Server errors that a later attempt may not meet. Those that say the request itself cannot

@@ -37,6 +37,84 @@ const EARLY_FRACTION: f64 = 0.5;
 /// The shortest pause between two heartbeats, whatever the lease.
 const SHORTEST_HEARTBEAT: Duration = Duration::from_millis(10);
 
+/// What both lock builders ask of a lock; they differ only in the peer that will hold it.
+#[derive(Clone, Debug)]
+struct Wanted<'a> {
+    semaphore: &'a str,
+    count: i64,
+    timeout: Option<Duration>,
+    cancel: Option<Cancel>,
+}
+
+impl<'a> Wanted<'a> {
+    fn new(semaphore: &'a str) -> Wanted<'a> {
+        Wanted {
+            semaphore,
+            count: 1,
+            timeout: None,
+            cancel: None,
+        }
+    }
+
+    /// Waits for the lock on `core`'s peer (see [`PeerCore::acquire`]).
+    fn acquire_on(self, core: Arc<PeerCore>) -> Result<LockGuard, Error> {
+        let wait = Wait {
+            timeout: self.timeout,
+            cancel: self.cancel.as_ref(),
+        };
+        PeerCore::acquire(core, self.semaphore, self.count, wait)
+    }
+}
+
+/// The setters of [`Wanted`] on a lock builder, written once for both: the public methods of
+/// [`LockBuilder`] and [`PeerLockBuilder`] that ask the same of a lock.
+macro_rules! wanted_setters {
+    ($builder:ident) => {
+        impl $builder<'_> {
+            /// The count of the lock (default 1), the units of the resource it stands for. It
+            /// may not exceed the semaphore's `max`.
+            pub fn count(mut self, count: i64) -> Self {
+                self.wanted.count = count;
+                self
+            }
+
+            /// Give up waiting after `timeout` with [`Error::Timeout`] (default: wait as long
+            /// as it takes).
+            pub fn timeout(mut self, timeout: Duration) -> Self {
+                self.wanted.timeout = Some(timeout);
+                self
+            }
+
+            /// Lets another thread end the wait: once `cancel` is [cancelled](Cancel::cancel),
+            /// this acquire fails with [`Error::Cancelled`] within a round trip, and nothing
+            /// stays queued. A program that waits for a lock and must stop on a signal
+            /// (`throttle lock` does) hands a clone of the handle to the thread that sees the
+            /// signal.
+            ///
+            /// ```no_run
+            /// use throttle_client::{Cancel, Client, Error};
+            ///
+            /// let cancel = Cancel::new();
+            /// let stopper = cancel.clone();
+            /// std::thread::spawn(move || {
+            ///     // ... on Ctrl+C, or when the job is called off:
+            ///     stopper.cancel();
+            /// });
+            /// let client = Client::new("http://localhost:8000");
+            /// match client.lock("db").cancel_with(&cancel).acquire() {
+            ///     Ok(_guard) => { /* use the database */ }
+            ///     Err(Error::Cancelled) => { /* called off; nothing is queued */ }
+            ///     Err(other) => eprintln!("{other}"),
+            /// }
+            /// ```
+            pub fn cancel_with(mut self, cancel: &Cancel) -> Self {
+                self.wanted.cancel = Some(cancel.clone());
+                self
+            }
+        }
+    };
+}
+
 impl Client {
     /// Starts building a lock on `semaphore`, taken on a peer of its own:
     ///
@@ -56,12 +134,9 @@ impl Client {
     pub fn lock<'a>(&'a self, semaphore: &'a str) -> LockBuilder<'a> {
         LockBuilder {
             client: self,
-            semaphore,
-            count: 1,
-            timeout: None,
+            wanted: Wanted::new(semaphore),
             expires_in: DEFAULT_EXPIRES_IN,
             on_lost: None,
-            cancel: None,
         }
     }
 
@@ -99,42 +174,27 @@ pub type OnLost = Arc<dyn Fn(PeerId) + Send + Sync>;
 #[must_use = "a lock builder does nothing until `acquire` is called"]
 pub struct LockBuilder<'a> {
     client: &'a Client,
-    semaphore: &'a str,
-    count: i64,
-    timeout: Option<Duration>,
+    wanted: Wanted<'a>,
     expires_in: Duration,
     on_lost: Option<OnLost>,
-    cancel: Option<Cancel>,
 }
 
 impl fmt::Debug for LockBuilder<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LockBuilder")
-            .field("semaphore", &self.semaphore)
-            .field("count", &self.count)
-            .field("timeout", &self.timeout)
+            .field("semaphore", &self.wanted.semaphore)
+            .field("count", &self.wanted.count)
+            .field("timeout", &self.wanted.timeout)
             .field("expires_in", &self.expires_in)
             .field("on_lost", &self.on_lost.is_some())
-            .field("cancel", &self.cancel)
+            .field("cancel", &self.wanted.cancel)
             .finish_non_exhaustive()
     }
 }
 
+wanted_setters!(LockBuilder);
+
 impl LockBuilder<'_> {
-    /// The count of the lock (default 1), the units of the resource it stands for. It may not
-    /// exceed the semaphore's `max`.
-    pub fn count(mut self, count: i64) -> Self {
-        self.count = count;
-        self
-    }
-
-    /// Give up waiting after `timeout` with [`Error::Timeout`] (default: wait as long as it
-    /// takes).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
     /// The lease of the lock's peer (default [`DEFAULT_EXPIRES_IN`]): how long the server keeps
     /// the lock after its holder stopped sending heartbeats.
     pub fn expires_in(mut self, expires_in: Duration) -> Self {
@@ -168,32 +228,6 @@ impl LockBuilder<'_> {
         self
     }
 
-    /// Lets another thread end the wait: once `cancel` is [cancelled](Cancel::cancel), this
-    /// acquire fails with [`Error::Cancelled`] within a round trip, and nothing stays queued.
-    /// A program that waits for a lock and must stop on a signal (`throttle lock` does) hands
-    /// a clone of the handle to the thread that sees the signal.
-    ///
-    /// ```no_run
-    /// use throttle_client::{Cancel, Client, Error};
-    ///
-    /// let cancel = Cancel::new();
-    /// let stopper = cancel.clone();
-    /// std::thread::spawn(move || {
-    ///     // ... on Ctrl+C, or when the job is called off:
-    ///     stopper.cancel();
-    /// });
-    /// let client = Client::new("http://localhost:8000");
-    /// match client.lock("db").cancel_with(&cancel).acquire() {
-    ///     Ok(_guard) => { /* use the database */ }
-    ///     Err(Error::Cancelled) => { /* called off; nothing is queued */ }
-    ///     Err(other) => eprintln!("{other}"),
-    /// }
-    /// ```
-    pub fn cancel_with(mut self, cancel: &Cancel) -> Self {
-        self.cancel = Some(cancel.clone());
-        self
-    }
-
     /// Creates a peer, waits until the lock is granted, and returns a guard that keeps it alive
     /// and releases it when dropped.
     ///
@@ -206,11 +240,7 @@ impl LockBuilder<'_> {
         if let Some(callback) = self.on_lost {
             *lock(&core.shared.on_lost) = Some(callback);
         }
-        let wait = Wait {
-            timeout: self.timeout,
-            cancel: self.cancel.as_ref(),
-        };
-        PeerCore::acquire(core, self.semaphore, self.count, wait)
+        self.wanted.acquire_on(core)
     }
 }
 
@@ -355,10 +385,7 @@ impl Peer {
     pub fn lock<'a>(&'a self, semaphore: &'a str) -> PeerLockBuilder<'a> {
         PeerLockBuilder {
             peer: self,
-            semaphore,
-            count: 1,
-            timeout: None,
-            cancel: None,
+            wanted: Wanted::new(semaphore),
         }
     }
 }
@@ -368,42 +395,17 @@ impl Peer {
 #[must_use = "a lock builder does nothing until `acquire` is called"]
 pub struct PeerLockBuilder<'a> {
     peer: &'a Peer,
-    semaphore: &'a str,
-    count: i64,
-    timeout: Option<Duration>,
-    cancel: Option<Cancel>,
+    wanted: Wanted<'a>,
 }
 
+wanted_setters!(PeerLockBuilder);
+
 impl PeerLockBuilder<'_> {
-    /// The count of the lock (default 1). It may not exceed the semaphore's `max`.
-    pub fn count(mut self, count: i64) -> Self {
-        self.count = count;
-        self
-    }
-
-    /// Give up waiting after `timeout` with [`Error::Timeout`] (default: wait as long as it
-    /// takes).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// Lets another thread end the wait with [`Error::Cancelled`], as
-    /// [`LockBuilder::cancel_with`] does.
-    pub fn cancel_with(mut self, cancel: &Cancel) -> Self {
-        self.cancel = Some(cancel.clone());
-        self
-    }
-
     /// Waits until the lock is granted and returns a guard that releases it when dropped. On
     /// timeout, or any other error, the pending lock is withdrawn; the peer keeps the locks it
     /// held before. Fails with [`Error::AlreadyLocked`] if the peer holds this semaphore.
     pub fn acquire(self) -> Result<LockGuard, Error> {
-        let wait = Wait {
-            timeout: self.timeout,
-            cancel: self.cancel.as_ref(),
-        };
-        PeerCore::acquire(self.peer.core.clone(), self.semaphore, self.count, wait)
+        self.wanted.acquire_on(self.peer.core.clone())
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use throttle_client::{Error, PeerId};
 
-use crate::support::{FakeServer, Server, eventually, ms, secs};
+use crate::support::{FakeServer, Server, eventually, join_within, ms, secs};
 
 fn map(entries: &[(&str, i64)]) -> BTreeMap<String, i64> {
     entries
@@ -112,7 +112,7 @@ fn a_long_poll_answers_as_soon_as_the_lock_is_granted() {
             .any(|p| p.id == waiter && !p.pending.is_empty())
     });
     client.release(holder).unwrap();
-    let (granted, waited) = waiting.join().unwrap();
+    let (granted, waited) = join_within(waiting, secs(10), "the long poll to be granted");
     assert!(granted);
     assert!(waited < secs(20), "waited {waited:?}");
 }

@@ -8,7 +8,7 @@ use std::thread;
 
 use throttle_client::{Client, Error, LockState, default_peer_name};
 
-use crate::support::{Proxy, Server, eventually, ms, secs};
+use crate::support::{Proxy, Server, eventually, join_within, ms, secs, someone_waits, throughout};
 
 #[test]
 fn a_guard_carries_its_fencing_token_and_a_new_grant_a_larger_one() {
@@ -29,6 +29,30 @@ fn a_guard_carries_its_fencing_token_and_a_new_grant_a_larger_one() {
     let state = client.peer_state(second.peer_id()).unwrap();
     assert_eq!(state.fencing_tokens["A"], second.fencing_token().unwrap());
     assert!(!second.is_lost());
+}
+
+/// A guard granted while it waits (the answer of a long poll, not of the first request) carries
+/// a token too, larger than the one of the holder it waited for.
+#[test]
+fn a_guard_granted_after_waiting_carries_a_larger_token() {
+    let server = Server::start();
+    let client = server.client();
+    let holder = client.lock("A").acquire().unwrap();
+    let before = holder.fencing_token().expect("the server sends tokens");
+    let waiter = {
+        let client = client.clone();
+        thread::spawn(move || {
+            let guard = client.lock("A").timeout(secs(60)).acquire().unwrap();
+            guard.fencing_token()
+        })
+    };
+    eventually(secs(10), "the waiter to queue", || someone_waits(&client));
+    drop(holder);
+    let token = join_within(waiter, secs(10), "the waiter to be granted");
+    assert!(
+        token.is_some_and(|token| token > before),
+        "{token:?} after {before}"
+    );
 }
 
 #[test]
@@ -106,10 +130,12 @@ fn a_heartbeat_that_cannot_get_through_until_the_lease_ran_out_reports_lock_lost
     proxy.set_cut(false);
     eventually(secs(10), "the lost lease to be noticed", || guard.is_lost());
     assert_eq!(called.load(Ordering::SeqCst), 1);
-    // Not restored: the other holder keeps the lock alone, the lost peer stays gone.
-    thread::sleep(ms(700));
-    assert!(matches!(direct.peer_state(peer), Err(Error::LockLost)));
-    assert_eq!(direct.remainder("A").unwrap(), 0);
+    // Not restored: for longer than a heartbeat interval, the other holder keeps the lock
+    // alone and the lost peer stays gone.
+    throughout(ms(700), "the lost peer is not restored", || {
+        matches!(direct.peer_state(peer), Err(Error::LockLost))
+            && direct.remainder("A").unwrap() == 0
+    });
     assert!(matches!(guard.release(), Err(Error::LockLost)));
     drop(other);
 }
@@ -122,11 +148,14 @@ fn a_waiting_lock_whose_peer_expired_reports_lock_lost() {
     let proxy = Proxy::to(&server);
     let client = proxy.client().with_retry_budget(secs(30));
     let peer = client.peer(secs(1)).unwrap();
+    let id = peer.id();
     let waiting = thread::spawn(move || {
         let result = peer.lock("A").acquire();
         (result.map(drop), peer.is_lost())
     });
-    thread::sleep(ms(200));
+    eventually(secs(10), "the waiter to queue", || {
+        !direct.is_acquired(id).unwrap()
+    });
     proxy.set_cut(true);
     eventually(secs(10), "the waiter to expire", || {
         direct.list_peers().unwrap().len() == 1

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use throttle_client::{Cancel, Client, Error};
 
-use crate::support::{Server, eventually, ms, secs};
+use crate::support::{Server, eventually, join_within, ms, secs, someone_waits, throughout};
 
 #[test]
 fn a_guard_holds_its_count_until_dropped() {
@@ -75,16 +75,11 @@ fn a_cancelled_wait_ends_at_once_and_leaves_no_pending_lock_behind() {
             (waited.map(drop), Instant::now())
         })
     };
-    eventually(secs(10), "the waiter is queued", || {
-        client
-            .list_peers()
-            .unwrap()
-            .iter()
-            .any(|p| !p.pending.is_empty())
-    });
+    eventually(secs(10), "the waiter is queued", || someone_waits(&client));
     let cancelled_at = Instant::now();
     cancel.cancel();
-    let (waited, ended) = waiter.join().unwrap();
+    // Without a timeout, a wait the cancel did not end would go on for ever.
+    let (waited, ended) = join_within(waiter, secs(10), "the cancelled wait to end");
     assert!(matches!(waited, Err(Error::Cancelled)), "{waited:?}");
     // Cut short on the server, not at the end of a five-second slice.
     assert!(ended - cancelled_at < secs(3), "{:?}", ended - cancelled_at);
@@ -154,10 +149,10 @@ fn the_heartbeat_keeps_a_lock_past_its_expires_in() {
     let server = Server::start();
     let client = server.client();
     let guard = client.lock("A").expires_in(ms(300)).acquire().unwrap();
-    // Hold the lock for several leases.
-    thread::sleep(ms(1200));
-    assert_eq!(client.remainder("A").unwrap(), 0);
-    assert!(client.is_acquired(guard.peer_id()).unwrap());
+    // Holding the lock for several leases is what is tested: it never lapses meanwhile.
+    throughout(ms(1200), "the heartbeat keeps the lock", || {
+        client.remainder("A").unwrap() == 0 && client.is_acquired(guard.peer_id()).unwrap()
+    });
     let peers = client.list_peers().unwrap();
     assert_eq!(peers[0].id, guard.peer_id());
     assert!(peers[0].expires_in() <= ms(300));

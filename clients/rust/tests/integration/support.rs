@@ -290,6 +290,40 @@ pub fn eventually(within: Duration, what: &str, mut condition: impl FnMut() -> b
     }
 }
 
+/// Joins `thread` once it has ended, failing the test if it has not within `within`: a thread
+/// that waits for something that never happens fails the test instead of hanging it.
+#[track_caller]
+pub fn join_within<T>(thread: thread::JoinHandle<T>, within: Duration, what: &str) -> T {
+    eventually(within, what, || thread.is_finished());
+    thread
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// Checks `condition` every few milliseconds for `span`, failing the test the first time it does
+/// not hold: for claims that something lasts ("the heartbeat keeps the lock for several
+/// leases"), where a sleep and one check at the end would miss a lapse in between.
+#[track_caller]
+pub fn throughout(span: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let end = Instant::now() + span;
+    loop {
+        assert!(condition(), "not throughout {span:?}: {what}");
+        if Instant::now() >= end {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether a peer of the server waits for a lock: a waiter's request has arrived and is queued.
+pub fn someone_waits(client: &Client) -> bool {
+    client
+        .list_peers()
+        .unwrap()
+        .iter()
+        .any(|peer| !peer.pending.is_empty())
+}
+
 pub fn ms(millis: u64) -> Duration {
     Duration::from_millis(millis)
 }
