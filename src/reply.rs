@@ -137,12 +137,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn client_errors_map_to_400_and_conflicts_to_409() {
-        assert_eq!(status(&Error::UnknownPeer), 400);
-        assert_eq!(status(&Error::UnknownSemaphore), 400);
-        assert_eq!(status(&Error::SecondPendingLock), 409);
-        assert_eq!(status(&Error::CountTooLarge { count: 2, max: 1 }), 409);
-        assert_eq!(status(&Error::TooManyPeers { limit: 1 }), 503);
+    fn every_error_has_its_status() {
+        let conflict = 409;
+        let cases = [
+            (Error::UnknownPeer, 400),
+            (Error::ExpiredPeer, 400),
+            (Error::InvalidFencingToken(1), 400),
+            (Error::InvalidName(String::new()), 400),
+            (Error::UnknownSemaphore, 400),
+            (Error::InvalidCount, 400),
+            (Error::InvalidBody(String::new()), 400),
+            (Error::InvalidDuration(String::new()), 400),
+            (Error::InvalidRequest(String::new()), 400),
+            (Error::BodyTooLarge { limit: 1 }, 413),
+            (Error::CountTooLarge { count: 2, max: 1 }, conflict),
+            (
+                Error::LockHierarchyViolation {
+                    level: 1,
+                    current: 1,
+                },
+                conflict,
+            ),
+            (Error::SecondPendingLock, conflict),
+            (
+                Error::LockCountChange {
+                    held: 1,
+                    requested: 2,
+                },
+                conflict,
+            ),
+            (Error::RestoreConflict, conflict),
+            (Error::CountOverflow, conflict),
+            (Error::NotFound, 404),
+            (Error::Unauthorized, 401),
+            (Error::LengthRequired, 411),
+            (Error::TooManyPeers { limit: 1 }, 503),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(status(&error), expected, "{error:?}");
+        }
     }
 
     #[track_caller]

@@ -43,6 +43,28 @@ async def test_a_grant_carries_a_token_a_repeat_keeps_it(aclient: AsyncClient) -
     await other.remove_from_server()
 
 
+async def test_a_lock_granted_while_its_long_poll_waits_carries_a_larger_token(
+    aclient: AsyncClient,
+) -> None:
+    holder = await AsyncPeer.create(aclient)
+    waiter = await AsyncPeer.create(aclient)
+    assert await holder.acquire("A")
+    held = holder.fencing_token("A")
+    poll = asyncio.create_task(waiter.acquire("A", block_for=MINUTE))
+
+    async def queued() -> bool:
+        return (await aclient.peer_state(waiter.id)).pending == {"A": 1}
+
+    # Queued by the long poll itself: the grant below answers that request.
+    await eventually(queued, "the long poll")
+    await holder.remove_from_server()
+    assert await asyncio.wait_for(poll, timeout=10)
+    granted = waiter.fencing_token("A")
+    assert held is not None and granted is not None and granted > held
+    assert (await aclient.peer_state(waiter.id)).fencing_tokens == {"A": granted}
+    await waiter.remove_from_server()
+
+
 async def test_lock_yields_the_peer_with_the_token(url: str, aclient: AsyncClient) -> None:
     async with lock(url, "A") as peer:
         token = peer.fencing_token("A")

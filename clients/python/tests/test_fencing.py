@@ -165,6 +165,25 @@ def test_a_pending_lock_has_no_token_and_its_grant_a_larger_one(client: Client) 
     waiter.remove_from_server()
 
 
+def test_a_lock_granted_while_its_long_poll_waits_carries_a_larger_token(client: Client) -> None:
+    holder, waiter = Peer(client), Peer(client)
+    assert holder.acquire("A")
+    held = holder.fencing_token("A")
+    answers: List[bool] = []
+    poll = threading.Thread(target=lambda: answers.append(waiter.acquire("A", block_for=MINUTE)))
+    poll.start()
+    # Queued by the long poll itself: the grant below answers that request.
+    wait_until(lambda: client.peer_state(waiter.id).pending == {"A": 1}, what="the long poll")
+    holder.remove_from_server()
+    poll.join(timeout=10)
+    assert not poll.is_alive(), "the long poll was not answered within 10 s"
+    assert answers == [True]
+    granted = waiter.fencing_token("A")
+    assert held is not None and granted is not None and granted > held
+    assert client.peer_state(waiter.id).fencing_tokens == {"A": granted}
+    waiter.remove_from_server()
+
+
 def test_lock_yields_the_peer_with_the_token(url: str, client: Client) -> None:
     with lock(url, "A") as peer:
         token = peer.fencing_token("A")
