@@ -86,16 +86,9 @@ fn sighup_applies_a_new_configuration_to_the_live_state() {
         .lines
         .wait_for(PROMPTLY, |line| line.contains(" DEBUG "))
         .expect("DEBUG lines after the reload");
-    assert!(
-        server
-            .process
-            .lines
-            .all()
-            .iter()
-            .any(|line| line.contains("Configuration reloaded: 1 added, 2 changed, 1 removed")),
-        "{:#?}",
-        server.process.lines.all()
-    );
+    server.process.lines.assert_logged(|line| {
+        line.contains("Configuration reloaded: 1 added, 2 changed, 1 removed")
+    });
 }
 
 #[test]

@@ -86,16 +86,9 @@ fn after_sigterm_holders_keep_their_locks_and_newcomers_wait() {
     assert_eq!(stop(server, "TERM"), Some(0));
 
     let server = start(&state, &[]);
-    assert!(
-        server
-            .process
-            .lines
-            .all()
-            .iter()
-            .any(|line| line.contains("Loaded 1 peers") && line.contains("shut down cleanly")),
-        "{:#?}",
-        server.process.lines.all()
-    );
+    server.process.lines.assert_logged(|line| {
+        line.contains("Loaded 1 peers") && line.contains("shut down cleanly")
+    });
     // No grace period after a clean shutdown: the state is known.
     assert_eq!(server.metric("throttle_grace_remaining_seconds"), Some(0.0));
     let newcomer = server.new_peer();
@@ -133,16 +126,10 @@ fn after_kill_9_newcomers_wait_through_the_grace_period_while_holders_restore() 
     let status = server.get("/status.json").json();
     assert!(status["grace_remaining_ms"].as_u64().is_some(), "{status}");
     server.get("/health").expect(200, "Ok");
-    assert!(
-        server
-            .process
-            .lines
-            .all()
-            .iter()
-            .any(|line| line.contains("Grace period of")),
-        "{:#?}",
-        server.process.lines.all()
-    );
+    server
+        .process
+        .lines
+        .assert_logged(|line| line.contains("Grace period of"));
     // The holder notices the restart and restores: served at once, even in the grace period.
     heartbeat(&server, holder).expect(400, "Unknown peer");
     restore(&server, holder).expect(200, "");
@@ -248,14 +235,10 @@ fn check_bad_file(write: impl Fn(&Path), problem: &str) {
     let (_, state) = state_in(&dir);
     let server = start(&state, &["--state-file-reset"]);
     assert!(server.get("/peers/").json().as_array().unwrap().is_empty());
-    assert!(
-        server
-            .process
-            .lines
-            .all()
-            .iter()
-            .any(|line| line.contains(" WARN ") && line.contains("--state-file-reset")),
-    );
+    server
+        .process
+        .lines
+        .assert_logged(|line| line.contains(" WARN ") && line.contains("--state-file-reset"));
 }
 
 /// A real state file with one peer holding `M`.
@@ -319,14 +302,9 @@ fn a_state_file_that_cannot_be_written_at_shutdown_is_an_error() {
     std::fs::remove_dir_all(&sub).unwrap();
     let lines = server.process.lines.clone();
     assert_eq!(stop(server, "TERM"), Some(1));
-    assert!(
-        lines
-            .all()
-            .iter()
-            .any(|line| line.contains(" ERROR ") && line.contains("cannot write the state file")),
-        "{:#?}",
-        lines.all()
-    );
+    lines.assert_logged(|line| {
+        line.contains(" ERROR ") && line.contains("cannot write the state file")
+    });
 }
 
 #[test]

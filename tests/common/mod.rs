@@ -111,6 +111,13 @@ impl Lines {
         self.0.0.lock().unwrap().lines.clone()
     }
 
+    /// Fails the test, showing every line, unless a line so far matches `predicate`.
+    #[track_caller]
+    pub fn assert_logged(&self, predicate: impl Fn(&str) -> bool) {
+        let lines = self.all();
+        assert!(lines.iter().any(|line| predicate(line)), "{lines:#?}");
+    }
+
     /// Waits until a line satisfies `predicate` and returns it; `None` if the pipe closed or
     /// `timeout` passed first.
     pub fn wait_for(&self, timeout: Duration, predicate: impl Fn(&str) -> bool) -> Option<String> {
