@@ -1,7 +1,7 @@
 //! The HTTP shell: a fixed pool of worker threads pulls requests from tiny_http, reads the body
 //! (bounded), asks `routes.rs` what the request means, calls the service and writes the answer.
 //!
-//! Its job is mapping: a route to a service call, the result to a [`Reply`] (`reply.rs` decides
+//! Its job is mapping: a route to a service call, the result to a `Reply` (`reply.rs` decides
 //! status codes and headers; `status.rs`, `peers_json.rs` and `metrics.rs` render bodies), the
 //! reply to a tiny_http response. Only this file (and `server.rs`, which starts the server)
 //! knows tiny_http. It holds no state of its own beyond the metrics handle.

@@ -16,25 +16,31 @@
 //! none of the above but the command line and the logger.
 #![forbid(unsafe_code)]
 
+// Public: what the executable, the fuzz targets, the examples and the integration tests use.
+// Private: the rest. Not only tidiness: the functions of a public module are compiled as exported
+// ones, which changes what the optimizer inlines even under LTO. With every module public the
+// static binary was 2,513,832 bytes, with these private 2,386,856 (before the split, as one
+// binary crate: 2,378,664).
+
 pub mod cli;
 pub mod client_cli;
-pub mod config;
+mod config;
 pub mod core;
 pub mod error;
-pub mod expiry;
+mod expiry;
 pub mod fd_limit;
 pub mod http;
-pub mod lease_watch;
-pub mod logging;
-pub mod metrics;
-pub mod peers_json;
-pub mod reload;
-pub mod reply;
-pub mod restart;
+mod lease_watch;
+mod logging;
+mod metrics;
+mod peers_json;
+mod reload;
+mod reply;
+mod restart;
 pub mod routes;
 pub mod server;
 pub mod service;
-pub mod signals;
-pub mod state_file;
-pub mod status;
-pub mod waiting;
+mod signals;
+mod state_file;
+mod status;
+mod waiting;
