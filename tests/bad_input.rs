@@ -7,7 +7,7 @@ mod common;
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use throttle::http::BODY_LIMIT;
+use throttle_server::workers::BODY_LIMIT;
 
 use common::{Client, PROMPTLY, Server, join_within};
 

@@ -7,7 +7,7 @@ mod common;
 
 use std::thread;
 use std::time::{Duration, Instant};
-use throttle::routes::MAX_NAME_BYTES;
+use throttle_server::routes::MAX_NAME_BYTES;
 
 use common::{PROMPTLY, Reply, Server, answered};
 // The state file tests need signals, so they run on Unix only.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
-use throttle::http::HEAD_LIMIT;
+use throttle_server::workers::HEAD_LIMIT;
 
 use common::{Client, PROMPTLY, Server};
 

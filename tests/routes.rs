@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Client, Server, encode, metric};
-use throttle::http::BODY_LIMIT;
+use throttle_server::workers::BODY_LIMIT;
 
 const CONFIG: &str = r#"
 [semaphores]

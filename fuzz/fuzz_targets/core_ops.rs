@@ -29,9 +29,9 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use throttle::core::{Core, LockState, PeerId, SemaphoreSettings};
-use throttle::error::Error;
-use throttle::routes::MAX_DURATION;
+use throttle_core::{Core, LockState, PeerId, SemaphoreSettings};
+use throttle_core::Error;
+use throttle_server::routes::MAX_DURATION;
 
 /// Names the harness uses; `Z` is never configured.
 const NAMES: [&str; 5] = ["A", "B", "C", "D", "Z"];

@@ -19,9 +19,9 @@
 use std::collections::BTreeSet;
 
 use libfuzzer_sys::fuzz_target;
-use throttle::core::{Core, PeerId, SemaphoreSettings};
-use throttle::routes::{Route, route};
-use throttle::service::Service;
+use throttle_core::{Core, PeerId, SemaphoreSettings};
+use throttle_server::routes::{Route, route};
+use throttle_server::service::Service;
 
 const METHODS: [&str; 8] = ["GET", "PUT", "POST", "DELETE", "HEAD", "PATCH", "get", ""];
 const MAX_PEERS: usize = 16;

@@ -17,8 +17,8 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use throttle::routes::{MAX_DURATION, Route, negotiate, route};
-use throttle::service::{Acquire, Restore};
+use throttle_server::routes::{MAX_DURATION, Route, negotiate, route};
+use throttle_server::service::{Acquire, Restore};
 
 const METHODS: [&str; 8] = ["GET", "PUT", "POST", "DELETE", "HEAD", "PATCH", "get", ""];
 

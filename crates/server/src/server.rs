@@ -1,0 +1,155 @@
+//! Starting and stopping a server: reads the configuration, starts logging, loads the state
+//! file, and wires the service, the worker pool, the waiting pool, the expiry thread and the
+//! signal handlers together; at a stop it takes them down in order and writes the state file.
+//! It decides nothing about requests: that is `http.rs` and below.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::metrics::Metrics;
+use crate::options::Options;
+use crate::service::Service;
+use crate::workers::App;
+use crate::{
+    config, expiry, fd_limit, lease_watch, logging, persistence, reload, signals, workers,
+};
+use throttle_core::{Core, SemaphoreSettings};
+
+/// How long a shutdown waits for long polls to write their last answers.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The limits tiny_http keeps for every connection: the options' timeouts, `max_connections`
+/// (fitted to the open-files limit by [`fd_limit::fit_connections`]) and the HTTP layer's bounds
+/// on heads and bodies. `examples/floor.rs` serves with the same.
+pub fn connection_limits(
+    options: &Options,
+    max_connections: usize,
+) -> throttle_http::ConnectionLimits {
+    throttle_http::ConnectionLimits {
+        max_connections,
+        idle_timeout: Some(options.idle_timeout),
+        request_timeout: options.request_timeout,
+        max_head_bytes: workers::HEAD_LIMIT,
+        max_body_bytes: workers::BODY_LIMIT,
+    }
+}
+
+/// Runs the server until a termination signal arrives.
+pub fn serve(options: Options) -> Result<(), String> {
+    let loaded = config::load(options.configuration.as_deref())?;
+    logging::init(&loaded.config.logging)?;
+    for warning in &loaded.warnings {
+        log::warn!("{warning}");
+    }
+    log::info!("Starting throttle {}", env!("CARGO_PKG_VERSION"));
+
+    let state_file = options
+        .state_file
+        .clone()
+        .or(loaded.config.state.file.clone());
+    let saved = match &state_file {
+        Some(file) => persistence::read(file, options.state_file_reset)?,
+        None => None,
+    };
+    let semaphores = loaded
+        .config
+        .semaphores
+        .into_iter()
+        .map(SemaphoreSettings::from);
+    let mut core = Core::new(semaphores);
+    let grace = persistence::Previous::of(saved.as_ref()).grace(options.grace);
+    let leases = lease_watch::LeaseWatch::default();
+    persistence::apply(
+        &mut core,
+        state_file.as_deref(),
+        saved.as_ref(),
+        grace,
+        &leases,
+        Instant::now(),
+        SystemTime::now(),
+    )?;
+    drop(saved);
+    let service = Arc::new(Service::new(core, options.max_peers));
+    service.leases().note(leases.longest());
+    let metrics = Metrics::new().map_err(|e| format!("cannot set up metrics: {e}"))?;
+    // The environment wins over the file, so the secret need not be written into it.
+    let fixed = reload::Fixed {
+        token: loaded.config.auth.token.clone(),
+        state_file: loaded.config.state.file.clone(),
+    };
+    let token = std::env::var("THROTTLE_TOKEN")
+        .ok()
+        .filter(|token| !token.is_empty())
+        .or(loaded.config.auth.token);
+    if token.is_some() {
+        log::info!("Access control on: every route but / and /health needs the token");
+    }
+    let app = Arc::new(App {
+        service: service.clone(),
+        metrics,
+        token,
+    });
+
+    let (max_connections, open_files) = fd_limit::fit_connections(options.max_connections);
+    match open_files {
+        Some(limit) if max_connections < options.max_connections => log::warn!(
+            "The open-files limit is {limit} (ulimit -n): serving at most {max_connections} \
+             connections, not {}",
+            options.max_connections
+        ),
+        _ => log::info!("Serving up to {max_connections} connections at once"),
+    }
+    let limits = connection_limits(&options, max_connections);
+    let server =
+        throttle_http::Server::http_with_limits((options.address.as_str(), options.port), limits)
+            .map_err(|e| format!("cannot listen on {}:{}: {e}", options.address, options.port))?;
+    let server = Arc::new(server);
+    match server.server_addr().to_ip() {
+        Some(address) => log::info!("Listening on http://{address}"),
+        None => log::info!("Listening on {}", server.server_addr()),
+    }
+    // Only now is the loaded file replaced by the "running" marker: a start that fails before
+    // (a port in use) leaves it as it was.
+    let keeper = match state_file {
+        Some(file) => {
+            let next_token = service.inspect(|core, _, _| core.next_token());
+            Some(persistence::Keeper::start(
+                file,
+                service.leases().clone(),
+                next_token,
+            )?)
+        }
+        None => None,
+    };
+
+    // Register the handlers before starting threads, so an early signal is not lost.
+    let signals = {
+        let (app, configuration) = (app.clone(), options.configuration.clone());
+        signals::Signals::install(move || {
+            reload::reload(configuration.as_deref(), &fixed, &app.service, &app.metrics);
+        })?
+    };
+    let expiry = expiry::spawn(service.clone()).map_err(|e| format!("cannot start: {e}"))?;
+    let pools = workers::spawn_pools(&server, &app, options.workers, options.max_waiters)
+        .map_err(|e| format!("cannot start the worker threads: {e}"))?;
+
+    signals.wait_for_stop();
+    log::info!("Shutting down");
+    server.stop_accepting();
+    service.shut_down();
+    // Waiting long polls are answered 202 now; their threads end once they have written it.
+    pools.waiting.shut_down(SHUTDOWN_GRACE);
+    for _ in &pools.workers {
+        server.unblock();
+    }
+    for worker in pools.workers {
+        let _ = worker.join();
+    }
+    let _ = expiry.join();
+    signals.close();
+    if let Some(keeper) = keeper {
+        keeper.finish(&service)?;
+    }
+    log::info!("Stopped");
+    Ok(())
+}

@@ -1,0 +1,779 @@
+//! The shared state of a running server: the [`Core`] behind one `parking_lot` mutex, plus the
+//! wake-ups around it (one condition variable per waiting peer, one for the expiry thread).
+//!
+//! Every operation locks, reads the clock once, sweeps expired peers, calls the core and wakes
+//! exactly the waiters whose state changed: a release among 500 waiters wakes the one it grants,
+//! not 500. No I/O happens under the lock; parsing and answering are `http.rs`'s job.
+//!
+//! An acquire never blocks: a long poll that must wait gets a [`Wait`], and only
+//! [`Service::wait`] blocks on it, on a thread of the waiting pool (`waiting.rs`). So the
+//! workers that serve releases, heartbeats and scrapes are never taken by waiting clients.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use std::ops::{Deref, DerefMut};
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
+
+use crate::error::Error;
+use crate::lease_watch::LeaseWatch;
+use throttle_core::restarts::Reconfigured;
+use throttle_core::{Core, LockState, PeerId, SemaphoreSettings, Token};
+
+/// Peer ids stay below 2^53 so that JavaScript clients can hold them in a number.
+const PEER_ID_LIMIT: u64 = 1 << 53;
+
+/// A request for a lock, from routing (`routes.rs`) to [`Service::acquire`]. Named fields,
+/// because two of them are durations that a positional call could swap unnoticed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acquire {
+    /// The peer that asks.
+    pub peer: PeerId,
+    /// The semaphore's name, percent-decoded.
+    pub semaphore: String,
+    /// At least 1; checked by the core.
+    pub count: i64,
+    /// The lease to give the peer: from now, and if the lock queues, again from its grant.
+    pub expires_in: Option<Duration>,
+    /// How long the request may wait for the grant (a long poll); `None` answers at once.
+    pub block_for: Option<Duration>,
+}
+
+/// A restore, from routing to [`Service::restore`]: a client re-creates its peer with the
+/// locks it holds (semantics 6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restore {
+    /// The peer to re-create, with the id the client still holds.
+    pub peer: PeerId,
+    /// The peer's lease, from now.
+    pub expires_in: Duration,
+    /// The acquired locks: semaphore to count.
+    pub acquired: BTreeMap<String, i64>,
+    /// Fencing tokens of (some of) the restored locks; every name is one of `acquired`.
+    pub tokens: BTreeMap<String, Token>,
+    /// The holder's name, if it gives one.
+    pub name: Option<String>,
+}
+
+/// The answer of [`Service::acquire`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Acquired {
+    /// Answer with this now.
+    Now(Answer),
+    /// Pending, and the request may wait: hand this to [`Service::wait`].
+    Wait(Wait),
+}
+
+/// What an acquire answers: the lock is held, with its fencing token, or still pending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Acquired(Token),
+    Pending,
+}
+
+/// A long poll that waits for its lock: what [`Service::wait`] needs to know. Only
+/// [`Service::acquire`] makes one, for a lock it found pending.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Wait {
+    peer: PeerId,
+    semaphore: String,
+    deadline: Instant,
+}
+
+/// Counters kept beside the core, for the metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LongPolls {
+    /// Requests waiting right now.
+    pub waiting: usize,
+    /// Long polls answered at once because no waiting thread could take them, since start.
+    pub refused: u64,
+}
+
+/// The state shared by all worker threads and the expiry thread.
+pub struct Service {
+    state: Mutex<State>,
+    /// Wakes the expiry thread when a deadline earlier than the one it sleeps for appears.
+    expiry: Condvar,
+    /// Live peers at most: a flood of `new_peer` must not exhaust memory.
+    max_peers: usize,
+    /// The longest lease granted, for the state file's marker (`restart.rs`).
+    leases: Arc<LeaseWatch>,
+}
+
+/// The state, locked for the expiry thread: it expires what is due and sleeps on the
+/// condition variable that `Service::rearm_expiry` signals when an earlier deadline appears.
+pub struct ExpiryWatch<'a> {
+    state: Locked<'a>,
+    expiry: &'a Condvar,
+}
+
+/// When the expiry thread should look again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alarm {
+    /// At the earliest deadline (a peer's, or the end of the grace period).
+    At(Instant),
+    /// Only when woken: no peer exists, so nothing can expire.
+    Never,
+    /// The server shuts down: the thread ends.
+    Stop,
+}
+
+impl ExpiryWatch<'_> {
+    /// Releases the locks of every overdue peer, wakes whom that concerns, and says when
+    /// there is work again. The alarm is recorded, so a request that moves the earliest
+    /// deadline before it knows to wake the thread.
+    pub fn expire_due(&mut self) -> Alarm {
+        if self.state.shutting_down {
+            return Alarm::Stop;
+        }
+        self.state.sweep(Instant::now());
+        self.state.expiry_alarm = self.state.core.next_deadline();
+        match self.state.expiry_alarm {
+            Some(deadline) => Alarm::At(deadline),
+            None => Alarm::Never,
+        }
+    }
+
+    /// Sleeps, with the lock released, until the alarm or until woken (an earlier deadline,
+    /// or shutdown). Wake-ups may come early: the caller looks again either way.
+    pub fn sleep(&mut self, alarm: Alarm) {
+        match alarm {
+            Alarm::At(deadline) => {
+                self.expiry.wait_until(&mut self.state.guard, deadline);
+            }
+            Alarm::Never => self.expiry.wait(&mut self.state.guard),
+            Alarm::Stop => {}
+        }
+    }
+}
+
+/// The long polls of one peer.
+#[derive(Default)]
+struct Waiters {
+    wake: Arc<Condvar>,
+    /// Waits of this peer running now.
+    running: usize,
+    /// Numbers each wait of this peer; only the newest waits on. A peer is one client with at
+    /// most one pending lock, so an older wait is one it gave up on (say, its HTTP client timed
+    /// out and asked again): answered 202 at once, it leaves its thread for others instead of
+    /// holding it for the rest of its `block_for`.
+    newest: u64,
+}
+
+struct State {
+    core: Core,
+    /// One wake-up per peer with requests waiting in [`Service::wait`].
+    waiters: HashMap<PeerId, Waiters>,
+    long_polls: LongPolls,
+    /// The deadline the expiry thread sleeps until; `None` while it sleeps without one.
+    expiry_alarm: Option<Instant>,
+    shutting_down: bool,
+}
+
+/// The state, locked. A panic while it is held aborts the process (see [`AbortOnPanic`]).
+struct Locked<'a> {
+    guard: MutexGuard<'a, State>,
+    _abort: AbortOnPanic,
+}
+
+impl Deref for Locked<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
+/// Aborts the process when dropped by a panic. A panic while the bookkeeping is locked may have
+/// left it half changed, and serving on from it could hand out more than `max`; a restart (the
+/// supervisor's job) and the clients' restore give a consistent state again. Panics anywhere
+/// else (parsing, rendering, the HTTP layer) only cost the request they happen in.
+struct AbortOnPanic;
+
+impl Drop for AbortOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            log::error!("A panic while the state was locked: aborting to protect the counts");
+            std::process::abort();
+        }
+    }
+}
+
+impl State {
+    /// Releases the locks of every overdue peer, so no request ever sees a peer past its
+    /// deadline, and wakes whom that concerns.
+    fn sweep(&mut self, now: Instant) {
+        self.core.forget_expired(now);
+        if self
+            .core
+            .next_deadline()
+            .is_none_or(|deadline| deadline > now)
+        {
+            return;
+        }
+        let expired = self.core.expire(now);
+        if log::log_enabled!(log::Level::Debug) {
+            for &id in &expired.peers {
+                let name = expired.names.iter().find(|(named, _)| *named == id);
+                match name {
+                    Some((_, name)) => log::debug!("Peer {id} ({name:?}) expired"),
+                    None => log::debug!("Peer {id} expired"),
+                }
+            }
+        }
+        if expired.grace_ended {
+            log::info!(
+                "Grace period over: granting new locks again ({} waiting locks granted)",
+                expired.granted.len()
+            );
+        }
+        self.wake(&expired.peers);
+        self.wake(&expired.granted);
+    }
+
+    /// Logs a grant (debug), with the holder's name if it has one.
+    fn log_grant(&self, id: PeerId, semaphore: &str, token: Token) {
+        if log::log_enabled!(log::Level::Debug) {
+            match self.core.name_of(id) {
+                Some(name) => log::debug!(
+                    "Peer {id} ({name:?}) holds {semaphore:?} with fencing token {token}"
+                ),
+                None => log::debug!("Peer {id} holds {semaphore:?} with fencing token {token}"),
+            }
+        }
+    }
+
+    fn wake(&self, peers: &[PeerId]) {
+        for id in peers {
+            if let Some(waiters) = self.waiters.get(id) {
+                waiters.wake.notify_all();
+            }
+        }
+    }
+}
+
+impl Service {
+    /// Serves `core` with at most `max_peers` peers live.
+    pub fn new(core: Core, max_peers: usize) -> Service {
+        Service {
+            state: Mutex::new(State {
+                core,
+                waiters: HashMap::new(),
+                long_polls: LongPolls::default(),
+                expiry_alarm: None,
+                shutting_down: false,
+            }),
+            expiry: Condvar::new(),
+            max_peers,
+            leases: Arc::default(),
+        }
+    }
+
+    /// The longest lease granted so far, with a wake-up when it grows.
+    pub fn leases(&self) -> &Arc<LeaseWatch> {
+        &self.leases
+    }
+
+    /// Applies a reloaded configuration's semaphores to the live state (see
+    /// [`Core::reconfigure`]) and wakes the waiters it granted or cancelled.
+    pub fn reconfigure(
+        &self,
+        semaphores: impl IntoIterator<Item = SemaphoreSettings>,
+    ) -> Reconfigured {
+        let mut state = self.lock();
+        let now = Instant::now();
+        state.sweep(now);
+        let result = state.core.reconfigure(semaphores, now);
+        state.wake(&result.granted);
+        state.wake(&result.cancelled);
+        result
+    }
+
+    /// Creates a peer with a fresh random id and the holder's name, if given.
+    pub fn new_peer(&self, expires_in: Duration, name: Option<&str>) -> Result<PeerId, Error> {
+        self.leases.note(expires_in);
+        loop {
+            let id = rand::random_range(0..PEER_ID_LIMIT);
+            let mut state = self.lock();
+            let now = Instant::now();
+            state.sweep(now);
+            self.check_peer_limit(&state)?;
+            if state.core.new_peer(id, now + expires_in) {
+                state.core.set_name(id, name);
+                self.rearm_expiry(&state);
+                return Ok(id);
+            }
+        }
+    }
+
+    pub fn heartbeat(&self, id: PeerId, expires_in: Duration) -> Result<(), Error> {
+        self.leases.note(expires_in);
+        let mut state = self.lock();
+        let now = Instant::now();
+        state.sweep(now);
+        state.core.heartbeat(id, now + expires_in)?;
+        self.rearm_expiry(&state);
+        Ok(())
+    }
+
+    /// Removes the peer and its locks. Unknown peers are fine: the result is the same.
+    pub fn remove_peer(&self, id: PeerId) {
+        let mut state = self.lock();
+        let now = Instant::now();
+        state.sweep(now);
+        if let Some(granted) = state.core.remove_peer(id, now) {
+            state.wake(&[id]);
+            state.wake(&granted);
+        }
+    }
+
+    /// Asks for a lock. Never blocks: when the lock is pending and the request may wait
+    /// (`block_for`), the answer is a [`Wait`] for [`Service::wait`], which only the pool of
+    /// waiting threads calls (`waiting.rs`), so a worker serving short requests never waits.
+    pub fn acquire(&self, request: Acquire) -> Result<Acquired, Error> {
+        let Acquire {
+            peer: id,
+            semaphore,
+            count,
+            expires_in,
+            block_for,
+        } = request;
+        if let Some(lease) = expires_in {
+            self.leases.note(lease);
+        }
+        let mut state = self.lock();
+        let now = Instant::now();
+        state.sweep(now);
+        let expires_at = expires_in.map(|d| now + d);
+        let acquisition = state.core.acquire(id, &semaphore, count, expires_at, now)?;
+        if let Some(token) = acquisition.token {
+            state.log_grant(id, &semaphore, token);
+        }
+        state.wake(&acquisition.granted);
+        if expires_at.is_some() {
+            self.rearm_expiry(&state);
+        }
+        match block_for {
+            Some(block_for)
+                if acquisition.state == LockState::Pending
+                    && !block_for.is_zero()
+                    && !state.shutting_down =>
+            {
+                Ok(Acquired::Wait(Wait {
+                    peer: id,
+                    semaphore,
+                    // A deadline rather than a duration, so early wake-ups don't extend it;
+                    // saturating, because `block_for` is capped far below the clock's end.
+                    deadline: now.checked_add(block_for).unwrap_or(now),
+                }))
+            }
+            _ => Ok(Acquired::Now(match acquisition.token {
+                Some(token) => Answer::Acquired(token),
+                None => Answer::Pending,
+            })),
+        }
+    }
+
+    /// Waits until the lock is granted or the deadline has passed. Ends early if the peer
+    /// disappears (`Unknown peer`), if its pending lock is released by another request or a
+    /// newer long poll of the same peer starts waiting (both answered as still pending), or at
+    /// shutdown. The lease asked for was started at the grant by the core.
+    pub fn wait(&self, wait: Wait) -> Result<Answer, Error> {
+        let Wait {
+            peer: id,
+            semaphore,
+            deadline,
+        } = wait;
+        let mut state = self.lock();
+        state.sweep(Instant::now());
+        let (waiter, ticket) = {
+            let waiters = state.waiters.entry(id).or_default();
+            waiters.running += 1;
+            waiters.newest += 1;
+            // An older wait of the same peer ends now (see `Waiters::newest`).
+            waiters.wake.notify_all();
+            (waiters.wake.clone(), waiters.newest)
+        };
+        state.long_polls.waiting += 1;
+        let mut timed_out = false;
+        let outcome = loop {
+            match state.core.lock_state(id, &semaphore) {
+                Err(error) => break Err(error),
+                Ok(Some(LockState::Acquired)) => match state.core.token(id, &semaphore) {
+                    Some(token) => {
+                        state.log_grant(id, &semaphore, token);
+                        break Ok(Answer::Acquired(token));
+                    }
+                    None => break Ok(Answer::Pending),
+                },
+                Ok(None) => break Ok(Answer::Pending),
+                Ok(Some(LockState::Pending)) if timed_out || state.shutting_down => {
+                    break Ok(Answer::Pending);
+                }
+                Ok(Some(LockState::Pending))
+                    if state.waiters.get(&id).is_some_and(|w| w.newest != ticket) =>
+                {
+                    break Ok(Answer::Pending);
+                }
+                Ok(Some(LockState::Pending)) => {}
+            }
+            timed_out = waiter.wait_until(&mut state.guard, deadline).timed_out();
+            state.sweep(Instant::now());
+        };
+        state.long_polls.waiting -= 1;
+        if let Entry::Occupied(mut entry) = state.waiters.entry(id) {
+            entry.get_mut().running -= 1;
+            if entry.get().running == 0 {
+                entry.remove();
+            }
+        }
+        outcome.map_err(Error::from)
+    }
+
+    /// Counts a long poll answered at once because no thread could wait for it.
+    pub fn refused_long_poll(&self) {
+        self.lock().long_polls.refused += 1;
+    }
+
+    pub fn release_lock(&self, id: PeerId, semaphore: &str) -> Result<(), Error> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        state.sweep(now);
+        let granted = state.core.release_lock(id, semaphore, now)?;
+        state.wake(&[id]);
+        state.wake(&granted);
+        Ok(())
+    }
+
+    /// Re-creates a peer with its acquired locks, their fencing tokens where given, and the
+    /// holder's name (see [`Core::restore`]). A peer that expired may be restored: whether that
+    /// is safe is the client's decision, which the `Throttle-Peer-State: expired` header informs.
+    pub fn restore(&self, request: &Restore) -> Result<(), Error> {
+        let Restore {
+            peer: id,
+            expires_in,
+            ref acquired,
+            ref tokens,
+            ref name,
+        } = *request;
+        self.leases.note(expires_in);
+        let mut state = self.lock();
+        let now = Instant::now();
+        state.sweep(now);
+        if !state.core.has_peer(id) {
+            self.check_peer_limit(&state)?;
+        }
+        state.core.restore(id, now + expires_in, acquired, tokens)?;
+        state.core.set_name(id, name.as_deref());
+        self.rearm_expiry(&state);
+        Ok(())
+    }
+
+    /// Runs `f` on the current state, after a sweep. For reads: the remainder, the listing of
+    /// peers, the metrics. Keep `f` short: every other request waits for it.
+    pub fn inspect<T>(&self, f: impl FnOnce(&Core, LongPolls, Instant) -> T) -> T {
+        let mut state = self.lock();
+        let now = Instant::now();
+        state.sweep(now);
+        f(&state.core, state.long_polls, now)
+    }
+
+    /// The expiry thread's hold on the state (see `expiry.rs`, which runs the loop).
+    pub fn expiry_watch(&self) -> ExpiryWatch<'_> {
+        ExpiryWatch {
+            state: self.lock(),
+            expiry: &self.expiry,
+        }
+    }
+
+    /// Answers every waiting long poll and stops the expiry thread. Requests arriving after
+    /// this are still served, but no longer wait.
+    pub fn shut_down(&self) {
+        let mut state = self.lock();
+        state.shutting_down = true;
+        for waiters in state.waiters.values() {
+            waiters.wake.notify_all();
+        }
+        self.expiry.notify_all();
+    }
+
+    fn check_peer_limit(&self, state: &State) -> Result<(), Error> {
+        if state.core.num_peers() >= self.max_peers {
+            return Err(Error::TooManyPeers {
+                limit: self.max_peers,
+            });
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> Locked<'_> {
+        Locked {
+            guard: self.state.lock(),
+            _abort: AbortOnPanic,
+        }
+    }
+
+    /// Wakes the expiry thread if the earliest deadline moved before its alarm.
+    fn rearm_expiry(&self, state: &State) {
+        let earliest = state.core.next_deadline();
+        let sooner = match (earliest, state.expiry_alarm) {
+            (Some(earliest), Some(alarm)) => earliest < alarm,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if sooner {
+            self.expiry.notify_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::thread;
+    use throttle_core::SemaphoreSettings;
+
+    fn service(max: i64) -> Arc<Service> {
+        let core = Core::new([SemaphoreSettings {
+            name: "A".into(),
+            max,
+            level: 0,
+        }]);
+        Arc::new(Service::new(core, 3))
+    }
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    /// How long a test waits for something that should happen at once before it fails: far
+    /// beyond what a loaded machine needs, far below the minute-long waits of the requests.
+    const PROMPTLY: Duration = Duration::from_secs(10);
+
+    /// A request for one unit of `A`.
+    fn one_of_a(
+        peer: PeerId,
+        expires_in: Option<Duration>,
+        block_for: Option<Duration>,
+    ) -> Acquire {
+        Acquire {
+            peer,
+            semaphore: "A".into(),
+            count: 1,
+            expires_in,
+            block_for,
+        }
+    }
+
+    /// Two peers, the first holding `A` (a mutex in these tests).
+    fn holder_and_waiter(service: &Service) -> (PeerId, PeerId) {
+        let holder = service.new_peer(MINUTE, None).unwrap();
+        let waiter = service.new_peer(MINUTE, None).unwrap();
+        assert!(matches!(
+            service.acquire(one_of_a(holder, None, None)),
+            Ok(Acquired::Now(Answer::Acquired(_)))
+        ));
+        (holder, waiter)
+    }
+
+    /// A long poll running on another thread; its answer arrives on a channel, so a test can
+    /// give up on it after a deadline instead of joining a thread that may never end.
+    struct Background(mpsc::Receiver<Result<Answer, Error>>);
+
+    impl Background {
+        /// The long poll's answer, or a failed test if none arrives within [`PROMPTLY`].
+        #[track_caller]
+        fn answer(self) -> Result<Answer, Error> {
+            match self.0.recv_timeout(PROMPTLY) {
+                Ok(answer) => answer,
+                Err(_) => panic!("the long poll was not answered within {PROMPTLY:?}"),
+            }
+        }
+    }
+
+    /// Starts `waiter`'s long poll (a minute) for one unit of `A` on another thread and returns
+    /// once it waits in the service.
+    #[track_caller]
+    fn wait_in_background(
+        service: &Arc<Service>,
+        waiter: PeerId,
+        expires_in: Option<Duration>,
+    ) -> Background {
+        let waiting_before = service.inspect(|_, polls, _| polls.waiting);
+        let (send, answered) = mpsc::channel();
+        let background = service.clone();
+        thread::spawn(move || {
+            let answer = match background.acquire(one_of_a(waiter, expires_in, Some(MINUTE))) {
+                Ok(Acquired::Wait(wait)) => background.wait(wait),
+                Ok(Acquired::Now(state)) => panic!("answered at once: {state:?}"),
+                Err(error) => Err(error),
+            };
+            let _ = send.send(answer);
+        });
+        let deadline = Instant::now() + PROMPTLY;
+        while service.inspect(|_, polls, _| polls.waiting) == waiting_before {
+            assert!(Instant::now() < deadline, "the long poll never waited");
+            thread::sleep(Duration::from_millis(1));
+        }
+        Background(answered)
+    }
+
+    #[test]
+    fn a_release_answers_the_waiting_request() {
+        let service = service(1);
+        let (holder, waiter) = holder_and_waiter(&service);
+        let waiting = wait_in_background(&service, waiter, None);
+        service.release_lock(holder, "A").unwrap();
+        // Within `PROMPTLY`, not at the end of the minute-long `block_for`.
+        assert!(matches!(waiting.answer(), Ok(Answer::Acquired(_))));
+    }
+
+    #[test]
+    fn a_lease_asked_for_in_a_long_poll_starts_at_the_grant() {
+        let service = service(1);
+        let (holder, waiter) = holder_and_waiter(&service);
+        let lease = Duration::from_secs(3600);
+        let waiting = wait_in_background(&service, waiter, Some(lease));
+        thread::sleep(Duration::from_millis(50));
+        let released = Instant::now();
+        service.release_lock(holder, "A").unwrap();
+        assert!(matches!(waiting.answer(), Ok(Answer::Acquired(_))));
+        let expires_in = service.inspect(|core, _, now| {
+            let info = core.peer(waiter, now).expect("the waiter is live");
+            info.expires_in + now.duration_since(released)
+        });
+        // Counted from the request, the lease would end at least 50 ms earlier.
+        assert!(expires_in >= lease, "{expires_in:?}");
+    }
+
+    #[test]
+    fn peers_beyond_the_limit_are_refused() {
+        let service = service(1);
+        let ids: Vec<PeerId> = (0..3)
+            .map(|_| service.new_peer(MINUTE, None).unwrap())
+            .collect();
+        assert_eq!(
+            service.new_peer(MINUTE, None),
+            Err(Error::TooManyPeers { limit: 3 })
+        );
+        let restore = |peer| Restore {
+            peer,
+            expires_in: MINUTE,
+            acquired: BTreeMap::new(),
+            tokens: BTreeMap::new(),
+            name: None,
+        };
+        assert_eq!(
+            service.restore(&restore(42)),
+            Err(Error::TooManyPeers { limit: 3 })
+        );
+        // Restoring a peer that exists creates nothing, so it is fine at the limit.
+        assert_eq!(service.restore(&restore(ids[0])), Ok(()));
+        service.remove_peer(ids[1]);
+        assert!(service.new_peer(MINUTE, None).is_ok());
+    }
+
+    #[test]
+    fn acquire_never_blocks_and_waits_only_when_asked_to() {
+        let service = service(1);
+        let holder = service.new_peer(MINUTE, None).unwrap();
+        let waiter = service.new_peer(MINUTE, None).unwrap();
+        assert!(matches!(
+            service.acquire(one_of_a(holder, None, Some(MINUTE))),
+            Ok(Acquired::Now(Answer::Acquired(_)))
+        ));
+        let state = service.acquire(one_of_a(waiter, None, None));
+        assert_eq!(state, Ok(Acquired::Now(Answer::Pending)));
+        let state = service.acquire(one_of_a(waiter, None, Some(Duration::ZERO)));
+        assert_eq!(state, Ok(Acquired::Now(Answer::Pending)));
+        let Ok(Acquired::Wait(wait)) = service.acquire(one_of_a(waiter, None, Some(MINUTE))) else {
+            panic!("a long poll for a pending lock waits");
+        };
+        // Its time is up at once if the deadline has passed.
+        let expired = Wait {
+            deadline: Instant::now(),
+            ..wait
+        };
+        assert_eq!(service.wait(expired), Ok(Answer::Pending));
+        service.refused_long_poll();
+        assert_eq!(service.inspect(|_, polls, _| polls.refused), 1);
+    }
+
+    #[test]
+    fn a_newer_long_poll_of_the_same_peer_ends_the_older_one() {
+        let service = service(1);
+        let (holder, waiter) = holder_and_waiter(&service);
+        let older = wait_in_background(&service, waiter, None);
+        // The client gave up on the first request and asks again. (Not `wait_in_background`:
+        // the number of waiting polls goes up and down again at once, so it cannot tell.)
+        let Ok(Acquired::Wait(newer)) = service.acquire(one_of_a(waiter, None, Some(MINUTE)))
+        else {
+            panic!("the repeated long poll waits");
+        };
+        let (send, answered) = mpsc::channel();
+        {
+            let service = service.clone();
+            thread::spawn(move || send.send(service.wait(newer)));
+        }
+        let newer = Background(answered);
+        assert_eq!(older.answer(), Ok(Answer::Pending));
+        service.release_lock(holder, "A").unwrap();
+        assert!(matches!(newer.answer(), Ok(Answer::Acquired(_))));
+        assert_eq!(service.inspect(|_, polls, _| polls.waiting), 0);
+    }
+
+    #[test]
+    fn removing_the_waiting_peer_answers_unknown_peer() {
+        let service = service(1);
+        let (_holder, waiter) = holder_and_waiter(&service);
+        let waiting = wait_in_background(&service, waiter, None);
+        service.remove_peer(waiter);
+        assert_eq!(
+            waiting.answer(),
+            Err(Error::Refused(throttle_core::Error::UnknownPeer))
+        );
+    }
+
+    #[test]
+    fn expiry_thread_releases_at_the_deadline_and_shutdown_stops_it() {
+        let service = service(1);
+        let (stopped, expiry_ended) = mpsc::channel();
+        {
+            let service = service.clone();
+            thread::spawn(move || {
+                crate::expiry::run(&service);
+                let _ = stopped.send(());
+            });
+        }
+        let (holder, waiter) = holder_and_waiter(&service);
+        let waiting = wait_in_background(&service, waiter, None);
+        service
+            .heartbeat(holder, Duration::from_millis(50))
+            .unwrap();
+        // Only the expiry thread can grant it before the minute of `block_for` is over: no
+        // other request arrives, and the waiter sweeps only when woken or timed out. So a
+        // broken expiry loop fails here after `PROMPTLY`, not after a minute.
+        assert!(matches!(waiting.answer(), Ok(Answer::Acquired(_))));
+        service.shut_down();
+        assert!(
+            expiry_ended.recv_timeout(PROMPTLY).is_ok(),
+            "the expiry thread did not stop at shutdown"
+        );
+    }
+
+    #[test]
+    fn shutdown_answers_waiting_requests() {
+        let service = service(1);
+        let (_holder, waiter) = holder_and_waiter(&service);
+        let waiting = wait_in_background(&service, waiter, None);
+        service.shut_down();
+        assert_eq!(waiting.answer(), Ok(Answer::Pending));
+    }
+}
