@@ -25,11 +25,11 @@
 #![no_main]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use throttle_core::{Core, LockState, PeerId, SemaphoreSettings};
+use throttle_core::{Core, LockState, PeerId, SemaphoreSettings, Time};
 use throttle_core::Error;
 use throttle_server::routes::MAX_DURATION;
 
@@ -80,7 +80,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
 struct Snapshot {
     peers: Vec<PeerView>,
     stats: Vec<(String, i64, i32, i64, i64, Option<Duration>)>,
-    next_deadline: Option<Instant>,
+    next_deadline: Option<Time>,
     num_peers: usize,
 }
 
@@ -102,7 +102,7 @@ struct Harness {
     core: Core,
     /// `(name, max, level)` as the core should see them (last settings of a repeated name).
     settings: BTreeMap<String, (i64, i32)>,
-    now: Instant,
+    now: Time,
     /// Locks that `restore` created and that are still held: they may overcommit.
     restored: BTreeSet<(PeerId, String)>,
     /// Per semaphore, waiters in request order: `(peer, count)`.
@@ -112,7 +112,7 @@ struct Harness {
 
 impl Harness {
     fn new(settings: Vec<SemaphoreSettings>) -> Harness {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(Duration::from_secs(1_000));
         let mut by_name = BTreeMap::new();
         for s in &settings {
             by_name.insert(s.name.clone(), (s.max, s.level));
@@ -331,7 +331,7 @@ impl Harness {
         id: PeerId,
         sem: &str,
         count: i64,
-        expires_at: Option<Instant>,
+        expires_at: Option<Time>,
     ) {
         let result = self.core.acquire(id, sem, count, expires_at, self.now);
         let acquisition = match result {

@@ -21,6 +21,7 @@ use std::collections::BTreeSet;
 use libfuzzer_sys::fuzz_target;
 use throttle_core::{Core, PeerId, SemaphoreSettings};
 use throttle_server::routes::{Route, route};
+use throttle_server::clock::Clock;
 use throttle_server::service::Service;
 
 const METHODS: [&str; 8] = ["GET", "PUT", "POST", "DELETE", "HEAD", "PATCH", "get", ""];
@@ -43,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
                 level,
             }),
     );
-    let service = Service::new(core, MAX_PEERS);
+    let service = Service::new(core, Clock::start(), MAX_PEERS);
     let mut last_peer: PeerId = 0;
     let mut restored: BTreeSet<String> = BTreeSet::new();
     for request in data.split(|&b| b == 0x1e).take(200) {

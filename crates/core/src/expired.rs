@@ -15,7 +15,9 @@
 //! `DELETE`, it did not expire.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::Time;
 
 use super::PeerId;
 
@@ -29,20 +31,20 @@ pub const REMEMBER_AT_MOST: usize = 100_000;
 #[derive(Debug, Default)]
 pub struct ExpiredPeers {
     /// `(forget at, id)` in the order the ids were remembered, so the front is forgotten first.
-    queue: VecDeque<(Instant, PeerId)>,
+    queue: VecDeque<(Time, PeerId)>,
     /// The instant each remembered id is forgotten; the latest if it is in the queue twice.
-    forget_at: HashMap<PeerId, Instant>,
+    forget_at: HashMap<PeerId, Time>,
 }
 
 impl ExpiredPeers {
     /// Remembers that `id` expired at `now`.
-    pub fn remember(&mut self, id: PeerId, now: Instant) {
+    pub fn remember(&mut self, id: PeerId, now: Time) {
         self.remember_until(id, now + REMEMBER_FOR);
     }
 
     /// Remembers `id` until `forget_at` (for ids loaded from the state file, whose time left is
     /// shortened by the downtime).
-    pub fn remember_until(&mut self, id: PeerId, forget_at: Instant) {
+    pub fn remember_until(&mut self, id: PeerId, forget_at: Time) {
         self.queue.push_back((forget_at, id));
         self.forget_at.insert(id, forget_at);
         while self.queue.len() > REMEMBER_AT_MOST {
@@ -56,7 +58,7 @@ impl ExpiredPeers {
     }
 
     /// Forgets the ids whose time is up at `now`. O(1) amortized: it only looks at the front.
-    pub fn forget_due(&mut self, now: Instant) {
+    pub fn forget_due(&mut self, now: Time) {
         while self.queue.front().is_some_and(|&(at, _)| at <= now) {
             self.pop_front();
         }
@@ -78,7 +80,7 @@ impl ExpiredPeers {
     }
 
     /// Every remembered id with the instant it is forgotten, oldest first (for the state file).
-    pub fn iter(&self) -> impl Iterator<Item = (PeerId, Instant)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (PeerId, Time)> + '_ {
         self.queue
             .iter()
             .filter(|&&(at, id)| self.forget_at.get(&id) == Some(&at))
@@ -100,7 +102,7 @@ mod tests {
 
     #[test]
     fn ids_are_forgotten_after_their_time() {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(std::time::Duration::from_secs(1_000));
         let mut memory = ExpiredPeers::default();
         memory.remember(1, t0);
         memory.remember(2, t0 + Duration::from_secs(1));
@@ -113,7 +115,7 @@ mod tests {
 
     #[test]
     fn at_most_the_bound_is_kept_oldest_forgotten_first() {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(std::time::Duration::from_secs(1_000));
         let mut memory = ExpiredPeers::default();
         let n = REMEMBER_AT_MOST as u64 + 10;
         for id in 0..n {
@@ -128,7 +130,7 @@ mod tests {
 
     #[test]
     fn an_id_expired_twice_is_remembered_by_its_later_expiry() {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(std::time::Duration::from_secs(1_000));
         let mut memory = ExpiredPeers::default();
         memory.remember(7, t0);
         memory.forget(7);

@@ -21,13 +21,15 @@
 //! caller's decision ([`Core::raise_next_token`]), since the core reads no clock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use error::Error;
+pub use time::Time;
 
 mod error;
 pub mod expired;
 pub mod restarts;
+mod time;
 
 use expired::ExpiredPeers;
 
@@ -164,14 +166,14 @@ pub struct Core {
     by_name: HashMap<String, usize>,
     peers: HashMap<PeerId, Peer>,
     /// Every peer's deadline, ordered, so expiry finds the overdue ones without a scan.
-    deadlines: BTreeSet<(Instant, PeerId)>,
+    deadlines: BTreeSet<(Time, PeerId)>,
     /// Source of queue tickets; increasing, so queue order is request order.
     next_ticket: u64,
     /// Peers expired since start, for the metrics.
     expired_total: u64,
     /// While set, nothing new is granted: acquires queue, releases grant nobody. `expire` ends
     /// it at this instant and grants the queues in FIFO order (see `core/restarts.rs`).
-    grace_until: Option<Instant>,
+    grace_until: Option<Time>,
     /// The fencing token of the next grant. Starts at 1; the caller raises it at start.
     next_token: Token,
     /// Ids of peers that expired recently, bounded (see `core/expired.rs`).
@@ -196,7 +198,7 @@ struct Semaphore {
 struct Waiter {
     peer: PeerId,
     count: i64,
-    since: Instant,
+    since: Time,
     /// The lease the request asked for: at the grant the peer's deadline becomes the grant's
     /// instant plus this, so the lock lasts that long once held (see [`Core::acquire`]).
     lease: Option<Duration>,
@@ -204,7 +206,7 @@ struct Waiter {
 
 #[derive(Debug)]
 struct Peer {
-    expires_at: Instant,
+    expires_at: Time,
     acquired: Held,
     /// At most one pending lock, by construction.
     pending: Option<PendingLock>,
@@ -333,7 +335,7 @@ impl Core {
 
     /// Forgets the ids of expired peers remembered long enough. O(1) amortized: it looks at the
     /// oldest only. `expire` does it too; the service calls it before every request.
-    pub fn forget_expired(&mut self, now: Instant) {
+    pub fn forget_expired(&mut self, now: Time) {
         self.expired_peers.forget_due(now);
     }
 
@@ -343,7 +345,7 @@ impl Core {
     }
 
     /// Registers a peer without locks. Returns `false`, changing nothing, if the id is taken.
-    pub fn new_peer(&mut self, id: PeerId, expires_at: Instant) -> bool {
+    pub fn new_peer(&mut self, id: PeerId, expires_at: Time) -> bool {
         if self.peers.contains_key(&id) {
             return false;
         }
@@ -353,7 +355,7 @@ impl Core {
     }
 
     /// Moves a peer's deadline (a heartbeat).
-    pub fn heartbeat(&mut self, id: PeerId, expires_at: Instant) -> Result<(), Error> {
+    pub fn heartbeat(&mut self, id: PeerId, expires_at: Time) -> Result<(), Error> {
         if !self.peers.contains_key(&id) {
             return Err(self.unknown_peer(id));
         }
@@ -363,7 +365,7 @@ impl Core {
 
     /// Removes a peer and all its locks. Returns the peers granted with the freed count, or
     /// `None` if the peer was not known.
-    pub fn remove_peer(&mut self, id: PeerId, now: Instant) -> Option<Vec<PeerId>> {
+    pub fn remove_peer(&mut self, id: PeerId, now: Time) -> Option<Vec<PeerId>> {
         let peer = self.peers.remove(&id)?;
         self.deadlines.remove(&(peer.expires_at, id));
         let mut touched: Vec<usize> = Vec::with_capacity(peer.acquired.len() + 1);
@@ -401,8 +403,8 @@ impl Core {
         id: PeerId,
         semaphore: &str,
         count: i64,
-        expires_at: Option<Instant>,
-        now: Instant,
+        expires_at: Option<Time>,
+        now: Time,
     ) -> Result<Acquisition, Error> {
         let index = self.index(semaphore)?;
         let sem = &self.semaphores[index];
@@ -544,7 +546,7 @@ impl Core {
         &mut self,
         id: PeerId,
         semaphore: &str,
-        now: Instant,
+        now: Time,
     ) -> Result<Vec<PeerId>, Error> {
         let index = self.index(semaphore)?;
         let Some(peer) = self.peers.get_mut(&id) else {
@@ -573,7 +575,7 @@ impl Core {
     pub fn restore(
         &mut self,
         id: PeerId,
-        expires_at: Instant,
+        expires_at: Time,
         acquired: &BTreeMap<String, i64>,
         tokens: &BTreeMap<String, Token>,
     ) -> Result<(), Error> {
@@ -637,7 +639,7 @@ impl Core {
     /// frees is granted at that instant, so a lease the waiter asked for starts there, however
     /// late the sweep runs. A peer granted so whose new deadline has also passed expires in the
     /// same sweep. A grace period that is over ends last, granting at `now`.
-    pub fn expire(&mut self, now: Instant) -> Expired {
+    pub fn expire(&mut self, now: Time) -> Expired {
         let mut expired = Expired::default();
         self.expired_peers.forget_due(now);
         while let Some(&(deadline, id)) = self.deadlines.first() {
@@ -665,7 +667,7 @@ impl Core {
 
     /// The earliest peer deadline, or the end of the grace period if that comes first: when
     /// `expire` next has work.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub fn next_deadline(&self) -> Option<Time> {
         let peer = self.deadlines.first().map(|&(deadline, _)| deadline);
         match (peer, self.grace_until) {
             (Some(peer), Some(grace)) => Some(peer.min(grace)),
@@ -705,7 +707,7 @@ impl Core {
     /// fuzz targets use it; the listing route takes [`Core::peer_ids`] and looks peers up in
     /// batches.
     #[cfg(any(test, fuzzing))]
-    pub fn peers(&self, now: Instant) -> Vec<PeerInfo<&str>> {
+    pub fn peers(&self, now: Time) -> Vec<PeerInfo<&str>> {
         let mut peers: Vec<PeerInfo<&str>> = self
             .peers
             .iter()
@@ -717,7 +719,7 @@ impl Core {
 
     /// Figures of every configured semaphore, in configuration order (semaphores added by a
     /// reload last). Costs one step per semaphore.
-    pub fn stats(&self, now: Instant) -> Vec<SemaphoreStats<&str>> {
+    pub fn stats(&self, now: Time) -> Vec<SemaphoreStats<&str>> {
         self.semaphores
             .iter()
             .filter(|sem| !sem.removed)
@@ -801,7 +803,7 @@ impl Core {
             .min()
     }
 
-    fn insert_peer(&mut self, id: PeerId, expires_at: Instant, acquired: Held) {
+    fn insert_peer(&mut self, id: PeerId, expires_at: Time, acquired: Held) {
         self.peers.insert(
             id,
             Peer {
@@ -814,13 +816,13 @@ impl Core {
         self.deadlines.insert((expires_at, id));
     }
 
-    fn prolong(&mut self, id: PeerId, expires_at: Option<Instant>) {
+    fn prolong(&mut self, id: PeerId, expires_at: Option<Time>) {
         if let Some(expires_at) = expires_at {
             self.set_deadline(id, expires_at);
         }
     }
 
-    fn set_deadline(&mut self, id: PeerId, expires_at: Instant) {
+    fn set_deadline(&mut self, id: PeerId, expires_at: Time) {
         if let Some(peer) = self.peers.get_mut(&id) {
             self.deadlines.remove(&(peer.expires_at, id));
             peer.expires_at = expires_at;
@@ -838,7 +840,7 @@ impl Core {
 
     /// Grants pending locks of `semaphore` from the front of its queue while they fit, at
     /// `now`: a lease the request asked for starts here. Grants nothing during the grace period.
-    fn promote(&mut self, semaphore: usize, now: Instant, granted: &mut Vec<PeerId>) {
+    fn promote(&mut self, semaphore: usize, now: Time, granted: &mut Vec<PeerId>) {
         if self.grace_until.is_some() {
             return;
         }
@@ -867,9 +869,8 @@ impl Core {
             }
             // The lease runs from the grant, but a grant never shortens what a later heartbeat
             // asked for; so deadlines only move later here, and the expiry thread's alarm stays
-            // early enough. (A lease too long for the clock changes nothing; leases are capped
-            // at a hundred years on the wire, so that does not happen.)
-            let lease_end = waiter.lease.and_then(|lease| now.checked_add(lease));
+            // early enough.
+            let lease_end = waiter.lease.map(|lease| now + lease);
             if let Some(lease_end) = lease_end
                 && self
                     .peers
@@ -903,7 +904,7 @@ impl Core {
         &self,
         semaphore: &str,
         limit: usize,
-        now: Instant,
+        now: Time,
     ) -> Result<Vec<WaiterInfo>, Error> {
         let sem = &self.semaphores[self.configured(semaphore)?];
         Ok(sem
@@ -935,13 +936,13 @@ impl Core {
     }
 
     /// One peer with its locks, `None` if it is not known. Costs O(1) plus its locks.
-    pub fn peer(&self, id: PeerId, now: Instant) -> Option<PeerInfo<&str>> {
+    pub fn peer(&self, id: PeerId, now: Time) -> Option<PeerInfo<&str>> {
         let peer = self.peers.get(&id)?;
         Some(self.info(id, peer, now))
     }
 
     /// A peer as the listings show it: semaphore names instead of indices, time left.
-    fn info<'a>(&'a self, id: PeerId, peer: &'a Peer, now: Instant) -> PeerInfo<&'a str> {
+    fn info<'a>(&'a self, id: PeerId, peer: &'a Peer, now: Time) -> PeerInfo<&'a str> {
         PeerInfo {
             id,
             acquired: peer
@@ -957,7 +958,7 @@ impl Core {
 
     /// How long the peer's pending lock has waited; `None` if it waits for nothing or is not
     /// known. Costs O(log n).
-    pub fn waiting_for(&self, id: PeerId, now: Instant) -> Option<Duration> {
+    pub fn waiting_for(&self, id: PeerId, now: Time) -> Option<Duration> {
         let pending = self.peers.get(&id)?.pending?;
         let waiter = self.semaphores[pending.semaphore]
             .queue
@@ -988,8 +989,8 @@ mod tests {
     }
 
     /// A core with the given semaphores and peers `1..=peers`, each living for a minute.
-    fn with_peers(semaphores: &[(&str, i64, i32)], peers: PeerId) -> (Core, Instant) {
-        let t0 = Instant::now();
+    fn with_peers(semaphores: &[(&str, i64, i32)], peers: PeerId) -> (Core, Time) {
+        let t0 = Time::from_epoch(std::time::Duration::from_secs(1_000));
         let mut c = core(semaphores);
         for id in 1..=peers {
             c.new_peer(id, t0 + secs(60));
@@ -999,7 +1000,7 @@ mod tests {
 
     /// Acquires without touching the deadline and returns the lock state or the error.
     #[track_caller]
-    fn acquire(core: &mut Core, id: PeerId, sem: &str, count: i64, now: Instant) -> LockState {
+    fn acquire(core: &mut Core, id: PeerId, sem: &str, count: i64, now: Time) -> LockState {
         core.acquire(id, sem, count, None, now).unwrap().state
     }
 
@@ -1066,7 +1067,7 @@ mod tests {
 
     #[test]
     fn lock_hierarchy_allows_only_strictly_lower_levels() {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(std::time::Duration::from_secs(1_000));
         let mut c = core(&[("A", 1, 1), ("B", 1, 0), ("C", 1, 0)]);
         c.new_peer(1, t0 + secs(60));
         c.new_peer(2, t0 + secs(60));
@@ -1094,7 +1095,7 @@ mod tests {
 
     #[test]
     fn repeating_an_acquire_changes_nothing() {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(std::time::Duration::from_secs(1_000));
         let mut c = core(&[("A", 2, 0)]);
         c.new_peer(1, t0 + secs(60));
         c.new_peer(2, t0 + secs(60));
@@ -1108,7 +1109,7 @@ mod tests {
 
     #[test]
     fn shrinking_a_lock_releases_the_difference() {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(std::time::Duration::from_secs(1_000));
         let mut c = core(&[("A", 3, 0)]);
         c.new_peer(1, t0 + secs(60));
         c.new_peer(2, t0 + secs(60));
@@ -1128,7 +1129,7 @@ mod tests {
 
     #[test]
     fn requests_that_cannot_be_served_are_rejected() {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(std::time::Duration::from_secs(1_000));
         let mut c = core(&[("A", 2, 0), ("B", 1, 0)]);
         c.new_peer(1, t0 + secs(60));
         c.new_peer(2, t0 + secs(60));
@@ -1149,7 +1150,7 @@ mod tests {
 
     #[test]
     fn locks_of_expired_peers_are_released_at_their_deadline() {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(std::time::Duration::from_secs(1_000));
         let mut c = core(&[("A", 1, 0)]);
         c.new_peer(1, t0 + secs(1));
         c.new_peer(2, t0 + secs(60));
@@ -1172,7 +1173,7 @@ mod tests {
 
     /// The peer's deadline, read through the listing (`expires_in` counted from `now`).
     #[track_caller]
-    fn deadline(core: &Core, id: PeerId, now: Instant) -> Instant {
+    fn deadline(core: &Core, id: PeerId, now: Time) -> Time {
         now + core.peer(id, now).expect("a live peer").expires_in
     }
 
@@ -1236,7 +1237,7 @@ mod tests {
 
     #[test]
     fn heartbeat_and_acquire_postpone_expiry() {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(std::time::Duration::from_secs(1_000));
         let mut c = core(&[("A", 1, 0)]);
         c.new_peer(1, t0 + secs(1));
         c.heartbeat(1, t0 + secs(10)).unwrap();
@@ -1249,7 +1250,7 @@ mod tests {
 
     #[test]
     fn a_failed_acquire_does_not_prolong_the_peer() {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(std::time::Duration::from_secs(1_000));
         let mut c = core(&[("A", 1, 0)]);
         c.new_peer(1, t0 + secs(1));
         assert!(c.acquire(1, "A", 2, Some(t0 + secs(20)), t0).is_err());
@@ -1258,7 +1259,7 @@ mod tests {
 
     #[test]
     fn restore_recreates_a_peer_even_if_that_overcommits() {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(std::time::Duration::from_secs(1_000));
         let mut c = core(&[("A", 1, 0), ("B", 5, 1)]);
         c.new_peer(1, t0 + secs(60));
         acquire(&mut c, 1, "A", 1, t0);
@@ -1281,7 +1282,7 @@ mod tests {
 
     #[test]
     fn a_restored_lock_above_max_is_reported_when_asked_for_again() {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(std::time::Duration::from_secs(1_000));
         let mut c = core(&[("A", 2, 0)]);
         let locks = BTreeMap::from([("A".to_owned(), 5)]);
         c.restore(1, t0 + secs(60), &locks, &BTreeMap::new())
@@ -1297,7 +1298,7 @@ mod tests {
 
     #[test]
     fn restore_rejects_bad_input_without_change() {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(std::time::Duration::from_secs(1_000));
         let mut c = core(&[("A", i64::MAX, 0)]);
         let huge = BTreeMap::from([("A".to_owned(), i64::MAX)]);
         c.restore(1, t0 + secs(60), &huge, &BTreeMap::new())
@@ -1359,7 +1360,7 @@ mod tests {
 
     #[test]
     fn releasing_unknown_things() {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(std::time::Duration::from_secs(1_000));
         let mut c = core(&[("A", 1, 0)]);
         c.new_peer(1, t0 + secs(60));
         assert_eq!(c.release_lock(1, "A", t0), Ok(vec![]));
@@ -1371,7 +1372,7 @@ mod tests {
 
     #[test]
     fn status_views_walk_the_queue_and_the_deadlines() {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(std::time::Duration::from_secs(1_000));
         let mut c = core(&[("A", 1, 0)]);
         for id in 1..=4 {
             c.new_peer(id, t0 + secs(100 - id));
@@ -1426,7 +1427,7 @@ mod tests {
 
     #[test]
     fn restored_locks_keep_their_tokens_and_the_counter_moves_above() {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(std::time::Duration::from_secs(1_000));
         let mut c = core(&[("A", 5, 1), ("B", 5, 0)]);
         let locks = BTreeMap::from([("A".to_owned(), 1), ("B".to_owned(), 2)]);
         let tokens = BTreeMap::from([("A".to_owned(), 500)]);
@@ -1458,7 +1459,7 @@ mod tests {
 
     #[test]
     fn expired_peers_are_told_apart_until_restored_or_forgotten() {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(std::time::Duration::from_secs(1_000));
         let mut c = core(&[("A", 1, 0)]);
         c.new_peer(1, t0 + secs(1));
         c.new_peer(2, t0 + secs(60));

@@ -19,7 +19,9 @@
 //! `stats`. Configured again, it comes back with its locks.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::Time;
 
 use super::{Core, PeerId, Semaphore, SemaphoreSettings, Token};
 use crate::Error;
@@ -71,12 +73,12 @@ pub struct ExportedPeer {
 impl Core {
     /// Starts a grace period that ends at `until`: nothing new is granted before. A grace period
     /// already running is extended, never shortened.
-    pub fn begin_grace(&mut self, until: Instant) {
+    pub fn begin_grace(&mut self, until: Time) {
         self.grace_until = Some(self.grace_until.map_or(until, |end| end.max(until)));
     }
 
     /// The time left of the grace period; `None` if there is none.
-    pub fn grace_remaining(&self, now: Instant) -> Option<Duration> {
+    pub fn grace_remaining(&self, now: Time) -> Option<Duration> {
         self.grace_until
             .map(|end| end.saturating_duration_since(now))
     }
@@ -87,7 +89,7 @@ impl Core {
     pub fn reconfigure(
         &mut self,
         semaphores: impl IntoIterator<Item = SemaphoreSettings>,
-        now: Instant,
+        now: Time,
     ) -> Reconfigured {
         let mut result = Reconfigured::default();
         let mut configured = vec![false; self.semaphores.len()];
@@ -132,7 +134,7 @@ impl Core {
     pub fn load_peer(
         &mut self,
         id: PeerId,
-        expires_at: Instant,
+        expires_at: Time,
         acquired: &BTreeMap<String, i64>,
         tokens: &BTreeMap<String, Token>,
     ) -> Result<(), Error> {
@@ -153,7 +155,7 @@ impl Core {
     }
 
     /// Remembers a peer of the state file that expired before the restart, until `forget_at`.
-    pub fn load_expired(&mut self, id: PeerId, forget_at: Instant) {
+    pub fn load_expired(&mut self, id: PeerId, forget_at: Time) {
         if !self.peers.contains_key(&id) {
             self.expired_peers.remember_until(id, forget_at);
         }
@@ -161,7 +163,7 @@ impl Core {
 
     /// Every live peer with its acquired locks and the lease it has left. This walks all peers
     /// (it serves the state file at shutdown, no request path) and copies only numbers per peer.
-    pub fn export(&self, now: Instant) -> Export {
+    pub fn export(&self, now: Time) -> Export {
         Export {
             semaphores: self
                 .semaphores
@@ -187,7 +189,7 @@ impl Core {
                 .expired_peers
                 .iter()
                 .filter(|&(_, forget_at)| forget_at > now)
-                .map(|(id, forget_at)| (id, forget_at - now))
+                .map(|(id, forget_at)| (id, forget_at.saturating_duration_since(now)))
                 .collect(),
         }
     }
@@ -241,7 +243,7 @@ impl Core {
     }
 
     /// Ends the grace period and grants every queue from its front.
-    pub(super) fn end_grace(&mut self, now: Instant, granted: &mut Vec<PeerId>) {
+    pub(super) fn end_grace(&mut self, now: Time, granted: &mut Vec<PeerId>) {
         self.grace_until = None;
         for semaphore in 0..self.semaphores.len() {
             self.promote(semaphore, now, granted);
@@ -271,8 +273,8 @@ mod tests {
     }
 
     /// A core with the given semaphores and peers `1..=peers`, each living for a minute.
-    fn with_peers(semaphores: &[(&str, i64, i32)], peers: PeerId) -> (Core, Instant) {
-        let t0 = Instant::now();
+    fn with_peers(semaphores: &[(&str, i64, i32)], peers: PeerId) -> (Core, Time) {
+        let t0 = Time::from_epoch(std::time::Duration::from_secs(1_000));
         let mut c = Core::new(settings(semaphores));
         for id in 1..=peers {
             c.new_peer(id, t0 + secs(60));
@@ -281,7 +283,7 @@ mod tests {
     }
 
     #[track_caller]
-    fn acquire(core: &mut Core, id: PeerId, sem: &str, count: i64, now: Instant) -> LockState {
+    fn acquire(core: &mut Core, id: PeerId, sem: &str, count: i64, now: Time) -> LockState {
         core.acquire(id, sem, count, None, now).unwrap().state
     }
 
@@ -409,7 +411,7 @@ mod tests {
 
     #[test]
     fn loaded_peers_keep_locks_on_semaphores_the_configuration_lost() {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(std::time::Duration::from_secs(1_000));
         let mut c = Core::new(settings(&[("A", 1, 0)]));
         c.load_peer(
             1,

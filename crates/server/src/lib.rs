@@ -21,6 +21,7 @@
 // ones, which changes what the optimizer inlines even under LTO (docs/benchmark.md, "Binary
 // size").
 
+pub mod clock;
 mod config;
 pub mod error;
 mod expiry;

@@ -7,7 +7,7 @@
 //! `reload.rs`. The metric names are a contract: dashboards and alerts use them. A semaphore
 //! removed by a reload loses its series at the next scrape.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use prometheus::{
@@ -16,7 +16,7 @@ use prometheus::{
 };
 
 use crate::service::LongPolls;
-use throttle_core::Core;
+use throttle_core::{Core, Time};
 
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -166,7 +166,7 @@ impl Metrics {
     }
 
     /// Copies the state figures from a snapshot. Called under the state lock: only sets numbers.
-    pub fn update(&self, core: &Core, long_polls: LongPolls, now: Instant) {
+    pub fn update(&self, core: &Core, long_polls: LongPolls, now: Time) {
         let stats = core.stats(now);
         let mut labelled = self.labelled.lock();
         for gone in labelled
@@ -259,7 +259,7 @@ mod tests {
 
     #[test]
     fn every_contract_metric_is_rendered_with_its_value() {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(Duration::from_secs(1_000));
         let mut core = Core::new([SemaphoreSettings {
             name: "A".into(),
             max: 2,
@@ -294,7 +294,7 @@ mod tests {
 
     #[test]
     fn removed_semaphores_lose_their_series_and_grace_shows() {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(Duration::from_secs(1_000));
         let settings = |name: &str| SemaphoreSettings {
             name: name.into(),
             max: 1,

@@ -8,10 +8,9 @@
 //! and nothing of the status page's JSON (that is `status.rs`).
 
 use std::io::Write as _;
-use std::time::Instant;
 
 use crate::service::Service;
-use throttle_core::{Core, PeerId, PeerInfo};
+use throttle_core::{Core, PeerId, PeerInfo, Time};
 
 /// Peers written per hold of the state lock by `GET /peers/`: with 500,000 peers, one hold
 /// for all of them kept every other request waiting for a quarter of a second.
@@ -48,7 +47,7 @@ pub fn list(service: &Service) -> Vec<u8> {
 /// Appends the peers of `ids` that are known, each as [`write_peer`] writes it, separated by
 /// commas. Written straight into the buffer from the core's borrowed views, because it runs
 /// under the state lock.
-fn write_batch(out: &mut Vec<u8>, core: &Core, ids: &[PeerId], now: Instant) {
+fn write_batch(out: &mut Vec<u8>, core: &Core, ids: &[PeerId], now: Time) {
     for &id in ids {
         let Some(peer) = core.peer(id, now) else {
             continue;
@@ -142,7 +141,7 @@ mod tests {
             settings("a\"b", 1, 2),
             settings("q", 1, 1),
         ]);
-        let now = Instant::now();
+        let now = Time::from_epoch(Duration::from_secs(1_000));
         core.new_peer(7, now + Duration::from_secs(10));
         core.acquire(7, "zeta", 1, None, now).unwrap();
         core.acquire(7, "a\"b", 1, None, now).unwrap();

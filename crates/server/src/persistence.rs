@@ -42,7 +42,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::lease_watch::LeaseWatch;
 use crate::service::Service;
 use crate::state_file::{self, Marker, Saved};
-use throttle_core::Core;
+use throttle_core::{Core, Time};
 
 /// What the previous run left behind, as far as the grace period is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +130,7 @@ pub fn apply(
     saved: Option<&Saved>,
     grace: Option<Duration>,
     leases: &LeaseWatch,
-    now: Instant,
+    now: Time,
     wall: SystemTime,
 ) -> Result<(), String> {
     core.raise_next_token(first_token(saved, wall));
@@ -251,9 +251,10 @@ impl Keeper {
         let _ = self.writer.join();
         let started = Instant::now();
         let (export, wall, locked) = service.inspect(|core, _, now| {
+            let copying = Instant::now();
             let wall = SystemTime::now();
             let export = core.export(now);
-            (export, wall, now.elapsed())
+            (export, wall, copying.elapsed())
         });
         let bytes = state_file::encode_clean(&export, wall, self.leases.longest());
         match state_file::write(&self.file, &bytes) {
@@ -329,7 +330,7 @@ mod tests {
 
     #[test]
     fn leases_are_shortened_by_the_downtime() {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(Duration::from_secs(1_000));
         let saved_at = UNIX_EPOCH + secs(1_000_000);
         let saved = Saved {
             clean: true,

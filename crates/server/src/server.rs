@@ -4,8 +4,9 @@
 //! It decides nothing about requests: that is `http.rs` and below.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
+use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::options::Options;
 use crate::service::Service;
@@ -59,17 +60,18 @@ pub fn serve(options: Options) -> Result<(), String> {
     let mut core = Core::new(semaphores);
     let grace = persistence::Previous::of(saved.as_ref()).grace(options.grace);
     let leases = lease_watch::LeaseWatch::default();
+    let clock = Clock::start();
     persistence::apply(
         &mut core,
         state_file.as_deref(),
         saved.as_ref(),
         grace,
         &leases,
-        Instant::now(),
+        clock.now(),
         SystemTime::now(),
     )?;
     drop(saved);
-    let service = Arc::new(Service::new(core, options.max_peers));
+    let service = Arc::new(Service::new(core, clock, options.max_peers));
     service.leases().note(leases.longest());
     let metrics = Metrics::new().map_err(|e| format!("cannot set up metrics: {e}"))?;
     // The environment wins over the file, so the secret need not be written into it.

@@ -18,10 +18,11 @@ use std::ops::{Deref, DerefMut};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
+use crate::clock::Clock;
 use crate::error::Error;
 use crate::lease_watch::LeaseWatch;
 use throttle_core::restarts::Reconfigured;
-use throttle_core::{Core, LockState, PeerId, SemaphoreSettings, Token};
+use throttle_core::{Core, LockState, PeerId, SemaphoreSettings, Time, Token};
 
 /// Peer ids stay below 2^53 so that JavaScript clients can hold them in a number.
 const PEER_ID_LIMIT: u64 = 1 << 53;
@@ -99,8 +100,10 @@ pub struct Service {
     expiry: Condvar,
     /// Live peers at most: a flood of `new_peer` must not exhaust memory.
     max_peers: usize,
-    /// The longest lease granted, for the state file's marker (`restart.rs`).
+    /// The longest lease granted, for the state file's marker (`persistence.rs`).
     leases: Arc<LeaseWatch>,
+    /// Where "now" comes from for the core.
+    clock: Clock,
 }
 
 /// The state, locked for the expiry thread: it expires what is due and sleeps on the
@@ -108,6 +111,7 @@ pub struct Service {
 pub struct ExpiryWatch<'a> {
     state: Locked<'a>,
     expiry: &'a Condvar,
+    clock: Clock,
 }
 
 /// When the expiry thread should look again.
@@ -129,10 +133,10 @@ impl ExpiryWatch<'_> {
         if self.state.shutting_down {
             return Alarm::Stop;
         }
-        self.state.sweep(Instant::now());
+        self.state.sweep(self.clock.now());
         self.state.expiry_alarm = self.state.core.next_deadline();
         match self.state.expiry_alarm {
-            Some(deadline) => Alarm::At(deadline),
+            Some(deadline) => Alarm::At(self.clock.instant(deadline)),
             None => Alarm::Never,
         }
     }
@@ -169,7 +173,7 @@ struct State {
     waiters: HashMap<PeerId, Waiters>,
     long_polls: LongPolls,
     /// The deadline the expiry thread sleeps until; `None` while it sleeps without one.
-    expiry_alarm: Option<Instant>,
+    expiry_alarm: Option<Time>,
     shutting_down: bool,
 }
 
@@ -210,7 +214,7 @@ impl Drop for AbortOnPanic {
 impl State {
     /// Releases the locks of every overdue peer, so no request ever sees a peer past its
     /// deadline, and wakes whom that concerns.
-    fn sweep(&mut self, now: Instant) {
+    fn sweep(&mut self, now: Time) {
         self.core.forget_expired(now);
         if self
             .core
@@ -261,8 +265,8 @@ impl State {
 }
 
 impl Service {
-    /// Serves `core` with at most `max_peers` peers live.
-    pub fn new(core: Core, max_peers: usize) -> Service {
+    /// Serves `core`, whose times count on `clock`, with at most `max_peers` peers live.
+    pub fn new(core: Core, clock: Clock, max_peers: usize) -> Service {
         Service {
             state: Mutex::new(State {
                 core,
@@ -274,6 +278,7 @@ impl Service {
             expiry: Condvar::new(),
             max_peers,
             leases: Arc::default(),
+            clock,
         }
     }
 
@@ -289,7 +294,7 @@ impl Service {
         semaphores: impl IntoIterator<Item = SemaphoreSettings>,
     ) -> Reconfigured {
         let mut state = self.lock();
-        let now = Instant::now();
+        let now = self.clock.now();
         state.sweep(now);
         let result = state.core.reconfigure(semaphores, now);
         state.wake(&result.granted);
@@ -303,7 +308,7 @@ impl Service {
         loop {
             let id = rand::random_range(0..PEER_ID_LIMIT);
             let mut state = self.lock();
-            let now = Instant::now();
+            let now = self.clock.now();
             state.sweep(now);
             self.check_peer_limit(&state)?;
             if state.core.new_peer(id, now + expires_in) {
@@ -317,7 +322,7 @@ impl Service {
     pub fn heartbeat(&self, id: PeerId, expires_in: Duration) -> Result<(), Error> {
         self.leases.note(expires_in);
         let mut state = self.lock();
-        let now = Instant::now();
+        let now = self.clock.now();
         state.sweep(now);
         state.core.heartbeat(id, now + expires_in)?;
         self.rearm_expiry(&state);
@@ -327,7 +332,7 @@ impl Service {
     /// Removes the peer and its locks. Unknown peers are fine: the result is the same.
     pub fn remove_peer(&self, id: PeerId) {
         let mut state = self.lock();
-        let now = Instant::now();
+        let now = self.clock.now();
         state.sweep(now);
         if let Some(granted) = state.core.remove_peer(id, now) {
             state.wake(&[id]);
@@ -350,7 +355,8 @@ impl Service {
             self.leases.note(lease);
         }
         let mut state = self.lock();
-        let now = Instant::now();
+        let started = Instant::now();
+        let now = self.clock.time(started);
         state.sweep(now);
         let expires_at = expires_in.map(|d| now + d);
         let acquisition = state.core.acquire(id, &semaphore, count, expires_at, now)?;
@@ -372,7 +378,7 @@ impl Service {
                     semaphore,
                     // A deadline rather than a duration, so early wake-ups don't extend it;
                     // saturating, because `block_for` is capped far below the clock's end.
-                    deadline: now.checked_add(block_for).unwrap_or(now),
+                    deadline: started.checked_add(block_for).unwrap_or(started),
                 }))
             }
             _ => Ok(Acquired::Now(match acquisition.token {
@@ -393,7 +399,7 @@ impl Service {
             deadline,
         } = wait;
         let mut state = self.lock();
-        state.sweep(Instant::now());
+        state.sweep(self.clock.now());
         let (waiter, ticket) = {
             let waiters = state.waiters.entry(id).or_default();
             waiters.running += 1;
@@ -426,7 +432,7 @@ impl Service {
                 Ok(Some(LockState::Pending)) => {}
             }
             timed_out = waiter.wait_until(&mut state.guard, deadline).timed_out();
-            state.sweep(Instant::now());
+            state.sweep(self.clock.now());
         };
         state.long_polls.waiting -= 1;
         if let Entry::Occupied(mut entry) = state.waiters.entry(id) {
@@ -445,7 +451,7 @@ impl Service {
 
     pub fn release_lock(&self, id: PeerId, semaphore: &str) -> Result<(), Error> {
         let mut state = self.lock();
-        let now = Instant::now();
+        let now = self.clock.now();
         state.sweep(now);
         let granted = state.core.release_lock(id, semaphore, now)?;
         state.wake(&[id]);
@@ -466,7 +472,7 @@ impl Service {
         } = *request;
         self.leases.note(expires_in);
         let mut state = self.lock();
-        let now = Instant::now();
+        let now = self.clock.now();
         state.sweep(now);
         if !state.core.has_peer(id) {
             self.check_peer_limit(&state)?;
@@ -479,11 +485,16 @@ impl Service {
 
     /// Runs `f` on the current state, after a sweep. For reads: the remainder, the listing of
     /// peers, the metrics. Keep `f` short: every other request waits for it.
-    pub fn inspect<T>(&self, f: impl FnOnce(&Core, LongPolls, Instant) -> T) -> T {
+    pub fn inspect<T>(&self, f: impl FnOnce(&Core, LongPolls, Time) -> T) -> T {
         let mut state = self.lock();
-        let now = Instant::now();
+        let now = self.clock.now();
         state.sweep(now);
         f(&state.core, state.long_polls, now)
+    }
+
+    /// The clock the core's times count on.
+    pub fn clock(&self) -> Clock {
+        self.clock
     }
 
     /// The expiry thread's hold on the state (see `expiry.rs`, which runs the loop).
@@ -491,6 +502,7 @@ impl Service {
         ExpiryWatch {
             state: self.lock(),
             expiry: &self.expiry,
+            clock: self.clock,
         }
     }
 
@@ -548,7 +560,7 @@ mod tests {
             max,
             level: 0,
         }]);
-        Arc::new(Service::new(core, 3))
+        Arc::new(Service::new(core, Clock::start(), 3))
     }
 
     const MINUTE: Duration = Duration::from_secs(60);
@@ -642,12 +654,12 @@ mod tests {
         let lease = Duration::from_secs(3600);
         let waiting = wait_in_background(&service, waiter, Some(lease));
         thread::sleep(Duration::from_millis(50));
-        let released = Instant::now();
+        let released = service.clock().now();
         service.release_lock(holder, "A").unwrap();
         assert!(matches!(waiting.answer(), Ok(Answer::Acquired(_))));
         let expires_in = service.inspect(|core, _, now| {
             let info = core.peer(waiter, now).expect("the waiter is live");
-            info.expires_in + now.duration_since(released)
+            info.expires_in + now.saturating_duration_since(released)
         });
         // Counted from the request, the lease would end at least 50 ms earlier.
         assert!(expires_in >= lease, "{expires_in:?}");

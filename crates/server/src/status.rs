@@ -65,7 +65,7 @@ pub struct ListedPeer {
 impl Snapshot {
     /// Copies what the page shows out of the core. Runs under the state lock, so it only walks
     /// bounded parts of the ordered indexes (see the module docs for the cost).
-    pub fn take(core: &Core, now: std::time::Instant) -> Snapshot {
+    pub fn take(core: &Core, now: throttle_core::Time) -> Snapshot {
         let stats = core.stats(now);
         let mut ids: Vec<PeerId> = Vec::new();
         let mut seen: HashSet<PeerId> = HashSet::new();
@@ -358,8 +358,9 @@ fn fill(template: &str, mut value: impl FnMut(&str, &mut String)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
+    use std::time::Duration;
     use throttle_core::SemaphoreSettings;
+    use throttle_core::Time;
 
     fn secs(n: u64) -> Duration {
         Duration::from_secs(n)
@@ -383,7 +384,7 @@ mod tests {
 
     /// A snapshot of one semaphore called `name`, held by peer 1 and waited for by peer 2.
     fn contended(name: &str) -> Snapshot {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(Duration::from_secs(1_000));
         let mut c = core(&[(name, 1)]);
         c.new_peer(1, t0 + secs(60));
         c.new_peer(2, t0 + secs(30));
@@ -417,7 +418,7 @@ mod tests {
 
     #[test]
     fn snapshot_holds_figures_locks_and_waits() {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(Duration::from_secs(1_000));
         let mut c = core(&[("A", 2), ("B", 5)]);
         c.new_peer(1, t0 + secs(60));
         c.new_peer(2, t0 + secs(30));
@@ -458,7 +459,7 @@ mod tests {
 
     #[test]
     fn many_peers_are_cut_to_the_oldest_waiters_and_the_first_to_expire() {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(Duration::from_secs(1_000));
         let mut c = core(&[("A", 1)]);
         let n = 1000;
         // Peer 0 holds A; peers 1.. wait in id order and expire later the later they asked.
@@ -507,7 +508,7 @@ mod tests {
 
     #[test]
     fn a_grace_period_shows_as_a_banner_and_in_json() {
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(Duration::from_secs(1_000));
         let mut c = core(&[("A", 1)]);
         c.begin_grace(t0 + secs(5));
         let snapshot = Snapshot::take(&c, t0 + secs(1));

@@ -9,7 +9,7 @@
 //! stays above every held one.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::super::*;
 
@@ -34,7 +34,7 @@ impl Rng {
 
 #[derive(Clone, Debug)]
 struct NaivePeer {
-    expires_at: Instant,
+    expires_at: Time,
     acquired: BTreeMap<String, i64>,
     /// Semaphore, count and arrival number.
     pending: Option<(String, i64, u64)>,
@@ -51,9 +51,9 @@ struct Naive {
     /// Semaphores `restore` may have overcommitted.
     restored: Vec<String>,
     /// The end of the grace period: until then nothing is granted.
-    grace_until: Option<Instant>,
+    grace_until: Option<Time>,
     /// Ids of expired peers and when they are forgotten.
-    expired: BTreeMap<PeerId, Instant>,
+    expired: BTreeMap<PeerId, Time>,
 }
 
 fn settings(name: &str) -> Option<(i64, i32)> {
@@ -82,7 +82,7 @@ impl Naive {
     }
 
     /// Grants the oldest pending locks of every semaphore while they fit.
-    fn promote(&mut self, now: Instant) -> Vec<PeerId> {
+    fn promote(&mut self, now: Time) -> Vec<PeerId> {
         let mut granted = Vec::new();
         if self.grace_until.is_some() {
             return granted;
@@ -126,7 +126,7 @@ impl Naive {
     /// at its deadline: what it frees is granted at that instant (so a lease asked for starts
     /// there). Then ends a grace period that is over and grants at `now`. Returns the expired
     /// peers and the live peers granted.
-    fn expire(&mut self, now: Instant) -> (Vec<PeerId>, Vec<PeerId>) {
+    fn expire(&mut self, now: Time) -> (Vec<PeerId>, Vec<PeerId>) {
         self.expired.retain(|_, forget_at| *forget_at > now);
         let (mut expired, mut granted) = (Vec::new(), Vec::new());
         while let Some((deadline, id)) = self
@@ -155,8 +155,8 @@ impl Naive {
         id: PeerId,
         sem: &str,
         count: i64,
-        expires_at: Option<Instant>,
-        now: Instant,
+        expires_at: Option<Time>,
+        now: Time,
     ) -> Result<LockState, Error> {
         let (max, level) = settings(sem).ok_or(Error::UnknownSemaphore)?;
         let Some(peer) = self.peers.get(&id).cloned() else {
@@ -190,7 +190,8 @@ impl Naive {
                 });
             }
             if let Some(expires_at) = expires_at {
-                self.peers.get_mut(&id).unwrap().lease = Some(expires_at - now);
+                self.peers.get_mut(&id).unwrap().lease =
+                    Some(expires_at.saturating_duration_since(now));
             }
             state = Some(LockState::Pending);
         } else {
@@ -219,7 +220,7 @@ impl Naive {
                     self.arrivals += 1;
                     let peer = self.peers.get_mut(&id).unwrap();
                     peer.pending = Some((sem.to_owned(), count, self.arrivals));
-                    peer.lease = expires_at.map(|at| at - now);
+                    peer.lease = expires_at.map(|at| at.saturating_duration_since(now));
                     LockState::Pending
                 }
             }
@@ -246,7 +247,7 @@ impl Naive {
     fn restore(
         &mut self,
         id: PeerId,
-        expires_at: Instant,
+        expires_at: Time,
         locks: &BTreeMap<String, i64>,
         tokens: &BTreeMap<String, Token>,
         held: &BTreeMap<(PeerId, String), Token>,
@@ -292,7 +293,7 @@ impl Naive {
 
 /// Compares every observable figure and checks the invariants.
 #[track_caller]
-fn compare(core: &Core, naive: &Naive, now: Instant, context: &str) {
+fn compare(core: &Core, naive: &Naive, now: Time, context: &str) {
     assert_eq!(core.num_peers(), naive.peers.len(), "{context}");
     for stats in core.stats(now) {
         let sem = stats.name;
@@ -393,7 +394,7 @@ fn sorted(mut ids: Vec<PeerId>) -> Vec<PeerId> {
 
 fn run(seed: u64, steps: usize) {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let t0 = Instant::now();
+    let t0 = Time::from_epoch(Duration::from_secs(1_000));
     let mut now = t0;
     let mut core = Core::new(
         SEMAPHORES
