@@ -1,6 +1,7 @@
 //! Replication for Throttle: the pieces a cluster of members needs around tikv's `raft` crate
-//! (ARCHITECTURE.md, "The cluster"). Today it holds the durable Raft log ([`log_store`]); the
-//! members' links and the thread that drives the `RawNode` follow.
+//! (ARCHITECTURE.md, "The cluster"): the durable Raft log ([`log_store`] over [`log_file`]) and
+//! the thread that drives raft-rs for one member ([`node`]). The members' links over TCP and
+//! the server's use of it follow.
 //!
 //! What this crate is not: a consensus protocol. Elections, replication and compaction are
 //! raft-rs's; this crate only stores what raft-rs asks it to store, and will carry messages and
@@ -9,6 +10,8 @@
 
 pub mod log_file;
 pub mod log_store;
+pub mod node;
+mod slog_log;
 
 #[cfg(test)]
 mod test_dir;

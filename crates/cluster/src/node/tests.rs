@@ -1,0 +1,302 @@
+//! Members in one process, their messages carried by channels through a switchboard that can cut
+//! any member off. Each member's machine records what it applied, so the tests compare logs.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::*;
+use crate::test_dir::TempDir;
+
+const TICK: Duration = Duration::from_millis(10);
+
+/// How long a test waits for something that should happen within a few elections.
+const PROMPTLY: Duration = Duration::from_secs(10);
+
+/// The data each member applied, in order, shared with the test.
+#[derive(Clone, Default)]
+struct Journal(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl Journal {
+    fn entries(&self) -> Vec<Vec<u8>> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl Machine for Journal {
+    fn apply(&mut self, _index: u64, data: &[u8]) {
+        self.0.lock().unwrap().push(data.to_vec());
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        // Entries joined with a separator byte the tests never use.
+        self.0.lock().unwrap().join(&0u8)
+    }
+
+    fn restore(&mut self, data: &[u8]) {
+        let entries = if data.is_empty() {
+            Vec::new()
+        } else {
+            data.split(|&byte| byte == 0).map(<[u8]>::to_vec).collect()
+        };
+        *self.0.lock().unwrap() = entries;
+    }
+
+    fn refused(&mut self, _data: Vec<u8>) {}
+}
+
+/// Delivers messages between members; a member in `cut` neither sends nor receives.
+#[derive(Clone, Default)]
+struct Switchboard {
+    inboxes: Arc<Mutex<HashMap<u64, Sender<Input>>>>,
+    cut: Arc<Mutex<BTreeSet<u64>>>,
+}
+
+struct Line {
+    from: u64,
+    board: Switchboard,
+}
+
+impl Outbox for Line {
+    fn send(&mut self, message: Message) {
+        let cut = self.board.cut.lock().unwrap();
+        if cut.contains(&self.from) || cut.contains(&message.to) {
+            return;
+        }
+        if let Some(inbox) = self.board.inboxes.lock().unwrap().get(&message.to) {
+            let _ = inbox.send(Input::Step(Box::new(message)));
+        }
+    }
+}
+
+struct Member {
+    dir: TempDir,
+    journal: Journal,
+    node: Option<Node>,
+}
+
+struct Cluster {
+    board: Switchboard,
+    members: Vec<Member>,
+    snapshot_every: u64,
+}
+
+impl Cluster {
+    fn new(size: u64, snapshot_every: u64) -> Cluster {
+        let mut cluster = Cluster {
+            board: Switchboard::default(),
+            members: Vec::new(),
+            snapshot_every,
+        };
+        for _ in 0..size {
+            cluster.members.push(Member {
+                dir: TempDir::new(),
+                journal: Journal::default(),
+                node: None,
+            });
+        }
+        for id in 1..=size {
+            cluster.start(id);
+        }
+        cluster
+    }
+
+    /// Starts member `id` on its data directory, with a fresh machine (restored from its disk).
+    fn start(&mut self, id: u64) {
+        let voters = (1..=self.members.len() as u64).collect();
+        let member = &mut self.members[(id - 1) as usize];
+        member.journal = Journal::default();
+        let settings = Settings {
+            id,
+            voters,
+            tick: TICK,
+            snapshot_every: self.snapshot_every,
+        };
+        let line = Line {
+            from: id,
+            board: self.board.clone(),
+        };
+        let node = Node::start(&member.dir.0, settings, member.journal.clone(), line).unwrap();
+        self.board.inboxes.lock().unwrap().insert(id, node.inbox());
+        member.node = Some(node);
+    }
+
+    fn stop(&mut self, id: u64) {
+        self.board.inboxes.lock().unwrap().remove(&id);
+        let node = self.members[(id - 1) as usize].node.take().unwrap();
+        node.stop().unwrap();
+    }
+
+    fn node(&self, id: u64) -> &Node {
+        self.members[(id - 1) as usize].node.as_ref().unwrap()
+    }
+
+    fn journal(&self, id: u64) -> Vec<Vec<u8>> {
+        self.members[(id - 1) as usize].journal.entries()
+    }
+
+    fn running(&self) -> impl Iterator<Item = u64> + '_ {
+        (1..=self.members.len() as u64).filter(|&id| self.members[(id - 1) as usize].node.is_some())
+    }
+
+    /// The member that leads, once the running members that are not cut off agree on one.
+    fn leader(&self) -> u64 {
+        let cut = self.board.cut.lock().unwrap().clone();
+        eventually("a leader", || {
+            let leaders: BTreeSet<_> = self
+                .running()
+                .filter(|id| !cut.contains(id))
+                .map(|id| self.node(id).status())
+                .filter(|status| status.leading)
+                .map(|status| status.id)
+                .collect();
+            (leaders.len() == 1).then(|| *leaders.first().unwrap())
+        })
+    }
+
+    fn propose(&self, id: u64, data: &str) {
+        self.node(id)
+            .inbox()
+            .send(Input::Propose(data.as_bytes().to_vec()))
+            .unwrap();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for member in &mut self.members {
+            if let Some(node) = member.node.take() {
+                let _ = node.stop();
+            }
+        }
+    }
+}
+
+#[track_caller]
+fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PROMPTLY;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "never: {what}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn texts(entries: &[&str]) -> Vec<Vec<u8>> {
+    entries
+        .iter()
+        .map(|text| text.as_bytes().to_vec())
+        .collect()
+}
+
+#[track_caller]
+fn wait_for_journal(cluster: &Cluster, id: u64, expected: &[&str]) {
+    let expected = texts(expected);
+    eventually(&format!("member {id} applies {expected:?}"), || {
+        (cluster.journal(id) == expected).then_some(())
+    });
+}
+
+#[test]
+fn a_cluster_of_one_leads_applies_in_order_and_keeps_it_across_a_restart() {
+    let mut cluster = Cluster::new(1, 1_000);
+    assert_eq!(cluster.leader(), 1);
+    for data in ["a", "b", "c"] {
+        cluster.propose(1, data);
+    }
+    wait_for_journal(&cluster, 1, &["a", "b", "c"]);
+    cluster.stop(1);
+    cluster.start(1);
+    // The committed entries are applied again to the fresh machine, from the log on disk.
+    wait_for_journal(&cluster, 1, &["a", "b", "c"]);
+    assert_eq!(cluster.leader(), 1);
+    cluster.propose(1, "d");
+    wait_for_journal(&cluster, 1, &["a", "b", "c", "d"]);
+}
+
+#[test]
+fn three_members_apply_the_same_entries_in_the_same_order() {
+    let cluster = Cluster::new(3, 1_000);
+    let leader = cluster.leader();
+    let follower = (1..=3).find(|&id| id != leader).unwrap();
+    cluster.propose(leader, "from the leader");
+    // A follower's proposal is forwarded to the leader by raft-rs.
+    cluster.propose(follower, "via a follower");
+    let expected = ["from the leader", "via a follower"];
+    for id in 1..=3 {
+        wait_for_journal(&cluster, id, &expected);
+    }
+    for id in 1..=3 {
+        // A follower learns the commit index with the leader's next message.
+        eventually("every member knows the leader and the commit", || {
+            let status = cluster.node(id).status();
+            (status.leader == Some(leader) && status.commit >= 3 && status.applied >= 3)
+                .then_some(())
+        });
+    }
+}
+
+#[test]
+fn the_loss_of_the_leader_elects_another_and_loses_nothing_committed() {
+    let mut cluster = Cluster::new(3, 1_000);
+    let first = cluster.leader();
+    cluster.propose(first, "before");
+    for id in 1..=3 {
+        wait_for_journal(&cluster, id, &["before"]);
+    }
+    cluster.stop(first);
+    let second = cluster.leader();
+    assert_ne!(second, first);
+    assert!(cluster.node(second).status().term > 1);
+    cluster.propose(second, "after");
+    for id in cluster.running().collect::<Vec<_>>() {
+        wait_for_journal(&cluster, id, &["before", "after"]);
+    }
+    // The old leader comes back as a follower and catches up.
+    cluster.start(first);
+    wait_for_journal(&cluster, first, &["before", "after"]);
+}
+
+#[test]
+fn a_member_cut_off_grants_nothing_and_the_majority_goes_on() {
+    let cluster = Cluster::new(3, 1_000);
+    let leader = cluster.leader();
+    cluster.board.cut.lock().unwrap().insert(leader);
+    // The majority elects a new leader; the cut-off one steps down (check quorum).
+    let new = cluster.leader();
+    assert_ne!(new, leader);
+    eventually("the cut-off leader steps down", || {
+        (!cluster.node(leader).status().leading).then_some(())
+    });
+    cluster.propose(leader, "lost");
+    cluster.propose(new, "kept");
+    let others: Vec<u64> = (1..=3).filter(|&id| id != leader).collect();
+    for &id in &others {
+        wait_for_journal(&cluster, id, &["kept"]);
+    }
+    assert!(cluster.journal(leader).is_empty());
+    // Healed, it follows the majority's log.
+    cluster.board.cut.lock().unwrap().clear();
+    wait_for_journal(&cluster, leader, &["kept"]);
+}
+
+#[test]
+fn a_member_that_stayed_down_catches_up_from_a_snapshot() {
+    let mut cluster = Cluster::new(3, 5);
+    let leader = cluster.leader();
+    let absent = (1..=3).find(|&id| id != leader).unwrap();
+    cluster.stop(absent);
+    let expected: Vec<String> = (0..30).map(|n| format!("entry {n}")).collect();
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    for data in &expected {
+        cluster.propose(leader, data);
+    }
+    wait_for_journal(&cluster, leader, &expected);
+    // The leader's log was compacted past what the absent member holds (its log ends at the
+    // first leader's empty entry), so only a snapshot can bring it up to date.
+    eventually("the leader compacts its log", || {
+        (cluster.node(leader).status().snapshot >= 10).then_some(())
+    });
+    cluster.start(absent);
+    wait_for_journal(&cluster, absent, &expected);
+}
