@@ -22,8 +22,8 @@ mod process;
 mod server;
 
 pub use binary::binary;
-pub use process::{Lines, Process, TempDir};
-pub use server::{Cluster, Launch, Server};
+pub use process::{Lines, Process, TempDir, run_to_exit};
+pub use server::{Cluster, Launch, Server, wait_until_serving};
 
 use std::time::Duration;
 

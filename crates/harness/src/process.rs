@@ -1,7 +1,7 @@
 //! A child process of the binary under test: its stderr kept line by line, its own temporary
 //! directory, killed on drop.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -258,4 +258,55 @@ impl Drop for Process {
             );
         }
     }
+}
+
+/// Runs `binary` with `args` in `dir` to its end, returning its exit status, stdout and stderr:
+/// for commands that do not serve (`--help`, a client subcommand, a configuration error).
+/// Fails the test if it is still running after `timeout`. `THROTTLE_LOG` and `THROTTLE_TOKEN`
+/// are removed from the environment unless `env` sets them.
+pub fn run_to_exit(
+    binary: &Path,
+    args: &[&str],
+    dir: &Path,
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> (ExitStatus, String, String) {
+    let mut child = Command::new(binary)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("THROTTLE_LOG")
+        .env_remove("THROTTLE_TOKEN")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let out = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let err = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("query the child") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`{} {}` did not exit", binary.display(), args.join(" "));
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let out = out.join().unwrap_or_default();
+    let err = err.join().unwrap_or_default();
+    (status, out, err)
 }
