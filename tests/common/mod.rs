@@ -1,149 +1,50 @@
-//! The harness of the integration tests: starts the real `throttle` binary on a free port with a
-//! configuration written to a fresh temporary directory, and talks HTTP to it.
+//! The helpers of the integration tests: the real `throttle` binary started by the harness
+//! (`crates/harness`, which starts, watches and kills the processes) with the binary cargo built
+//! for these tests, and an HTTP client that reports every answer, with the requests the tests
+//! make again and again.
 //!
-//! A [`Server`] reads the child's stderr until the line `Listening on http://ADDR:PORT`, then polls
-//! `GET /health` until it answers 200, both bounded by [`STARTUP`]. A thread keeps draining stderr
-//! for the whole life of the child, so the child never blocks on a full pipe, and keeps the lines
-//! so tests can assert what was logged. Dropping a [`Server`] kills the child and removes the
-//! directory. Nothing here sleeps to synchronise: waits are polls or condition variables bounded
-//! by a deadline, so the tests run in parallel and stay correct on a loaded machine.
+//! A [`Server`] has answered `/health` before a test gets it, keeps the lines its process logs
+//! for assertions, and is killed on drop together with its temporary directory. Nothing here
+//! sleeps to synchronise: waits are polls or condition variables bounded by a deadline, so the
+//! tests run in parallel and stay correct on a loaded machine.
 
 // Every test file compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::path::Path;
+use std::process::ExitStatus;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// How long a server may take to start: generous, for a loaded two-core machine.
-pub const STARTUP: Duration = Duration::from_secs(10);
+use throttle_harness::Launch;
+pub use throttle_harness::{STARTUP, TempDir};
 
 /// How long anything that should happen "at once" may take before a test fails. Far above what it
 /// takes on an idle machine; the point of the tests is behaviour, measurements are benchmarks.
 pub const PROMPTLY: Duration = Duration::from_secs(10);
 
-/// The path of the binary under test.
+/// The path of the binary under test, built by cargo for these tests.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_throttle");
 
-/// A directory under the system's temporary directory with a name no other test or run uses,
-/// removed on drop.
-pub struct TempDir(PathBuf);
+/// A running `throttle` process of [`BINARY`] (the harness's [`throttle_harness::Process`]: its
+/// log lines, its directory, `signal`, `wait_exit`), killed on drop.
+pub struct Process(pub throttle_harness::Process);
 
-impl TempDir {
-    pub fn new() -> TempDir {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let path = std::env::temp_dir().join(format!(
-            "throttle-itest-{}-{}-{nanos}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("create a temporary directory");
-        TempDir(path)
-    }
+impl std::ops::Deref for Process {
+    type Target = throttle_harness::Process;
 
-    pub fn path(&self) -> &Path {
+    fn deref(&self) -> &throttle_harness::Process {
         &self.0
     }
-
-    /// Writes `text` to the file `name` in this directory and returns its path.
-    pub fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write a file into the temporary directory");
-        path
-    }
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+impl std::ops::DerefMut for Process {
+    fn deref_mut(&mut self) -> &mut throttle_harness::Process {
+        &mut self.0
     }
-}
-
-/// The lines a child wrote to stderr so far, shared with the thread that drains the pipe.
-#[derive(Clone, Default)]
-pub struct Lines(Arc<(Mutex<LinesState>, Condvar)>);
-
-#[derive(Default)]
-struct LinesState {
-    lines: Vec<String>,
-    closed: bool,
-}
-
-impl Lines {
-    /// Starts a thread that reads `stderr` line by line until the pipe closes.
-    fn drain(stderr: ChildStderr) -> (Lines, JoinHandle<()>) {
-        let lines = Lines::default();
-        let shared = lines.clone();
-        let handle = thread::spawn(move || {
-            let mut reader = BufReader::new(stderr);
-            let mut buffer = Vec::new();
-            loop {
-                buffer.clear();
-                match reader.read_until(b'\n', &mut buffer) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let line = String::from_utf8_lossy(&buffer).trim_end().to_owned();
-                        let (state, changed) = &*shared.0;
-                        state.lock().unwrap().lines.push(line);
-                        changed.notify_all();
-                    }
-                }
-            }
-            let (state, changed) = &*shared.0;
-            state.lock().unwrap().closed = true;
-            changed.notify_all();
-        });
-        (lines, handle)
-    }
-
-    /// A copy of every line so far.
-    pub fn all(&self) -> Vec<String> {
-        self.0.0.lock().unwrap().lines.clone()
-    }
-
-    /// Fails the test, showing every line, unless a line so far matches `predicate`.
-    #[track_caller]
-    pub fn assert_logged(&self, predicate: impl Fn(&str) -> bool) {
-        let lines = self.all();
-        assert!(lines.iter().any(|line| predicate(line)), "{lines:#?}");
-    }
-
-    /// Waits until a line satisfies `predicate` and returns it; `None` if the pipe closed or
-    /// `timeout` passed first.
-    pub fn wait_for(&self, timeout: Duration, predicate: impl Fn(&str) -> bool) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        let (state, changed) = &*self.0;
-        let mut state = state.lock().unwrap();
-        loop {
-            if let Some(line) = state.lines.iter().find(|line| predicate(line)) {
-                return Some(line.clone());
-            }
-            let now = Instant::now();
-            if state.closed || now >= deadline {
-                return None;
-            }
-            state = changed.wait_timeout(state, deadline - now).unwrap().0;
-        }
-    }
-}
-
-/// A running `throttle` child process whose stderr is being collected. Killed on drop.
-pub struct Process {
-    child: Child,
-    pub lines: Lines,
-    drainer: Option<JoinHandle<()>>,
-    /// Holds the configuration file; removed when the process is dropped.
-    pub dir: TempDir,
 }
 
 impl Process {
@@ -161,65 +62,12 @@ impl Process {
 
     /// Starts the binary with exactly `args`, in `dir` as its working directory.
     pub fn spawn_in(dir: TempDir, args: &[&str], env: &[(&str, &str)]) -> Process {
-        let mut command = Command::new(BINARY);
-        command
-            .args(args)
-            .current_dir(dir.path())
-            .env_remove("THROTTLE_LOG")
-            .env_remove("THROTTLE_TOKEN")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("start the throttle binary");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let (lines, drainer) = Lines::drain(stderr);
-        Process {
-            child,
-            lines,
-            drainer: Some(drainer),
+        Process(throttle_harness::Process::spawn(
+            Path::new(BINARY),
             dir,
-        }
-    }
-
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Sends a signal by name (`TERM`, `INT`) with the `kill` command.
-    #[cfg(unix)]
-    pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed: {status}");
-    }
-
-    /// Polls until the child exits and returns its status, or `None` after `timeout`. Once it
-    /// returns `Some`, every line of stderr has been collected.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("query the child") {
-                if let Some(drainer) = self.drainer.take() {
-                    let _ = drainer.join();
-                }
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+            args,
+            env,
+        ))
     }
 }
 
@@ -376,7 +224,8 @@ impl Client {
 
 /// A started server, ready to serve (it answered `/health`). Killed on drop.
 pub struct Server {
-    pub process: Process,
+    /// The process, with its log lines and directory.
+    pub process: throttle_harness::Process,
     pub addr: SocketAddr,
     pub client: Client,
 }
@@ -397,41 +246,24 @@ impl Server {
 
     /// Starts a server with extra command line arguments and environment variables.
     pub fn start_with(config: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut all_args = vec!["--port", "0", "--address", "127.0.0.1"];
-        all_args.extend_from_slice(args);
-        Server::ready(Process::spawn(config, &all_args, env))
+        let launch = env.iter().fold(
+            Launch::new().binary(BINARY).config(config).args(args),
+            |launch, (name, value)| launch.env(name, value),
+        );
+        Server::from_harness(launch.start())
     }
 
     /// Waits until `process` logs its address and answers `/health`.
     pub fn ready(process: Process) -> Server {
-        let line = process
-            .lines
-            .wait_for(STARTUP, |line| line.contains("Listening on http://"))
-            .unwrap_or_else(|| {
-                panic!(
-                    "the server did not log `Listening on http://` in time; stderr: {:#?}",
-                    process.lines.all()
-                )
-            });
-        let addr: SocketAddr = line
-            .split("Listening on http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        let client = Client::new(addr);
-        let deadline = Instant::now() + STARTUP;
-        loop {
-            match client.try_request("GET", "/health", None) {
-                Ok(reply) if reply.status == 200 => break,
-                _ if Instant::now() >= deadline => panic!("/health did not answer 200 in time"),
-                _ => thread::sleep(Duration::from_millis(10)),
-            }
-        }
+        Server::from_harness(throttle_harness::Server::ready(process.0))
+    }
+
+    fn from_harness(server: throttle_harness::Server) -> Server {
+        let throttle_harness::Server { process, addr, .. } = server;
         Server {
             process,
             addr,
-            client,
+            client: Client::new(addr),
         }
     }
 
@@ -459,8 +291,7 @@ impl Server {
     }
 
     /// Like [`Server::acquire`], on another thread, returning the answer and how long it took.
-    /// Each call opens its own connection, so many may start at once (the tiny_http pool fix in
-    /// `vendor/tiny_http/PATCHED.md` keeps a burst of connections from stalling).
+    /// Each call opens its own connection, so many may start at once.
     pub fn acquire_in_background(
         &self,
         peer: u64,
@@ -666,40 +497,5 @@ pub fn run_to_exit(
     dir: &Path,
     env: &[(&str, &str)],
 ) -> (ExitStatus, String, String) {
-    let mut child = Command::new(BINARY)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("THROTTLE_LOG")
-        .env_remove("THROTTLE_TOKEN")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the throttle binary");
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let out = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    let err = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + STARTUP;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("query the child") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`throttle {}` did not exit", args.join(" "));
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    (status, out.join().unwrap(), err.join().unwrap())
+    throttle_harness::run_to_exit(Path::new(BINARY), args, dir, env, STARTUP)
 }

@@ -4,8 +4,10 @@
 //! `throttle_longest_pending_sec`, peers, expirations) are filled from a snapshot of the core
 //! when `/metrics` is scraped, not on every state change, so the request path pays nothing for
 //! them. Request counters and latencies are recorded per request by `http.rs`, reloads by
-//! `reload.rs`. The metric names are a contract: dashboards and alerts use them. A semaphore
-//! removed by a reload loses its series at the next scrape.
+//! `reload.rs`. The metric names are a contract: dashboards and alerts use them, and
+//! `contract/wire.toml` lists them with their types and labels (the tests below check that the
+//! registry and the list agree both ways). A semaphore removed by a reload loses its series at
+//! the next scrape.
 
 use std::time::Duration;
 
@@ -255,7 +257,95 @@ fn status_label(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
     use throttle_core::SemaphoreSettings;
+
+    /// What these tests read of `contract/wire.toml`.
+    #[derive(Deserialize)]
+    struct Contract {
+        metrics: Vec<MetricEntry>,
+    }
+
+    #[derive(Deserialize)]
+    struct MetricEntry {
+        name: String,
+        kind: String,
+        labels: Vec<String>,
+    }
+
+    /// Every metric family of the registry: name, type and label names, from what it gathers
+    /// (the exposition text omits label names of vectors without samples).
+    fn families(metrics: &Metrics) -> Vec<(String, String, Vec<String>)> {
+        metrics
+            .registry
+            .gather()
+            .iter()
+            .map(|family| {
+                let kind = format!("{:?}", family.get_field_type()).to_lowercase();
+                let mut labels: Vec<String> = family
+                    .get_metric()
+                    .first()
+                    .map(|sample| {
+                        sample
+                            .get_label()
+                            .iter()
+                            .map(|label| label.name().to_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                labels.sort();
+                (family.name().to_owned(), kind, labels)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_metrics_are_the_contract_both_ways() {
+        let contract: Contract = toml::from_str(include_str!("../../../contract/wire.toml"))
+            .expect("contract/wire.toml");
+        // Give every vector one sample, so its label names show.
+        let t0 = Instant::now();
+        let mut core = Core::new([SemaphoreSettings {
+            name: "A".into(),
+            max: 1,
+            level: 0,
+        }]);
+        core.new_peer(1, t0 + Duration::from_secs(60));
+        let metrics = Metrics::new().unwrap();
+        metrics.observe("acquire", 200, Duration::from_millis(1));
+        metrics.update(&core, LongPolls::default(), t0);
+        let exported = families(&metrics);
+        let text = metrics.render();
+        for entry in &contract.metrics {
+            let mut labels = entry.labels.clone();
+            labels.sort();
+            let expected = (entry.name.clone(), entry.kind.clone(), labels);
+            assert!(
+                exported.contains(&expected),
+                "{expected:?} is not exported: {exported:#?}"
+            );
+            let type_line = format!("# TYPE {} {}", entry.name, entry.kind);
+            assert!(
+                text.contains(&type_line),
+                "`{type_line}` missing in:\n{text}"
+            );
+        }
+        for (name, _, _) in &exported {
+            assert!(
+                contract.metrics.iter().any(|entry| &entry.name == name),
+                "{name} is exported but not in contract/wire.toml"
+            );
+        }
+        for line in text.lines().filter_map(|line| line.strip_prefix("# TYPE ")) {
+            let name = line.split_whitespace().next().unwrap_or_default();
+            if name.starts_with("throttle_") {
+                assert!(
+                    contract.metrics.iter().any(|entry| entry.name == name),
+                    "{name} is exported but not in contract/wire.toml"
+                );
+            }
+        }
+    }
 
     #[test]
     fn every_contract_metric_is_rendered_with_its_value() {

@@ -3,8 +3,9 @@
 //! 401, `Vary` of the answers chosen by `Accept`), so nothing works them out again afterwards.
 //!
 //! Also the one place that maps an [`Error`] to its status code. This file knows neither
-//! tiny_http nor the state: `http.rs` builds replies from what the service answered and turns
-//! them into tiny_http responses.
+//! the HTTP layer nor the state: `workers.rs` builds replies from what the service answered and
+//! turns them into responses. The statuses, the first words of the error texts and the header
+//! names are the wire contract, `contract/wire.toml`; the tests below check them against it.
 
 use std::borrow::Cow;
 
@@ -15,8 +16,24 @@ use crate::status;
 /// The header of a granted acquire: the lock's fencing token.
 pub const FENCING_TOKEN_HEADER: &str = "Fencing-Token";
 
-/// The header added to `Unknown peer` when the peer expired recently, with the value `expired`.
+/// The header added to `Unknown peer` when the peer expired recently, with the value
+/// [`PEER_EXPIRED`].
 pub const PEER_STATE_HEADER: &str = "Throttle-Peer-State";
+
+/// The value of [`PEER_STATE_HEADER`]: the peer's lease ran out.
+pub const PEER_EXPIRED: &str = "expired";
+
+/// The challenge header of a 401, with the value [`BEARER`].
+pub const WWW_AUTHENTICATE_HEADER: &str = "WWW-Authenticate";
+
+/// The one authentication scheme the server takes: `Authorization: Bearer <token>`.
+pub const BEARER: &str = "Bearer";
+
+/// The header that tells caches which request headers chose the answer.
+pub const VARY_HEADER: &str = "Vary";
+
+/// The request header that chooses between the greeting and the status page at `GET /`.
+pub const ACCEPT_HEADER: &str = "Accept";
 
 /// A media type for JSON bodies.
 pub const JSON: &str = "application/json";
@@ -84,9 +101,9 @@ impl Reply {
         let mut reply = Reply::text(status(error), error.to_string());
         match error {
             Error::Refused(Refusal::ExpiredPeer) => {
-                reply.headers.push((PEER_STATE_HEADER, "expired".into()))
+                reply.headers.push((PEER_STATE_HEADER, PEER_EXPIRED.into()))
             }
-            Error::Unauthorized => reply.headers.push(("WWW-Authenticate", "Bearer".into())),
+            Error::Unauthorized => reply.headers.push((WWW_AUTHENTICATE_HEADER, BEARER.into())),
             _ => {}
         }
         reply
@@ -102,7 +119,7 @@ impl Reply {
     }
 
     fn vary_by_accept(mut self) -> Reply {
-        self.headers.push(("Vary", "Accept".into()));
+        self.headers.push((VARY_HEADER, ACCEPT_HEADER.into()));
         self
     }
 }
@@ -139,50 +156,143 @@ pub fn status(error: &Error) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
+
+    /// What these tests read of `contract/wire.toml`.
+    #[derive(Deserialize)]
+    struct Contract {
+        errors: Vec<ErrorEntry>,
+        headers: BTreeMap<String, HeaderEntry>,
+    }
+
+    #[derive(Deserialize)]
+    struct ErrorEntry {
+        words: String,
+        status: u16,
+    }
+
+    #[derive(Deserialize)]
+    struct HeaderEntry {
+        name: String,
+        value: Option<String>,
+    }
+
+    fn contract() -> Contract {
+        toml::from_str(include_str!("../../../contract/wire.toml")).expect("contract/wire.toml")
+    }
+
+    /// One error of each variant. The match in [`variant`] has no wildcard, so a new variant
+    /// does not compile until it is named there, next to this list.
+    fn one_of_each() -> Vec<Error> {
+        vec![
+            Error::Refused(Refusal::UnknownPeer),
+            Error::Refused(Refusal::ExpiredPeer),
+            Error::Refused(Refusal::InvalidFencingToken(1 << 60)),
+            Error::Refused(Refusal::UnknownSemaphore),
+            Error::Refused(Refusal::InvalidCount),
+            Error::Refused(Refusal::CountTooLarge { count: 2, max: 1 }),
+            Error::Refused(Refusal::LockHierarchyViolation {
+                level: 1,
+                current: 1,
+            }),
+            Error::Refused(Refusal::SecondPendingLock),
+            Error::Refused(Refusal::LockCountChange {
+                held: 1,
+                requested: 2,
+            }),
+            Error::Refused(Refusal::RestoreConflict),
+            Error::Refused(Refusal::CountOverflow),
+            Error::InvalidName("too long".into()),
+            Error::InvalidBody("not JSON".into()),
+            Error::InvalidDuration("5 parsecs".into()),
+            Error::InvalidRequest("bad peer id".into()),
+            Error::BodyTooLarge { limit: 1 },
+            Error::NotFound,
+            Error::LengthRequired,
+            Error::Unauthorized,
+            Error::TooManyPeers { limit: 1 },
+        ]
+    }
+
+    /// The name of an error's variant; exhaustive, see [`one_of_each`].
+    fn variant(error: &Error) -> &'static str {
+        match error {
+            Error::Refused(refusal) => match refusal {
+                Refusal::UnknownPeer => "UnknownPeer",
+                Refusal::ExpiredPeer => "ExpiredPeer",
+                Refusal::InvalidFencingToken(_) => "InvalidFencingToken",
+                Refusal::UnknownSemaphore => "UnknownSemaphore",
+                Refusal::InvalidCount => "InvalidCount",
+                Refusal::CountTooLarge { .. } => "CountTooLarge",
+                Refusal::LockHierarchyViolation { .. } => "LockHierarchyViolation",
+                Refusal::SecondPendingLock => "SecondPendingLock",
+                Refusal::LockCountChange { .. } => "LockCountChange",
+                Refusal::RestoreConflict => "RestoreConflict",
+                Refusal::CountOverflow => "CountOverflow",
+            },
+            Error::InvalidName(_) => "InvalidName",
+            Error::InvalidBody(_) => "InvalidBody",
+            Error::InvalidDuration(_) => "InvalidDuration",
+            Error::InvalidRequest(_) => "InvalidRequest",
+            Error::BodyTooLarge { .. } => "BodyTooLarge",
+            Error::NotFound => "NotFound",
+            Error::LengthRequired => "LengthRequired",
+            Error::Unauthorized => "Unauthorized",
+            Error::TooManyPeers { .. } => "TooManyPeers",
+        }
+    }
 
     #[test]
-    fn every_error_has_its_status() {
-        let conflict = 409;
-        let cases = [
-            (Error::Refused(Refusal::UnknownPeer), 400),
-            (Error::Refused(Refusal::ExpiredPeer), 400),
-            (Error::Refused(Refusal::InvalidFencingToken(1)), 400),
-            (Error::InvalidName(String::new()), 400),
-            (Error::Refused(Refusal::UnknownSemaphore), 400),
-            (Error::Refused(Refusal::InvalidCount), 400),
-            (Error::InvalidBody(String::new()), 400),
-            (Error::InvalidDuration(String::new()), 400),
-            (Error::InvalidRequest(String::new()), 400),
-            (Error::BodyTooLarge { limit: 1 }, 413),
-            (
-                Error::Refused(Refusal::CountTooLarge { count: 2, max: 1 }),
-                conflict,
-            ),
-            (
-                Error::Refused(Refusal::LockHierarchyViolation {
-                    level: 1,
-                    current: 1,
-                }),
-                conflict,
-            ),
-            (Error::Refused(Refusal::SecondPendingLock), conflict),
-            (
-                Error::Refused(Refusal::LockCountChange {
-                    held: 1,
-                    requested: 2,
-                }),
-                conflict,
-            ),
-            (Error::Refused(Refusal::RestoreConflict), conflict),
-            (Error::Refused(Refusal::CountOverflow), conflict),
-            (Error::NotFound, 404),
-            (Error::Unauthorized, 401),
-            (Error::LengthRequired, 411),
-            (Error::TooManyPeers { limit: 1 }, 503),
-        ];
-        for (error, expected) in cases {
-            assert_eq!(status(&error), expected, "{error:?}");
+    fn every_error_answers_as_the_contract_says() {
+        let contract = contract();
+        let errors = one_of_each();
+        let mut names: Vec<&str> = errors.iter().map(variant).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), errors.len(), "one example per variant");
+        let mut matched = vec![false; contract.errors.len()];
+        for error in &errors {
+            let reply = Reply::error(error);
+            let text = String::from_utf8(reply.body).expect("UTF-8");
+            assert!(!text.contains('\n'), "{error:?}: the reason is one line");
+            let entries: Vec<usize> = (0..contract.errors.len())
+                .filter(|&i| text.starts_with(&contract.errors[i].words))
+                .collect();
+            let [entry] = entries[..] else {
+                panic!("{error:?}: `{text}` starts with the words of {entries:?} entries");
+            };
+            let entry_words = &contract.errors[entry].words;
+            assert_eq!(
+                reply.status, contract.errors[entry].status,
+                "{error:?} (`{entry_words}`)"
+            );
+            assert_eq!(status(error), reply.status);
+            matched[entry] = true;
         }
+        for (entry, matched) in contract.errors.iter().zip(matched) {
+            assert!(matched, "no error variant answers `{}`", entry.words);
+        }
+    }
+
+    #[test]
+    fn the_header_constants_are_the_contract() {
+        let contract = contract();
+        let header = |key: &str| {
+            contract
+                .headers
+                .get(key)
+                .unwrap_or_else(|| panic!("no header `{key}` in contract/wire.toml"))
+        };
+        assert_eq!(header("fencing_token").name, FENCING_TOKEN_HEADER);
+        assert_eq!(header("peer_state").name, PEER_STATE_HEADER);
+        assert_eq!(header("peer_state").value.as_deref(), Some(PEER_EXPIRED));
+        assert_eq!(header("www_authenticate").name, WWW_AUTHENTICATE_HEADER);
+        assert_eq!(header("www_authenticate").value.as_deref(), Some(BEARER));
+        assert_eq!(header("authorization").value.as_deref(), Some(BEARER));
+        assert_eq!(header("vary").name, VARY_HEADER);
+        assert_eq!(header("vary").value.as_deref(), Some(ACCEPT_HEADER));
+        assert_eq!(header("accept").name, ACCEPT_HEADER);
     }
 
     #[track_caller]
@@ -199,15 +309,18 @@ mod tests {
     fn each_reply_carries_the_headers_it_needs() {
         check_headers(
             Reply::error(&Error::Unauthorized),
-            &[("WWW-Authenticate", "Bearer")],
+            &[(WWW_AUTHENTICATE_HEADER, BEARER)],
         );
         check_headers(
             Reply::error(&Error::Refused(Refusal::ExpiredPeer)),
-            &[(PEER_STATE_HEADER, "expired")],
+            &[(PEER_STATE_HEADER, PEER_EXPIRED)],
         );
         check_headers(Reply::error(&Error::Refused(Refusal::UnknownPeer)), &[]);
-        check_headers(Reply::greeting("Hello"), &[("Vary", "Accept")]);
-        check_headers(Reply::status_page(String::new()), &[("Vary", "Accept")]);
+        check_headers(Reply::greeting("Hello"), &[(VARY_HEADER, ACCEPT_HEADER)]);
+        check_headers(
+            Reply::status_page(String::new()),
+            &[(VARY_HEADER, ACCEPT_HEADER)],
+        );
         check_headers(
             Reply::lock(Answer::Acquired(7)),
             &[(FENCING_TOKEN_HEADER, "7")],

@@ -3,6 +3,7 @@
 
 mod access_control;
 mod client;
+mod contract;
 mod fencing;
 mod lock;
 mod peer_limit;

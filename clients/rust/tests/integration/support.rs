@@ -1,20 +1,16 @@
-//! Test support: the real `throttle` server on a free port, and a fake one for failures the
-//! real server does not produce on demand.
+//! Test support: the real `throttle` server on a free port (started by the harness,
+//! `crates/harness`, which builds the binary fresh unless `THROTTLE_BIN` names one), and a fake
+//! server for failures the real server does not produce on demand.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, mpsc};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use throttle_client::Client;
-
-/// How long a server may take to start, and a build of it to finish.
-const STARTUP: Duration = Duration::from_secs(20);
-const BUILD: Duration = Duration::from_secs(600);
+use throttle_harness::Launch;
 
 /// The semaphores every test server has. Names with `/`, spaces, `&`, `+`, `%` and non-ASCII
 /// characters check the percent-encoding.
@@ -33,11 +29,7 @@ api = 3
 
 /// A `throttle` process listening on a port of its own, killed when dropped.
 pub struct Server {
-    child: Child,
-    port: u16,
-    config: PathBuf,
-    args: Vec<String>,
-    env: Vec<(String, String)>,
+    server: throttle_harness::Server,
     /// The token the server needs, if any; [`Server::client`] sends it.
     token: Option<String>,
 }
@@ -62,33 +54,29 @@ impl Server {
     }
 
     /// Starts a server with [`CONFIG`], extra command line arguments and environment variables.
+    /// The server gets no `THROTTLE_TOKEN` from the tests' environment, only from `env`.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let config = std::env::temp_dir().join(format!(
-            "throttle-client-test-{}-{}.toml",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::write(&config, CONFIG).expect("write the test configuration");
-        let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|&(name, value)| (name.to_owned(), value.to_owned()))
-            .collect();
-        let (child, port) = spawn(&config, 0, &args, &env);
+        let launch = env.iter().fold(
+            Launch::new()
+                .config(CONFIG)
+                .args(args)
+                .env("THROTTLE_LOG", "INFO"),
+            |launch, (name, value)| launch.env(name, value),
+        );
         Server {
-            child,
-            port,
-            config,
-            args,
-            env,
+            server: launch.start(),
             token: None,
         }
     }
 
     /// The server's URL.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.server.url()
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.server.addr.port()
     }
 
     /// A client of this server, with the server's token if it needs one.
@@ -103,153 +91,59 @@ impl Server {
     /// Kills the server (no graceful shutdown: all state is lost) and starts a new one on the
     /// same port, as after a crash.
     pub fn restart(&mut self) {
-        stop(&mut self.child);
-        let (child, port) = spawn(&self.config, self.port, &self.args, &self.env);
-        assert_eq!(port, self.port);
-        self.child = child;
+        self.server.restart();
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        stop(&mut self.child);
-        let _ = std::fs::remove_file(&self.config);
-    }
-}
-
-fn stop(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Starts the binary and waits for the address it logs and for `/health` to answer. The
-/// server gets no `THROTTLE_TOKEN` from the tests' environment, only from `env`.
-fn spawn(config: &Path, port: u16, args: &[String], env: &[(String, String)]) -> (Child, u16) {
-    let mut child = Command::new(binary())
-        .args(["--address", "127.0.0.1", "--port", &port.to_string(), "-c"])
-        .arg(config)
-        .args(args)
-        .env("THROTTLE_LOG", "INFO")
-        .env_remove("THROTTLE_TOKEN")
-        .envs(env.iter().map(|(name, value)| (name, value)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the throttle server");
-    // Drain stderr for the whole life of the process, so the server never blocks on a full
-    // pipe; hand over the port once it is logged.
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let (sender, receiver) = mpsc::channel();
-    thread::spawn(move || {
-        let mut sender = Some(sender);
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if let Some((_, address)) = line.split_once("Listening on http://") {
-                let port = address
-                    .trim()
-                    .rsplit(':')
-                    .next()
-                    .and_then(|port| port.parse().ok());
-                if let (Some(sender), Some(port)) = (sender.take(), port) {
-                    let _ = sender.send(port);
-                }
-            } else if line.contains("ERROR") || line.contains("WARN") {
-                eprintln!("server: {line}");
-            }
-        }
-    });
-    let port: u16 = match receiver.recv_timeout(STARTUP) {
-        Ok(port) => port,
-        Err(_) => {
-            stop(&mut child);
-            panic!("the server did not log its address within {STARTUP:?}");
-        }
-    };
-    let client = Client::new(&format!("http://127.0.0.1:{port}")).with_retry_budget(Duration::ZERO);
-    let deadline = Instant::now() + STARTUP;
-    while client.health().is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the server did not become healthy in time"
-        );
-        thread::sleep(Duration::from_millis(10));
-    }
-    (child, port)
-}
-
-/// The server binary: `THROTTLE_BIN`, else the workspace's debug build, built once if missing.
-fn binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        if let Some(path) = std::env::var_os("THROTTLE_BIN") {
-            return PathBuf::from(path);
-        }
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace.join("target"));
-        let path = target
-            .join("debug")
-            .join(format!("throttle{}", std::env::consts::EXE_SUFFIX));
-        if !path.exists() {
-            build_server(&workspace);
-        }
-        assert!(path.exists(), "no server binary at {}", path.display());
-        path
-    })
-}
-
-fn build_server(workspace: &Path) {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(cargo)
-        .args(["build", "--bin", "throttle"])
-        .current_dir(workspace)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("run cargo build");
-    let deadline = Instant::now() + BUILD;
-    loop {
-        if let Some(status) = build.try_wait().expect("wait for cargo build") {
-            assert!(status.success(), "cargo build --bin throttle failed");
-            return;
-        }
-        if Instant::now() > deadline {
-            stop(&mut build);
-            panic!("cargo build --bin throttle took longer than {BUILD:?}");
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A server that answers every request with the same status and body, and counts requests.
+/// A server that answers every request with the same status, headers and body, counts the
+/// requests and keeps their heads.
 pub struct FakeServer {
     port: u16,
     requests: Arc<AtomicUsize>,
+    heads: Arc<Mutex<Vec<String>>>,
 }
 
 impl FakeServer {
     pub fn answering(status: u16, body: &'static str) -> FakeServer {
+        FakeServer::answering_with(status, Vec::new(), body)
+    }
+
+    /// Answers with the header lines `headers` (name, value) besides the framing.
+    pub fn answering_with(
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: &'static str,
+    ) -> FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a fake server");
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(AtomicUsize::new(0));
-        let counter = requests.clone();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let (counter, kept) = (requests.clone(), heads.clone());
+        let extra: String = headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect();
         // The thread ends with the test process.
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
-                if read_request(&mut stream).is_err() {
+                let Ok(head) = read_request(&mut stream) else {
                     continue;
-                }
+                };
+                kept.lock().unwrap().push(head);
                 counter.fetch_add(1, Ordering::SeqCst);
                 let answer = format!(
-                    "HTTP/1.1 {status} Status\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status} Status\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = stream.write_all(answer.as_bytes());
             }
         });
-        FakeServer { port, requests }
+        FakeServer {
+            port,
+            requests,
+            heads,
+        }
     }
 
     pub fn client(&self) -> Client {
@@ -259,12 +153,19 @@ impl FakeServer {
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
+
+    /// The heads (request line and header lines) of the requests so far.
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
 }
 
-/// Reads the head and body of one request, so that answering does not reset the connection.
-fn read_request(stream: &mut std::net::TcpStream) -> std::io::Result<()> {
+/// Reads the head and body of one request, so that answering does not reset the connection,
+/// and returns the head.
+fn read_request(stream: &mut std::net::TcpStream) -> std::io::Result<String> {
     let mut reader = BufReader::new(stream);
     let mut content_length = 0;
+    let mut head = String::new();
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 || line == "\r\n" {
@@ -275,9 +176,11 @@ fn read_request(stream: &mut std::net::TcpStream) -> std::io::Result<()> {
         {
             content_length = value.trim().parse().unwrap_or(0);
         }
+        head.push_str(&line);
     }
     let mut body = vec![0; content_length];
-    reader.read_exact(&mut body)
+    reader.read_exact(&mut body)?;
+    Ok(head)
 }
 
 /// Polls `condition` until it holds, failing the test after `within`.
@@ -345,7 +248,7 @@ impl Proxy {
     pub fn to(server: &Server) -> Proxy {
         use std::net::{Shutdown, TcpStream};
         use std::sync::atomic::AtomicBool;
-        let target = server.port;
+        let target = server.port();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let port = listener.local_addr().unwrap().port();
         let cut = Arc::new(AtomicBool::new(false));
