@@ -4,7 +4,7 @@
 //! `--grace`), so a running server keeps that figure in its state file's "running" marker.
 //! Rewriting the marker on every request would cost an fsync each; leases rarely grow (clients
 //! ask for the same one every time), so [`LeaseWatch::note`] only wakes the writer when the
-//! longest lease grows, and costs one atomic load otherwise. The writer (`restart.rs`) waits in
+//! longest lease grows, and costs one atomic load otherwise. The writer (`persistence.rs`) waits in
 //! [`LeaseWatch::wait_for_growth`]. This file does no I/O.
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -304,7 +304,7 @@ mod tests {
         let contract: Contract = toml::from_str(include_str!("../../../contract/wire.toml"))
             .expect("contract/wire.toml");
         // Give every vector one sample, so its label names show.
-        let t0 = Instant::now();
+        let t0 = Time::from_epoch(Duration::from_secs(1_000));
         let mut core = Core::new([SemaphoreSettings {
             name: "A".into(),
             max: 1,

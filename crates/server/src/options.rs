@@ -51,7 +51,7 @@ pub struct Options {
     pub request_timeout: Duration,
     /// Live peers at most; `new_peer` and `restore` answer 503 beyond it.
     pub max_peers: usize,
-    /// Restarts (`restart.rs`): the state file named with `--state-file`, which wins over
+    /// Restarts (`persistence.rs`): the state file named with `--state-file`, which wins over
     /// `[state] file` in the configuration.
     pub state_file: Option<PathBuf>,
     /// `--state-file-reset`: start empty if the state file cannot be read or parsed, instead of

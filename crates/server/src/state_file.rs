@@ -1,7 +1,7 @@
 //! The state file (`--state-file`): its format, its atomic write and its load.
 //!
 //! This module knows bytes and files, nothing about the core, the service or when to write:
-//! `restart.rs` decides that. A file is one JSON object:
+//! `persistence.rs` decides that. A file is one JSON object:
 //!
 //! ```json
 //! {"format": "throttle-state", "version": 2, "clean": true,
@@ -14,7 +14,7 @@
 //!
 //! - `next_fencing_token` is the token of the next grant (in the marker: as the run started).
 //!   A restarted server starts at least there, and at least at the wall clock in microseconds
-//!   (`restart.rs`), so its tokens are larger than every token of the previous run.
+//!   (`persistence.rs`), so its tokens are larger than every token of the previous run.
 //! - `fencing_tokens` holds each acquired lock's token, `name` the holder's name (both optional
 //!   per peer); `expired_peers` the ids of recently expired peers with the milliseconds each is
 //!   still remembered (at `saved_at_unix_ms`), so their clients still learn that they expired.
