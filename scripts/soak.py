@@ -1223,8 +1223,7 @@ def build(args: argparse.Namespace) -> Path:
     """--binary, else the release build of this checkout, built first (the harness)."""
     if args.binary:
         return Path(args.binary).resolve()
-    print("soak: cargo build --release --bin throttle", flush=True)
-    return throttle_harness.server_binary(release=True)
+    return throttle_harness.server_binary(release=True)  # it says that it builds
 
 
 def write_config(path: Path) -> None:

@@ -33,7 +33,7 @@ StartServer = Callable[..., ThrottleServer]
 
 
 @pytest.fixture(scope="session")
-def binary() -> Path:
+def throttle_binary() -> Path:
     """The server binary of this test session (built first unless ``THROTTLE_BIN`` is set)."""
     try:
         path = server_binary()
@@ -45,11 +45,11 @@ def binary() -> Path:
 
 
 @pytest.fixture
-def start_server(tmp_path: Path, binary: Path) -> Iterator[StartServer]:
+def start_server(tmp_path: Path, throttle_binary: Path) -> Iterator[StartServer]:
     """A function that starts a server with the given TOML configuration (and environment
     variables ``env``, e.g. ``{"THROTTLE_TOKEN": "s3cret"}``, and command-line ``args``, e.g.
     ``["--max-peers", "1"]``); every server it started is stopped after the test."""
-    servers = Servers(tmp_path, binary)
+    servers = Servers(tmp_path, throttle_binary)
 
     def start(
         config: str, env: Optional[Dict[str, str]] = None, args: Sequence[str] = ()
