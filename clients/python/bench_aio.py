@@ -103,7 +103,8 @@ def main() -> None:
         maximum: Optional[int] = args.max if args.max is not None else workers
         with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as config:
             config.write(f"[semaphores]\nA = {maximum}\n")
-        process, url = start_server(args.bin, Path(config.name))
+        server = start_server(args.bin, Path(config.name))
+        url = server.url
         try:
             results: Dict[str, List[Tuple[float, float]]] = {name: [] for name in scenarios}
             for _ in range(args.rounds):  # In turns, so both see the same machine.
@@ -114,9 +115,10 @@ def main() -> None:
                 cpu = statistics.median(r[1] for r in rounds)
                 print(f"{workers:>7}  {name:<20} {rate:>9.0f} {cpu * 1e3:>8.2f}ms   (A = {maximum})")
         finally:
-            process.terminate()
-            process.wait(timeout=5)
+            server.stop()
             Path(config.name).unlink()
+            if server.log_path is not None:
+                server.log_path.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,7 @@ bare ``Client.remainder`` round trip as a floor for one request.
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,26 +22,21 @@ from typing import Callable, List
 from throttle_client import Client, lock
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "scripts" / "harness"))
+import throttle_harness  # noqa: E402
 
 
-def start_server(binary: Path, config: Path) -> "tuple[subprocess.Popen[str], str]":
-    """Start the server on a free port and return it with its URL (from its log line)."""
-    process = subprocess.Popen(
-        [str(binary), "--address", "127.0.0.1", "--port", "0", "-c", str(config)],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-        env={"THROTTLE_LOG": "INFO"},
+def start_server(binary: Path, config: Path) -> throttle_harness.Server:
+    """Start the server on a free port (the repository's harness reads its address); its log
+    goes beside ``config``."""
+    server = throttle_harness.Server(
+        [str(binary), "-c", str(config)], log_dir=config.parent, name=config.stem,
+        start_timeout=10,
     )
-    assert process.stderr is not None
-    deadline = time.monotonic() + 10
-    for line in process.stderr:
-        match = re.search(r"Listening on (http://\S+)", line)
-        if match:
-            # Nothing reads stderr from here on; keep the server quiet so the pipe never fills.
-            return process, match.group(1)
-        if time.monotonic() > deadline:
-            break
-    process.kill()
-    sys.exit("the server did not report its address")
+    try:
+        return server.start()
+    except throttle_harness.HarnessError as error:
+        sys.exit(f"the server did not start: {error}")
 
 
 def timed(calls: int, body: Callable[[], None]) -> List[float]:
@@ -78,7 +71,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as config:
         config.write("[semaphores]\nA = 1\n")
-    process, url = start_server(args.bin, Path(config.name))
+    server = start_server(args.bin, Path(config.name))
+    url = server.url
     try:
         client = Client(url)
 
@@ -92,9 +86,10 @@ def main() -> None:
         report("Client.remainder (1 request)", timed(args.calls, one_request))
         report("with lock(url, 'A')", timed(args.calls, one_lock))
     finally:
-        process.terminate()
-        process.wait(timeout=5)
+        server.stop()
         Path(config.name).unlink()
+        if server.log_path is not None:
+            server.log_path.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

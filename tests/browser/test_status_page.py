@@ -5,7 +5,7 @@ It checks the semaphore rows, that a lock taken through the HTTP API shows up wi
 a reload, that hostile names stay text, the phone and dark layouts, that the page loads nothing
 from elsewhere, and saves a screenshot under load. Run it with `scripts/browser-test`.
 
-Environment: THROTTLE_BIN (server binary, default target/debug/throttle), CHROMIUM and
+Environment: THROTTLE_BIN (server binary, default target/debug/throttle, built when stale), CHROMIUM and
 CHROMEDRIVER (default /usr/bin/chromium, /usr/bin/chromedriver), STATUS_SCREENSHOT (where the
 screenshot goes, default target/browser/status-page.png).
 """
@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
+import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -31,7 +30,11 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 REPO = Path(__file__).resolve().parents[2]
-BIN = Path(os.environ.get("THROTTLE_BIN", REPO / "target" / "debug" / "throttle"))
+sys.path.insert(0, str(REPO / "scripts" / "harness"))
+import throttle_harness  # noqa: E402
+
+# $THROTTLE_BIN, else this checkout's debug build, rebuilt first if stale.
+BIN = throttle_harness.server_binary()
 SCREENSHOT = Path(
     os.environ.get("STATUS_SCREENSHOT", REPO / "target" / "browser" / "status-page.png")
 )
@@ -52,37 +55,13 @@ HOSTILE = [
 
 
 class Server:
-    """The real throttle binary on a free port, with a configuration of its own."""
+    """The real throttle binary on a free port (started by the repository's harness), with a
+    configuration of its own, and the few API calls the tests make."""
 
-    def __init__(self, config: str, token: str | None = None) -> None:
+    def __init__(self, process: throttle_harness.Server, token: str | None) -> None:
+        self.process = process
+        self.url = process.url
         self.token = token
-        self.dir = tempfile.TemporaryDirectory(prefix="throttle-browser-")
-        path = Path(self.dir.name) / "throttle.toml"
-        path.write_text(config, encoding="utf-8")
-        env = {**os.environ, "THROTTLE_LOG": "INFO"}
-        env.pop("THROTTLE_TOKEN", None)
-        if token:
-            env["THROTTLE_TOKEN"] = token
-        self.proc = subprocess.Popen(
-            [str(BIN), "--port", "0", "-c", str(path)],
-            stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            text=True,
-            env=env,
-        )
-        self.url = self._read_address(deadline=time.monotonic() + 20)
-        # Keep draining stderr so the server never blocks on a full pipe.
-        threading.Thread(target=self.proc.stderr.read, daemon=True).start()  # type: ignore[union-attr]
-
-    def _read_address(self, deadline: float) -> str:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            if "Listening on http://" in line:
-                return line.split("Listening on ", 1)[1].strip()
-            if time.monotonic() > deadline:
-                break
-        self.stop()
-        raise RuntimeError(f"{BIN} did not report its address")
 
     def call(
         self, method: str, path: str, body: object = None, headers: dict[str, str] | None = None
@@ -108,32 +87,23 @@ class Server:
         name = urllib.request.quote(semaphore, safe="")
         return self.call("PUT", f"/peers/{peer}/{name}", count)[0]
 
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.dir.cleanup()
-
 
 @pytest.fixture
-def server() -> Iterator[Callable[..., Server]]:
-    started: list[Server] = []
+def server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    servers = throttle_harness.Servers(tmp_path, BIN)
 
     def start(config: str, token: str | None = None) -> Server:
-        started.append(Server(config, token))
-        return started[-1]
+        env = {"THROTTLE_TOKEN": token} if token else {}
+        return Server(servers.start_throttle(config, env=env, start_timeout=20), token)
 
     yield start
-    for s in started:
-        s.stop()
+    servers.stop_all()
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
     if not BIN.exists():
-        pytest.fail(f"no server binary at {BIN}: run cargo build or set THROTTLE_BIN")
+        pytest.fail(f"no server binary at {BIN}: set THROTTLE_BIN to one")
     profile = tempfile.TemporaryDirectory(prefix="throttle-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = os.environ.get("CHROMIUM", "/usr/bin/chromium")
