@@ -15,7 +15,10 @@ use crate::stats::{Stats, nanos};
 
 /// Spawns the server `--repeat` times; measures spawn → first 200 from `/health`.
 pub fn startup(options: &Options) -> Result<(), String> {
-    let binary = options.server_bin.as_deref().expect("checked in parse");
+    let binary = options
+        .server_bin
+        .as_deref()
+        .ok_or("missing --server-bin")?;
     let mut samples = Vec::with_capacity(options.repeat);
     for _ in 0..options.repeat {
         let mut command = Command::new(binary);

@@ -1,8 +1,11 @@
 //! The `idle` crowd: thousands of keep-alive clients, each creating its peer and then sending
 //! one heartbeat a second. Measures which requests fail and how (refused, closed, reset, timed
 //! out, a status), the latency, and the server's memory per client.
+//!
+//! Not for throughput: each client sends one request a second, so the load is the open
+//! connections, not the requests.
 
-use std::io::{self};
+use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -281,4 +284,50 @@ pub fn idle(target: &Target, options: &Options, result: &mut ResultLine) -> Resu
         .ms("lag_p99_ms", lag.ms(0.99));
     watched.add_to(result, tally.ok);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_are_counted_by_kind() {
+        let mut tally = Tally::default();
+        for status in [200, 200, 404, 503, 302] {
+            tally.status(status);
+        }
+        for (kind, message) in [
+            (io::ErrorKind::ConnectionRefused, "refused"),
+            (io::ErrorKind::ConnectionReset, "reset"),
+            (io::ErrorKind::BrokenPipe, "pipe"),
+            (io::ErrorKind::UnexpectedEof, "eof"),
+            (io::ErrorKind::WouldBlock, "slow"),
+            (io::ErrorKind::TimedOut, "slow"),
+            (
+                io::ErrorKind::InvalidData,
+                "connection closed in the headers",
+            ),
+            (io::ErrorKind::InvalidData, "bad status line"),
+        ] {
+            tally.io(&io::Error::new(kind, message));
+        }
+        assert_eq!(tally.ok, 2);
+        assert_eq!(
+            (tally.status_4xx, tally.status_5xx, tally.status_other),
+            (1, 1, 1)
+        );
+        assert_eq!((tally.refused, tally.reset, tally.closed), (1, 2, 2));
+        assert_eq!((tally.timeout, tally.other_io), (2, 1));
+        assert_eq!(tally.errors(), 11);
+        assert_eq!(
+            tally.describe(),
+            "1 refused, 2 closed by the server, 2 reset, 2 timed out, 1 other I/O, 1 4xx, \
+             1 5xx, 1 other status"
+        );
+        let mut sum = Tally::default();
+        sum.add(&tally);
+        sum.add(&tally);
+        assert_eq!((sum.ok, sum.errors()), (4, 22));
+        assert_eq!(Tally::default().describe(), "none");
+    }
 }

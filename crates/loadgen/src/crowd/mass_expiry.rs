@@ -1,5 +1,8 @@
 //! The `mass-expiry` crowd: `--peers` holders whose leases end at one deadline, and `--clients`
 //! waiters that fit only once they did. Measures each waiter's grant against the deadline.
+//!
+//! Not for the lateness of one expiry on an otherwise idle server: that is `expiry-latency`
+//! (`latency.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

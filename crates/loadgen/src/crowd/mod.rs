@@ -72,11 +72,13 @@ impl Gate {
         }
     }
 
+    /// Lets every client go, now and later, with `start` as the scenario's start.
     pub fn open(&self, start: Instant) {
         *self.state.lock().expect("not poisoned") = Some(Some(start));
         self.opened.notify_all();
     }
 
+    /// Tells every client that the scenario is called off (a client thread failed to start).
     pub fn abort(&self) {
         *self.state.lock().expect("not poisoned") = Some(None);
         self.opened.notify_all();
@@ -88,5 +90,42 @@ pub fn wait_ready(ready: &AtomicUsize, n: usize) {
     let until = Instant::now() + Duration::from_secs(60);
     while ready.load(Ordering::SeqCst) < n && Instant::now() < until {
         thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_lets_every_client_go_with_one_start() {
+        let gate = Gate::default();
+        let start = Instant::now();
+        thread::scope(|scope| {
+            let clients: Vec<_> = (0..4).map(|_| scope.spawn(|| gate.wait())).collect();
+            gate.open(start);
+            for client in clients {
+                assert_eq!(client.join().expect("no panic"), Some(start));
+            }
+        });
+        assert_eq!(gate.wait(), Some(start));
+    }
+
+    #[test]
+    fn a_called_off_gate_gives_no_start() {
+        let gate = Gate::default();
+        thread::scope(|scope| {
+            let client = scope.spawn(|| gate.wait());
+            gate.abort();
+            assert_eq!(client.join().expect("no panic"), None);
+        });
+    }
+
+    #[test]
+    fn small_threads_run() {
+        thread::scope(|scope| {
+            let handle = spawn_small(scope, || 6 * 7).expect("a thread");
+            assert_eq!(handle.join().expect("no panic"), 42);
+        });
     }
 }

@@ -1,5 +1,8 @@
 //! The `peers-listing` crowd: `GET /peers/` in a loop over many (preloaded) peers while another
 //! client acquires and releases. Measures the listings and whether acquires wait for them.
+//!
+//! Not for the listing's own speed alone: the pause between listings is there so that the
+//! acquires outside them give a baseline.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;

@@ -1,6 +1,9 @@
 //! The `slowloris` crowd: connections that send part of a request head and then nothing, while
 //! a fresh client every 100-200 ms tries to get a lock within `--budget`. Measures the probes
 //! and how the server ended the slow connections (408, a silent close, still open).
+//!
+//! It measures the server's defence, not its speed: a probe's time only matters against
+//! `--budget`.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -17,6 +20,9 @@ use crate::stats::{Stats, nanos};
 use super::backoff::Rng;
 use super::monitor::{Monitor, Watched};
 use super::{spawn_small, wait_ready};
+
+/// What the slow connections send of, `--bytes` at most: a head that never ends.
+const SLOW_HEAD: &[u8] = b"PUT /peers/1/big HTTP/1.1\r\nHost: x\r\n";
 
 /// How a slow connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +49,7 @@ pub fn slowloris(
     result: &mut ResultLine,
 ) -> Result<(), String> {
     let n = options.clients;
-    let head = &b"PUT /peers/1/big HTTP/1.1\r\nHost: x\r\n"[..options.bytes.min(36)];
+    let head = &SLOW_HEAD[..options.bytes.min(SLOW_HEAD.len())];
     // Set once every slow connection is open; they watch their sockets from their connect on.
     let end_at: OnceLock<Instant> = OnceLock::new();
     let abort = AtomicBool::new(false);
@@ -251,15 +257,7 @@ fn hold_open(stream: &mut TcpStream, over: &dyn Fn() -> bool) -> End {
         }
         return match stream.read(&mut buffer) {
             Ok(0) => End::Closed,
-            Ok(read) => {
-                let text = String::from_utf8_lossy(&buffer[..read]);
-                let status = text
-                    .strip_prefix("HTTP/")
-                    .and_then(|rest| rest.split_whitespace().nth(1))
-                    .and_then(|code| code.parse().ok())
-                    .unwrap_or(0);
-                End::Answered(status)
-            }
+            Ok(read) => End::Answered(status_of(&buffer[..read])),
             Err(error)
                 if matches!(
                     error.kind(),
@@ -274,10 +272,37 @@ fn hold_open(stream: &mut TcpStream, over: &dyn Fn() -> bool) -> End {
     }
 }
 
+/// The status of an answer from its first bytes; 0 if they are not an HTTP status line.
+fn status_of(answer: &[u8]) -> u16 {
+    String::from_utf8_lossy(answer)
+        .strip_prefix("HTTP/")
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A fresh client: new_peer, acquire 1, remove the peer (which releases the lock).
 fn probe(target: &Target, semaphore: &str) -> Result<(), String> {
     let mut client = Client::with(target, Duration::from_secs(10), 1024);
     let peer = client.new_peer(Duration::from_secs(60))?;
     client.expect("PUT", &format!("/peers/{peer}/{semaphore}"), "1", &[200])?;
     client.remove_peer(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_of_the_first_bytes_of_an_answer() {
+        assert_eq!(
+            status_of(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n"),
+            408
+        );
+        assert_eq!(status_of(b"HTTP/1.0 400 Bad Request\r\n"), 400);
+        assert_eq!(status_of(b"HTTP/1.1 40"), 40);
+        assert_eq!(status_of(b"HTTP/1.1"), 0);
+        assert_eq!(status_of(b"SSH-2.0\r\n"), 0);
+        assert_eq!(status_of(b""), 0);
+    }
 }

@@ -1,6 +1,9 @@
 //! The `waiters` crowd: N clients, each with its own peer and connection, long poll on a small
 //! semaphore, hold each grant for `--hold` and release it. Measures grants per second, requests
 //! per grant, starved clients and the hand-over from a release to the next grant.
+//!
+//! Not for the latency of one release on an otherwise idle server: that is `release-latency`
+//! (`latency.rs`).
 
 use std::io::{self};
 use std::sync::Arc;
