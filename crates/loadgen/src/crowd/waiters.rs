@@ -223,16 +223,7 @@ fn waiters_run(
         .collect();
     let waits = Stats::new(logs.iter().flat_map(|l| l.waits.iter().copied()).collect());
     grants.sort_unstable();
-    releases.sort_unstable_by_key(|&(_, answered)| answered);
-    // Every release frees one unit and every grant takes one, so the i-th release (by when its
-    // answer was read) made the (free + i)-th grant (by when its 200 was read) possible.
-    let (from_answer, from_sent): (Vec<i64>, Vec<i64>) = releases
-        .iter()
-        .zip(grants.iter().skip(free))
-        .map(|(&(sent, answered), &granted)| {
-            (signed_nanos(granted, answered), signed_nanos(granted, sent))
-        })
-        .unzip();
+    let (from_answer, from_sent) = handovers(&mut releases, &grants, free);
     let handover = Stats::new(from_answer);
     let handover_sent = Stats::new(from_sent);
     let rate = grants.len() as f64 / seconds;
@@ -293,4 +284,44 @@ fn waiters_run(
         .add("server_errors", server_errors);
     watched.add_to(result, grants.len());
     Ok(())
+}
+
+/// Pairs releases with the grants they made possible: every release frees one unit and every
+/// grant takes one, so the i-th release (by when its answer was read) made the (free + i)-th
+/// grant (by when its 200 was read) possible. `releases` are (sent, answer read); `grants`
+/// sorted. Returns, per pair, grant − release answered and grant − release sent, in ns.
+fn handovers(
+    releases: &mut [(Instant, Instant)],
+    grants: &[Instant],
+    free: usize,
+) -> (Vec<i64>, Vec<i64>) {
+    releases.sort_unstable_by_key(|&(_, answered)| answered);
+    releases
+        .iter()
+        .zip(grants.iter().skip(free))
+        .map(|(&(sent, answered), &granted)| {
+            (signed_nanos(granted, answered), signed_nanos(granted, sent))
+        })
+        .unzip()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_ith_release_makes_the_grant_after_the_free_ones() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Two units free: the grants at 0 and 1 ms needed no release.
+        let grants = [at(0), at(1), at(12), at(25), at(40)];
+        // Out of order; the last release made no grant (yet).
+        let mut releases = [(at(18), at(20)), (at(9), at(10)), (at(45), at(46))];
+        let (from_answer, from_sent) = handovers(&mut releases, &grants, 2);
+        assert_eq!(from_answer, [2_000_000, 5_000_000, -6_000_000]);
+        assert_eq!(from_sent, [3_000_000, 7_000_000, -5_000_000]);
+        // Every unit free and no grant beyond: nothing to pair.
+        assert_eq!(handovers(&mut releases, &grants, 5), (vec![], vec![]));
+    }
 }
