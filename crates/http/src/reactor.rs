@@ -1,10 +1,9 @@
-//! Throttle's patch: one thread reads every TCP connection with a readiness loop (mio) and
-//! hands complete requests, head and body, to the workers' queue.
+//! The readiness loop: one thread (mio, edge-triggered) reads every TCP connection and hands
+//! complete requests, head and body, to the workers' queue.
 //!
-//! Upstream tiny_http gave each connection a thread for its whole life, so a thousand idle
-//! keep-alive clients were a thousand threads and a thousand one-byte connections locked
-//! everyone else out. Here a connection costs a socket and a small record: its unparsed input,
-//! a deadline, and an answer still to be written.
+//! A connection costs a socket and a small record: its unparsed input, a deadline, and an
+//! answer still to be written. No thread waits on a client: a thousand idle keep-alive clients
+//! or a thousand clients sending a byte a minute cost no worker.
 //!
 //! What this file does: accept (closing connections beyond `max_connections`), read, find where
 //! a request ends ([`crate::framing`], which refuses ambiguous framing), answer refusals and
@@ -14,12 +13,19 @@
 //! answer too large for the socket's buffer, or a close involves this thread again.
 //!
 //! One request per connection is in a worker's hands at a time; pipelined requests wait here
-//! in the input buffer until the previous one is answered.
+//! in the input buffer until the previous one is answered. Who may touch a connection next,
+//! this thread or the worker answering it, is [`Handoff`]'s business.
+//!
+//! Timers (one ordered set) close idle connections at `idle_timeout` (counted from the last
+//! answer), answer 408 and close a request not complete `request_timeout` after its first
+//! byte, close a client that does not read its answer within `idle_timeout`, and let a closing
+//! connection drain for [`LINGER`] after its last answer so the close does not reset it before
+//! the client has read it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,8 +33,9 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::framing::{self, Parsed, Refusal};
+use crate::handoff::Handoff;
 use crate::util::MessagesQueue;
-use crate::{ConnectionLimits, Message};
+use crate::{ConnectionLimits, Request};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX);
@@ -41,20 +48,15 @@ const LINGER: Duration = Duration::from_secs(1);
 /// After a failed accept (say, out of file descriptors) accepting pauses this long.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 
-/// The connection's request is with nobody; the reactor may parse the next one.
-const IDLE: u8 = 0;
-/// A worker holds the connection's request.
-const BUSY: u8 = 1;
-/// A worker holds it and the reactor has input or an end of stream waiting: whoever finishes
-/// the answer must hand the connection back.
-const WANTED: u8 = 2;
-
 /// What workers and the reactor share of one connection.
 pub(crate) struct Shared {
     stream: TcpStream,
     token: Token,
-    /// `IDLE`, `BUSY` or `WANTED`: who may touch the connection next.
-    state: AtomicU8,
+    /// Who may touch the connection next: this thread or the worker answering it.
+    handoff: Handoff,
+    /// The client closed its side, or the connection failed, while a worker may hold its
+    /// request: see [`Request::client_closed`].
+    closed: AtomicBool,
     /// When a worker last finished an answer, in nanoseconds since `epoch`: idle time counts
     /// from there, and the reactor is not told about answers that need nothing from it.
     answered: AtomicU64,
@@ -119,6 +121,10 @@ impl ConnWriter {
     pub(crate) fn closes(&self) -> bool {
         self.close
     }
+
+    pub(crate) fn client_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
 }
 
 impl Write for ConnWriter {
@@ -165,7 +171,7 @@ impl Drop for ConnWriter {
                 close: self.close,
                 failed,
             });
-        } else if shared.state.swap(IDLE, Ordering::AcqRel) == WANTED {
+        } else if shared.handoff.finish() {
             shared.inbox.push(Completion {
                 token: shared.token,
                 rest: Vec::new(),
@@ -245,8 +251,8 @@ impl Conn {
         self.written < self.output.len()
     }
 
-    fn state(&self) -> u8 {
-        self.shared.state.load(Ordering::Acquire)
+    fn with_worker(&self) -> bool {
+        !self.shared.handoff.is_idle()
     }
 }
 
@@ -260,7 +266,7 @@ pub(crate) struct Reactor {
     next_token: usize,
     limits: ConnectionLimits,
     control: Arc<Control>,
-    messages: Arc<MessagesQueue<Message>>,
+    messages: Arc<MessagesQueue<Request>>,
     scratch: Box<[u8]>,
     refused_at_limit: u64,
 }
@@ -269,7 +275,7 @@ impl Reactor {
     pub(crate) fn new(
         listener: std::net::TcpListener,
         limits: ConnectionLimits,
-        messages: Arc<MessagesQueue<Message>>,
+        messages: Arc<MessagesQueue<Request>>,
     ) -> io::Result<(Reactor, Arc<Control>)> {
         listener.set_nonblocking(true)?;
         let mut listener = TcpListener::from_std(listener);
@@ -406,7 +412,8 @@ impl Reactor {
                         shared: Arc::new(Shared {
                             stream,
                             token,
-                            state: AtomicU8::new(IDLE),
+                            handoff: Handoff::new(),
+                            closed: AtomicBool::new(false),
                             answered: AtomicU64::new(0),
                             epoch: now,
                             inbox: self.control.inbox.clone(),
@@ -478,7 +485,7 @@ impl Reactor {
                 }
                 return self.set_deadline(token, Some(now + LINGER));
             }
-            if conn.state() != IDLE {
+            if conn.with_worker() {
                 let at = self
                     .limits
                     .idle_timeout
@@ -569,19 +576,16 @@ impl Reactor {
             let request = crate::request::from_reactor(head, body, conn.remote, writer);
             // Input already waiting behind this request (pipelining), or an end of stream,
             // needs this thread again once the answer is out.
-            let state = if conn.input.is_empty() && !conn.eof {
-                BUSY
-            } else {
-                WANTED
-            };
-            conn.shared.state.store(state, Ordering::Release);
+            conn.shared
+                .handoff
+                .hand_over(!conn.input.is_empty() || conn.eof);
             // Checked again when it fires: the worker may answer without telling this thread.
             let at = self
                 .limits
                 .idle_timeout
                 .and_then(|idle| now.checked_add(idle));
             self.set_deadline(token, at);
-            self.messages.push(Message::NewRequest(request));
+            self.messages.push(request);
             return;
         }
     }
@@ -600,7 +604,7 @@ impl Reactor {
             conn.written = completion.offset;
         }
         conn.close_after_output |= completion.close;
-        conn.shared.state.store(IDLE, Ordering::Release);
+        conn.shared.handoff.take_back();
         self.drive(token);
     }
 
@@ -621,7 +625,7 @@ impl Reactor {
             if conn.output_pending() || conn.lingering {
                 // A client that does not read, or has gone quiet after its last answer.
                 self.remove(token);
-            } else if conn.state() != IDLE {
+            } else if conn.with_worker() {
                 // With a worker (a long poll): look again later.
                 let at = self
                     .limits
@@ -676,7 +680,8 @@ impl Reactor {
         if let Some(conn) = self.conns.remove(&token) {
             // Closing the socket (when the last holder drops it) ends its registration.
             // A worker may still hold the connection (a long poll whose client left): make
-            // its answer fail rather than wait for a reader.
+            // its answer fail rather than wait for a reader, and tell it the client is gone.
+            conn.shared.closed.store(true, Ordering::Release);
             let _ = conn.shared.stream.shutdown(Shutdown::Both);
         }
         if self.accept_paused_until.is_some() {
@@ -717,12 +722,14 @@ fn read_into(conn: &mut Conn, scratch: &mut [u8], limits: &ConnectionLimits) {
             }
         }
     }
+    if conn.eof {
+        // A worker holding this connection's request (a long poll) learns that nobody waits
+        // for the answer any more.
+        conn.shared.closed.store(true, Ordering::Release);
+    }
     // A worker answering this connection must hand it back for what arrived meanwhile.
     if !conn.input.is_empty() || conn.eof {
-        let _ =
-            conn.shared
-                .state
-                .compare_exchange(BUSY, WANTED, Ordering::AcqRel, Ordering::Acquire);
+        conn.shared.handoff.want();
     }
 }
 
