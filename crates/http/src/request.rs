@@ -96,6 +96,12 @@ impl Request {
         &mut self.body
     }
 
+    /// The whole body (read in full before the request was handed over), without copying it.
+    #[inline]
+    pub fn body(&self) -> &[u8] {
+        self.body.get_ref()
+    }
+
     /// Whether the client closed its side of the connection (or the connection failed) while
     /// this request waits for its answer. The loop sets it as soon as it reads the end of the
     /// stream; a long poll checks it between slices of its wait, so that a client that went
