@@ -25,8 +25,6 @@ pub struct Request {
     path: String,
     http_version: HTTPVersion,
     headers: Vec<Header>,
-    /// The connection closes after this answer, so it says `Connection: close`.
-    closes: bool,
 }
 
 /// A request whose head and body the loop has read in full; the answer goes to `writer`.
@@ -36,7 +34,6 @@ pub(crate) fn from_reactor(
     remote_addr: Option<SocketAddr>,
     writer: ConnWriter,
 ) -> Request {
-    let closes = writer.closes();
     Request {
         body: Cursor::new(body),
         response_writer: Some(writer),
@@ -45,7 +42,6 @@ pub(crate) fn from_reactor(
         path: head.target,
         http_version: head.version,
         headers: head.headers,
-        closes,
     }
 }
 
@@ -122,17 +118,13 @@ impl Request {
         self.respond_impl(response)
     }
 
-    fn respond_impl<R>(&mut self, mut response: Response<R>) -> Result<(), IoError>
+    fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), IoError>
     where
         R: Read,
     {
         let Some(mut writer) = self.response_writer.take() else {
             return Ok(());
         };
-        if self.closes {
-            response.add_header(Header::from_bytes("Connection", "close").expect("a valid header"));
-        }
-
         let do_not_send_body = self.method == Method::Head;
 
         Self::ignore_client_closing_errors(response.raw_print(
