@@ -4,7 +4,7 @@
 //!
 //! The API is tiny_http's (this crate began as a copy of tiny_http 0.12.0, see README.md and
 //! PATCHED.md): a [`Server`] whose `recv` blocks for the next [`Request`], answered with a
-//! [`Response`]. Underneath there is no thread per connection: [`reactor`](crate::reactor)
+//! [`Response`]. Underneath there is no thread per connection: `reactor.rs`
 //! owns the sockets, [`framing`] decides where a request ends, and a worker's answer goes to
 //! the socket from the worker's own thread when the socket takes it at once.
 //!

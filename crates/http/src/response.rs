@@ -1,3 +1,6 @@
+//! Answers: a status, headers and a body, written by `raw_print` as HTTP/1.x with a
+//! `Content-Length` or, for large or unknown lengths (or `TE: chunked`), chunked.
+
 use crate::common::{HTTPVersion, Header, StatusCode};
 use httpdate::HttpDate;
 use std::cmp::Ordering;
