@@ -44,7 +44,7 @@ use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use request::Request;
-pub use response::{Response, ResponseBox};
+pub use response::Response;
 
 mod common;
 /// Public, but hidden, for the fuzz target `framing` (`fuzz/fuzz_targets/framing.rs`).
