@@ -164,7 +164,7 @@ fn trickle(mut stream: TcpStream, head: Vec<u8>, pace: Duration, stop: Arc<Atomi
 /// README, limits: a request trickling in is answered 408 and closed at `--request-timeout`.
 /// Heads sent a byte every 100 ms are cut off once `--request-timeout` has passed since their
 /// first byte, not later (the readiness loop keeps a timer per connection,
-/// `vendor/tiny_http/src/reactor.rs`): 408, or closed if the answer is lost to the reset of a
+/// `crates/http/src/reactor.rs`): 408, or closed if the answer is lost to the reset of a
 /// connection the client still writes to. Other clients are served meanwhile.
 #[test]
 fn a_trickling_head_is_cut_off_at_the_request_timeout_and_others_are_served() {
@@ -281,8 +281,9 @@ fn a_client_that_never_reads_a_few_answers_does_not_stop_others() {
 /// so the server's writes to it block. README: one blocked write is bounded by
 /// `--idle-timeout`, and clients that never read "must not hold workers" (issue 6).
 ///
-/// A connection hands the workers one request at a time (see vendor/tiny_http/PATCHED.md), so
-/// this client holds at most one worker, for at most one write timeout at a time.
+/// A connection hands the workers one request at a time (`crates/http/src/handoff.rs`), and a
+/// worker never writes to a socket that does not take the answer at once (the readiness loop
+/// writes the rest), so this client holds no worker at all.
 #[test]
 fn a_client_that_never_reads_does_not_stop_others() {
     let server = Server::start_with(CONFIG, &["--workers", "4", "--idle-timeout", "1s"], &[]);

@@ -4,7 +4,9 @@
 
 mod common;
 
-use std::thread::JoinHandle;
+use std::io::Write;
+use std::net::TcpStream;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::{PROMPTLY, Reply, Server, answered};
@@ -90,6 +92,54 @@ fn a_long_poll_whose_pending_lock_is_released_gets_202() {
         server.metric(r#"throttle_pending{semaphore="mutex"}"#),
         Some(0.0)
     );
+}
+
+/// A long poll whose client closes its connection ends within a second or so: its waiting
+/// thread goes back to the pool (with room for one waiter, the next long poll waits rather than
+/// being refused). Its pending lock stays, as when `block_for` ends: the next release grants it.
+#[test]
+fn a_long_poll_whose_client_goes_away_ends_and_its_lock_stays_pending() {
+    let server = Server::start_with(CONFIG, &["--max-waiters", "1"], &[]);
+    let holder = server.new_peer();
+    let waiter = server.new_peer();
+    server.acquire(holder, "mutex", 1, "").expect(200, "");
+    let mut client = TcpStream::connect(server.addr).expect("connect");
+    write!(
+        client,
+        "PUT /peers/{waiter}/mutex?block_for=10m HTTP/1.1\r\nHost: throttle\r\n\
+         Content-Length: 1\r\n\r\n1"
+    )
+    .expect("send the long poll");
+    server.wait_for_long_polls(1);
+
+    let closed = Instant::now();
+    drop(client);
+    let deadline = closed + PROMPTLY;
+    while server.metric("throttle_long_polls") != Some(0.0) {
+        assert!(Instant::now() < deadline, "the long poll still waits");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let ended = closed.elapsed();
+    // Within a second of the close in principle; generous for a loaded machine.
+    assert!(
+        ended < Duration::from_secs(5),
+        "ended {ended:?} after the close"
+    );
+
+    assert_eq!(
+        server.metric(r#"throttle_pending{semaphore="mutex"}"#),
+        Some(1.0)
+    );
+    let next = server.acquire_in_background(waiter, "mutex", 1, "?block_for=30s");
+    server.wait_for_long_polls(1);
+    assert_eq!(
+        server.metric("throttle_long_polls_refused_total"),
+        Some(0.0)
+    );
+    server.release(holder, "mutex").expect(200, "");
+    let (reply, _) = answered(next);
+    reply.expect(200, "");
+    assert!(server.is_acquired(waiter));
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Fuzz target `framing`: raw bytes into the HTTP layer's head parser and framing rules
-//! (`vendor/tiny_http/src/framing.rs`), the first thing that touches bytes from the network.
+//! (`crates/http/src/framing.rs`), the first thing that touches bytes from the network.
 //!
 //! Input: the bytes a client sent on a fresh connection. Seeds: the rows of `tests/framing.rs`
 //! (request smuggling arrangements and other hostile heads).

@@ -1,3 +1,6 @@
+//! tiny_http's HTTP vocabulary, shared by the parser and the answers: status codes, header
+//! fields and values, methods and versions.
+
 use ascii::{AsciiStr, AsciiString, FromAsciiError};
 use std::cmp::Ordering;
 use std::fmt::{self, Display, Formatter};

@@ -1,4 +1,4 @@
-//! Throttle's patch: where a request ends. Parses a request head with `httparse` and decides
+//! Where a request ends. Parses a request head with `httparse` and decides
 //! the body's framing by RFC 9112, section 6, refusing everything a proxy in front of the
 //! server might read differently ("request smuggling").
 //!

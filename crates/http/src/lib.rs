@@ -1,203 +1,100 @@
-//! # Simple usage
+//! Throttle's HTTP/1.1 server layer: one readiness loop reads every connection, frames requests
+//! strictly (RFC 9112), and hands each complete request, body included, to a pool of worker
+//! threads that call [`Server::recv`] and answer with [`Request::respond`].
 //!
-//! ## Creating the server
+//! The API is tiny_http's (this crate began as a copy of tiny_http 0.12.0, see README.md and
+//! PATCHED.md): a [`Server`] whose `recv` blocks for the next [`Request`], answered with a
+//! [`Response`]. Underneath there is no thread per connection: `reactor.rs`
+//! owns the sockets, [`framing`] decides where a request ends, and a worker's answer goes to
+//! the socket from the worker's own thread when the socket takes it at once.
 //!
-//! The easiest way to create a server is to call `Server::http()`.
-//!
-//! The `http()` function returns an `IoResult<Server>` which will return an error
-//! in the case where the server creation fails (for example if the listening port is already
-//! occupied).
-//!
-//! ```no_run
-//! let server = throttle_http::Server::http("0.0.0.0:0").unwrap();
-//! ```
-//!
-//! A newly-created `Server` will immediately start listening for incoming connections and HTTP
-//! requests.
-//!
-//! ## Receiving requests
-//!
-//! Calling `server.recv()` will block until the next request is available.
-//! This function returns an `IoResult<Request>`, so you need to handle the possible errors.
+//! Not here: routes, bodies' meaning, TLS, Unix sockets. Plain TCP only; put a proxy in front
+//! for TLS.
 //!
 //! ```no_run
-//! # let server = throttle_http::Server::http("0.0.0.0:0").unwrap();
+//! use std::sync::Arc;
+//! use throttle_http::{ConnectionLimits, Response, Server};
 //!
-//! loop {
-//!     // blocks until the next request is received
-//!     let request = match server.recv() {
-//!         Ok(rq) => rq,
-//!         Err(e) => { println!("error: {}", e); break }
-//!     };
-//!
-//!     // do something with the request
-//!     // ...
-//! }
-//! ```
-//!
-//! In a real-case scenario, you will probably want to spawn multiple worker tasks and call
-//! `server.recv()` on all of them. Like this:
-//!
-//! ```no_run
-//! # use std::sync::Arc;
-//! # use std::thread;
-//! # let server = throttle_http::Server::http("0.0.0.0:0").unwrap();
-//! let server = Arc::new(server);
-//! let mut guards = Vec::with_capacity(4);
-//!
-//! for _ in (0 .. 4) {
-//!     let server = server.clone();
-//!
-//!     let guard = thread::spawn(move || {
-//!         loop {
-//!             let rq = server.recv().unwrap();
-//!
-//!             // ...
-//!         }
-//!     });
-//!
-//!     guards.push(guard);
-//! }
-//! ```
-//!
-//! If you don't want to block, you can call `server.try_recv()` instead.
-//!
-//! ## Handling requests
-//!
-//! The `Request` object returned by `server.recv()` contains informations about the client's request.
-//! The most useful methods are probably `request.method()` and `request.url()` which return
-//! the requested method (`GET`, `POST`, etc.) and url.
-//!
-//! To handle a request, you need to create a `Response` object. See the docs of this object for
-//! more infos. Here is an example of creating a `Response` from a file:
-//!
-//! ```no_run
-//! # use std::fs::File;
-//! # use std::path::Path;
-//! let response = throttle_http::Response::from_file(File::open(&Path::new("image.png")).unwrap());
-//! ```
-//!
-//! All that remains to do is call `request.respond()`:
-//!
-//! ```no_run
-//! # use std::fs::File;
-//! # use std::path::Path;
-//! # let server = throttle_http::Server::http("0.0.0.0:0").unwrap();
-//! # let request = server.recv().unwrap();
-//! # let response = throttle_http::Response::from_file(File::open(&Path::new("image.png")).unwrap());
-//! let _ = request.respond(response);
+//! let server = Arc::new(Server::http_with_limits("127.0.0.1:0", ConnectionLimits::default())?);
+//! let workers: Vec<_> = (0..4)
+//!     .map(|_| {
+//!         let server = server.clone();
+//!         std::thread::spawn(move || {
+//!             for request in server.incoming_requests() {
+//!                 let _ = request.respond(Response::from_string("Ok"));
+//!             }
+//!         })
+//!     })
+//!     .collect();
+//! # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
 //! ```
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 #![allow(clippy::match_like_matches_macro)]
 
-#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-use zeroize::Zeroizing;
-
 use std::error::Error;
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::sync::mpsc;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use client::ClientConnection;
-use connection::Connection;
 use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
-pub use connection::{ConfigListenAddr, ListenAddr, Listener};
-pub use request::{ReadWrite, Request};
-pub use response::{Response, ResponseBox};
-pub use test::TestRequest;
+pub use request::Request;
+pub use response::Response;
 
-mod client;
 mod common;
-mod connection;
-/// Throttle's patch: public, but hidden, for Throttle's fuzz target `framing`.
+/// Public, but hidden, for the fuzz target `framing` (`fuzz/fuzz_targets/framing.rs`).
 #[doc(hidden)]
 pub mod framing;
+mod handoff;
+mod listener;
 mod reactor;
 mod request;
 mod response;
-mod ssl;
-mod test;
 mod util;
 
-/// The main class of this library.
+/// A listening HTTP server: a readiness loop on its own thread reads the connections and
+/// queues complete requests; any number of threads take them with [`Server::recv`].
 ///
-/// Destroying this object will immediately close the listening socket and the reading
-///  part of all the client's connections. Requests that have already been returned by
-///  the `recv()` function will not close and the responses will be transferred to the client.
+/// Dropping the server stops the loop and closes every connection; requests already taken
+/// can still be answered, but their answers go nowhere.
 pub struct Server {
-    // should be false as long as the server exists
-    // when set to true, all the subtasks will close within a few hundreds ms
-    close: Arc<AtomicBool>,
-
-    // queue for messages received by child threads
-    messages: Arc<MessagesQueue<Message>>,
-
-    // result of TcpListener::local_addr()
-    listening_addr: ListenAddr,
-
-    // Throttle's patch: the readiness loop that reads TCP connections (`src/reactor.rs`);
-    // `None` for Unix sockets and TLS, which keep tiny_http's thread per connection.
-    reactor: Option<Arc<reactor::Control>>,
+    /// Complete requests, in the order their last byte arrived.
+    messages: Arc<MessagesQueue<Request>>,
+    listening_addr: SocketAddr,
+    reactor: Arc<reactor::Control>,
 }
-
-enum Message {
-    Error(IoError),
-    NewRequest(Request),
-}
-
-impl From<IoError> for Message {
-    fn from(e: IoError) -> Message {
-        Message::Error(e)
-    }
-}
-
-impl From<Request> for Message {
-    fn from(rq: Request) -> Message {
-        Message::NewRequest(rq)
-    }
-}
-
-// this trait is to make sure that Server implements Share and Send
-// (Throttle's patch: allowed dead code, so that the check does not warn in every build)
-#[doc(hidden)]
-#[allow(dead_code)]
-trait MustBeShareDummy: Sync + Send {}
-#[doc(hidden)]
-impl MustBeShareDummy for Server {}
 
 pub struct IncomingRequests<'a> {
     server: &'a Server,
 }
 
-/// Throttle's patch: what one connection may hold, so that clients that send nothing, send
-/// slowly or never read cannot hold threads or memory without bound.
+/// What one connection may hold, so that clients that send nothing, send slowly or never read
+/// cannot hold threads or memory without bound.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
     /// Connections served at once; a connection beyond it is closed as soon as it is accepted.
+    /// Also the listen backlog (capped by the system), so a burst of this many new connections
+    /// waits in the kernel's queue instead of retrying its SYN.
     pub max_connections: usize,
-    /// How long one read or write may block, which is also how long a keep-alive connection may
-    /// sit idle between requests. `None` waits forever.
+    /// How long a keep-alive connection may sit idle between requests, and how long a client
+    /// may take to read an answer. `None` waits forever.
     pub idle_timeout: Option<Duration>,
-    /// How long the head (request line and headers) of a request may take from its first byte.
+    /// How long a request (head and body) may take from its first byte; 408 after.
     pub request_timeout: Duration,
-    /// The largest request head, in bytes.
+    /// The largest request head, in bytes; 431 beyond.
     pub max_head_bytes: usize,
-    /// The largest request body, in bytes; the reactor reads bodies in full before it hands
-    /// a request over, so this bounds its memory per connection.
+    /// The largest request body, in bytes; 413 beyond. The loop reads bodies in full before
+    /// it hands a request over, so this bounds its memory per connection.
     pub max_body_bytes: usize,
 }
 
 impl Default for ConnectionLimits {
-    /// No limits, as tiny_http had.
+    /// No limits on time or connections; heads of any size, bodies up to 16 MiB.
     fn default() -> Self {
         ConnectionLimits {
             max_connections: usize::MAX,
@@ -210,93 +107,17 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// Counts a connection as live until its task ends.
-struct LiveConnection(Arc<AtomicUsize>);
-
-impl Drop for LiveConnection {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
-    }
-}
-
-/// Represents the parameters required to create a server.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// The addresses to try to listen to.
-    pub addr: ConfigListenAddr,
-
-    /// If `Some`, then the server will use SSL to encode the communications.
-    pub ssl: Option<SslConfig>,
-}
-
-/// Configuration of the server for SSL.
-#[derive(Debug, Clone)]
-pub struct SslConfig {
-    /// Contains the public certificate to send to clients.
-    pub certificate: Vec<u8>,
-    /// Contains the ultra-secret private key used to decode communications.
-    pub private_key: Vec<u8>,
-}
-
 impl Server {
-    /// Shortcut for a simple server on a specific address.
+    /// A server on `addr` without limits ([`ConnectionLimits::default`]).
     #[inline]
     pub fn http<A>(addr: A) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
     where
         A: ToSocketAddrs,
     {
-        Server::new(ServerConfig {
-            addr: ConfigListenAddr::from_socket_addrs(addr)?,
-            ssl: None,
-        })
+        Server::http_with_limits(addr, ConnectionLimits::default())
     }
 
-    /// Shortcut for an HTTPS server on a specific address.
-    #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-    #[inline]
-    pub fn https<A>(
-        addr: A,
-        config: SslConfig,
-    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
-    where
-        A: ToSocketAddrs,
-    {
-        Server::new(ServerConfig {
-            addr: ConfigListenAddr::from_socket_addrs(addr)?,
-            ssl: Some(config),
-        })
-    }
-
-    #[cfg(unix)]
-    #[inline]
-    /// Shortcut for a UNIX socket server at a specific path
-    pub fn http_unix(
-        path: &std::path::Path,
-    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        Server::new(ServerConfig {
-            addr: ConfigListenAddr::unix_from_path(path),
-            ssl: None,
-        })
-    }
-
-    /// Builds a new server that listens on the specified address.
-    pub fn new(config: ServerConfig) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        let listener = config.addr.bind()?;
-        Self::from_listener(listener, config.ssl)
-    }
-
-    /// Builds a new server using the specified TCP listener.
-    ///
-    /// This is useful if you've constructed TcpListener using some less usual method
-    /// such as from systemd. For other cases, you probably want the `new()` function.
-    pub fn from_listener<L: Into<Listener>>(
-        listener: L,
-        ssl_config: Option<SslConfig>,
-    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        Self::start(listener.into(), ssl_config, ConnectionLimits::default())
-    }
-
-    /// Throttle's patch: an HTTP server whose connections are bounded by `limits`.
+    /// A server on `addr` whose connections are bounded by `limits`.
     pub fn http_with_limits<A>(
         addr: A,
         limits: ConnectionLimits,
@@ -304,173 +125,16 @@ impl Server {
     where
         A: ToSocketAddrs,
     {
-        let listener = ConfigListenAddr::from_socket_addrs(addr)?.bind()?;
-        Self::start(listener, None, limits)
+        let listener = TcpListener::bind(addr)?;
+        listener::set_backlog(&listener, limits.max_connections);
+        Self::start(listener, limits)
     }
 
     fn start(
-        listener: Listener,
-        ssl_config: Option<SslConfig>,
+        listener: TcpListener,
         limits: ConnectionLimits,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        // Throttle's patch: TCP without TLS is read by one readiness loop (`src/reactor.rs`).
-        let listener = match (listener, &ssl_config) {
-            (Listener::Tcp(tcp), None) => return Self::start_reactor(tcp, limits),
-            (listener, _) => listener,
-        };
-
-        // building the "close" variable
-        let close_trigger = Arc::new(AtomicBool::new(false));
-
-        // building the TcpListener
-        let (server, local_addr) = {
-            let local_addr = listener.local_addr()?;
-            log::debug!("Server listening on {}", local_addr);
-            (listener, local_addr)
-        };
-
-        // building the SSL capabilities
-        #[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        compile_error!(
-            "Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time"
-        );
-        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-        type SslContext = ();
-        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        type SslContext = crate::ssl::SslContextImpl;
-        let ssl: Option<SslContext> = {
-            match ssl_config {
-                #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                Some(config) => Some(SslContext::from_pem(
-                    config.certificate,
-                    Zeroizing::new(config.private_key),
-                )?),
-                #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                Some(_) => return Err(
-                    "Building a server with SSL requires enabling the `ssl` feature in tiny-http"
-                        .into(),
-                ),
-                None => None,
-            }
-        };
-
-        // creating a task where server.accept() is continuously called
-        // and ClientConnection objects are pushed in the messages queue
-        let messages = MessagesQueue::with_capacity(8);
-
-        let inside_close_trigger = close_trigger.clone();
-        let inside_messages = messages.clone();
-        thread::spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
-            // Throttle's patch: connections being served, to enforce `max_connections`.
-            let live = Arc::new(AtomicUsize::new(0));
-
-            log::debug!("Running accept thread");
-            while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        if live.load(Relaxed) >= limits.max_connections {
-                            log::warn!(
-                                "Closing a new connection: {} connections are open, the limit",
-                                limits.max_connections
-                            );
-                            continue;
-                        }
-                        if let Err(err) = sock.set_timeouts(limits.idle_timeout) {
-                            log::warn!("Cannot set connection timeouts: {}", err);
-                        }
-                        use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
-                            }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
-
-                        Ok(ClientConnection::new(write_closable, read_closable, limits))
-                    }
-                    Err(e) => Err(e),
-                };
-
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let mut client = Some(client);
-                        live.fetch_add(1, Relaxed);
-                        let live = LiveConnection(live.clone());
-                        tasks_pool.spawn(Box::new(move || {
-                            let _live = &live;
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        if receiver.recv().is_err() {
-                                            break;
-                                        }
-                                    }
-                                } else {
-                                    // Throttle's patch: at most one request of a connection is
-                                    // in the workers' hands. The next one is read ahead (so a
-                                    // client that waits for each answer costs no extra wake-up)
-                                    // but handed over only once the previous one is answered: a
-                                    // client that pipelines and never reads holds one worker
-                                    // until the write timeout, not every worker.
-                                    let (sender, answered) = mpsc::channel();
-                                    let mut in_flight = false;
-                                    for rq in client {
-                                        if in_flight && answered.recv().is_err() {
-                                            break;
-                                        }
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        in_flight = true;
-                                    }
-                                }
-                            }
-                        }));
-                    }
-
-                    // Throttle's patch: a failed accept (out of file descriptors, say) used to
-                    // end the accept thread and one worker for good. Pause and go on instead.
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        thread::sleep(Duration::from_millis(50));
-                    }
-                }
-            }
-            log::debug!("Terminating accept thread");
-        });
-
-        // result
-        Ok(Server {
-            messages,
-            close: close_trigger,
-            listening_addr: local_addr,
-            reactor: None,
-        })
-    }
-
-    /// Returns an iterator for all the incoming requests.
-    ///
-    /// The iterator will return `None` if the server socket is shutdown.
-    /// Throttle's patch: serves a TCP listener with the readiness loop of `src/reactor.rs`.
-    fn start_reactor(
-        listener: std::net::TcpListener,
-        limits: ConnectionLimits,
-    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        let local_addr = ListenAddr::from(listener.local_addr()?);
+        let listening_addr = listener.local_addr()?;
         let messages = MessagesQueue::with_capacity(8);
         let (reactor, control) = reactor::Reactor::new(listener, limits, messages.clone())?;
         thread::Builder::new()
@@ -478,62 +142,46 @@ impl Server {
             .spawn(move || reactor.run())?;
         Ok(Server {
             messages,
-            close: Arc::new(AtomicBool::new(false)),
-            listening_addr: local_addr,
-            reactor: Some(control),
+            listening_addr,
+            reactor: control,
         })
     }
 
-    /// Throttle's patch: closes the listening socket, so that new connections are refused,
-    /// while open connections are still served (for a graceful shutdown).
+    /// Closes the listening socket, so that new connections are refused, while open
+    /// connections are still served (for a graceful shutdown).
     pub fn stop_accepting(&self) {
-        if let Some(reactor) = &self.reactor {
-            reactor.stop_accepting();
-        }
+        self.reactor.stop_accepting();
     }
 
+    /// The requests as they come, until [`Server::unblock`] ends the iteration for one caller.
     #[inline]
     pub fn incoming_requests(&self) -> IncomingRequests<'_> {
         IncomingRequests { server: self }
     }
 
-    /// Returns the address the server is listening to.
+    /// The address the server listens on (with the port the system chose for port 0).
     #[inline]
-    pub fn server_addr(&self) -> ListenAddr {
-        self.listening_addr.clone()
+    pub fn server_addr(&self) -> SocketAddr {
+        self.listening_addr
     }
 
-    /// Returns the number of clients currently connected to the server.
-    pub fn num_connections(&self) -> usize {
-        unimplemented!()
-        //self.requests_receiver.lock().len()
-    }
-
-    /// Blocks until an HTTP request has been submitted and returns it.
+    /// Blocks until a request is complete and returns it; an error once [`Server::unblock`]
+    /// was called for this caller.
     pub fn recv(&self) -> IoResult<Request> {
         match self.messages.pop() {
-            Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(rq),
+            Some(rq) => Ok(rq),
             None => Err(IoError::other("thread unblocked")),
         }
     }
 
     /// Same as `recv()` but doesn't block longer than timeout
     pub fn recv_timeout(&self, timeout: Duration) -> IoResult<Option<Request>> {
-        match self.messages.pop_timeout(timeout) {
-            Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(Some(rq)),
-            None => Ok(None),
-        }
+        Ok(self.messages.pop_timeout(timeout))
     }
 
     /// Same as `recv()` but doesn't block.
     pub fn try_recv(&self) -> IoResult<Option<Request>> {
-        match self.messages.try_pop() {
-            Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(Some(rq)),
-            None => Ok(None),
-        }
+        Ok(self.messages.try_pop())
     }
 
     /// Unblock thread stuck in recv() or incoming_requests().
@@ -553,30 +201,16 @@ impl Iterator for IncomingRequests<'_> {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(reactor) = &self.reactor {
-            reactor.stop();
-            return;
-        }
-        self.close.store(true, Relaxed);
-        // Connect briefly to ourselves to unblock the accept thread
-        let maybe_stream = match &self.listening_addr {
-            ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),
-            #[cfg(unix)]
-            ListenAddr::Unix(addr) => {
-                // TODO: use connect_addr when its stabilized.
-                let path = addr.as_pathname().unwrap();
-                std::os::unix::net::UnixStream::connect(path).map(Connection::from)
-            }
-        };
-        if let Ok(stream) = maybe_stream {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
+        self.reactor.stop();
+    }
+}
 
-        #[cfg(unix)]
-        if let ListenAddr::Unix(addr) = &self.listening_addr {
-            if let Some(path) = addr.as_pathname() {
-                let _ = std::fs::remove_file(path);
-            }
-        }
+#[cfg(test)]
+mod tests {
+    /// Workers share the server behind an `Arc`.
+    #[test]
+    fn the_server_is_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<super::Server>();
     }
 }

@@ -1,10 +1,9 @@
-//! Throttle's patch: one thread reads every TCP connection with a readiness loop (mio) and
-//! hands complete requests, head and body, to the workers' queue.
+//! The readiness loop: one thread (mio, edge-triggered) reads every TCP connection and hands
+//! complete requests, head and body, to the workers' queue.
 //!
-//! Upstream tiny_http gave each connection a thread for its whole life, so a thousand idle
-//! keep-alive clients were a thousand threads and a thousand one-byte connections locked
-//! everyone else out. Here a connection costs a socket and a small record: its unparsed input,
-//! a deadline, and an answer still to be written.
+//! A connection costs a socket and a small record: its unparsed input, a deadline, and an
+//! answer still to be written. No thread waits on a client: a thousand idle keep-alive clients
+//! or a thousand clients sending a byte a minute cost no worker.
 //!
 //! What this file does: accept (closing connections beyond `max_connections`), read, find where
 //! a request ends ([`crate::framing`], which refuses ambiguous framing), answer refusals and
@@ -14,12 +13,19 @@
 //! answer too large for the socket's buffer, or a close involves this thread again.
 //!
 //! One request per connection is in a worker's hands at a time; pipelined requests wait here
-//! in the input buffer until the previous one is answered.
+//! in the input buffer until the previous one is answered. Who may touch a connection next,
+//! this thread or the worker answering it, is [`Handoff`]'s business.
+//!
+//! Timers (one ordered set) close idle connections at `idle_timeout` (counted from the last
+//! answer), answer 408 and close a request not complete `request_timeout` after its first
+//! byte, close a client that does not read its answer within `idle_timeout`, and let a closing
+//! connection drain for [`LINGER`] after its last answer so the close does not reset it before
+//! the client has read it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,8 +33,9 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::framing::{self, Parsed, Refusal};
+use crate::handoff::Handoff;
 use crate::util::MessagesQueue;
-use crate::{ConnectionLimits, Message};
+use crate::{ConnectionLimits, Request};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX);
@@ -41,20 +48,15 @@ const LINGER: Duration = Duration::from_secs(1);
 /// After a failed accept (say, out of file descriptors) accepting pauses this long.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 
-/// The connection's request is with nobody; the reactor may parse the next one.
-const IDLE: u8 = 0;
-/// A worker holds the connection's request.
-const BUSY: u8 = 1;
-/// A worker holds it and the reactor has input or an end of stream waiting: whoever finishes
-/// the answer must hand the connection back.
-const WANTED: u8 = 2;
-
 /// What workers and the reactor share of one connection.
 pub(crate) struct Shared {
     stream: TcpStream,
     token: Token,
-    /// `IDLE`, `BUSY` or `WANTED`: who may touch the connection next.
-    state: AtomicU8,
+    /// Who may touch the connection next: this thread or the worker answering it.
+    handoff: Handoff,
+    /// The client closed its side, or the connection failed, while a worker may hold its
+    /// request: see [`Request::client_closed`].
+    closed: AtomicBool,
     /// When a worker last finished an answer, in nanoseconds since `epoch`: idle time counts
     /// from there, and the reactor is not told about answers that need nothing from it.
     answered: AtomicU64,
@@ -116,8 +118,8 @@ pub(crate) struct ConnWriter {
 const WRITE_THROUGH: usize = 256 * 1024;
 
 impl ConnWriter {
-    pub(crate) fn closes(&self) -> bool {
-        self.close
+    pub(crate) fn client_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
     }
 }
 
@@ -165,7 +167,7 @@ impl Drop for ConnWriter {
                 close: self.close,
                 failed,
             });
-        } else if shared.state.swap(IDLE, Ordering::AcqRel) == WANTED {
+        } else if shared.handoff.finish() {
             shared.inbox.push(Completion {
                 token: shared.token,
                 rest: Vec::new(),
@@ -245,8 +247,8 @@ impl Conn {
         self.written < self.output.len()
     }
 
-    fn state(&self) -> u8 {
-        self.shared.state.load(Ordering::Acquire)
+    fn with_worker(&self) -> bool {
+        !self.shared.handoff.is_idle()
     }
 }
 
@@ -260,7 +262,7 @@ pub(crate) struct Reactor {
     next_token: usize,
     limits: ConnectionLimits,
     control: Arc<Control>,
-    messages: Arc<MessagesQueue<Message>>,
+    messages: Arc<MessagesQueue<Request>>,
     scratch: Box<[u8]>,
     refused_at_limit: u64,
 }
@@ -269,7 +271,7 @@ impl Reactor {
     pub(crate) fn new(
         listener: std::net::TcpListener,
         limits: ConnectionLimits,
-        messages: Arc<MessagesQueue<Message>>,
+        messages: Arc<MessagesQueue<Request>>,
     ) -> io::Result<(Reactor, Arc<Control>)> {
         listener.set_nonblocking(true)?;
         let mut listener = TcpListener::from_std(listener);
@@ -406,7 +408,8 @@ impl Reactor {
                         shared: Arc::new(Shared {
                             stream,
                             token,
-                            state: AtomicU8::new(IDLE),
+                            handoff: Handoff::new(),
+                            closed: AtomicBool::new(false),
                             answered: AtomicU64::new(0),
                             epoch: now,
                             inbox: self.control.inbox.clone(),
@@ -478,7 +481,7 @@ impl Reactor {
                 }
                 return self.set_deadline(token, Some(now + LINGER));
             }
-            if conn.state() != IDLE {
+            if conn.with_worker() {
                 let at = self
                     .limits
                     .idle_timeout
@@ -569,19 +572,16 @@ impl Reactor {
             let request = crate::request::from_reactor(head, body, conn.remote, writer);
             // Input already waiting behind this request (pipelining), or an end of stream,
             // needs this thread again once the answer is out.
-            let state = if conn.input.is_empty() && !conn.eof {
-                BUSY
-            } else {
-                WANTED
-            };
-            conn.shared.state.store(state, Ordering::Release);
+            conn.shared
+                .handoff
+                .hand_over(!conn.input.is_empty() || conn.eof);
             // Checked again when it fires: the worker may answer without telling this thread.
             let at = self
                 .limits
                 .idle_timeout
                 .and_then(|idle| now.checked_add(idle));
             self.set_deadline(token, at);
-            self.messages.push(Message::NewRequest(request));
+            self.messages.push(request);
             return;
         }
     }
@@ -600,7 +600,7 @@ impl Reactor {
             conn.written = completion.offset;
         }
         conn.close_after_output |= completion.close;
-        conn.shared.state.store(IDLE, Ordering::Release);
+        conn.shared.handoff.take_back();
         self.drive(token);
     }
 
@@ -621,7 +621,7 @@ impl Reactor {
             if conn.output_pending() || conn.lingering {
                 // A client that does not read, or has gone quiet after its last answer.
                 self.remove(token);
-            } else if conn.state() != IDLE {
+            } else if conn.with_worker() {
                 // With a worker (a long poll): look again later.
                 let at = self
                     .limits
@@ -676,7 +676,8 @@ impl Reactor {
         if let Some(conn) = self.conns.remove(&token) {
             // Closing the socket (when the last holder drops it) ends its registration.
             // A worker may still hold the connection (a long poll whose client left): make
-            // its answer fail rather than wait for a reader.
+            // its answer fail rather than wait for a reader, and tell it the client is gone.
+            conn.shared.closed.store(true, Ordering::Release);
             let _ = conn.shared.stream.shutdown(Shutdown::Both);
         }
         if self.accept_paused_until.is_some() {
@@ -717,12 +718,14 @@ fn read_into(conn: &mut Conn, scratch: &mut [u8], limits: &ConnectionLimits) {
             }
         }
     }
+    if conn.eof {
+        // A worker holding this connection's request (a long poll) learns that nobody waits
+        // for the answer any more.
+        conn.shared.closed.store(true, Ordering::Release);
+    }
     // A worker answering this connection must hand it back for what arrived meanwhile.
     if !conn.input.is_empty() || conn.eof {
-        let _ =
-            conn.shared
-                .state
-                .compare_exchange(BUSY, WANTED, Ordering::AcqRel, Ordering::Acquire);
+        conn.shared.handoff.want();
     }
 }
 
@@ -752,5 +755,267 @@ fn reason_phrase(status: u16) -> &'static str {
         431 => "Request Header Fields Too Large",
         505 => "HTTP Version Not Supported",
         _ => "Error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The loop on a real socket: timers, backpressure, closes and the hand-off, each seen by a
+    //! raw client. Reads are bounded, so a loop that never answers fails instead of hanging.
+
+    use super::*;
+    use crate::{Response, Server};
+    use std::io::Read;
+    use std::net::TcpStream;
+
+    const BOUND: Duration = Duration::from_secs(10);
+
+    fn server(limits: ConnectionLimits) -> Server {
+        Server::http_with_limits("127.0.0.1:0", limits).expect("a server")
+    }
+
+    fn limits() -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: 100,
+            idle_timeout: Some(Duration::from_millis(300)),
+            request_timeout: Duration::from_millis(300),
+            max_head_bytes: 8 * 1024,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+
+    fn connect(server: &Server) -> TcpStream {
+        let client = TcpStream::connect(server.server_addr()).expect("connect");
+        client.set_read_timeout(Some(BOUND)).expect("read timeout");
+        client
+    }
+
+    fn next(server: &Server) -> Request {
+        server
+            .recv_timeout(BOUND)
+            .expect("recv")
+            .expect("a request in time")
+    }
+
+    /// Reads until the server closes; what came and how long it took.
+    fn read_to_close(client: &mut TcpStream) -> (String, Duration) {
+        let started = Instant::now();
+        let mut bytes = Vec::new();
+        let _ = client.read_to_end(&mut bytes);
+        assert!(started.elapsed() < BOUND, "the server never closed");
+        (
+            String::from_utf8_lossy(&bytes).into_owned(),
+            started.elapsed(),
+        )
+    }
+
+    /// Reads one answer with a `Content-Length`; its head and body.
+    fn read_answer(client: &mut TcpStream) -> (String, Vec<u8>) {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            client.read_exact(&mut byte).expect("an answer");
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("Content-Length: "))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        client.read_exact(&mut body).expect("the body");
+        (head, body)
+    }
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    #[test]
+    fn an_idle_connection_is_closed_silently_at_the_idle_timeout() {
+        let server = server(limits());
+        let mut client = connect(&server);
+        let (answer, took) = read_to_close(&mut client);
+        assert_eq!(answer, "", "no 408 nobody asked for");
+        assert!(took >= Duration::from_millis(250), "closed after {took:?}");
+    }
+
+    #[test]
+    fn idle_time_counts_from_the_answer_and_not_while_a_worker_holds_the_request() {
+        let server = server(limits());
+        let mut client = connect(&server);
+        client.write_all(GET).expect("send");
+        let request = next(&server);
+        // A long poll: far longer than the idle timeout.
+        std::thread::sleep(Duration::from_millis(900));
+        request
+            .respond(Response::from_string("late"))
+            .expect("answer");
+        let (head, body) = read_answer(&mut client);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(body, b"late");
+        let (rest, took) = read_to_close(&mut client);
+        assert_eq!(rest, "");
+        assert!(
+            took >= Duration::from_millis(250),
+            "closed {took:?} after the answer"
+        );
+    }
+
+    #[test]
+    fn a_request_not_complete_at_the_request_timeout_gets_408() {
+        let server = server(limits());
+        for partial in [
+            &b"GET / HTTP/1.1\r\nHost: x\r\n"[..],
+            b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc",
+        ] {
+            let mut client = connect(&server);
+            client.write_all(partial).expect("send");
+            let (answer, took) = read_to_close(&mut client);
+            assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+            assert!(answer.contains("Connection: close"), "{answer}");
+            assert!(
+                took >= Duration::from_millis(250),
+                "answered after {took:?}"
+            );
+        }
+        assert!(server.try_recv().expect("try_recv").is_none());
+    }
+
+    /// The worker's answer is far larger than the socket takes while the client reads nothing:
+    /// `respond` returns at once and the loop writes the rest once the client reads.
+    #[test]
+    fn an_answer_the_socket_does_not_take_is_left_to_the_loop() {
+        let server = server(ConnectionLimits {
+            idle_timeout: Some(BOUND),
+            ..limits()
+        });
+        let mut client = connect(&server);
+        client.write_all(GET).expect("send");
+        let request = next(&server);
+        let large = vec![b'x'; 16 * 1024 * 1024];
+        let started = Instant::now();
+        request
+            .respond(Response::from_data(large.clone()).with_chunked_threshold(usize::MAX))
+            .expect("answer");
+        assert!(
+            started.elapsed() < BOUND / 2,
+            "the worker waited for the client"
+        );
+        let (head, body) = read_answer(&mut client);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(body.len(), large.len());
+        // The connection is served again afterwards.
+        client.write_all(GET).expect("send");
+        next(&server)
+            .respond(Response::from_string("again"))
+            .expect("answer");
+        assert_eq!(read_answer(&mut client).1, b"again");
+    }
+
+    /// A client that never reads its answer is closed at the idle timeout, without a worker.
+    #[test]
+    fn a_client_that_does_not_read_is_closed_at_the_idle_timeout() {
+        let server = server(limits());
+        let mut client = connect(&server);
+        client.write_all(GET).expect("send");
+        // More than the socket buffers of both ends hold.
+        let length = 64 * 1024 * 1024;
+        next(&server)
+            .respond(Response::from_data(vec![b'x'; length]).with_chunked_threshold(usize::MAX))
+            .expect("answer");
+        std::thread::sleep(Duration::from_millis(900));
+        let mut received = Vec::new();
+        let ended = client.read_to_end(&mut received);
+        assert!(
+            !matches!(&ended, Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
+            "the server never closed: {ended:?}"
+        );
+        assert!(received.len() < length, "the whole answer arrived");
+    }
+
+    /// Pipelined requests: the second goes to a worker only once the first is answered, and
+    /// the answers leave in order.
+    #[test]
+    fn one_request_per_connection_is_with_the_workers() {
+        let server = server(limits());
+        let mut client = connect(&server);
+        client
+            .write_all(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        let first = next(&server);
+        assert_eq!(first.url(), "/1");
+        assert!(
+            server
+                .recv_timeout(Duration::from_millis(200))
+                .expect("recv")
+                .is_none(),
+            "the second request came before the first was answered"
+        );
+        first.respond(Response::from_string("1")).expect("answer");
+        let second = next(&server);
+        assert_eq!(second.url(), "/2");
+        second.respond(Response::from_string("2")).expect("answer");
+        assert_eq!(read_answer(&mut client).1, b"1");
+        assert_eq!(read_answer(&mut client).1, b"2");
+    }
+
+    #[test]
+    fn a_client_that_closes_is_seen_by_the_worker_holding_its_request() {
+        let server = server(limits());
+        let client = connect(&server);
+        (&client).write_all(GET).expect("send");
+        let request = next(&server);
+        assert!(!request.client_closed());
+        drop(client);
+        let deadline = Instant::now() + BOUND;
+        while !request.client_closed() {
+            assert!(Instant::now() < deadline, "the close was never seen");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Answering a gone client is no error for the worker.
+        let _ = request.respond(Response::from_string("nobody"));
+    }
+
+    /// (The answer does not say `Connection: close`: `Response` drops that header.)
+    #[test]
+    fn connection_close_is_answered_then_closed() {
+        let server = server(limits());
+        let mut client = connect(&server);
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("send");
+        next(&server)
+            .respond(Response::from_string("bye"))
+            .expect("answer");
+        let (answer, took) = read_to_close(&mut client);
+        assert!(answer.ends_with("bye"), "{answer}");
+        assert!(took < Duration::from_millis(250), "closed after {took:?}");
+    }
+
+    #[test]
+    fn a_request_dropped_unanswered_gets_500() {
+        let server = server(limits());
+        let mut client = connect(&server);
+        client.write_all(GET).expect("send");
+        drop(next(&server));
+        let (head, _) = read_answer(&mut client);
+        assert!(head.starts_with("HTTP/1.1 500"), "{head}");
+    }
+
+    #[test]
+    fn connections_beyond_the_limit_are_closed_on_accept() {
+        let server = server(ConnectionLimits {
+            max_connections: 1,
+            idle_timeout: Some(BOUND),
+            ..limits()
+        });
+        let mut first = connect(&server);
+        first.write_all(GET).expect("send");
+        let request = next(&server);
+        let mut second = connect(&server);
+        let (answer, _) = read_to_close(&mut second);
+        assert_eq!(answer, "");
+        request.respond(Response::from_string("1")).expect("answer");
+        assert_eq!(read_answer(&mut first).1, b"1");
     }
 }

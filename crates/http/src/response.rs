@@ -1,12 +1,12 @@
+//! Answers: a status, headers and a body, written by `raw_print` as HTTP/1.x with a
+//! `Content-Length` or, for large or unknown lengths (or `TE: chunked`), chunked.
+
 use crate::common::{HTTPVersion, Header, StatusCode};
 use httpdate::HttpDate;
 use std::cmp::Ordering;
-use std::sync::mpsc::Receiver;
 
 use std::io::Result as IoResult;
 use std::io::{self, Cursor, Read, Write};
-
-use std::fs::File;
 
 use std::str::FromStr;
 use std::time::SystemTime;
@@ -44,9 +44,6 @@ pub struct Response<R> {
     data_length: Option<usize>,
     chunked_threshold: Option<usize>,
 }
-
-/// A `Response` without a template parameter.
-pub type ResponseBox = Response<Box<dyn Read + Send>>;
 
 /// Transfer encoding to use when sending the message.
 /// Note that only *supported* encoding are listed here.
@@ -114,7 +111,6 @@ fn choose_transfer_encoding(
     request_headers: &[Header],
     http_version: &HTTPVersion,
     entity_length: &Option<usize>,
-    has_additional_headers: bool,
     chunked_threshold: usize,
 ) -> TransferEncoding {
     use crate::util;
@@ -166,11 +162,6 @@ fn choose_transfer_encoding(
         return user_request;
     }
 
-    // if we have additional headers, using chunked
-    if has_additional_headers {
-        return TransferEncoding::Chunked;
-    }
-
     // if we don't have a Content-Length, or if the Content-Length is too big, using chunks writer
     if entity_length
         .as_ref()
@@ -187,18 +178,13 @@ impl<R> Response<R>
 where
     R: Read,
 {
-    /// Creates a new Response object.
-    ///
-    /// The `additional_headers` argument is a receiver that
-    ///  may provide headers even after the response has been sent.
-    ///
-    /// All the other arguments are straight-forward.
+    /// A response with `status_code`, `headers` and a body of `data_length` bytes read from
+    /// `data` (unknown: sent chunked, or read in full first for HTTP/1.0).
     pub fn new(
         status_code: StatusCode,
         headers: Vec<Header>,
         data: R,
         data_length: Option<usize>,
-        additional_headers: Option<Receiver<Header>>,
     ) -> Response<R> {
         let mut response = Response {
             reader: data,
@@ -210,13 +196,6 @@ where
 
         for h in headers {
             response.add_header(h)
-        }
-
-        // dummy implementation
-        if let Some(additional_headers) = additional_headers {
-            for h in additional_headers.iter() {
-                response.add_header(h)
-            }
         }
 
         response
@@ -337,16 +316,14 @@ where
         http_version: HTTPVersion,
         request_headers: &[Header],
         do_not_send_body: bool,
-        upgrade: Option<&str>,
     ) -> IoResult<()> {
-        let mut transfer_encoding = Some(choose_transfer_encoding(
+        let transfer_encoding = choose_transfer_encoding(
             self.status_code,
             request_headers,
             &http_version,
             &self.data_length,
-            false, /* TODO */
             self.chunked_threshold(),
-        ));
+        );
 
         // add `Date` if not in the headers
         if !self.headers.iter().any(|h| h.field.equiv("Date")) {
@@ -361,32 +338,19 @@ where
             );
         }
 
-        // handling upgrade
-        if let Some(upgrade) = upgrade {
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Upgrade"[..], upgrade.as_bytes()).unwrap(),
-            );
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Connection"[..], &b"upgrade"[..]).unwrap(),
-            );
-            transfer_encoding = None;
-        }
-
         // if the transfer encoding is identity, the content length must be known ; therefore if
         // we don't know it, we buffer the entire response first here
         // while this is an expensive operation, it is only ever needed for clients using HTTP 1.0
         let (mut reader, data_length): (Box<dyn Read>, _) =
             match (self.data_length, transfer_encoding) {
                 (Some(l), _) => (Box::new(self.reader), Some(l)),
-                (None, Some(TransferEncoding::Identity)) => {
+                (None, TransferEncoding::Identity) => {
                     let mut buf = Vec::new();
                     self.reader.read_to_end(&mut buf)?;
                     let l = buf.len();
                     (Box::new(Cursor::new(buf)), Some(l))
                 }
-                _ => (Box::new(self.reader), None),
+                (None, TransferEncoding::Chunked) => (Box::new(self.reader), None),
             };
 
         // checking whether to ignore the body of the response
@@ -398,25 +362,20 @@ where
             };
 
         // preparing headers for transfer
+        // (Identity always has a length: given, or counted above.)
+        let data_length = data_length.unwrap_or(0);
         match transfer_encoding {
-            Some(TransferEncoding::Chunked) => self
+            TransferEncoding::Chunked => self
                 .headers
                 .push(Header::from_bytes(&b"Transfer-Encoding"[..], &b"chunked"[..]).unwrap()),
 
-            Some(TransferEncoding::Identity) => {
-                assert!(data_length.is_some());
-                let data_length = data_length.unwrap();
-
-                self.headers.push(
-                    Header::from_bytes(
-                        &b"Content-Length"[..],
-                        format!("{}", data_length).as_bytes(),
-                    )
-                    .unwrap(),
+            TransferEncoding::Identity => self.headers.push(
+                Header::from_bytes(
+                    &b"Content-Length"[..],
+                    format!("{}", data_length).as_bytes(),
                 )
-            }
-
-            _ => (),
+                .unwrap(),
+            ),
         };
 
         // sending headers
@@ -430,23 +389,18 @@ where
         // sending the body
         if !do_not_send_body {
             match transfer_encoding {
-                Some(TransferEncoding::Chunked) => {
+                TransferEncoding::Chunked => {
                     use chunked_transfer::Encoder;
 
                     let mut writer = Encoder::new(writer);
                     io::copy(&mut reader, &mut writer)?;
                 }
 
-                Some(TransferEncoding::Identity) => {
-                    assert!(data_length.is_some());
-                    let data_length = data_length.unwrap();
-
+                TransferEncoding::Identity => {
                     if data_length >= 1 {
                         io::copy(&mut reader, &mut writer)?;
                     }
                 }
-
-                _ => (),
             }
         }
 
@@ -469,40 +423,6 @@ where
     }
 }
 
-impl<R> Response<R>
-where
-    R: Read + Send + 'static,
-{
-    /// Turns this response into a `Response<Box<Read + Send>>`.
-    pub fn boxed(self) -> ResponseBox {
-        Response {
-            reader: Box::new(self.reader) as Box<dyn Read + Send>,
-            status_code: self.status_code,
-            headers: self.headers,
-            data_length: self.data_length,
-            chunked_threshold: self.chunked_threshold,
-        }
-    }
-}
-
-impl Response<File> {
-    /// Builds a new `Response` from a `File`.
-    ///
-    /// The `Content-Type` will **not** be automatically detected,
-    ///  you must set it yourself.
-    pub fn from_file(file: File) -> Response<File> {
-        let file_size = file.metadata().ok().map(|v| v.len() as usize);
-
-        Response::new(
-            StatusCode(200),
-            Vec::with_capacity(0),
-            file,
-            file_size,
-            None,
-        )
-    }
-}
-
 impl Response<Cursor<Vec<u8>>> {
     pub fn from_data<D>(data: D) -> Response<Cursor<Vec<u8>>>
     where
@@ -516,7 +436,6 @@ impl Response<Cursor<Vec<u8>>> {
             Vec::with_capacity(0),
             Cursor::new(data),
             Some(data_len),
-            None,
         )
     }
 
@@ -535,7 +454,6 @@ impl Response<Cursor<Vec<u8>>> {
             ],
             Cursor::new(data.into_bytes()),
             Some(data_len),
-            None,
         )
     }
 }
@@ -551,24 +469,6 @@ impl Response<io::Empty> {
             Vec::with_capacity(0),
             io::empty(),
             Some(0),
-            None,
         )
-    }
-
-    /// DEPRECATED. Use `empty` instead.
-    pub fn new_empty(status_code: StatusCode) -> Response<io::Empty> {
-        Response::empty(status_code)
-    }
-}
-
-impl Clone for Response<io::Empty> {
-    fn clone(&self) -> Response<io::Empty> {
-        Response {
-            reader: io::empty(),
-            status_code: self.status_code,
-            headers: self.headers.clone(),
-            data_length: self.data_length,
-            chunked_threshold: self.chunked_threshold,
-        }
     }
 }

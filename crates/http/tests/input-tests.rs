@@ -1,7 +1,6 @@
-// Upstream's test suite: tiny_http 0.12.0's tests/ as published on crates.io (MIT OR
-// Apache-2.0, like the rest of this crate), unchanged except where "Throttle:" says why: the
-// `#[ignore]` reason of a test of something Throttle's patches change on purpose (PATCHED.md,
-// "Upstream's test suite", lists them), or a comment.
+// From tiny_http 0.12.0's tests/ (MIT OR Apache-2.0, like the rest of this crate): the tests
+// of behaviour this crate keeps, run against the readiness loop. PATCHED.md, "Tests", says
+// which upstream tests were removed and why.
 
 extern crate throttle_http;
 
@@ -63,7 +62,6 @@ fn expect_100_continue() {
         tx.send(()).unwrap();
     });
 
-    // client.set_keepalive(Some(3)).unwrap(); FIXME: reenable this
     let mut content = vec![0; 12];
     client.read_exact(&mut content).unwrap();
     assert!(&content[9..].starts_with(b"100")); // 100 status code
@@ -81,7 +79,6 @@ fn unsupported_expect_header() {
 
     (write!(client, "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nExpect: 189-dummy\r\nContent-Type: text/plain; charset=utf8\r\n\r\n")).unwrap();
 
-    // client.set_keepalive(Some(3)).unwrap(); FIXME: reenable this
     let mut content = String::new();
     client.read_to_string(&mut content).unwrap();
     assert!(&content[9..].starts_with("417")); // 417 status code

@@ -1,7 +1,6 @@
-// Upstream's test suite: tiny_http 0.12.0's tests/ as published on crates.io (MIT OR
-// Apache-2.0, like the rest of this crate), unchanged except where "Throttle:" says why: the
-// `#[ignore]` reason of a test of something Throttle's patches change on purpose (PATCHED.md,
-// "Upstream's test suite", lists them), or a comment.
+// From tiny_http 0.12.0's tests/ (MIT OR Apache-2.0, like the rest of this crate): the tests
+// of behaviour this crate keeps, run against the readiness loop. PATCHED.md, "Tests", says
+// which upstream tests were removed and why.
 
 extern crate throttle_http;
 

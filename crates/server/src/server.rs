@@ -106,10 +106,7 @@ pub fn serve(options: Options) -> Result<(), String> {
         throttle_http::Server::http_with_limits((options.address.as_str(), options.port), limits)
             .map_err(|e| format!("cannot listen on {}:{}: {e}", options.address, options.port))?;
     let server = Arc::new(server);
-    match server.server_addr().to_ip() {
-        Some(address) => log::info!("Listening on http://{address}"),
-        None => log::info!("Listening on {}", server.server_addr()),
-    }
+    log::info!("Listening on http://{}", server.server_addr());
     // Only now is the loaded file replaced by the "running" marker: a start that fails before
     // (a port in use) leaves it as it was.
     let keeper = match state_file {

@@ -27,6 +27,9 @@ use throttle_core::{Core, LockState, PeerId, SemaphoreSettings, Time, Token};
 /// Peer ids stay below 2^53 so that JavaScript clients can hold them in a number.
 const PEER_ID_LIMIT: u64 = 1 << 53;
 
+/// How often a long poll looks whether its client is still there (see [`Service::wait`]).
+const CLIENT_CHECK: Duration = Duration::from_millis(500);
+
 /// A request for a lock, from routing (`routes.rs`) to [`Service::acquire`]. Named fields,
 /// because two of them are durations that a positional call could swap unnoticed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -392,7 +395,13 @@ impl Service {
     /// disappears (`Unknown peer`), if its pending lock is released by another request or a
     /// newer long poll of the same peer starts waiting (both answered as still pending), or at
     /// shutdown. The lease asked for was started at the grant by the core.
-    pub fn wait(&self, wait: Wait) -> Result<Answer, Error> {
+    ///
+    /// Also ends, answered as still pending, once `client_gone` says the client closed its
+    /// connection, so that its thread goes back to the pool; the pending lock stays, as when
+    /// `block_for` ends. The wait is cut into slices of [`CLIENT_CHECK`] to ask: the HTTP layer
+    /// only sets a flag when it reads the end of the stream, since waking this condition
+    /// variable from its loop would mean taking the state's lock there.
+    pub fn wait(&self, wait: Wait, client_gone: impl Fn() -> bool) -> Result<Answer, Error> {
         let Wait {
             peer: id,
             semaphore,
@@ -421,7 +430,9 @@ impl Service {
                     None => break Ok(Answer::Pending),
                 },
                 Ok(None) => break Ok(Answer::Pending),
-                Ok(Some(LockState::Pending)) if timed_out || state.shutting_down => {
+                Ok(Some(LockState::Pending))
+                    if timed_out || state.shutting_down || client_gone() =>
+                {
                     break Ok(Answer::Pending);
                 }
                 Ok(Some(LockState::Pending))
@@ -431,7 +442,9 @@ impl Service {
                 }
                 Ok(Some(LockState::Pending)) => {}
             }
-            timed_out = waiter.wait_until(&mut state.guard, deadline).timed_out();
+            let slice = deadline.min(Instant::now() + CLIENT_CHECK);
+            waiter.wait_until(&mut state.guard, slice);
+            timed_out = Instant::now() >= deadline;
             state.sweep(self.clock.now());
         };
         state.long_polls.waiting -= 1;
@@ -623,7 +636,7 @@ mod tests {
         let background = service.clone();
         thread::spawn(move || {
             let answer = match background.acquire(one_of_a(waiter, expires_in, Some(MINUTE))) {
-                Ok(Acquired::Wait(wait)) => background.wait(wait),
+                Ok(Acquired::Wait(wait)) => background.wait(wait, || false),
                 Ok(Acquired::Now(state)) => panic!("answered at once: {state:?}"),
                 Err(error) => Err(error),
             };
@@ -713,7 +726,7 @@ mod tests {
             deadline: Instant::now(),
             ..wait
         };
-        assert_eq!(service.wait(expired), Ok(Answer::Pending));
+        assert_eq!(service.wait(expired, || false), Ok(Answer::Pending));
         service.refused_long_poll();
         assert_eq!(service.inspect(|_, polls, _| polls.refused), 1);
     }
@@ -732,7 +745,7 @@ mod tests {
         let (send, answered) = mpsc::channel();
         {
             let service = service.clone();
-            thread::spawn(move || send.send(service.wait(newer)));
+            thread::spawn(move || send.send(service.wait(newer, || false)));
         }
         let newer = Background(answered);
         assert_eq!(older.answer(), Ok(Answer::Pending));

@@ -1,12 +1,12 @@
-//! The HTTP shell: a fixed pool of worker threads pulls requests from tiny_http, reads the body
-//! (bounded), asks `routes.rs` what the request means, calls the service and writes the answer.
+//! The HTTP shell: a fixed pool of worker threads pulls requests from the HTTP layer
+//! (`throttle-http`, which has read and framed them), asks `routes.rs` what the request means,
+//! calls the service and writes the answer.
 //!
 //! Its job is mapping: a route to a service call, the result to a `Reply` (`reply.rs` decides
 //! status codes and headers; `status.rs`, `peers_json.rs` and `metrics.rs` render bodies), the
-//! reply to a tiny_http response. Only this file (and `server.rs`, which starts the server)
-//! knows tiny_http. It holds no state of its own beyond the metrics handle.
+//! reply to an HTTP response. Only this file (and `server.rs`, which starts the server) knows
+//! the HTTP layer. It holds no state of its own beyond the metrics handle.
 
-use std::io::Read;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -116,7 +116,7 @@ enum Outcome {
 #[inline(never)]
 pub fn serve(app: &App, waiting: &WaitPool<LongPoll>, mut request: Request) {
     let started = Instant::now();
-    let (name, outcome) = match read_route(&mut request) {
+    let (name, outcome) = match read_route(&request) {
         Ok(route) if route.needs_token() && !authorized(&request, app.token.as_deref()) => {
             (route.name(), Err(Error::Unauthorized))
         }
@@ -151,7 +151,12 @@ pub fn serve(app: &App, waiting: &WaitPool<LongPoll>, mut request: Request) {
 
 /// A waiting thread's job: waits in the service, then answers.
 fn finish_long_poll(app: &App, poll: LongPoll) {
-    let reply = app.service.wait(poll.wait).map(Reply::lock);
+    // A client that closed its connection ends the wait early (`Request::client_closed`).
+    let request = &poll.request;
+    let reply = app
+        .service
+        .wait(poll.wait, || request.client_closed())
+        .map(Reply::lock);
     answer(app, poll.request, "acquire", poll.started, reply);
 }
 
@@ -224,47 +229,21 @@ fn routes_log_url(url: &str) -> &str {
     }
 }
 
-/// Reads the body (bounded) and parses the request into a route.
-fn read_route(request: &mut Request) -> Result<Route, Error> {
+/// Parses the request, head and body, into a route.
+fn read_route(request: &Request) -> Result<Route, Error> {
     if request.url().len() > URL_LIMIT {
         return Err(Error::InvalidRequest(format!(
             "the request target is longer than {URL_LIMIT} bytes"
         )));
     }
-    // On the one listener Throttle opens (TCP, `server.rs`) none of the three checks below
-    // fires: the readiness loop refuses a Transfer-Encoding (411) and a body over the limit
-    // (413) before a worker sees the request, and hands the body over read in full
-    // (vendor/tiny_http/PATCHED.md, patch 11). They guard tiny_http's other entry paths, a Unix
-    // socket or TLS, which its thread per connection serves without that framing: there a
-    // worker would otherwise read a chunked or oversized body from the client.
-    if request
-        .body_length()
-        .is_some_and(|length| length > BODY_LIMIT)
-    {
-        return Err(Error::BodyTooLarge { limit: BODY_LIMIT });
-    }
-    let chunked = request
-        .headers()
-        .iter()
-        .any(|header| header.field.equiv("Transfer-Encoding"));
-    if chunked {
-        return Err(Error::LengthRequired);
-    }
-    let mut body = Vec::new();
-    request
-        .as_reader()
-        .take(BODY_LIMIT as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| Error::InvalidBody(format!("reading the body failed: {e}")))?;
-    if body.len() > BODY_LIMIT {
-        return Err(Error::BodyTooLarge { limit: BODY_LIMIT });
-    }
+    // The HTTP layer has already refused a `Transfer-Encoding` (411) and a body over
+    // `BODY_LIMIT` (413, its `max_body_bytes`), and hands the body over read in full.
     let accept = request
         .headers()
         .iter()
         .find(|header| header.field.equiv("Accept"))
         .map(|header| header.value.as_str());
-    routes::route(request.method().as_str(), request.url(), &body)
+    routes::route(request.method().as_str(), request.url(), request.body())
         .map(|route| routes::negotiate(route, accept))
 }
 

@@ -1,3 +1,6 @@
+//! The queue of complete requests between the readiness loop and the workers: first in, first
+//! out, with `unblock` to end one waiting `pop` (a graceful stop of one worker).
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -30,7 +33,7 @@ where
     pub fn push(&self, value: T) {
         let mut queue = self.queue.lock().unwrap();
         queue.push_back(Control::Elem(value));
-        // Throttle's patch: notified after the lock is released, so the woken thread does not
+        // Notified after the lock is released, so the woken thread does not
         // wake only to wait for the lock the notifier still holds (a second context switch).
         drop(queue);
         self.condvar.notify_one();
@@ -82,7 +85,7 @@ where
                 None => (),
             }
             let now = Instant::now();
-            let (_queue, result) = self.condvar.wait_timeout(queue, timeout).unwrap();
+            let (_queue, result) = self.condvar.wait_timeout(queue, duration).unwrap();
             queue = _queue;
             let sleep_time = now.elapsed();
             duration = if duration > sleep_time {

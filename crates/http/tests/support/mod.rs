@@ -1,7 +1,6 @@
-// Upstream's test suite: tiny_http 0.12.0's tests/ as published on crates.io (MIT OR
-// Apache-2.0, like the rest of this crate), unchanged except where "Throttle:" says why: the
-// `#[ignore]` reason of a test of something Throttle's patches change on purpose (PATCHED.md,
-// "Upstream's test suite", lists them), or a comment.
+// From tiny_http 0.12.0's tests/ (MIT OR Apache-2.0, like the rest of this crate): the tests
+// of behaviour this crate keeps, run against the readiness loop. PATCHED.md, "Tests", says
+// which upstream tests were removed and why.
 
 use std::net::TcpStream;
 use std::thread;
@@ -10,8 +9,9 @@ use std::time::Duration;
 /// Creates a server and a client connected to the server.
 pub fn new_one_server_one_client() -> (throttle_http::Server, TcpStream) {
     let server = throttle_http::Server::http("0.0.0.0:0").unwrap();
-    let port = server.server_addr().to_ip().unwrap().port();
+    let port = server.server_addr().port();
     let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    bound_reads(&client);
     (server, client)
 }
 
@@ -20,8 +20,9 @@ pub fn new_one_server_one_client() -> (throttle_http::Server, TcpStream) {
 /// The server will automatically close after 3 seconds.
 pub fn new_client_to_hello_world_server() -> TcpStream {
     let server = throttle_http::Server::http("0.0.0.0:0").unwrap();
-    let port = server.server_addr().to_ip().unwrap().port();
+    let port = server.server_addr().port();
     let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    bound_reads(&client);
 
     thread::spawn(move || {
         let mut cycles = 3 * 1000 / 20;
@@ -42,4 +43,12 @@ pub fn new_client_to_hello_world_server() -> TcpStream {
     });
 
     client
+}
+
+/// Bounds every read of a test's client, so that a server that never answers or never closes
+/// fails the test instead of hanging it.
+pub fn bound_reads(client: &TcpStream) {
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
 }
