@@ -1,6 +1,6 @@
 //! The floor of the design card: a server with Throttle's HTTP shell and nothing else.
 //!
-//! It runs the same patched tiny_http with the same limits and the same worker pool as the
+//! It runs the same HTTP layer (`throttle-http`) with the same limits and the same worker pool as the
 //! real server (the readiness loop reading connections, the default number of worker threads
 //! pulling requests; both from the library, so they cannot drift), but answers
 //! every request with `200 Ok` without parsing, locking or counting anything. What it costs per
