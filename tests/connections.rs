@@ -2,52 +2,26 @@
 //! waiting for a SYN retry, and are all served while they stay connected; large answers leave
 //! without a Nagle delay.
 //!
-//! Self-contained (std only), without the other test helpers.
+//! The server is started by the harness (`crates/harness`); the clients are raw sockets.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// A server started by the harness, with the address tests connect to.
 struct Server {
-    child: Child,
+    server: throttle_harness::Server,
     address: String,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(args: &[&str]) -> Server {
-    let config =
-        std::env::temp_dir().join(format!("throttle-connections-{}.toml", std::process::id()));
-    std::fs::write(&config, "[semaphores]\nA = 1\n").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_throttle"))
-        .args(["--address", "127.0.0.1", "--port", "0", "-c"])
-        .arg(&config)
+    let server = throttle_harness::Launch::new()
+        .binary(env!("CARGO_BIN_EXE_throttle"))
+        .config("[semaphores]\nA = 1\n")
         .args(args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A thread reads stderr for the whole life of the server, so it never blocks on a full
-    // pipe, and hands over the address; waiting for it is bounded.
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            if let Some((_, rest)) = line.split_once("Listening on http://") {
-                let _ = sender.send(rest.trim().to_owned());
-            }
-        }
-    });
-    let address = receiver
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the server logs its address within 10 s");
-    Server { child, address }
+        .start();
+    let address = server.addr.to_string();
+    Server { server, address }
 }
 
 /// Reads one HTTP response head and returns its status line.
@@ -137,31 +111,22 @@ fn large_answers_are_not_delayed_by_nagle() {
     );
 }
 
-/// Resumes a process stopped with SIGSTOP when dropped, also when the test fails.
+/// Resumes a server stopped with SIGSTOP when dropped, also when the test fails.
 #[cfg(target_os = "linux")]
-struct Stopped(u32);
+struct Stopped<'a>(&'a throttle_harness::Process);
 
 #[cfg(target_os = "linux")]
-impl Stopped {
-    fn signal(pid: u32, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(pid.to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed: {status}");
-    }
-
-    fn stop(server: &Server) -> Stopped {
-        Self::signal(server.child.id(), "STOP");
-        Stopped(server.child.id())
+impl Stopped<'_> {
+    fn stop(server: &Server) -> Stopped<'_> {
+        server.server.process.signal("STOP");
+        Stopped(&server.server.process)
     }
 }
 
 #[cfg(target_os = "linux")]
-impl Drop for Stopped {
+impl Drop for Stopped<'_> {
     fn drop(&mut self) {
-        Self::signal(self.0, "CONT");
+        self.0.signal("CONT");
     }
 }
 
@@ -180,7 +145,8 @@ fn a_burst_of_max_connections_fits_the_listen_backlog() {
         eprintln!("skipped: net.core.somaxconn is below {BURST}");
         return;
     }
-    let server = start(&["--max-connections", &BURST.to_string()]);
+    // A few connections to spare: the harness's own readiness check may still be open.
+    let server = start(&["--max-connections", &(BURST + 10).to_string()]);
     let address: SocketAddr = server.address.parse().expect("an address");
     let stopped = Stopped::stop(&server);
     let mut streams: Vec<TcpStream> = (0..BURST)

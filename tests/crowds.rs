@@ -228,33 +228,28 @@ fn a_head_sent_byte_by_byte_is_answered() {
 /// how many connections it can take: the limit less the descriptors it keeps for itself.
 #[test]
 fn a_low_open_files_limit_is_fitted_and_said_at_start() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
     let dir = common::TempDir::new();
     let config = dir.write("throttle.toml", CONFIG);
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg("ulimit -n 256 && exec \"$0\" --port 0 --address 127.0.0.1 -c \"$1\"")
-        .arg(common::BINARY)
-        .arg(&config)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the server from sh");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut said = None;
-    for line in BufReader::new(stderr).lines() {
-        let line = line.expect("a log line");
-        if line.contains("open-files limit") {
-            said = Some(line);
-            break;
-        }
-        if line.contains("Listening on") {
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    let said = said.expect("no line about the open-files limit");
+    let config = config.to_string_lossy();
+    // The harness starts the shell, which lowers the limit and becomes the server.
+    let process = throttle_harness::Process::spawn(
+        std::path::Path::new("sh"),
+        dir,
+        &[
+            "-c",
+            "ulimit -n 256 && exec \"$0\" --port 0 --address 127.0.0.1 -c \"$1\"",
+            common::BINARY,
+            &config,
+        ],
+        &[],
+    );
+    let server = throttle_harness::Server::ready(process);
+    let said = server
+        .lines()
+        .all()
+        .into_iter()
+        .find(|line| line.contains("open-files limit"))
+        .expect("no line about the open-files limit");
     assert!(
         said.contains("is 256") && said.contains("serving at most 192 connections"),
         "{said}"
