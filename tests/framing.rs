@@ -370,7 +370,7 @@ rows! {
 
     // Limits.
 
-    /// Over the 80 KiB head limit of `src/http.rs`.
+    /// Over the 80 KiB head limit of the HTTP layer (`workers.rs` sets it).
     head_too_long: Refused(431), long_head();
     /// Over the 64 KiB body limit, by its Content-Length.
     body_too_long: Refused(413), long_body();

@@ -78,7 +78,7 @@ fuzz_target!(|data: &[u8]| {
     });
 });
 
-/// What a worker does with a route, minus the answer: the status is `http.rs`'s mapping of the
+/// What a worker does with a route, minus the answer: the status is `reply.rs`'s mapping of the
 /// result, which is not in this crate. Every result is an answer; none may panic.
 fn apply(
     service: &Service,

@@ -3,7 +3,7 @@
 //! The state gauges (`throttle_acquired`, `throttle_max`, `throttle_pending`,
 //! `throttle_longest_pending_sec`, peers, expirations) are filled from a snapshot of the core
 //! when `/metrics` is scraped, not on every state change, so the request path pays nothing for
-//! them. Request counters and latencies are recorded per request by `http.rs`, reloads by
+//! them. Request counters and latencies are recorded per request by `workers.rs`, reloads by
 //! `reload.rs`. The metric names are a contract: dashboards and alerts use them, and
 //! `contract/wire.toml` lists them with their types and labels (the tests below check that the
 //! registry and the list agree both ways). A semaphore removed by a reload loses its series at

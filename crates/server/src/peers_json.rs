@@ -4,7 +4,7 @@
 //! The listing is the one body written under the state lock: batch by batch (`LISTING_BATCH`
 //! says what was measured), straight from the borrowed views into a buffer, so no peer is
 //! copied. One peer is copied out under the lock and written after it. This file knows the
-//! service only to hold the lock once per batch; it knows nothing of HTTP (that is `http.rs`)
+//! service only to hold the lock once per batch; it knows nothing of HTTP (that is `workers.rs`)
 //! and nothing of the status page's JSON (that is `status.rs`).
 
 use std::io::Write as _;

@@ -2,7 +2,7 @@
 //! part parsed and checked (peer ids, percent-decoded semaphore names, counts, durations).
 //!
 //! This is a pure function, so it is tested with tables and no socket. It knows nothing of
-//! tiny_http (that is `http.rs`) and nothing of the state (that is `service.rs`): a `Route` that
+//! tiny_http (that is `workers.rs`) and nothing of the state (that is `service.rs`): a `Route` that
 //! comes out of here is well formed, whether or not its peer or semaphore exists.
 
 use std::collections::BTreeMap;
@@ -74,7 +74,7 @@ pub enum Route {
 impl Route {
     /// Whether the route needs the token, when one is configured. Only the greeting and the
     /// health check stay open, so load balancers can probe without the secret, and the status
-    /// page, which a browser must load to ask for the token: `http.rs` serves it without data
+    /// page, which a browser must load to ask for the token: `workers.rs` serves it without data
     /// to a request without the token. Every route added later needs it unless listed here.
     pub fn needs_token(&self) -> bool {
         !matches!(self, Route::Greeting | Route::Health | Route::StatusPage)

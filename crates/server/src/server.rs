@@ -1,7 +1,7 @@
 //! Starting and stopping a server: reads the configuration, starts logging, loads the state
 //! file, and wires the service, the worker pool, the waiting pool, the expiry thread and the
 //! signal handlers together; at a stop it takes them down in order and writes the state file.
-//! It decides nothing about requests: that is `http.rs` and below.
+//! It decides nothing about requests: that is `workers.rs` and below.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

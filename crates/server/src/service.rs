@@ -3,7 +3,7 @@
 //!
 //! Every operation locks, reads the clock once, sweeps expired peers, calls the core and wakes
 //! exactly the waiters whose state changed: a release among 500 waiters wakes the one it grants,
-//! not 500. No I/O happens under the lock; parsing and answering are `http.rs`'s job.
+//! not 500. No I/O happens under the lock; parsing and answering are `workers.rs`'s job.
 //!
 //! An acquire never blocks: a long poll that must wait gets a [`Wait`], and only
 //! [`Service::wait`] blocks on it, on a thread of the waiting pool (`waiting.rs`). So the

@@ -14,7 +14,7 @@
 //! The page itself (`status/page.html`, `.css`, `.js`) is embedded in the binary: no CDN, no
 //! external font or script. Its JavaScript refreshes the tables from `status.json` once a second
 //! and, if the server answers 401, asks once for a bearer token that it keeps in
-//! `sessionStorage`. This file does not know HTTP or tiny_http (that is `http.rs`), nor how to
+//! `sessionStorage`. This file does not know HTTP or tiny_http (that is `workers.rs`), nor how to
 //! lock the state (that is `service.rs`).
 
 use std::collections::HashSet;

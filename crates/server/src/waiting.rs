@@ -4,7 +4,7 @@
 //!
 //! Threads start on demand, up to a bound, with small stacks, and stay a while after their
 //! wait for the next one; an idle server has none. What a job does is the caller's business
-//! (`http.rs` waits in the service and answers); this file only schedules.
+//! (`workers.rs` waits in the service and answers); this file only schedules.
 //! It is not a general executor: a job is expected to block, so every job gets a thread.
 
 use std::collections::VecDeque;
