@@ -43,6 +43,8 @@ pub mod expired;
 mod export;
 mod grace;
 mod op;
+#[cfg(any(test, fuzzing))]
+pub mod properties;
 mod reconfigure;
 mod time;
 
@@ -175,6 +177,10 @@ impl PeerInfo<&str> {
 }
 
 /// All semaphores, peers and locks of one server.
+///
+/// Cloned only by the property suite (to look at a state between a sweep and an operation, and
+/// to repeat an operation without touching the original); a server never copies its state.
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 #[derive(Debug, Default)]
 pub struct Core {
     semaphores: Vec<Semaphore>,
@@ -195,6 +201,7 @@ pub struct Core {
     expired_peers: ExpiredPeers,
 }
 
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 #[derive(Debug)]
 struct Semaphore {
     settings: SemaphoreSettings,
@@ -209,6 +216,7 @@ struct Semaphore {
     removed: bool,
 }
 
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 #[derive(Debug)]
 struct Waiter {
     peer: PeerId,
@@ -219,6 +227,7 @@ struct Waiter {
     lease: Option<Duration>,
 }
 
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 #[derive(Debug)]
 struct Peer {
     expires_at: Time,
@@ -1485,6 +1494,6 @@ mod tests {
         assert_eq!(expired.names, vec![(1, "build-7:4242".into())]);
     }
 
-    mod model;
+    mod random_ops;
     pub(crate) mod support;
 }
