@@ -147,8 +147,10 @@ impl Observed {
     }
 }
 
-/// Names the entry in a failure message.
+/// Names the entry in a failure message. A look or a grace period between entries is checked
+/// as if it were an `Expire` entry that changed nothing, and says so.
 struct Entry<'a> {
+    what: &'static str,
     number: usize,
     at: Time,
     op: &'a Op,
@@ -156,7 +158,13 @@ struct Entry<'a> {
 
 impl fmt::Display for Entry<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "entry {} at {:?}: {:?}", self.number, self.at, self.op)
+        let Entry {
+            what,
+            number,
+            at,
+            op,
+        } = self;
+        write!(f, "{what} {number} at {at:?}: {op:?}")
     }
 }
 
@@ -200,6 +208,7 @@ impl Checker {
         self.entries += 1;
         self.now = at;
         let entry = Entry {
+            what: "entry",
             number: self.entries,
             at,
             op,
@@ -251,6 +260,7 @@ impl Checker {
         self.model.grace_until = Some(self.model.grace_until.map_or(until, |end| end.max(until)));
         let op = Op::Expire;
         let entry = Entry {
+            what: "grace period after entry",
             number: self.entries,
             at: self.now,
             op: &op,
@@ -271,6 +281,7 @@ impl Checker {
         self.now = at;
         let op = Op::Expire;
         let entry = Entry {
+            what: "look after entry",
             number: self.entries,
             at,
             op: &op,
