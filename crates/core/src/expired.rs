@@ -28,6 +28,7 @@ pub const REMEMBER_FOR: Duration = Duration::from_secs(10 * 60);
 pub const REMEMBER_AT_MOST: usize = 100_000;
 
 /// The ids of peers that expired recently. See the module docs for the bounds.
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 #[derive(Debug, Default)]
 pub struct ExpiredPeers {
     /// `(forget at, id)` in the order the ids were remembered, so the front is forgotten first.

@@ -2,16 +2,25 @@
 //! FIFO queues, and the ordered index of peer deadlines.
 //!
 //! This is a plain data structure. It does no I/O, starts no threads and never reads the clock:
-//! every method that depends on time takes `now`, and every method that changes state returns
-//! what happened (which peers were granted their pending lock, which peers expired), so the
-//! caller knows whom to wake. Locking, waiting and HTTP live in `service.rs` and `http.rs`.
+//! every method that depends on time takes `now` (a [`Time`], see `time.rs`), and every method
+//! that changes state returns what happened (which peers were granted their pending lock, which
+//! peers expired), so the caller knows whom to wake. Locking, waiting and HTTP live in the
+//! server crate (`service.rs`, `workers.rs`).
+//!
+//! **A state machine.** Every change a running server makes is also a value, an [`Op`], and
+//! [`Core::apply`] applies one at a given time, deterministically: the same sequence of
+//! `(time, op)` gives the same state on every core, so a replicated log can drive several (see
+//! `op.rs`). One property suite (`properties.rs`, compiled for tests and the fuzz target
+//! `core_ops`) checks every operation against a naive reference model and the invariants.
 //!
 //! Cost: every operation is O(log n) in the number of peers and waiters, plus the size of what it
 //! touches (the locks of one peer, the waiters it grants). Nothing scans all peers, except the
 //! listing of peers itself and the export for the state file.
 //!
-//! What restarts need (the grace period, a new configuration, the export and load of peers for
-//! the state file) is in `core/restarts.rs`; the memory of expired peers in `core/expired.rs`.
+//! The rest of the core, by what it holds: `grace.rs`, the grace period after an unclean stop;
+//! `reconfigure.rs`, a new configuration applied to the live state (SIGHUP); `export.rs`, the
+//! export and load of peers for the state file; `expired.rs`, the memory of expired peers;
+//! `error.rs`, the domain's refusals.
 //!
 //! **Fencing tokens.** Every grant of a lock (at once, from a queue, by a restore without a
 //! token) takes the next number of one counter, so a token is strictly greater than every token
@@ -24,11 +33,19 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 pub use error::Error;
+pub use export::{Export, ExportedPeer};
+pub use op::{Applied, Op, Outcome};
+pub use reconfigure::Reconfigured;
 pub use time::Time;
 
 mod error;
 pub mod expired;
-pub mod restarts;
+mod export;
+mod grace;
+mod op;
+#[cfg(any(test, fuzzing))]
+pub mod properties;
+mod reconfigure;
 mod time;
 
 use expired::ExpiredPeers;
@@ -160,6 +177,10 @@ impl PeerInfo<&str> {
 }
 
 /// All semaphores, peers and locks of one server.
+///
+/// Cloned only by the property suite (to look at a state between a sweep and an operation, and
+/// to repeat an operation without touching the original); a server never copies its state.
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 #[derive(Debug, Default)]
 pub struct Core {
     semaphores: Vec<Semaphore>,
@@ -172,7 +193,7 @@ pub struct Core {
     /// Peers expired since start, for the metrics.
     expired_total: u64,
     /// While set, nothing new is granted: acquires queue, releases grant nobody. `expire` ends
-    /// it at this instant and grants the queues in FIFO order (see `core/restarts.rs`).
+    /// it at this instant and grants the queues in FIFO order (see `grace.rs`).
     grace_until: Option<Time>,
     /// The fencing token of the next grant. Starts at 1; the caller raises it at start.
     next_token: Token,
@@ -180,6 +201,7 @@ pub struct Core {
     expired_peers: ExpiredPeers,
 }
 
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 #[derive(Debug)]
 struct Semaphore {
     settings: SemaphoreSettings,
@@ -194,6 +216,7 @@ struct Semaphore {
     removed: bool,
 }
 
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 #[derive(Debug)]
 struct Waiter {
     peer: PeerId,
@@ -204,6 +227,7 @@ struct Waiter {
     lease: Option<Duration>,
 }
 
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 #[derive(Debug)]
 struct Peer {
     expires_at: Time,
@@ -292,22 +316,26 @@ impl Core {
     pub fn new(semaphores: impl IntoIterator<Item = SemaphoreSettings>) -> Core {
         let mut core = Core::default();
         for settings in semaphores {
-            if let Some(&index) = core.by_name.get(&settings.name) {
-                core.semaphores[index].settings = settings;
-                continue;
+            match core.by_name.get(&settings.name) {
+                Some(&index) => core.semaphores[index].settings = settings,
+                None => core.add_semaphore(settings, false),
             }
-            core.by_name
-                .insert(settings.name.clone(), core.semaphores.len());
-            core.semaphores.push(Semaphore {
-                settings,
-                acquired: 0,
-                pending: 0,
-                queue: BTreeMap::new(),
-                removed: false,
-            });
         }
         core.next_token = 1;
         core
+    }
+
+    /// Adds a semaphore after the ones there are, configured or `removed`.
+    fn add_semaphore(&mut self, settings: SemaphoreSettings, removed: bool) {
+        self.by_name
+            .insert(settings.name.clone(), self.semaphores.len());
+        self.semaphores.push(Semaphore {
+            settings,
+            acquired: 0,
+            pending: 0,
+            queue: BTreeMap::new(),
+            removed,
+        });
     }
 
     /// Makes the next fencing token at least `floor`: at start, from the state file and the wall
@@ -970,39 +998,7 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn secs(n: u64) -> Duration {
-        Duration::from_secs(n)
-    }
-
-    /// A core with the given `(name, max, level)` semaphores.
-    fn core(semaphores: &[(&str, i64, i32)]) -> Core {
-        Core::new(
-            semaphores
-                .iter()
-                .map(|&(name, max, level)| SemaphoreSettings {
-                    name: name.to_owned(),
-                    max,
-                    level,
-                }),
-        )
-    }
-
-    /// A core with the given semaphores and peers `1..=peers`, each living for a minute.
-    fn with_peers(semaphores: &[(&str, i64, i32)], peers: PeerId) -> (Core, Time) {
-        let t0 = Time::from_epoch(std::time::Duration::from_secs(1_000));
-        let mut c = core(semaphores);
-        for id in 1..=peers {
-            c.new_peer(id, t0 + secs(60));
-        }
-        (c, t0)
-    }
-
-    /// Acquires without touching the deadline and returns the lock state or the error.
-    #[track_caller]
-    fn acquire(core: &mut Core, id: PeerId, sem: &str, count: i64, now: Time) -> LockState {
-        core.acquire(id, sem, count, None, now).unwrap().state
-    }
+    use support::*;
 
     /// Checks the peers' states on one semaphore: `Some(Acquired)`, `Some(Pending)` or `None`.
     #[track_caller]
@@ -1498,5 +1494,6 @@ mod tests {
         assert_eq!(expired.names, vec![(1, "build-7:4242".into())]);
     }
 
-    mod model;
+    mod random_ops;
+    pub(crate) mod support;
 }

@@ -25,7 +25,7 @@
 //! run's grants ran ahead of it. README, Fencing tokens, says so.
 //!
 //! The format and the atomic write are `state_file.rs`'s, the bookkeeping (grace period, loading
-//! peers, semaphores the configuration lost) is the core's (`core/restarts.rs`).
+//! peers, semaphores the configuration lost) is the core's (its `grace.rs` and `export.rs`).
 //!
 //! **Limits, written down.** Pending locks are not saved: waiters ask again (their long polls
 //! are answered at shutdown anyway). The downtime is measured by the wall clock, so a clock set

@@ -21,7 +21,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::lease_watch::LeaseWatch;
-use throttle_core::restarts::Reconfigured;
+use throttle_core::Reconfigured;
 use throttle_core::{Core, LockState, PeerId, SemaphoreSettings, Time, Token};
 
 /// Peer ids stay below 2^53 so that JavaScript clients can hold them in a number.

@@ -50,7 +50,7 @@ use serde::de::Error as _;
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Deserialize, Serialize, Serializer};
 
-use throttle_core::restarts::Export;
+use throttle_core::Export;
 
 /// The value of the `format` field: tells a state file from any other JSON.
 pub const FORMAT: &str = "throttle-state";
@@ -457,7 +457,7 @@ mod tests {
         assert_eq!(millis(Duration::ZERO), 0);
         assert_eq!(millis(Duration::MAX), u64::MAX);
     }
-    use throttle_core::restarts::ExportedPeer;
+    use throttle_core::ExportedPeer;
 
     fn export() -> Export {
         Export {
