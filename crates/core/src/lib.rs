@@ -1160,7 +1160,7 @@ mod tests {
         let expired = c.expire(t0 + secs(1));
         assert_eq!(expired.peers, vec![1]);
         assert_eq!(expired.granted, vec![2]);
-        // Expired, not unknown: the error says so (and `http.rs` adds the header).
+        // Expired, not unknown: the error says so (and the server adds the header).
         assert_eq!(c.heartbeat(1, t0 + secs(5)), Err(Error::ExpiredPeer));
         assert_eq!(c.heartbeat(9, t0 + secs(5)), Err(Error::UnknownPeer));
         assert_eq!(c.expired_total(), 1);
