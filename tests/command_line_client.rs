@@ -95,8 +95,20 @@ impl Run {
     }
 }
 
+/// Ends `throttle lock` the way a user would (SIGTERM, which it passes on to its command), so
+/// the command does not outlive the test; SIGKILL only if that takes longer than a bound.
 impl Drop for Run {
     fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            signal(self.child.id(), "TERM");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
