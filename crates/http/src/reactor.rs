@@ -26,7 +26,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
@@ -57,6 +57,9 @@ pub(crate) struct Shared {
     /// The client closed its side, or the connection failed, while a worker may hold its
     /// request: see [`Request::client_closed`].
     closed: AtomicBool,
+    /// Called once when `closed` is set, if a worker registered it (a waiting long poll):
+    /// see [`Request::on_client_close`].
+    on_close: Mutex<Option<CloseCallback>>,
     /// When a worker last finished an answer, in nanoseconds since `epoch`: idle time counts
     /// from there, and the reactor is not told about answers that need nothing from it.
     answered: AtomicU64,
@@ -64,7 +67,35 @@ pub(crate) struct Shared {
     inbox: Arc<Inbox>,
 }
 
+/// What a worker wants done when its client goes away.
+pub(crate) type CloseCallback = Box<dyn FnOnce() + Send>;
+
 impl Shared {
+    /// Marks the client gone and runs the callback registered for it, if any (outside the
+    /// callback's own lock).
+    fn mark_closed(&self) {
+        self.closed.store(true, Ordering::Release);
+        let callback = self
+            .on_close
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(callback) = callback {
+            callback();
+        }
+    }
+
+    /// Runs `callback` when the client goes away, or now if it has.
+    fn on_close(&self, callback: CloseCallback) {
+        let mut slot = self.on_close.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.closed.load(Ordering::Acquire) {
+            drop(slot);
+            callback();
+        } else {
+            *slot = Some(callback);
+        }
+    }
+
     fn answered_at(&self) -> Instant {
         self.epoch + Duration::from_nanos(self.answered.load(Ordering::Acquire))
     }
@@ -121,6 +152,10 @@ impl ConnWriter {
     pub(crate) fn client_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
     }
+
+    pub(crate) fn on_client_close(&self, callback: CloseCallback) {
+        self.shared.on_close(callback);
+    }
 }
 
 impl Write for ConnWriter {
@@ -149,6 +184,14 @@ impl Write for ConnWriter {
 impl Drop for ConnWriter {
     fn drop(&mut self) {
         let shared = &self.shared;
+        // The request is answered: its wish to hear of a close ends with it.
+        drop(
+            shared
+                .on_close
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
         let (more, failed) = if self.failed {
             (0, true)
         } else {
@@ -410,6 +453,7 @@ impl Reactor {
                             token,
                             handoff: Handoff::new(),
                             closed: AtomicBool::new(false),
+                            on_close: Mutex::new(None),
                             answered: AtomicU64::new(0),
                             epoch: now,
                             inbox: self.control.inbox.clone(),
@@ -677,7 +721,7 @@ impl Reactor {
             // Closing the socket (when the last holder drops it) ends its registration.
             // A worker may still hold the connection (a long poll whose client left): make
             // its answer fail rather than wait for a reader, and tell it the client is gone.
-            conn.shared.closed.store(true, Ordering::Release);
+            conn.shared.mark_closed();
             let _ = conn.shared.stream.shutdown(Shutdown::Both);
         }
         if self.accept_paused_until.is_some() {
@@ -721,7 +765,7 @@ fn read_into(conn: &mut Conn, scratch: &mut [u8], limits: &ConnectionLimits) {
     if conn.eof {
         // A worker holding this connection's request (a long poll) learns that nobody waits
         // for the answer any more.
-        conn.shared.closed.store(true, Ordering::Release);
+        conn.shared.mark_closed();
     }
     // A worker answering this connection must hand it back for what arrived meanwhile.
     if !conn.input.is_empty() || conn.eof {
@@ -974,6 +1018,43 @@ mod tests {
         }
         // Answering a gone client is no error for the worker.
         let _ = request.respond(Response::from_string("nobody"));
+    }
+
+    /// A callback registered for a request runs once when its client closes; registered after
+    /// the close, it runs at once; dropped unrun once the request is answered.
+    #[test]
+    fn a_close_callback_runs_once_when_the_client_goes() {
+        use std::sync::mpsc;
+        let server = server(limits());
+        let client = connect(&server);
+        (&client).write_all(GET).expect("send");
+        let request = next(&server);
+        let (told, heard) = mpsc::channel();
+        let first = told.clone();
+        request.on_client_close(move || first.send("first").expect("the test listens"));
+        assert!(heard.try_recv().is_err());
+        drop(client);
+        assert_eq!(heard.recv_timeout(BOUND), Ok("first"));
+        let late = told.clone();
+        request.on_client_close(move || late.send("late").expect("the test listens"));
+        assert_eq!(heard.try_recv(), Ok("late"));
+        let _ = request.respond(Response::from_string("nobody"));
+
+        // Answered before the client leaves: the callback never runs.
+        let client = connect(&server);
+        (&client).write_all(GET).expect("send");
+        let request = next(&server);
+        let answered = told.clone();
+        request.on_client_close(move || answered.send("answered").expect("the test listens"));
+        request
+            .respond(Response::from_string("ok"))
+            .expect("answer");
+        drop(client);
+        assert_eq!(
+            heard.recv_timeout(Duration::from_millis(300)),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        );
+        drop(told);
     }
 
     /// (The answer does not say `Connection: close`: `Response` drops that header.)

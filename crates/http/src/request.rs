@@ -100,13 +100,24 @@ impl Request {
 
     /// Whether the client closed its side of the connection (or the connection failed) while
     /// this request waits for its answer. The loop sets it as soon as it reads the end of the
-    /// stream; a long poll checks it between slices of its wait, so that a client that went
-    /// away does not hold a waiting thread until its `block_for` ends. A client that
-    /// half-closes after sending its request counts as gone, as in most HTTP servers.
+    /// stream, so that a client that went away does not hold a waiting thread until its
+    /// `block_for` ends. A client that half-closes after sending its request counts as gone,
+    /// as in most HTTP servers.
     pub fn client_closed(&self) -> bool {
         self.response_writer
             .as_ref()
             .is_none_or(ConnWriter::client_closed)
+    }
+
+    /// Runs `callback` once, on the loop's thread, when [`Request::client_closed`] becomes true;
+    /// at once (on this thread) if it is already. A long poll registers a wake-up here, so it
+    /// needs no timer to notice its client left. The callback must not wait for anything a
+    /// worker holds while it waits for the loop (nothing does: workers never wait for it).
+    pub fn on_client_close(&self, callback: impl FnOnce() + Send + 'static) {
+        match &self.response_writer {
+            Some(writer) => writer.on_client_close(Box::new(callback)),
+            None => callback(),
+        }
     }
 
     /// Sends a response to this request.

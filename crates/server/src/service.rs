@@ -27,9 +27,6 @@ use throttle_core::{Core, LockState, PeerId, SemaphoreSettings, Time, Token};
 /// Peer ids stay below 2^53 so that JavaScript clients can hold them in a number.
 const PEER_ID_LIMIT: u64 = 1 << 53;
 
-/// How often a long poll looks whether its client is still there (see [`Service::wait`]).
-const CLIENT_CHECK: Duration = Duration::from_millis(500);
-
 /// A request for a lock, from routing (`routes.rs`) to [`Service::acquire`]. Named fields,
 /// because two of them are durations that a positional call could swap unnoticed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +82,13 @@ pub struct Wait {
     peer: PeerId,
     semaphore: String,
     deadline: Instant,
+}
+
+impl Wait {
+    /// The peer that waits.
+    pub fn peer(&self) -> PeerId {
+        self.peer
+    }
 }
 
 /// Counters kept beside the core, for the metrics.
@@ -398,9 +402,8 @@ impl Service {
     ///
     /// Also ends, answered as still pending, once `client_gone` says the client closed its
     /// connection, so that its thread goes back to the pool; the pending lock stays, as when
-    /// `block_for` ends. The wait is cut into slices of [`CLIENT_CHECK`] to ask: the HTTP layer
-    /// only sets a flag when it reads the end of the stream, since waking this condition
-    /// variable from its loop would mean taking the state's lock there.
+    /// `block_for` ends. The caller arranges for [`Service::client_left`] to be called when
+    /// that happens, which wakes this wait; `client_gone` is asked at every wake-up.
     pub fn wait(&self, wait: Wait, client_gone: impl Fn() -> bool) -> Result<Answer, Error> {
         let Wait {
             peer: id,
@@ -442,9 +445,7 @@ impl Service {
                 }
                 Ok(Some(LockState::Pending)) => {}
             }
-            let slice = deadline.min(Instant::now() + CLIENT_CHECK);
-            waiter.wait_until(&mut state.guard, slice);
-            timed_out = Instant::now() >= deadline;
+            timed_out = waiter.wait_until(&mut state.guard, deadline).timed_out();
             state.sweep(self.clock.now());
         };
         state.long_polls.waiting -= 1;
@@ -455,6 +456,17 @@ impl Service {
             }
         }
         outcome.map_err(Error::from)
+    }
+
+    /// Wakes the long polls of `peer` to look whether their client is still there: called by
+    /// the HTTP layer's loop when a waiting request's client closes its connection. It takes
+    /// the state's lock (so the wake-up cannot fall between a wait's check and its sleep),
+    /// which the loop may: nobody holding that lock ever waits for the loop.
+    pub fn client_left(&self, peer: PeerId) {
+        let state = self.lock();
+        if let Some(waiters) = state.waiters.get(&peer) {
+            waiters.wake.notify_all();
+        }
     }
 
     /// Counts a long poll answered at once because no thread could wait for it.

@@ -151,8 +151,12 @@ pub fn serve(app: &App, waiting: &WaitPool<LongPoll>, mut request: Request) {
 
 /// A waiting thread's job: waits in the service, then answers.
 fn finish_long_poll(app: &App, poll: LongPoll) {
-    // A client that closed its connection ends the wait early (`Request::client_closed`).
+    // A client that closed its connection ends the wait early (`Request::client_closed`): the
+    // loop wakes the wait when it sees the connection close.
     let request = &poll.request;
+    let service = app.service.clone();
+    let peer = poll.wait.peer();
+    request.on_client_close(move || service.client_left(peer));
     let reply = app
         .service
         .wait(poll.wait, || request.client_closed())
