@@ -368,6 +368,39 @@ mod tests {
         words.iter().map(OsString::from).collect()
     }
 
+    /// Only a first word `lock`, `status` or `help` is the client's; any other command line
+    /// (options first, a misspelt word, nothing) is left to the server's parser.
+    #[test]
+    fn only_a_first_word_selects_a_subcommand() {
+        let client = |words: &[&str]| parse(args(words)).map(|parsed| parsed.unwrap());
+        assert!(matches!(
+            client(&["lock", "A", "--", "true"]),
+            Some(Command::Lock(_))
+        ));
+        assert!(matches!(client(&["status"]), Some(Command::Status(_))));
+        assert_eq!(client(&["help"]), Some(Command::Help));
+        assert_eq!(
+            client(&["help", "lock"]),
+            Some(Command::HelpFor(Topic::Lock))
+        );
+        assert_eq!(
+            client(&["lock", "--help"]),
+            Some(Command::HelpFor(Topic::Lock))
+        );
+        assert_eq!(
+            client(&["status", "-h"]),
+            Some(Command::HelpFor(Topic::Status))
+        );
+        for server in [
+            &[][..],
+            &["--port", "1", "lock"],
+            &["-c", "lock"],
+            &["Lock"],
+        ] {
+            assert_eq!(client(server), None, "{server:?}");
+        }
+    }
+
     #[track_caller]
     fn lock(words: &[&str]) -> LockOptions {
         match parse_lock(args(words)) {

@@ -15,4 +15,4 @@ pub mod node;
 mod slog_log;
 
 #[cfg(test)]
-mod test_dir;
+mod test_support;

@@ -116,7 +116,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_dir::TempDir;
+    use crate::test_support::TempDir;
     use std::fs::OpenOptions;
 
     fn encoded(records: &[(u8, &[u8])]) -> Vec<u8> {

@@ -1,11 +1,10 @@
 //! Which `throttle` executable the tests run, built fresh once per test process.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::process::run_to_exit;
 
 /// How long a build of the server may take: a cold debug build on a loaded machine.
 const BUILD: Duration = Duration::from_secs(900);
@@ -27,47 +26,15 @@ pub fn binary() -> &'static Path {
 /// Runs `cargo build --bin throttle` in the workspace and returns the executable it names.
 fn build() -> PathBuf {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut child = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--bin",
-            "throttle",
-            "--message-format=json",
-        ])
-        .current_dir(&workspace)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run cargo build");
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let out = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    let err = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + BUILD;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for cargo build") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("cargo build --bin throttle took longer than {BUILD:?}");
-        }
-        thread::sleep(Duration::from_millis(50));
-    };
-    let out = out.join().unwrap_or_default();
-    let err = err.join().unwrap_or_default();
+    let cargo = PathBuf::from(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    let args = [
+        "build",
+        "--quiet",
+        "--bin",
+        "throttle",
+        "--message-format=json",
+    ];
+    let (status, out, err) = run_to_exit(&cargo, &args, &workspace, &[], BUILD);
     assert!(
         status.success(),
         "cargo build --bin throttle failed:\n{err}"

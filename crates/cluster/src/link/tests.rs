@@ -1,10 +1,8 @@
 //! Links on loopback: messages between members, and everything a stranger may try.
 
-use std::time::Instant;
-
 use super::*;
 
-const PROMPTLY: Duration = Duration::from_secs(10);
+use crate::test_support::{PROMPTLY, TempDir};
 
 /// Listeners for `n` members on free loopback ports, and their membership (one secret).
 fn members(n: usize, secret: &[u8]) -> Vec<(Membership, TcpListener)> {
@@ -72,13 +70,10 @@ fn next_message(member: &Started) -> Message {
     }
 }
 
+/// Waits, bounded, until `check` holds.
 #[track_caller]
 fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PROMPTLY;
-    while !check() {
-        assert!(Instant::now() < deadline, "never: {what}");
-        thread::sleep(Duration::from_millis(5));
-    }
+    crate::test_support::eventually(what, || check().then_some(()));
 }
 
 /// Opens a raw connection to a member's port, as a stranger would.
@@ -232,7 +227,6 @@ fn a_stranger_without_the_secret_cannot_pass_with_a_replayed_hello() {
 #[test]
 fn three_raft_members_elect_and_replicate_over_tcp() {
     use crate::node::{Machine, Node, Settings};
-    use crate::test_dir::TempDir;
 
     #[derive(Clone, Default)]
     struct Count(Arc<Mutex<Vec<Vec<u8>>>>);

@@ -2,7 +2,7 @@ use raft::Storage as _;
 use raft::storage::MemStorage;
 
 use super::*;
-use crate::test_dir::TempDir;
+use crate::test_support::TempDir;
 
 fn entry(index: u64, term: u64) -> Entry {
     Entry {

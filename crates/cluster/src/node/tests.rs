@@ -4,12 +4,9 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::*;
-use crate::test_dir::TempDir;
+use crate::test_support::{TempDir, eventually};
 
 const TICK: Duration = Duration::from_millis(10);
-
-/// How long a test waits for something that should happen within a few elections.
-const PROMPTLY: Duration = Duration::from_secs(10);
 
 /// The data each member applied, in order, shared with the test.
 #[derive(Clone, Default)]
@@ -167,18 +164,6 @@ impl Drop for Cluster {
                 let _ = node.stop();
             }
         }
-    }
-}
-
-#[track_caller]
-fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + PROMPTLY;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "never: {what}");
-        thread::sleep(Duration::from_millis(5));
     }
 }
 
