@@ -1,0 +1,43 @@
+"""Unit tests of the soak test's own checks (scripts/soak.py), without a server."""
+
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Dict, List, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import soak  # noqa: E402
+from throttle_client import PeerState  # noqa: E402
+
+
+def peer(lease_ms: int, acquired: Optional[Dict[str, int]] = None,
+         pending: Optional[Dict[str, int]] = None) -> PeerState:
+    return PeerState(id=7, acquired=acquired or {}, pending=pending or {},
+                     expires_in=timedelta(milliseconds=lease_ms))
+
+
+def problems(before: PeerState, after: PeerState, between: float) -> List[str]:
+    # Listed at 0 s and at `between` s, each answered at once.
+    found, _, _, _ = soak.compare_peers([before], 0.0, 0.0, [after], between, between)
+    return found
+
+
+def test_a_lease_shortened_by_the_time_between_the_listings_is_kept() -> None:
+    assert problems(peer(2000, {"db": 1}), peer(1000, {"db": 1}), 1.0) == []
+
+
+def test_a_lease_that_outlived_its_deadline_is_a_problem() -> None:
+    found = problems(peer(829, {"db": 1}), peer(35, {"db": 1}), 0.968)
+    assert len(found) == 1 and "lease 35 ms after the restart" in found[0]
+
+
+def test_a_lock_granted_in_between_starts_its_lease_at_the_grant() -> None:
+    # Pending before, granted by an expiry between the listings: the lease asked for began
+    # at the grant, so it outlasts the one listed before.
+    assert problems(peer(829, pending={"db": 1}), peer(35, {"db": 1}), 0.968) == []
+
+
+def test_a_granted_lock_still_cannot_outlast_the_longest_lease() -> None:
+    longest = int(soak.MAX_LEASE * 1000)
+    found = problems(peer(829, pending={"db": 1}), peer(longest + 500, {"db": 1}), 0.968)
+    assert len(found) == 1
