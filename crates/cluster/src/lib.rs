@@ -8,6 +8,7 @@
 //! apply committed entries to the core.
 #![forbid(unsafe_code)]
 
+mod envelope;
 pub mod link;
 pub mod log_file;
 pub mod log_store;

@@ -6,34 +6,121 @@
 //! it in, and handle each `Ready` in the fixed order etcd's README spells out (the numbered steps
 //! in [`Driver::handle_ready`]). Nothing else touches the `RawNode`, so no lock guards it.
 //!
+//! The thread also keeps the log's time: the leader stamps every entry with its [`LogClock`]
+//! as the entry enters the log (its own proposals, and the ones followers forward), and every
+//! member applies the entry at that time, never reading its own clock while applying.
+//!
 //! What this is not: the meaning of an entry (the [`Machine`] decides), nor how messages travel
 //! (the [`Outbox`] decides: TCP between members, channels in the tests).
 
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use raft::prelude::{Entry, EntryType, Message};
+use raft::prelude::{Entry, EntryType, Message, MessageType};
 use raft::{Config, RawNode, StateRole};
 
+use crate::envelope;
 use crate::log_store::LogStore;
 use crate::slog_log;
 
 /// The replicated state: what committed entries are applied to, in log order, on every member.
 pub trait Machine: Send + 'static {
-    /// Applies the data of the committed entry at `index`. Called once per entry, in order;
-    /// never with an index at or below the last snapshot restored.
-    fn apply(&mut self, index: u64, data: &[u8]);
+    /// Applies a committed entry. Called once per entry, in log order; never with an index at
+    /// or below the last snapshot restored.
+    fn apply(&mut self, entry: Committed<'_>);
     /// The whole state, for a snapshot: what [`Machine::restore`] takes back.
     fn snapshot(&self) -> Vec<u8>;
     /// Replaces the state with a snapshot's (at start, or sent by the leader).
     fn restore(&mut self, data: &[u8]);
-    /// A proposal raft refused (no leader known): whoever proposed it gets no answer from the
-    /// log and should hear it here.
-    fn refused(&mut self, data: Vec<u8>);
+    /// This member's proposal number `seq` was dropped before it entered any log (no leader
+    /// known, or one handing over): it will never be applied, so it may be proposed again.
+    fn refused(&mut self, seq: u64);
+}
+
+/// A committed entry, as the machine applies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed<'a> {
+    /// Its place in the log.
+    pub index: u64,
+    /// The log time it happens at: the leader's stamp, or the previous entry's time if that is
+    /// later, so log time never goes back along the log.
+    pub at: Duration,
+    /// Its number from [`Proposer::propose`] if this member proposed it (in this run or an
+    /// earlier one: the numbers of a run start at random, so they do not repeat).
+    pub mine: Option<u64>,
+    /// The bytes proposed.
+    pub payload: &'a [u8],
+}
+
+/// The leader's clock of the log: log time goes on from `base` (the latest time in the log
+/// when this member was elected) at the pace of this member's monotonic clock since `since`.
+/// So log time stands still while there is no leader, and a leader change never cuts a lease
+/// short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogClock {
+    /// The term this member leads in.
+    pub term: u64,
+    base: Duration,
+    since: Instant,
+}
+
+impl LogClock {
+    /// The log time now.
+    pub fn now(&self) -> Duration {
+        self.at(Instant::now())
+    }
+
+    /// The log time at `instant` (the log's start of this term for an earlier instant).
+    pub fn at(&self, instant: Instant) -> Duration {
+        self.base
+            .saturating_add(instant.saturating_duration_since(self.since))
+    }
+
+    /// The instant at which the log time reaches `at` (now or earlier if it has).
+    pub fn instant(&self, at: Duration) -> Instant {
+        let ahead = at.saturating_sub(self.base);
+        self.since
+            .checked_add(ahead)
+            .unwrap_or_else(|| self.since + Duration::from_secs(86_400 * 365))
+    }
+}
+
+/// Proposes entries to the log through a member's thread, numbering them so that the member
+/// recognises its own entries when they are applied ([`Committed::mine`]). Cheap to clone.
+#[derive(Clone)]
+pub struct Proposer {
+    inbox: Sender<Input>,
+    origin: u64,
+    next: Arc<AtomicU64>,
+}
+
+impl Proposer {
+    /// Hands `payload` to the member's thread and returns its number. `Err` if the thread has
+    /// stopped.
+    pub fn propose(&self, payload: &[u8]) -> Result<u64, Stopped> {
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        let data = envelope::wrap(self.origin, seq, payload);
+        self.inbox
+            .send(Input::Propose(Proposal { seq, data }))
+            .map_err(|_| Stopped)?;
+        Ok(seq)
+    }
+}
+
+/// The member's thread has stopped (its log failed, or it was stopped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped;
+
+/// A proposal on its way to the member's thread; only a [`Proposer`] makes one.
+#[derive(Debug)]
+pub struct Proposal {
+    seq: u64,
+    data: Vec<u8>,
 }
 
 /// Where messages to other members go. Sending never blocks the node: a message that cannot be
@@ -45,8 +132,8 @@ pub trait Outbox: Send + 'static {
 /// What the node's thread takes in.
 #[derive(Debug)]
 pub enum Input {
-    /// Data to append to the log (only the leader's are kept; raft-rs forwards a follower's).
-    Propose(Vec<u8>),
+    /// Data to append to the log (only the leader appends; raft-rs forwards a follower's).
+    Propose(Proposal),
     /// A message from another member.
     Step(Box<Message>),
     /// End the thread.
@@ -82,11 +169,14 @@ pub struct Status {
     pub applied: u64,
     /// The index of the latest snapshot: the log on disk starts after it.
     pub snapshot: u64,
+    /// The log's clock while this member leads.
+    pub clock: Option<LogClock>,
 }
 
 /// A running member: its thread and the ways in.
 pub struct Node {
     inbox: Sender<Input>,
+    proposer: Proposer,
     status: Arc<Mutex<Status>>,
     thread: JoinHandle<io::Result<()>>,
 }
@@ -98,8 +188,20 @@ impl Node {
     pub fn start(
         dir: &Path,
         settings: Settings,
+        machine: impl Machine,
+        outbox: impl Outbox,
+    ) -> io::Result<Node> {
+        Node::start_with_inbox(dir, settings, machine, outbox, mpsc::channel())
+    }
+
+    /// As [`Node::start`], with the thread's input channel made beforehand: the links between
+    /// members deliver into it, and they start before the node.
+    pub fn start_with_inbox(
+        dir: &Path,
+        settings: Settings,
         mut machine: impl Machine,
         outbox: impl Outbox,
+        (inbox, input): (Sender<Input>, Receiver<Input>),
     ) -> io::Result<Node> {
         let (store, opened) = LogStore::open(dir, &settings.voters)?;
         if opened.torn > 0 {
@@ -110,9 +212,13 @@ impl Node {
             );
         }
         let snapshot_index = store.snapshot_index();
+        let mut log_time = Duration::ZERO;
         if snapshot_index > 0 {
             let snapshot = raft::Storage::snapshot(&store, 0, settings.id).map_err(other)?;
-            machine.restore(&snapshot.data);
+            let (at, state) = envelope::open_snapshot(&snapshot.data)
+                .ok_or_else(|| io::Error::other("the snapshot is of another format"))?;
+            machine.restore(state);
+            log_time = at;
         }
         let config = Config {
             id: settings.id,
@@ -126,12 +232,12 @@ impl Node {
         config.validate().map_err(other)?;
         let logger = slog_log::logger();
         let raw = RawNode::new(&config, store, &logger).map_err(other)?;
-        let (inbox, input) = mpsc::channel();
         let status = Arc::new(Mutex::new(Status {
             id: settings.id,
             applied: snapshot_index,
             ..Status::default()
         }));
+        let id = settings.id;
         let mut driver = Driver {
             raw,
             machine,
@@ -141,15 +247,29 @@ impl Node {
             settings,
             applied: snapshot_index,
             snapshot_index,
+            log_time,
+            latest: log_time,
+            clock: None,
         };
         let thread = thread::Builder::new()
             .name("raft".into())
             .spawn(move || driver.run())?;
+        let proposer = Proposer {
+            inbox: inbox.clone(),
+            origin: id,
+            next: Arc::new(AtomicU64::new(rand::random::<u64>() >> 1)),
+        };
         Ok(Node {
             inbox,
+            proposer,
             status,
             thread,
         })
+    }
+
+    /// Where the service proposes entries.
+    pub fn proposer(&self) -> Proposer {
+        self.proposer.clone()
     }
 
     /// Where the transport delivers messages and the service its proposals.
@@ -184,6 +304,13 @@ struct Driver<M, O> {
     settings: Settings,
     applied: u64,
     snapshot_index: u64,
+    /// The log time of the last entry applied.
+    log_time: Duration,
+    /// The latest log time in this member's log (applied or not): where a new term's clock
+    /// starts, so log time never goes back.
+    latest: Duration,
+    /// The log's clock, while this member leads.
+    clock: Option<LogClock>,
 }
 
 impl<M: Machine, O: Outbox> Driver<M, O> {
@@ -223,13 +350,24 @@ impl<M: Machine, O: Outbox> Driver<M, O> {
     /// Feeds one input to raft-rs; `false` to stop.
     fn take(&mut self, input: Input) -> bool {
         match input {
-            Input::Propose(data) => {
-                if self.raw.propose(Vec::new(), data.clone()).is_err() {
-                    self.machine.refused(data);
+            Input::Propose(Proposal { seq, mut data }) => {
+                if let Some(at) = self.stamp_time() {
+                    envelope::stamp(&mut data, at);
+                }
+                if self.raw.propose(Vec::new(), data).is_err() {
+                    self.machine.refused(seq);
                 }
             }
             // A message raft-rs rejects (from an unknown member, say) changes nothing.
-            Input::Step(message) => {
+            Input::Step(mut message) => {
+                // A follower's proposal enters the log here, if this member leads.
+                if message.get_msg_type() == MessageType::MsgPropose
+                    && let Some(at) = self.stamp_time()
+                {
+                    for entry in message.mut_entries() {
+                        envelope::stamp(&mut entry.data, at);
+                    }
+                }
                 if let Err(error) = self.raw.step(*message) {
                     log::debug!("Raft message ignored: {error}");
                 }
@@ -237,6 +375,35 @@ impl<M: Machine, O: Outbox> Driver<M, O> {
             Input::Stop => return false,
         }
         true
+    }
+
+    /// The log's clock if this member leads. The clock of a new term starts at the latest time
+    /// in the log.
+    fn leader_clock(&mut self) -> Option<LogClock> {
+        let raft = &self.raw.raft;
+        if raft.state != StateRole::Leader {
+            self.clock = None;
+            return None;
+        }
+        match self.clock {
+            Some(clock) if clock.term == raft.term => Some(clock),
+            _ => {
+                let clock = LogClock {
+                    term: raft.term,
+                    base: self.latest,
+                    since: Instant::now(),
+                };
+                self.clock = Some(clock);
+                Some(clock)
+            }
+        }
+    }
+
+    /// The log time to stamp on an entry entering the log now, if this member leads.
+    fn stamp_time(&mut self) -> Option<Duration> {
+        let at = self.leader_clock()?.now().max(self.latest);
+        self.latest = at;
+        Some(at)
     }
 
     /// One Ready, in Raft's order. Each step's promise holds before the next one starts.
@@ -248,7 +415,11 @@ impl<M: Machine, O: Outbox> Driver<M, O> {
         // 2. A snapshot from the leader replaces the state before any later entry applies.
         if !ready.snapshot().is_empty() {
             let snapshot = ready.snapshot().clone();
-            self.machine.restore(&snapshot.data);
+            let (at, state) = envelope::open_snapshot(&snapshot.data)
+                .ok_or_else(|| io::Error::other("the leader's snapshot is of another format"))?;
+            self.machine.restore(state);
+            self.log_time = at;
+            self.latest = self.latest.max(at);
             self.applied = snapshot.get_metadata().index;
             self.snapshot_index = self.applied;
             self.raw.mut_store().apply_snapshot(snapshot)?;
@@ -257,6 +428,11 @@ impl<M: Machine, O: Outbox> Driver<M, O> {
         //    order.
         self.apply(ready.take_committed_entries());
         // 4. New entries and the hard state go to disk with one fsync for the batch.
+        for entry in ready.entries() {
+            if let Some(opened) = envelope::open(&entry.data) {
+                self.latest = self.latest.max(opened.at);
+            }
+        }
         let store = self.raw.mut_store();
         store.append(ready.entries())?;
         if let Some(hard_state) = ready.hs() {
@@ -282,7 +458,20 @@ impl<M: Machine, O: Outbox> Driver<M, O> {
             // Empty entries are a new leader's first of its term; configuration changes are not
             // used (the member list is fixed).
             if entry.get_entry_type() == EntryType::EntryNormal && !entry.data.is_empty() {
-                self.machine.apply(entry.index, &entry.data);
+                match envelope::open(&entry.data) {
+                    Some(opened) => {
+                        self.log_time = self.log_time.max(opened.at);
+                        self.latest = self.latest.max(self.log_time);
+                        self.machine.apply(Committed {
+                            index: entry.index,
+                            at: self.log_time,
+                            mine: (opened.origin == self.settings.id).then_some(opened.seq),
+                            payload: opened.payload,
+                        });
+                    }
+                    // Every member skips it alike, so the states stay the same.
+                    None => log::error!("Raft entry {} is of another format: skipped", entry.index),
+                }
             }
             self.applied = entry.index;
         }
@@ -290,7 +479,7 @@ impl<M: Machine, O: Outbox> Driver<M, O> {
 
     fn maybe_snapshot(&mut self) -> io::Result<()> {
         if self.applied >= self.snapshot_index + self.settings.snapshot_every.max(1) {
-            let data = self.machine.snapshot();
+            let data = envelope::wrap_snapshot(self.log_time, &self.machine.snapshot());
             self.raw.mut_store().compact(self.applied, data)?;
             self.snapshot_index = self.applied;
         }
@@ -303,7 +492,8 @@ impl<M: Machine, O: Outbox> Driver<M, O> {
         }
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
+        let clock = self.leader_clock();
         let raft = &self.raw.raft;
         let status = Status {
             id: self.settings.id,
@@ -313,6 +503,7 @@ impl<M: Machine, O: Outbox> Driver<M, O> {
             commit: raft.raft_log.committed,
             applied: self.applied,
             snapshot: self.snapshot_index,
+            clock,
         };
         *self.status.lock().unwrap_or_else(PoisonError::into_inner) = status;
     }

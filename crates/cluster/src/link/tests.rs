@@ -226,19 +226,19 @@ fn a_stranger_without_the_secret_cannot_pass_with_a_replayed_hello() {
 
 #[test]
 fn three_raft_members_elect_and_replicate_over_tcp() {
-    use crate::node::{Machine, Node, Settings};
+    use crate::node::{Committed, Machine, Node, Settings};
 
     #[derive(Clone, Default)]
     struct Count(Arc<Mutex<Vec<Vec<u8>>>>);
     impl Machine for Count {
-        fn apply(&mut self, _index: u64, data: &[u8]) {
-            self.0.lock().unwrap().push(data.to_vec());
+        fn apply(&mut self, entry: Committed<'_>) {
+            self.0.lock().unwrap().push(entry.payload.to_vec());
         }
         fn snapshot(&self) -> Vec<u8> {
             Vec::new()
         }
         fn restore(&mut self, _data: &[u8]) {}
-        fn refused(&mut self, _data: Vec<u8>) {}
+        fn refused(&mut self, _seq: u64) {}
     }
 
     let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new()).collect();
@@ -246,11 +246,9 @@ fn three_raft_members_elect_and_replicate_over_tcp() {
     let mut stops = Vec::new();
     let mut journals = Vec::new();
     for ((membership, listener), dir) in members(3, b"s3cret").into_iter().zip(&dirs) {
-        // The node's inbox exists only once it starts, and the links need it: a channel in
-        // between forwards what the links receive.
-        let (relay, relayed) = mpsc::channel::<Input>();
+        let (inbox, input) = mpsc::channel::<Input>();
         let stop = Arc::new(AtomicBool::new(false));
-        let (links, _) = start(membership.clone(), listener, relay, stop.clone()).unwrap();
+        let (links, _) = start(membership.clone(), listener, inbox.clone(), stop.clone()).unwrap();
         let settings = Settings {
             id: membership.id,
             voters: vec![1, 2, 3],
@@ -258,15 +256,8 @@ fn three_raft_members_elect_and_replicate_over_tcp() {
             snapshot_every: 1_000,
         };
         let journal = Count::default();
-        let node = Node::start(&dir.0, settings, journal.clone(), links).unwrap();
-        let inbox = node.inbox();
-        thread::spawn(move || {
-            for input in relayed {
-                if inbox.send(input).is_err() {
-                    return;
-                }
-            }
-        });
+        let node = Node::start_with_inbox(&dir.0, settings, journal.clone(), links, (inbox, input))
+            .unwrap();
         nodes.push(node);
         stops.push(stop);
         journals.push(journal);
@@ -283,8 +274,8 @@ fn three_raft_members_elect_and_replicate_over_tcp() {
         leading.len() == 1
     });
     nodes[(leader - 1) as usize]
-        .inbox()
-        .send(Input::Propose(b"over tcp".to_vec()))
+        .proposer()
+        .propose(b"over tcp")
         .unwrap();
     for journal in &journals {
         eventually("every member applies the entry", || {

@@ -8,24 +8,38 @@ use crate::test_support::{TempDir, eventually};
 
 const TICK: Duration = Duration::from_millis(10);
 
-/// The data each member applied, in order, shared with the test.
+/// The data each member applied, in order, shared with the test; beside it what the machine
+/// was told of each entry (index, log time, own number) and of refused proposals.
 #[derive(Clone, Default)]
-struct Journal(Arc<Mutex<Vec<Vec<u8>>>>);
+struct Journal {
+    data: Arc<Mutex<Vec<Vec<u8>>>>,
+    applied: Arc<Mutex<Vec<(u64, Duration, Option<u64>)>>>,
+    refused: Arc<Mutex<Vec<u64>>>,
+}
 
 impl Journal {
     fn entries(&self) -> Vec<Vec<u8>> {
-        self.0.lock().unwrap().clone()
+        self.data.lock().unwrap().clone()
+    }
+
+    /// (index, log time, own number) of each entry applied since the machine started.
+    fn applied(&self) -> Vec<(u64, Duration, Option<u64>)> {
+        self.applied.lock().unwrap().clone()
     }
 }
 
 impl Machine for Journal {
-    fn apply(&mut self, _index: u64, data: &[u8]) {
-        self.0.lock().unwrap().push(data.to_vec());
+    fn apply(&mut self, entry: Committed<'_>) {
+        self.data.lock().unwrap().push(entry.payload.to_vec());
+        self.applied
+            .lock()
+            .unwrap()
+            .push((entry.index, entry.at, entry.mine));
     }
 
     fn snapshot(&self) -> Vec<u8> {
         // Entries joined with a separator byte the tests never use.
-        self.0.lock().unwrap().join(&0u8)
+        self.data.lock().unwrap().join(&0u8)
     }
 
     fn restore(&mut self, data: &[u8]) {
@@ -34,10 +48,12 @@ impl Machine for Journal {
         } else {
             data.split(|&byte| byte == 0).map(<[u8]>::to_vec).collect()
         };
-        *self.0.lock().unwrap() = entries;
+        *self.data.lock().unwrap() = entries;
     }
 
-    fn refused(&mut self, _data: Vec<u8>) {}
+    fn refused(&mut self, seq: u64) {
+        self.refused.lock().unwrap().push(seq);
+    }
 }
 
 /// Delivers messages between members; a member in `cut` neither sends nor receives.
@@ -149,11 +165,12 @@ impl Cluster {
         })
     }
 
-    fn propose(&self, id: u64, data: &str) {
-        self.node(id)
-            .inbox()
-            .send(Input::Propose(data.as_bytes().to_vec()))
-            .unwrap();
+    fn propose(&self, id: u64, data: &str) -> u64 {
+        self.node(id).proposer().propose(data.as_bytes()).unwrap()
+    }
+
+    fn applied(&self, id: u64) -> Vec<(u64, Duration, Option<u64>)> {
+        self.members[(id - 1) as usize].journal.applied()
     }
 }
 
@@ -284,4 +301,103 @@ fn a_member_that_stayed_down_catches_up_from_a_snapshot() {
     });
     cluster.start(absent);
     wait_for_journal(&cluster, absent, &expected);
+}
+
+#[test]
+fn entries_carry_the_leaders_log_time_and_their_proposers_number() {
+    let cluster = Cluster::new(3, 1_000);
+    let leader = cluster.leader();
+    let follower = (1..=3).find(|&id| id != leader).unwrap();
+    let first = cluster.propose(leader, "one");
+    thread::sleep(Duration::from_millis(30));
+    let second = cluster.propose(follower, "two");
+    for id in 1..=3 {
+        wait_for_journal(&cluster, id, &["one", "two"]);
+    }
+    // Every member applies the same entries at the same log times.
+    let applied = cluster.applied(leader);
+    let times: Vec<_> = applied.iter().map(|&(index, at, _)| (index, at)).collect();
+    for id in 1..=3 {
+        let other: Vec<_> = cluster
+            .applied(id)
+            .iter()
+            .map(|&(i, at, _)| (i, at))
+            .collect();
+        assert_eq!(other, times, "member {id}");
+    }
+    // Stamped by the leader's clock, which ran while the test slept.
+    assert!(
+        times[1].1 >= times[0].1 + Duration::from_millis(30),
+        "{times:?}"
+    );
+    // Each entry is "mine" on its proposer only.
+    assert_eq!(applied[0].2, Some(first));
+    assert_eq!(applied[1].2, None);
+    assert_eq!(cluster.applied(follower)[1].2, Some(second));
+    let third = (1..=3).find(|&id| id != leader && id != follower).unwrap();
+    assert!(
+        cluster
+            .applied(third)
+            .iter()
+            .all(|&(_, _, mine)| mine.is_none())
+    );
+    let clock = cluster
+        .node(leader)
+        .status()
+        .clock
+        .expect("the leader has a clock");
+    assert!(clock.now() >= times[1].1);
+    assert_eq!(cluster.node(follower).status().clock, None);
+}
+
+#[test]
+fn log_time_stands_still_between_leaders() {
+    let mut cluster = Cluster::new(3, 1_000);
+    let first = cluster.leader();
+    cluster.propose(first, "before");
+    for id in 1..=3 {
+        wait_for_journal(&cluster, id, &["before"]);
+    }
+    let stamped = Instant::now();
+    let before = cluster.applied(first)[0].1;
+    cluster.stop(first);
+    let second = cluster.leader();
+    thread::sleep(Duration::from_millis(50));
+    let asked = Instant::now();
+    cluster.propose(second, "after");
+    wait_for_journal(&cluster, second, &["before", "after"]);
+    let after = cluster.applied(second)[1].1;
+    assert!(after >= before);
+    // The election's time is not counted: at most the time the new leader has led.
+    let election = asked - stamped;
+    assert!(
+        after - before <= election,
+        "log time moved {:?} in {election:?}",
+        after - before
+    );
+}
+
+#[test]
+fn a_proposal_without_a_leader_is_refused_with_its_number() {
+    let cluster = Cluster::new(3, 1_000);
+    let leader = cluster.leader();
+    for id in 1..=3 {
+        cluster.board.cut.lock().unwrap().insert(id);
+    }
+    // Alone, the leader steps down (check quorum), and then nobody leads.
+    eventually("no member leads or knows a leader", || {
+        (1..=3)
+            .all(|id| cluster.node(id).status().leader.is_none())
+            .then_some(())
+    });
+    let seq = cluster.propose(leader, "nowhere");
+    eventually("the proposal is refused", || {
+        cluster.members[(leader - 1) as usize]
+            .journal
+            .refused
+            .lock()
+            .unwrap()
+            .contains(&seq)
+            .then_some(())
+    });
 }
