@@ -8,12 +8,15 @@ use crate::test_support::{TempDir, eventually};
 
 const TICK: Duration = Duration::from_millis(10);
 
+/// What the machine was told of one entry: index, log time, own number.
+type Seen = (u64, Duration, Option<u64>);
+
 /// The data each member applied, in order, shared with the test; beside it what the machine
 /// was told of each entry (index, log time, own number) and of refused proposals.
 #[derive(Clone, Default)]
 struct Journal {
     data: Arc<Mutex<Vec<Vec<u8>>>>,
-    applied: Arc<Mutex<Vec<(u64, Duration, Option<u64>)>>>,
+    applied: Arc<Mutex<Vec<Seen>>>,
     refused: Arc<Mutex<Vec<u64>>>,
 }
 
@@ -23,7 +26,7 @@ impl Journal {
     }
 
     /// (index, log time, own number) of each entry applied since the machine started.
-    fn applied(&self) -> Vec<(u64, Duration, Option<u64>)> {
+    fn applied(&self) -> Vec<Seen> {
         self.applied.lock().unwrap().clone()
     }
 }
@@ -169,7 +172,7 @@ impl Cluster {
         self.node(id).proposer().propose(data.as_bytes()).unwrap()
     }
 
-    fn applied(&self, id: u64) -> Vec<(u64, Duration, Option<u64>)> {
+    fn applied(&self, id: u64) -> Vec<Seen> {
         self.members[(id - 1) as usize].journal.applied()
     }
 }
