@@ -12,6 +12,7 @@
 //! `Instant`.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::{
     Core, Error, Expired, LockState, PeerId, Reconfigured, SemaphoreSettings, Time, Token,
@@ -110,6 +111,29 @@ impl Op {
     }
 }
 
+impl Op {
+    /// The same operation with every deadline moved `by` later. A replicated log carries
+    /// operations whose deadlines count from the entry's own time (the proposer cannot know
+    /// the time the leader will stamp): `op.later(at)` places them on the log's clock.
+    pub fn later(mut self, by: Duration) -> Op {
+        match &mut self {
+            Op::NewPeer { expires_at, .. }
+            | Op::Heartbeat { expires_at, .. }
+            | Op::Restore { expires_at, .. } => *expires_at += by,
+            Op::Acquire { expires_at, .. } => {
+                if let Some(expires_at) = expires_at {
+                    *expires_at += by;
+                }
+            }
+            Op::RemovePeer { .. }
+            | Op::ReleaseLock { .. }
+            | Op::Expire
+            | Op::Reconfigure { .. } => {}
+        }
+        self
+    }
+}
+
 impl Applied {
     /// Every peer whose waiting requests must look again after `op` was applied (with the
     /// result `self`): the expired, the granted, the cancelled, and the peer of a successful
@@ -142,9 +166,13 @@ impl Core {
     /// every machine, which is what lets a replicated log drive several cores. The property
     /// suite (`properties.rs`) checks it by feeding two cores the same entries.
     ///
+    /// The memory of expired peers (`expired.rs`) is trimmed at `at` too, so it is the same
+    /// on every machine.
+    ///
     /// The times of a sequence should not decrease: an `at` earlier than the last one sweeps
     /// nothing, and the operation then happens at that earlier time.
     pub fn apply(&mut self, at: Time, op: &Op) -> Applied {
+        self.forget_expired(at);
         let expired = self.expire(at);
         let mut granted = Vec::new();
         let outcome = match op {
@@ -272,6 +300,81 @@ mod tests {
         let refused = c.apply(t0, &acquire(3, "Z", 1));
         assert_eq!(refused.outcome, Err(Error::UnknownSemaphore));
         assert!(refused.to_wake(&acquire(3, "Z", 1)).is_empty());
+    }
+
+    #[test]
+    fn later_moves_every_deadline_and_nothing_else() {
+        let at = secs(7);
+        let t = |s| Time::from_epoch(secs(s));
+        let cases = [
+            (
+                Op::NewPeer {
+                    id: 1,
+                    expires_at: t(5),
+                    name: None,
+                },
+                Op::NewPeer {
+                    id: 1,
+                    expires_at: t(12),
+                    name: None,
+                },
+            ),
+            (
+                Op::Heartbeat {
+                    id: 1,
+                    expires_at: t(1),
+                },
+                Op::Heartbeat {
+                    id: 1,
+                    expires_at: t(8),
+                },
+            ),
+            (
+                Op::Acquire {
+                    id: 1,
+                    semaphore: "A".into(),
+                    count: 1,
+                    expires_at: Some(t(2)),
+                },
+                Op::Acquire {
+                    id: 1,
+                    semaphore: "A".into(),
+                    count: 1,
+                    expires_at: Some(t(9)),
+                },
+            ),
+            (acquire(1, "A", 1), acquire(1, "A", 1)),
+            (Op::RemovePeer { id: 3 }, Op::RemovePeer { id: 3 }),
+            (Op::Expire, Op::Expire),
+        ];
+        for (op, expected) in cases {
+            assert_eq!(op.later(at), expected);
+        }
+        let restore = Op::Restore {
+            id: 2,
+            expires_at: Time::from_epoch(Duration::MAX),
+            acquired: BTreeMap::new(),
+            tokens: BTreeMap::new(),
+            name: None,
+        };
+        // Saturates instead of overflowing.
+        assert_eq!(restore.clone().later(at), restore);
+    }
+
+    #[test]
+    fn apply_forgets_expired_peers_at_its_time() {
+        let (mut c, t0) = with_peers(&[("A", 1, 0)], 1);
+        c.apply(
+            t0,
+            &Op::Heartbeat {
+                id: 1,
+                expires_at: t0 + secs(1),
+            },
+        );
+        c.apply(t0 + secs(1), &Op::Expire);
+        assert_eq!(c.expired_remembered(), 1);
+        c.apply(t0 + secs(100_000), &Op::Expire);
+        assert_eq!(c.expired_remembered(), 0);
     }
 
     #[test]
