@@ -40,6 +40,11 @@ pub trait Machine: Send + 'static {
     /// This member's proposal number `seq` was dropped before it entered any log (no leader
     /// known, or one handing over): it will never be applied, so it may be proposed again.
     fn refused(&mut self, seq: u64);
+    /// This member was elected leader: the payload it proposes first in its term, before any
+    /// proposal it takes in (the server proposes its configuration's semaphores here).
+    fn elected(&mut self) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// A committed entry, as the machine applies it.
@@ -177,7 +182,7 @@ pub struct Status {
 pub struct Node {
     inbox: Sender<Input>,
     proposer: Proposer,
-    status: Arc<Mutex<Status>>,
+    status: StatusHandle,
     thread: JoinHandle<io::Result<()>>,
 }
 
@@ -232,11 +237,11 @@ impl Node {
         config.validate().map_err(other)?;
         let logger = slog_log::logger();
         let raw = RawNode::new(&config, store, &logger).map_err(other)?;
-        let status = Arc::new(Mutex::new(Status {
+        let status = StatusHandle(Arc::new(Mutex::new(Status {
             id: settings.id,
             applied: snapshot_index,
             ..Status::default()
-        }));
+        })));
         let id = settings.id;
         let mut driver = Driver {
             raw,
@@ -279,10 +284,12 @@ impl Node {
 
     /// A copy of what this member knows now.
     pub fn status(&self) -> Status {
-        self.status
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.status.get()
+    }
+
+    /// Where to read the status from elsewhere, after the node is handed to its owner.
+    pub fn status_handle(&self) -> StatusHandle {
+        self.status.clone()
     }
 
     /// Stops the thread and waits for it; its error, if the log failed.
@@ -294,13 +301,31 @@ impl Node {
     }
 }
 
+/// Reads a member's [`Status`], as the thread last published it. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct StatusHandle(Arc<Mutex<Status>>);
+
+impl StatusHandle {
+    /// A copy of what the member knows now.
+    pub fn get(&self) -> Status {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, status: Status) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = status;
+    }
+}
+
 /// The loop's state: everything the thread owns.
 struct Driver<M, O> {
     raw: RawNode<LogStore>,
     machine: M,
     outbox: O,
     input: Receiver<Input>,
-    status: Arc<Mutex<Status>>,
+    status: StatusHandle,
     settings: Settings,
     applied: u64,
     snapshot_index: u64,
@@ -394,8 +419,27 @@ impl<M: Machine, O: Outbox> Driver<M, O> {
                     since: Instant::now(),
                 };
                 self.clock = Some(clock);
+                self.propose_first_of_term(clock);
                 Some(clock)
             }
+        }
+    }
+
+    /// The machine's first entry of a new term, ahead of anything proposed in it.
+    fn propose_first_of_term(&mut self, clock: LogClock) {
+        let Some(payload) = self.machine.elected() else {
+            return;
+        };
+        // Numbered outside any proposer's range: nobody waits for it.
+        let mut data = envelope::wrap(0, 0, &payload);
+        let at = clock.now().max(self.latest);
+        self.latest = at;
+        envelope::stamp(&mut data, at);
+        if let Err(error) = self.raw.propose(Vec::new(), data) {
+            log::warn!(
+                "The first entry of term {} was dropped: {error}",
+                clock.term
+            );
         }
     }
 
@@ -505,7 +549,7 @@ impl<M: Machine, O: Outbox> Driver<M, O> {
             snapshot: self.snapshot_index,
             clock,
         };
-        *self.status.lock().unwrap_or_else(PoisonError::into_inner) = status;
+        self.status.set(status);
     }
 }
 

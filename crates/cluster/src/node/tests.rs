@@ -18,6 +18,8 @@ struct Journal {
     data: Arc<Mutex<Vec<Vec<u8>>>>,
     applied: Arc<Mutex<Vec<Seen>>>,
     refused: Arc<Mutex<Vec<u64>>>,
+    /// What the member proposes first when elected.
+    first: Option<&'static str>,
 }
 
 impl Journal {
@@ -57,6 +59,10 @@ impl Machine for Journal {
     fn refused(&mut self, seq: u64) {
         self.refused.lock().unwrap().push(seq);
     }
+
+    fn elected(&mut self) -> Option<Vec<u8>> {
+        self.first.map(|first| first.as_bytes().to_vec())
+    }
 }
 
 /// Delivers messages between members; a member in `cut` neither sends nor receives.
@@ -93,6 +99,8 @@ struct Cluster {
     board: Switchboard,
     members: Vec<Member>,
     snapshot_every: u64,
+    /// What every member proposes first when elected.
+    first: Option<&'static str>,
 }
 
 impl Cluster {
@@ -101,6 +109,7 @@ impl Cluster {
             board: Switchboard::default(),
             members: Vec::new(),
             snapshot_every,
+            first: None,
         };
         for _ in 0..size {
             cluster.members.push(Member {
@@ -119,7 +128,10 @@ impl Cluster {
     fn start(&mut self, id: u64) {
         let voters = (1..=self.members.len() as u64).collect();
         let member = &mut self.members[(id - 1) as usize];
-        member.journal = Journal::default();
+        member.journal = Journal {
+            first: self.first,
+            ..Journal::default()
+        };
         let settings = Settings {
             id,
             voters,
@@ -403,4 +415,29 @@ fn a_proposal_without_a_leader_is_refused_with_its_number() {
             .contains(&seq)
             .then_some(())
     });
+}
+
+#[test]
+fn a_new_leader_proposes_its_first_entry_before_anything_else() {
+    let mut cluster = Cluster::new(1, 1_000);
+    cluster.stop(1);
+    cluster.first = Some("configuration");
+    cluster.start(1);
+    // Proposed before the election is over: refused, or queued behind the first entry.
+    cluster.leader();
+    cluster.propose(1, "a");
+    wait_for_journal(&cluster, 1, &["configuration", "a"]);
+    // Each term begins with it.
+    cluster.stop(1);
+    cluster.start(1);
+    cluster.leader();
+    cluster.propose(1, "b");
+    wait_for_journal(&cluster, 1, &["configuration", "a", "configuration", "b"]);
+    // Nobody waits for it: it is nobody's own entry.
+    let mine: Vec<bool> = cluster
+        .applied(1)
+        .iter()
+        .map(|seen| seen.2.is_some())
+        .collect();
+    assert_eq!(mine, [false, true]);
 }
