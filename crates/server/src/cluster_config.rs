@@ -4,7 +4,7 @@
 //! This module checks the table and nothing else: it resolves no host name (a member's address
 //! may name a machine that is not up yet), creates no directory and reads no environment
 //! variable (the caller passes `THROTTLE_CLUSTER_SECRET` to [`ClusterConfig::resolve_secret`]).
-//! `config.rs` deserializes the table and calls [`Table::check`], so the table's errors are one
+//! `config.rs` deserializes the table and calls `Table::check`, so the table's errors are one
 //! line naming the file, the line and the key, like every other configuration error:
 //!
 //! ```text
@@ -200,14 +200,13 @@ impl Table {
         let mut seen = HashSet::new();
         for member in &members {
             let address = member.get_ref();
-            if let Err(reason) = check_address(address) {
-                return Err(error(
+            let key = check_address(address).map_err(|reason| {
+                error(
                     member.span().start,
                     format!("`members` in [cluster]: {address:?} {reason}"),
-                ));
-            }
-            // Host names are case-insensitive: `A:1` and `a:1` are one member.
-            if !seen.insert(address.to_ascii_lowercase()) {
+                )
+            })?;
+            if !seen.insert(key) {
                 return Err(error(
                     member.span().start,
                     format!(
@@ -261,14 +260,17 @@ impl Table {
 /// Why a secret needs [`MIN_SECRET_BYTES`]: the end of every too-short-secret error.
 fn secret_advice() -> String {
     format!(
-        "a secret needs at least {MIN_SECRET_BYTES}: it is the HMAC key of the traffic between \
-         members, which an attacker must not be able to guess (e.g. `openssl rand -hex 32`)"
+        "a secret needs at least {MIN_SECRET_BYTES} bytes, because it is the HMAC key of the \
+         traffic between members, which an attacker must not be able to guess (e.g. `openssl \
+         rand -hex 32`)"
     )
 }
 
 /// Checks that `address` is `host:port` with a port from 1 to 65535, without resolving the
-/// host. Returns why not, as the end of a sentence that starts with the address.
-fn check_address(address: &str) -> Result<(), String> {
+/// host. Returns the host in lower case and the port (what tells two members apart: host names
+/// are case-insensitive and `7001` is `07001`), or why not, as the end of a sentence that starts
+/// with the address.
+fn check_address(address: &str) -> Result<(String, u16), String> {
     const SHAPE: &str = "(host:port with a port from 1 to 65535)";
     let Some((host, port)) = address.rsplit_once(':') else {
         return Err(format!("has no port {SHAPE}"));
@@ -276,10 +278,10 @@ fn check_address(address: &str) -> Result<(), String> {
     if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("has no port {SHAPE}"));
     }
-    match port.parse::<u16>() {
+    let port = match port.parse::<u16>() {
         Ok(0) | Err(_) => return Err(format!("has port {port}, not one from 1 to 65535")),
-        Ok(_) => {}
-    }
+        Ok(port) => port,
+    };
     if host.is_empty() {
         return Err(format!("has no host {SHAPE}"));
     }
@@ -290,7 +292,7 @@ fn check_address(address: &str) -> Result<(), String> {
         if !is_ipv6 {
             return Err(format!("has no IPv6 address in brackets {SHAPE}"));
         }
-        return Ok(());
+        return Ok((host.to_ascii_lowercase(), port));
     }
     if host.parse::<Ipv6Addr>().is_ok() {
         return Err("is an IPv6 address without brackets: write it as [address]:port".to_owned());
@@ -303,7 +305,7 @@ fn check_address(address: &str) -> Result<(), String> {
             "has a host that is neither a name nor an IP address {SHAPE}"
         ));
     }
-    Ok(())
+    Ok((host.to_ascii_lowercase(), port))
 }
 
 #[cfg(test)]
@@ -375,8 +377,9 @@ mod tests {
             .unwrap_err();
         assert!(
             error.starts_with(
-                "THROTTLE_CLUSTER_SECRET is 8 bytes: a secret needs at least 16: it is the HMAC \
-                 key of the traffic between members, which an attacker must not be able to guess"
+                "THROTTLE_CLUSTER_SECRET is 8 bytes: a secret needs at least 16 bytes, because it \
+                 is the HMAC key of the traffic between members, which an attacker must not be \
+                 able to guess"
             ),
             "{error}"
         );
@@ -485,8 +488,12 @@ mod tests {
             "[fe80::1]:80",
             "A.Example:7001",
         ] {
-            assert_eq!(check_address(good), Ok(()), "{good}");
+            assert!(check_address(good).is_ok(), "{good}");
         }
+        assert_eq!(
+            check_address("Node.Example:07001"),
+            Ok(("node.example".to_owned(), 7001))
+        );
         for (bad, reason) in [
             ("10.0.0.1", "has no port"),
             ("10.0.0.1:", "has no port"),

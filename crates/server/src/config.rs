@@ -661,6 +661,12 @@ A = 1
         assert!(error.contains("twice"), "{error}");
         // The same host on other ports is other members.
         ok(&cluster_table("1", r#"["a:7001", "a:7002", "a:7003"]"#));
+        let error = parse(
+            &cluster_table("1", r#"["a:7001", "a:07001"]"#),
+            "throttle.toml",
+        )
+        .unwrap_err();
+        assert!(error.contains("lists \"a:07001\" twice"), "{error}");
     }
 
     #[test]
@@ -755,9 +761,9 @@ A = 1
         let source = format!("{}secret = \"hunter2hunter2\"\n", cluster_table("1", THREE));
         check_error(
             &source,
-            "throttle.toml:8: `secret` in [cluster] is 14 bytes: a secret needs at least 16: it \
-             is the HMAC key of the traffic between members, which an attacker must not be able \
-             to guess (e.g. `openssl rand -hex 32`)",
+            "throttle.toml:8: `secret` in [cluster] is 14 bytes: a secret needs at least 16 \
+             bytes, because it is the HMAC key of the traffic between members, which an attacker \
+             must not be able to guess (e.g. `openssl rand -hex 32`)",
         );
         let source = format!("{}secret = \"\"\n", cluster_table("1", THREE));
         let error = parse(&source, "throttle.toml").unwrap_err();
