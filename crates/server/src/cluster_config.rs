@@ -22,6 +22,8 @@
 //! ```
 //!
 //! Without the table the server is a single in-memory server (`Config::cluster` is `None`).
+//! `THROTTLE_CLUSTER_SECRET`, when set and not empty, wins over `secret` in the file; the file's
+//! secret is used only without it.
 //! Every member is started with the same `members` in the same order, so that an `id` names the
 //! same member everywhere. An even member count is allowed but tolerates no more failures than
 //! one member less (4 members survive the loss of one, as 3 do, and need 3 for a majority
