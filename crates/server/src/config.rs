@@ -29,7 +29,15 @@
 //!
 //! [state]
 //! file = "/var/lib/throttle/state.json"  # optional; `--state-file` wins
+//!
+//! [cluster]                   # optional: this server is a member of a cluster
+//! id = 1                      # this member: its position in `members`, counting from 1
+//! members = ["10.0.0.1:7001", "10.0.0.2:7001", "10.0.0.3:7001"]
+//! data_dir = "/var/lib/throttle"
+//! # secret = "..."            # or THROTTLE_CLUSTER_SECRET; required with more than one member
 //! ```
+//!
+//! `cluster_config.rs` checks the `[cluster]` table.
 //!
 //! Unknown keys anywhere are errors, so a typo never silently falls back to a default. The one
 //! exception is the top-level `litter_collection_interval` of older Throttle versions: it is
@@ -45,6 +53,8 @@ use log::LevelFilter;
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use toml::Spanned;
+
+use crate::cluster_config::{self, ClusterConfig};
 
 /// The configuration file read when none is named on the command line.
 pub const DEFAULT_FILE: &str = "throttle.toml";
@@ -62,6 +72,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Where peers are kept across restarts.
     pub state: StateConfig,
+    /// The `[cluster]` table: `None` without one, which is a single in-memory server.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// The `[state]` table.
@@ -222,6 +234,18 @@ pub fn parse(source: &str, file_name: &str) -> Result<Loaded, String> {
             "{file_name}: `token` in [auth] is empty: remove it to serve without a token"
         ));
     }
+    let cluster = match file.cluster {
+        Some(table) => Some(table.check(source, file_name)?),
+        None => None,
+    };
+    if let Some(cluster) = &cluster {
+        warnings.extend(
+            cluster
+                .warnings()
+                .into_iter()
+                .map(|warning| format!("{file_name}: {warning}")),
+        );
+    }
     if semaphores.is_empty() {
         warnings.push(format!(
             "{file_name}: no semaphores configured: every lock request will be answered \
@@ -234,6 +258,7 @@ pub fn parse(source: &str, file_name: &str) -> Result<Loaded, String> {
             logging: file.logging,
             auth: file.auth,
             state: file.state,
+            cluster,
         },
         warnings,
     })
@@ -252,6 +277,7 @@ struct File {
     auth: AuthConfig,
     #[serde(default)]
     state: StateConfig,
+    cluster: Option<cluster_config::Table>,
     /// Accepted for compatibility with Throttle 0.5 configurations; the span points the warning
     /// at the line.
     litter_collection_interval: Option<Spanned<IgnoredAny>>,
@@ -402,7 +428,7 @@ fn describe(error: &toml::de::Error, source: &str, file_name: &str) -> String {
 }
 
 /// The 1-based line number of the byte `offset` in `source`.
-fn line_number(source: &str, offset: usize) -> usize {
+pub(crate) fn line_number(source: &str, offset: usize) -> usize {
     let offset = offset.min(source.len());
     source.as_bytes()[..offset]
         .iter()
@@ -412,7 +438,7 @@ fn line_number(source: &str, offset: usize) -> usize {
 }
 
 /// The line containing the byte `offset`, trimmed, and shortened if it is very long.
-fn source_line(source: &str, offset: usize) -> String {
+pub(crate) fn source_line(source: &str, offset: usize) -> String {
     const LIMIT: usize = 80;
     let line = source
         .split('\n')
@@ -477,6 +503,319 @@ mod tests {
             "[state]\nfiles = \"x\"\n",
             "throttle.toml:2: unknown field `files`, expected `file` (in `files = \"x\"`)",
         );
+    }
+
+    /// The `[cluster]` table of the issue, as outside checks write it, with `id` and `members`
+    /// replaced.
+    fn cluster_table(id: &str, members: &str) -> String {
+        format!(
+            "[semaphores]\nA = 1\n\n[cluster]\nid = {id}\nmembers = {members}\n\
+             data_dir = \"/var/lib/throttle\"\n"
+        )
+    }
+
+    const THREE: &str = r#"["10.0.0.1:7001", "10.0.0.2:7001", "10.0.0.3:7001"]"#;
+
+    #[test]
+    fn without_a_cluster_table_there_is_no_cluster() {
+        assert_eq!(ok("[semaphores]\nA = 1\n").config.cluster, None);
+        assert_eq!(ok("").config.cluster, None);
+    }
+
+    #[test]
+    fn the_cluster_table_of_the_issue() {
+        let source = r#"
+[cluster]
+id = 1                     # this member: its position in `members`, counting from 1
+members = ["10.0.0.1:7001", "10.0.0.2:7001", "10.0.0.3:7001"]  # where each member hears the others
+data_dir = "/var/lib/throttle"   # its log and snapshots
+# secret = "..."           # or THROTTLE_CLUSTER_SECRET; required with a cluster
+
+[semaphores]
+A = 1
+"#;
+        let loaded = ok(source);
+        assert_eq!(loaded.warnings, Vec::<String>::new());
+        assert_eq!(
+            loaded.config.cluster,
+            Some(ClusterConfig {
+                id: 1,
+                members: vec![
+                    "10.0.0.1:7001".into(),
+                    "10.0.0.2:7001".into(),
+                    "10.0.0.3:7001".into()
+                ],
+                data_dir: "/var/lib/throttle".into(),
+                secret: None,
+            })
+        );
+    }
+
+    #[test]
+    fn clusters_of_one_three_and_five() {
+        let one = ok(&cluster_table("1", r#"["localhost:7001"]"#)).config;
+        let one = one.cluster.unwrap();
+        assert_eq!((one.id, one.members.len()), (1, 1));
+        let three = ok(&cluster_table("3", THREE)).config.cluster.unwrap();
+        assert_eq!((three.id, three.members.len()), (3, 3));
+        let members = r#"["a:1", "b.example:2", "[::1]:3", "10.0.0.4:65535", "e:7001"]"#;
+        let loaded = ok(&cluster_table("4", members));
+        assert_eq!(loaded.warnings, Vec::<String>::new());
+        let five = loaded.config.cluster.unwrap();
+        assert_eq!(five.id, 4);
+        assert_eq!(
+            five.members,
+            ["a:1", "b.example:2", "[::1]:3", "10.0.0.4:65535", "e:7001"]
+        );
+    }
+
+    #[test]
+    fn a_cluster_table_in_other_forms() {
+        let source = "cluster.id = 2\ncluster.members = [\"a:1\", \"b:1\", \"c:1\"]\n\
+                      cluster.data_dir = \"d\"\ncluster.secret = \"0123456789abcdef\"\n";
+        let cluster = ok(source).config.cluster.unwrap();
+        assert_eq!(cluster.id, 2);
+        assert_eq!(cluster.data_dir, Path::new("d"));
+        assert_eq!(
+            cluster.secret.as_ref().map(|s| s.as_bytes()),
+            Some(&b"0123456789abcdef"[..])
+        );
+        let inline = "cluster = { id = 1, members = [\"a:1\"], data_dir = \"d\" }\n";
+        assert_eq!(ok(inline).config.cluster.unwrap().members, ["a:1"]);
+    }
+
+    #[test]
+    fn an_even_cluster_is_a_warning() {
+        let loaded = ok(&cluster_table("1", r#"["a:1", "b:1", "c:1", "d:1"]"#));
+        assert_eq!(
+            loaded.warnings,
+            [
+                "throttle.toml: [cluster] lists 4 members: an even count tolerates no more failures \
+              than 3 (1 member may be down) and needs 3 for a majority instead of 2; 3 or 5 \
+              members are the usual sizes"
+            ]
+        );
+        assert_eq!(loaded.config.cluster.unwrap().members.len(), 4);
+    }
+
+    #[test]
+    fn cluster_id_out_of_range() {
+        check_error(
+            &cluster_table("4", THREE),
+            "throttle.toml:5: `id` in [cluster] is 4, but `members` lists 3: `id` is this \
+             member's position in `members`, from 1 to 3 (in `id = 4`)",
+        );
+        check_error(
+            &cluster_table("0", THREE),
+            "throttle.toml:5: `id` in [cluster] is 0, but `members` lists 3: `id` is this \
+             member's position in `members`, from 1 to 3 (in `id = 0`)",
+        );
+        check_error(
+            &cluster_table("-1", THREE),
+            "throttle.toml:5: invalid value: integer `-1`, expected u64 (in `id = -1`)",
+        );
+        check_error(
+            &cluster_table("\"1\"", THREE),
+            "throttle.toml:5: invalid type: string \"1\", expected u64 (in `id = \"1\"`)",
+        );
+    }
+
+    #[test]
+    fn cluster_members_empty_or_too_many() {
+        check_error(
+            &cluster_table("1", "[]"),
+            "throttle.toml:6: `members` in [cluster] is empty: list the address (host:port) of \
+             every member, this one's included (in `members = []`)",
+        );
+        let eight: Vec<String> = (1..=8).map(|i| format!("\"m{i}:7001\"")).collect();
+        let error = parse(
+            &cluster_table("1", &format!("[{}]", eight.join(", "))),
+            "throttle.toml",
+        )
+        .unwrap_err();
+        assert!(
+            error.starts_with(
+                "throttle.toml:6: `members` in [cluster] lists 8 members, at most 7 are allowed: \
+                 every write waits for a majority, so more members slow every write (in \
+                 `members = [\"m1:7001\""
+            ),
+            "{error}"
+        );
+        let seven: Vec<String> = (1..=7).map(|i| format!("\"m{i}:7001\"")).collect();
+        let seven = ok(&cluster_table("7", &format!("[{}]", seven.join(", "))));
+        assert_eq!(seven.config.cluster.unwrap().members.len(), 7);
+    }
+
+    #[test]
+    fn cluster_members_twice() {
+        check_error(
+            &cluster_table("1", r#"["a:7001", "b:7001", "a:7001"]"#),
+            "throttle.toml:6: `members` in [cluster] lists \"a:7001\" twice: each member has one \
+             address (in `members = [\"a:7001\", \"b:7001\", \"a:7001\"]`)",
+        );
+        let error = parse(
+            &cluster_table("1", r#"["Node.example:7001", "node.EXAMPLE:7001"]"#),
+            "throttle.toml",
+        )
+        .unwrap_err();
+        assert!(error.contains("twice"), "{error}");
+        // The same host on other ports is other members.
+        ok(&cluster_table("1", r#"["a:7001", "a:7002", "a:7003"]"#));
+        let error = parse(
+            &cluster_table("1", r#"["a:7001", "a:07001"]"#),
+            "throttle.toml",
+        )
+        .unwrap_err();
+        assert!(error.contains("lists \"a:07001\" twice"), "{error}");
+    }
+
+    #[test]
+    fn a_duplicate_member_is_pointed_at_on_its_line() {
+        let source = "[cluster]\nid = 1\nmembers = [\n  \"a:1\",\n  \"b:1\",\n  \"a:1\",\n]\n\
+                      data_dir = \"d\"\n";
+        check_error(
+            source,
+            "throttle.toml:6: `members` in [cluster] lists \"a:1\" twice: each member has one \
+             address (in `\"a:1\",`)",
+        );
+    }
+
+    #[test]
+    fn cluster_members_that_are_not_host_and_port() {
+        for (member, reason) in [
+            (
+                "10.0.0.1",
+                "has no port (host:port with a port from 1 to 65535)",
+            ),
+            ("10.0.0.1:0", "has port 0, not one from 1 to 65535"),
+            ("10.0.0.1:65536", "has port 65536, not one from 1 to 65535"),
+            (
+                ":7001",
+                "has no host (host:port with a port from 1 to 65535)",
+            ),
+            (
+                "::1:7001",
+                "is an IPv6 address without brackets: write it as [address]:port",
+            ),
+        ] {
+            let members = format!("[\"a:1\", \"{member}\"]");
+            check_error(
+                &cluster_table("1", &members),
+                &format!(
+                    "throttle.toml:6: `members` in [cluster]: \"{member}\" {reason} (in \
+                     `members = {members}`)"
+                ),
+            );
+        }
+        check_error(
+            &cluster_table("1", "[7001]"),
+            "throttle.toml:6: invalid type: integer `7001`, expected a string (in \
+             `members = [7001]`)",
+        );
+        check_error(
+            &cluster_table("1", "\"a:1\""),
+            "throttle.toml:6: invalid type: string \"a:1\", expected a sequence (in \
+             `members = \"a:1\"`)",
+        );
+    }
+
+    #[test]
+    fn cluster_data_dir() {
+        check_error(
+            "[cluster]\nid = 1\nmembers = [\"a:1\"]\ndata_dir = \"\"\n",
+            "throttle.toml:4: `data_dir` in [cluster] is empty: name the directory of this \
+             member's log and snapshots (in `data_dir = \"\"`)",
+        );
+    }
+
+    #[test]
+    fn cluster_keys_missing() {
+        for (source, key) in [
+            ("[cluster]\nmembers = [\"a:1\"]\ndata_dir = \"d\"\n", "id"),
+            ("[cluster]\nid = 1\ndata_dir = \"d\"\n", "members"),
+            ("[cluster]\nid = 1\nmembers = [\"a:1\"]\n", "data_dir"),
+        ] {
+            check_error(
+                source,
+                &format!("throttle.toml:1: missing field `{key}` (in `[cluster]`)"),
+            );
+        }
+    }
+
+    #[test]
+    fn cluster_unknown_keys() {
+        check_error(
+            "[cluster]\nid = 1\nmembers = [\"a:1\"]\ndata_dir = \"d\"\npeers = []\n",
+            "throttle.toml:5: unknown field `peers`, expected one of `id`, `members`, \
+             `data_dir`, `secret` (in `peers = []`)",
+        );
+        check_error(
+            "cluster = 3\n",
+            "throttle.toml:1: invalid type: integer `3`, expected a table like `[cluster]` (in \
+             `cluster = 3`)",
+        );
+    }
+
+    #[test]
+    fn cluster_secret_too_short_is_refused_without_showing_it() {
+        let source = format!("{}secret = \"hunter2hunter2\"\n", cluster_table("1", THREE));
+        check_error(
+            &source,
+            "throttle.toml:8: `secret` in [cluster] is 14 bytes: a secret needs at least 16 \
+             bytes, because it is the HMAC key of the traffic between members, which an attacker \
+             must not be able to guess (e.g. `openssl rand -hex 32`)",
+        );
+        let source = format!("{}secret = \"\"\n", cluster_table("1", THREE));
+        let error = parse(&source, "throttle.toml").unwrap_err();
+        assert!(
+            error.starts_with("throttle.toml:8: `secret` in [cluster] is 0 bytes"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn cluster_secret_from_the_file() {
+        let source = format!(
+            "{}secret = \"correct horse battery staple\"\n",
+            cluster_table("2", THREE)
+        );
+        let loaded = ok(&source);
+        let debug = format!("{loaded:?}");
+        assert!(!debug.contains("correct horse"), "{debug}");
+        let cluster = loaded.config.cluster.unwrap();
+        assert_eq!(
+            cluster.secret.as_ref().map(|s| s.as_bytes()),
+            Some(&b"correct horse battery staple"[..])
+        );
+        let secret = cluster.resolve_secret(None).unwrap().unwrap();
+        assert_eq!(secret.as_bytes(), b"correct horse battery staple");
+    }
+
+    #[test]
+    fn the_sample_file_of_the_repository_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../throttle.toml");
+        let loaded = load(Some(&path)).unwrap();
+        assert_eq!(loaded.warnings, Vec::<String>::new());
+        assert_eq!(loaded.config.cluster, None);
+        // Its commented-out [cluster] table, uncommented, is valid too.
+        let source = std::fs::read_to_string(&path).unwrap();
+        let uncommented: String = source
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if ["[cluster]", "id ", "members ", "data_dir ", "secret "]
+                        .iter()
+                        .any(|key| rest.starts_with(key)) =>
+                {
+                    format!("{rest}\n")
+                }
+                _ => format!("{line}\n"),
+            })
+            .collect();
+        let cluster = ok(&uncommented).config.cluster;
+        let cluster = cluster.expect("the sample's [cluster] table, uncommented");
+        assert_eq!(cluster.members.len(), 3);
+        assert!(cluster.secret.is_some());
     }
 
     #[test]
@@ -580,6 +919,7 @@ level = "INFO"
                 },
                 auth: AuthConfig::default(),
                 state: StateConfig::default(),
+                cluster: None,
             }
         );
     }
@@ -803,12 +1143,13 @@ level = "INFO"
         check_error(
             "[semaphores]\nA = 1\n[semaphore]\nB = 2\n",
             "throttle.toml:3: unknown field `semaphore`, expected one of `semaphores`, \
-             `logging`, `auth`, `state`, `litter_collection_interval` (in `[semaphore]`)",
+             `logging`, `auth`, `state`, `cluster`, `litter_collection_interval` (in \
+             `[semaphore]`)",
         );
         check_error(
             "port = 8000\n",
             "throttle.toml:1: unknown field `port`, expected one of `semaphores`, `logging`, \
-             `auth`, `state`, `litter_collection_interval` (in `port = 8000`)",
+             `auth`, `state`, `cluster`, `litter_collection_interval` (in `port = 8000`)",
         );
     }
 

@@ -8,9 +8,10 @@
 //! → the core (`throttle-core`, the bookkeeping) → back to `workers.rs`, which answers with a
 //! `Reply` (`reply.rs`: status code, headers, body). Beside them: `expiry.rs` runs the expiry
 //! thread, `waiting.rs` the threads of long polls, `metrics.rs`, `status.rs` and `peers_json.rs`
-//! render the core's views, `config.rs`, `options.rs`, `logging.rs` and `error.rs`; across
-//! restarts `persistence.rs`, `state_file.rs` and `lease_watch.rs`; `reload.rs` applies SIGHUP;
-//! `server.rs` wires them together and takes them down.
+//! render the core's views, `config.rs` (its `[cluster]` table in `cluster_config.rs`),
+//! `options.rs`, `logging.rs` and `error.rs`; across restarts `persistence.rs`, `state_file.rs` and
+//! `lease_watch.rs`; `reload.rs` applies SIGHUP; `server.rs` wires them together and takes them
+//! down.
 //!
 //! What this crate does not do: speak to a server as a client (`throttle lock` and `throttle
 //! status` are `throttle-cli`, on the client crate, which this crate does not depend on).
@@ -22,6 +23,7 @@
 // size").
 
 pub mod clock;
+pub mod cluster_config;
 mod config;
 pub mod error;
 mod expiry;
