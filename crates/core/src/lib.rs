@@ -32,12 +32,15 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+pub use codec::{DecodeError, OP_VERSION};
 pub use error::Error;
 pub use export::{Export, ExportedPeer};
 pub use op::{Applied, Op, Outcome};
 pub use reconfigure::Reconfigured;
+pub use snapshot::SNAPSHOT_VERSION;
 pub use time::Time;
 
+mod codec;
 mod error;
 pub mod expired;
 mod export;
@@ -46,6 +49,7 @@ mod op;
 #[cfg(any(test, fuzzing))]
 pub mod properties;
 mod reconfigure;
+mod snapshot;
 mod time;
 
 use expired::ExpiredPeers;
