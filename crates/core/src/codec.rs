@@ -488,3 +488,319 @@ fn read_map<'a, T>(
     }
     Ok(map)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PeerId;
+    use crate::tests::support::*;
+
+    fn encode(op: &Op) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        op.encode(&mut bytes);
+        bytes
+    }
+
+    /// The decoding of `bytes` fails with a message that contains `expected`.
+    #[track_caller]
+    fn refused(bytes: &[u8], expected: &str) {
+        match Op::decode(bytes) {
+            Ok(op) => panic!("decoded {op:?} from {bytes:?}"),
+            Err(error) => {
+                let message = error.to_string();
+                assert!(message.contains(expected), "{message:?} lacks {expected:?}");
+            }
+        }
+    }
+
+    /// One operation of every variant, most of them at the edges of their values.
+    fn samples() -> Vec<Op> {
+        let max_time = Time::from_epoch(Duration::MAX);
+        let t = Time::from_epoch(Duration::new(1_000, 123_456_789));
+        let names = ["", "A", "ünïcødé 🚦", "a/b?c=d&e%20f"];
+        let mut ops = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let id = [0, 1, u64::MAX, 1 << 63][i];
+            ops.push(Op::NewPeer {
+                id,
+                expires_at: [Time::ZERO, t, max_time, t][i],
+                name: (i % 2 == 1).then(|| (*name).to_owned()),
+            });
+            ops.push(Op::Acquire {
+                id,
+                semaphore: (*name).to_owned(),
+                count: [i64::MIN, -1, 0, i64::MAX][i],
+                expires_at: (i != 0).then_some([t, max_time, Time::ZERO, t][i]),
+            });
+            ops.push(Op::ReleaseLock {
+                id,
+                semaphore: (*name).to_owned(),
+            });
+        }
+        ops.extend([
+            Op::NewPeer {
+                id: 7,
+                expires_at: t,
+                name: Some("x".repeat(1 << 20)),
+            },
+            Op::Heartbeat {
+                id: u64::MAX,
+                expires_at: max_time,
+            },
+            Op::Heartbeat {
+                id: 0,
+                expires_at: Time::ZERO,
+            },
+            Op::RemovePeer { id: 42 },
+            Op::Restore {
+                id: 3,
+                expires_at: t,
+                acquired: BTreeMap::new(),
+                tokens: BTreeMap::new(),
+                name: None,
+            },
+            Op::Restore {
+                id: u64::MAX,
+                expires_at: max_time,
+                acquired: BTreeMap::from([
+                    (String::new(), i64::MIN),
+                    ("A".to_owned(), 1),
+                    ("B".to_owned(), i64::MAX),
+                    ("🚦".to_owned(), 0),
+                ]),
+                tokens: BTreeMap::from([
+                    ("A".to_owned(), 0),
+                    ("B".to_owned(), u64::MAX),
+                    ("Z".to_owned(), crate::MAX_TOKEN + 1),
+                ]),
+                name: Some("restored".to_owned()),
+            },
+            Op::Expire,
+            Op::Reconfigure { semaphores: vec![] },
+            Op::Reconfigure {
+                semaphores: vec![
+                    SemaphoreSettings {
+                        name: "A".to_owned(),
+                        max: i64::MAX,
+                        level: i32::MIN,
+                    },
+                    SemaphoreSettings {
+                        name: "A".to_owned(),
+                        max: i64::MIN,
+                        level: i32::MAX,
+                    },
+                    SemaphoreSettings {
+                        name: String::new(),
+                        max: 0,
+                        level: 0,
+                    },
+                ],
+            },
+        ]);
+        ops
+    }
+
+    #[test]
+    fn every_operation_survives_a_round_trip() {
+        for op in samples() {
+            let bytes = encode(&op);
+            assert_eq!(Op::decode(&bytes).as_ref(), Ok(&op), "{bytes:?}");
+            // Appending keeps what the buffer held.
+            let mut appended = vec![9];
+            op.encode(&mut appended);
+            assert_eq!((appended[0], &appended[1..]), (9, &bytes[..]));
+        }
+    }
+
+    #[test]
+    fn the_format_is_as_documented() {
+        let remove = Op::RemovePeer { id: 0x0102 };
+        assert_eq!(encode(&remove), [1, 3, 2, 1, 0, 0, 0, 0, 0, 0]);
+        // Seconds 300 (LEB128: 0xac 0x02), nanoseconds 1; no name.
+        let new_peer = Op::NewPeer {
+            id: 1,
+            expires_at: Time::from_epoch(Duration::new(300, 1)),
+            name: None,
+        };
+        assert_eq!(
+            encode(&new_peer),
+            [1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0xac, 0x02, 1, 0]
+        );
+        // Count -2 zigzags to 3; the name is its length and bytes; no deadline.
+        let acquire = Op::Acquire {
+            id: 0,
+            semaphore: "é".to_owned(),
+            count: -2,
+            expires_at: None,
+        };
+        assert_eq!(
+            encode(&acquire),
+            [1, 4, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0xc3, 0xa9, 3, 0]
+        );
+        assert_eq!(encode(&Op::Expire), [OP_VERSION, 7]);
+    }
+
+    #[test]
+    fn integers_take_their_canonical_form_only() {
+        let mut bytes = Vec::new();
+        let mut w = Writer::new(&mut bytes);
+        for value in [0, 127, 128, u64::MAX] {
+            w.varint(value);
+        }
+        for value in [0, -1, 1, i64::MIN, i64::MAX] {
+            w.int(value);
+        }
+        let mut r = Reader::new(&bytes);
+        for value in [0, 127, 128, u64::MAX] {
+            assert_eq!(r.varint(), Ok(value));
+        }
+        for value in [0, -1, 1, i64::MIN, i64::MAX] {
+            assert_eq!(r.int(), Ok(value));
+        }
+        assert_eq!(r.finish(), Ok(()));
+        let problem = |bytes: &[u8]| Reader::new(bytes).varint().map_err(|e| e.problem);
+        // Overlong (a last byte of 0), above u64::MAX (tenth byte 2), longer than ten bytes.
+        assert_eq!(problem(&[0x80, 0x00]), Err(Problem::Integer));
+        let mut above = [0xff; 10];
+        above[9] = 0x02;
+        assert_eq!(problem(&above), Err(Problem::Integer));
+        assert_eq!(problem(&[0xff; 11]), Err(Problem::Integer));
+        assert_eq!(problem(&[0x80]), Err(Problem::Truncated));
+        // A level beyond i32 and a count the input cannot hold.
+        let mut level = Vec::new();
+        Writer::new(&mut level).int(i64::from(i32::MAX) + 1);
+        assert_eq!(
+            Reader::new(&level).int32().map_err(|e| e.problem),
+            Err(Problem::Integer)
+        );
+        assert_eq!(
+            Reader::new(&[3, 0, 0]).count(1).map_err(|e| e.problem),
+            Err(Problem::Count(3))
+        );
+    }
+
+    #[test]
+    fn malformed_operations_are_refused_with_the_offset() {
+        let expire = encode(&Op::Expire);
+        refused(&[], "the input ends early (at byte 0)");
+        refused(
+            &[2, 7],
+            "unknown format version 2 of an operation (at byte 0)",
+        );
+        refused(&[1, 0], "unknown operation tag 0 (at byte 1)");
+        refused(&[1, 99], "unknown operation tag 99 (at byte 1)");
+        refused(&[expire.clone(), vec![0, 0]].concat(), "2 bytes follow");
+        let mut new_peer = encode(&Op::NewPeer {
+            id: 1,
+            expires_at: Time::ZERO,
+            name: Some("ab".to_owned()),
+        });
+        // The name's flag is at byte 12, its bytes at 14 and 15.
+        new_peer[12] = 2;
+        refused(&new_peer, "a flag byte is 2, not 0 or 1 (at byte 12)");
+        new_peer[12] = 1;
+        new_peer[14] = 0xff;
+        refused(&new_peer, "not UTF-8 (at byte 14)");
+        // Nanoseconds of a whole second: [1, 2, id, secs 0, nanos 1e9].
+        let mut heartbeat = vec![1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        Writer::new(&mut heartbeat).varint(1_000_000_000);
+        refused(&heartbeat, "nanoseconds of a second or more (at byte 11)");
+        // A restore whose names repeat.
+        let mut restore = vec![1, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        restore.extend([1, b'A', 2, 1, b'A', 2, 0, 0]);
+        refused(&restore, "out of order or repeated (at byte 16)");
+    }
+
+    #[test]
+    fn truncated_operations_are_refused() {
+        for op in samples() {
+            let bytes = encode(&op);
+            // Far from every prefix of the megabyte name: a few hundred of each.
+            for len in (0..bytes.len()).filter(|&len| len < 300 || bytes.len() - len < 300) {
+                let error = Op::decode(&bytes[..len]).expect_err("a prefix decoded");
+                assert!(error.offset() <= len, "{error} for {len} bytes");
+            }
+        }
+    }
+
+    #[test]
+    fn damaged_operations_never_panic_and_decode_canonically() {
+        let mut rng = Rng::new(25);
+        let ops: Vec<Vec<u8>> = samples()
+            .iter()
+            .map(encode)
+            .filter(|bytes| bytes.len() < 1000)
+            .collect();
+        let mut decoded = 0;
+        for _ in 0..20_000 {
+            let mut bytes = ops[rng.below(ops.len() as u64) as usize].clone();
+            for _ in 0..1 + rng.below(3) {
+                let i = rng.below(bytes.len() as u64) as usize;
+                bytes[i] ^= 1 << rng.below(8);
+            }
+            if let Ok(op) = Op::decode(&bytes) {
+                assert_eq!(encode(&op), bytes, "{op:?}");
+                decoded += 1;
+            }
+        }
+        // Flips in ids, counts and names still decode: the check above has work.
+        assert!(decoded > 1000, "{decoded}");
+    }
+
+    #[test]
+    fn an_operation_applied_after_decoding_changes_the_state_alike() {
+        let t0 = Time::from_epoch(secs(1_000));
+        let new_peer = |id: PeerId| Op::NewPeer {
+            id,
+            expires_at: t0 + secs(10),
+            name: Some(format!("peer {id}")),
+        };
+        let acquire = |id: PeerId, count: i64| Op::Acquire {
+            id,
+            semaphore: "A".to_owned(),
+            count,
+            expires_at: Some(t0 + secs(20)),
+        };
+        let ops = [
+            new_peer(1),
+            new_peer(2),
+            new_peer(3),
+            acquire(1, 2),
+            acquire(2, 2),
+            acquire(3, 1),
+            Op::Heartbeat {
+                id: 3,
+                expires_at: t0 + secs(30),
+            },
+            Op::Restore {
+                id: 4,
+                expires_at: t0 + secs(60),
+                acquired: locks(&[("A", 1)]),
+                tokens: BTreeMap::from([("A".to_owned(), 100)]),
+                name: None,
+            },
+            Op::ReleaseLock {
+                id: 1,
+                semaphore: "A".to_owned(),
+            },
+            Op::Reconfigure {
+                semaphores: settings(&[("A", 4, 0), ("B", 1, 0)]),
+            },
+            Op::RemovePeer { id: 2 },
+            Op::Expire,
+        ];
+        let mut direct = core(&[("A", 3, 0)]);
+        let mut decoded = core(&[("A", 3, 0)]);
+        for (i, op) in ops.iter().enumerate() {
+            let at = t0 + secs(i as u64);
+            let op_again = Op::decode(&encode(op)).unwrap();
+            assert_eq!(decoded.apply(at, &op_again), direct.apply(at, op), "{op:?}");
+            assert!(
+                decoded.encode_snapshot() == direct.encode_snapshot(),
+                "{op:?}"
+            );
+        }
+        // The sequence did something: the restored token moved the counter.
+        assert_eq!(decoded.token(4, "A"), Some(100));
+    }
+}
