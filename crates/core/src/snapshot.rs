@@ -299,3 +299,400 @@ fn read_expired(r: &mut Reader, core: &Core) -> Result<ExpiredPeers, DecodeError
     }
     Ok(ExpiredPeers::from_parts(queue, forget_at))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::properties::Observed;
+    use crate::tests::support::*;
+    use crate::{LockState, Op};
+
+    /// A state with something of everything: names, held and queued locks with leases, a
+    /// removed semaphore still held, restored tokens, a grace period, expired peers (one of
+    /// them restored and expired again, so the memory's queue has a stale entry).
+    fn busy_core() -> (Core, Time) {
+        let (mut c, t0) = with_peers(&[("A", 2, 1), ("B", 1, 0), ("gone", 1, 0)], 6);
+        c.set_name(1, Some("build-7 ✓"));
+        acquire(&mut c, 1, "A", 2, t0);
+        c.acquire(2, "A", 1, Some(t0 + secs(30)), t0 + secs(1))
+            .unwrap();
+        acquire(&mut c, 3, "A", 2, t0 + secs(2));
+        acquire(&mut c, 4, "gone", 1, t0);
+        acquire(&mut c, 5, "B", 1, t0);
+        acquire(&mut c, 6, "B", 1, t0 + secs(3));
+        c.reconfigure(settings(&[("A", 2, 1), ("B", 1, 0)]), t0 + secs(4));
+        let tokens = BTreeMap::from([("A".to_owned(), 1_000)]);
+        c.restore(9, t0 + secs(50), &locks(&[("A", 1), ("B", 1)]), &tokens)
+            .unwrap();
+        c.new_peer(20, t0 + secs(5));
+        c.new_peer(21, t0 + secs(6));
+        c.expire(t0 + secs(5));
+        c.restore(20, t0 + secs(6), &BTreeMap::new(), &BTreeMap::new())
+            .unwrap();
+        c.expire(t0 + secs(6));
+        c.load_expired(30, t0 + secs(100));
+        c.begin_grace(t0 + secs(8));
+        c.new_peer(22, t0 + secs(60));
+        acquire(&mut c, 22, "A", 1, t0 + secs(7));
+        (c, t0 + secs(7))
+    }
+
+    #[track_caller]
+    fn round_trip(core: &Core) -> Core {
+        let bytes = core.encode_snapshot();
+        let rebuilt = Core::decode_snapshot(&bytes).unwrap();
+        assert!(rebuilt.encode_snapshot() == bytes);
+        rebuilt
+    }
+
+    /// Both cores look the same at `now`, queues and deadlines included.
+    #[track_caller]
+    fn same(a: &Core, b: &Core, now: Time) {
+        assert_eq!(Observed::of(a, now), Observed::of(b, now));
+        assert_eq!(a.export(now), b.export(now));
+        assert_eq!(
+            a.peers_expiring_first(usize::MAX),
+            b.peers_expiring_first(usize::MAX)
+        );
+        for name in ["A", "B", "gone"] {
+            assert_eq!(
+                a.waiters(name, usize::MAX, now),
+                b.waiters(name, usize::MAX, now)
+            );
+        }
+    }
+
+    #[test]
+    fn a_rebuilt_core_answers_every_later_operation_alike() {
+        let (original, now) = busy_core();
+        let mut original = original;
+        let mut rebuilt = round_trip(&original);
+        same(&original, &rebuilt, now);
+        assert_eq!(rebuilt.lock_state(22, "A"), Ok(Some(LockState::Pending)));
+        assert_eq!(
+            rebuilt.acquire(4, "gone", 1, None, now).unwrap().token,
+            Some(2)
+        );
+        let acquire = |id, semaphore: &str, count| Op::Acquire {
+            id,
+            semaphore: semaphore.to_owned(),
+            count,
+            expires_at: None,
+        };
+        let release = |id, semaphore: &str| Op::ReleaseLock {
+            id,
+            semaphore: semaphore.to_owned(),
+        };
+        let ops = [
+            acquire(4, "gone", 1),
+            acquire(3, "A", 2),
+            Op::Expire,
+            release(1, "A"),
+            acquire(6, "B", 1),
+            release(9, "B"),
+            Op::NewPeer {
+                id: 20,
+                expires_at: now + secs(100),
+                name: None,
+            },
+            release(2, "A"),
+            Op::Reconfigure {
+                semaphores: settings(&[("A", 5, 1), ("gone", 1, 0)]),
+            },
+            acquire(6, "gone", 1),
+            Op::Expire,
+        ];
+        for (i, op) in ops.iter().enumerate() {
+            let at = now + secs(2 * i as u64);
+            assert_eq!(rebuilt.apply(at, op), original.apply(at, op), "{op:?}");
+            same(&original, &rebuilt, at);
+        }
+        // Past every deadline and the memory's bound in time: both empty out alike.
+        let late = now + secs(3_600);
+        assert_eq!(
+            rebuilt.apply(late, &Op::Expire),
+            original.apply(late, &Op::Expire)
+        );
+        assert_eq!(rebuilt.num_peers(), 0);
+        assert!(rebuilt.encode_snapshot() == original.encode_snapshot());
+    }
+
+    #[test]
+    fn empty_cores_round_trip() {
+        let t0 = Time::ZERO;
+        for c in [
+            Core::default(),
+            core(&[]),
+            core(&[("", i64::MIN, i32::MIN)]),
+        ] {
+            same(&c, &round_trip(&c), t0);
+        }
+        assert_eq!(
+            Core::default().encode_snapshot(),
+            [1, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn extreme_values_round_trip() {
+        let max_time = Time::from_epoch(Duration::MAX);
+        let mut c = core(&[("A", i64::MAX, i32::MAX), ("🚦", 1, i32::MIN)]);
+        c.raise_next_token(u64::MAX - 1);
+        let locks = locks(&[("A", i64::MAX)]);
+        let tokens = BTreeMap::from([("A".to_owned(), crate::MAX_TOKEN)]);
+        c.restore(u64::MAX, max_time, &locks, &tokens).unwrap();
+        c.new_peer(0, max_time);
+        c.set_name(0, Some(&"n".repeat(100_000)));
+        c.acquire(0, "🚦", 1, Some(max_time), Time::ZERO).unwrap();
+        c.begin_grace(max_time);
+        c.load_expired(1, max_time);
+        let rebuilt = round_trip(&c);
+        same(&c, &rebuilt, Time::ZERO);
+        assert_eq!(rebuilt.next_token(), u64::MAX);
+        assert_eq!(rebuilt.remainder("A"), Ok(0));
+    }
+
+    #[test]
+    fn truncated_and_damaged_snapshots_never_panic() {
+        let bytes = busy_core().0.encode_snapshot();
+        for len in 0..bytes.len() {
+            let error = Core::decode_snapshot(&bytes[..len]).expect_err("a prefix decoded");
+            assert!(error.offset() <= len, "{error} for {len} bytes");
+        }
+        let mut rng = Rng::new(25);
+        let mut decoded = 0;
+        for _ in 0..20_000 {
+            let mut damaged = bytes.clone();
+            for _ in 0..1 + rng.below(3) {
+                let i = rng.below(damaged.len() as u64) as usize;
+                damaged[i] ^= 1 << rng.below(8);
+            }
+            if let Ok(core) = Core::decode_snapshot(&damaged) {
+                assert!(core.encode_snapshot() == damaged);
+                decoded += 1;
+            }
+        }
+        // Flips in deadlines, names and counts still decode: the check above has work.
+        assert!(decoded > 1000, "{decoded}");
+    }
+
+    /// A snapshot written field by field, to state what the decoder must refuse.
+    struct Raw {
+        next_ticket: u64,
+        next_token: u64,
+        /// `(name, removed)`.
+        semaphores: Vec<(&'static str, bool)>,
+        /// `(id, [(semaphore, count, token)])`.
+        peers: Vec<(PeerId, Vec<(usize, i64, u64)>)>,
+        /// Per semaphore: `(ticket, peer, count)`.
+        queues: Vec<Vec<(u64, PeerId, i64)>>,
+        /// `(forget at in seconds, id)`.
+        expired: Vec<(u64, PeerId)>,
+        remembered: Vec<PeerId>,
+    }
+
+    impl Raw {
+        /// Two semaphores (`B` removed), peers 1 and 2, peer 2 waiting on `A`, peer 7 expired.
+        fn valid() -> Raw {
+            Raw {
+                next_ticket: 5,
+                next_token: 10,
+                semaphores: vec![("A", false), ("B", true)],
+                peers: vec![(1, vec![(0, 1, 3), (1, 2, 4)]), (2, vec![])],
+                queues: vec![vec![(4, 2, 1)], vec![]],
+                expired: vec![(60, 7), (70, 8)],
+                remembered: vec![7],
+            }
+        }
+
+        fn bytes(&self) -> Vec<u8> {
+            let mut out = Vec::new();
+            let mut w = Writer::new(&mut out);
+            w.byte(SNAPSHOT_VERSION);
+            w.varint(self.next_ticket);
+            w.varint(self.next_token);
+            w.varint(0);
+            w.option(None, Writer::time);
+            w.len(self.semaphores.len());
+            for &(name, removed) in &self.semaphores {
+                w.str(name);
+                w.int(1);
+                w.int(0);
+                w.flag(removed);
+            }
+            w.len(self.peers.len());
+            for (id, locks) in &self.peers {
+                w.id(*id);
+                w.time(Time::ZERO);
+                w.option(None, Writer::str);
+                w.len(locks.len());
+                for &(semaphore, count, token) in locks {
+                    w.len(semaphore);
+                    w.int(count);
+                    w.varint(token);
+                }
+            }
+            for queue in &self.queues {
+                w.len(queue.len());
+                for &(ticket, peer, count) in queue {
+                    w.varint(ticket);
+                    w.id(peer);
+                    w.int(count);
+                    w.time(Time::ZERO);
+                    w.option(None, Writer::duration);
+                }
+            }
+            w.len(self.expired.len());
+            for &(secs, id) in &self.expired {
+                w.time(Time::from_epoch(Duration::from_secs(secs)));
+                w.id(id);
+            }
+            w.len(self.remembered.len());
+            for &id in &self.remembered {
+                w.id(id);
+            }
+            out
+        }
+    }
+
+    /// The snapshot `change` makes of a valid one is refused with a message containing
+    /// `expected`.
+    #[track_caller]
+    fn refused(change: impl FnOnce(&mut Raw), expected: &str) {
+        let mut raw = Raw::valid();
+        change(&mut raw);
+        match Core::decode_snapshot(&raw.bytes()) {
+            Ok(core) => panic!("decoded {core:?}"),
+            Err(error) => {
+                let message = error.to_string();
+                assert!(message.contains(expected), "{message:?} lacks {expected:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_field_by_field_snapshot_is_valid() {
+        let bytes = Raw::valid().bytes();
+        let mut c = Core::decode_snapshot(&bytes).unwrap();
+        assert!(c.encode_snapshot() == bytes);
+        assert_eq!(c.lock_state(2, "A"), Ok(Some(LockState::Pending)));
+        assert_eq!(c.heartbeat(7, Time::ZERO), Err(crate::Error::ExpiredPeer));
+        assert_eq!(c.heartbeat(8, Time::ZERO), Err(crate::Error::UnknownPeer));
+        assert_eq!(c.overcommitted(), vec![("B", 2, 0)]);
+    }
+
+    #[test]
+    fn impossible_states_are_refused() {
+        refused(
+            |r| r.semaphores[1].0 = "A",
+            "a semaphore name is given twice",
+        );
+        refused(|r| r.peers.swap(0, 1), "peers out of order or repeated");
+        refused(|r| r.peers[1].0 = 1, "peers out of order or repeated");
+        refused(
+            |r| r.peers[0].1[1].0 = 2,
+            "a lock on a semaphore that does not exist",
+        );
+        refused(|r| r.peers[0].1.swap(0, 1), "a peer's locks out of order");
+        refused(|r| r.peers[0].1[0].1 = 0, "a lock count below 1");
+        refused(
+            |r| r.peers[0].1[0].2 = 10,
+            "a fencing token not below the next one",
+        );
+        refused(
+            |r| r.peers[1].1.push((0, i64::MAX, 5)),
+            "a semaphore's acquired sum overflows",
+        );
+        refused(
+            |r| r.queues[0][0].0 = 5,
+            "a ticket out of order or not below",
+        );
+        refused(
+            |r| r.queues[0].push((3, 2, 1)),
+            "a ticket out of order or not below",
+        );
+        refused(|r| r.queues[0][0].1 = 3, "a waiter that is no live peer");
+        refused(|r| r.queues[0][0].2 = -1, "a lock count below 1");
+        refused(
+            |r| r.queues[0][0].1 = 1,
+            "a peer that waits for a lock it holds",
+        );
+        refused(
+            |r| {
+                r.semaphores.push(("C", false));
+                r.queues.push(vec![(3, 2, 1)]);
+            },
+            "a peer that waits twice",
+        );
+        refused(
+            |r| r.queues[1].push((3, 2, 1)),
+            "a waiter on a removed semaphore",
+        );
+        refused(|r| r.remembered = vec![8, 7], "remembered ids out of order");
+        refused(
+            |r| r.remembered.push(9),
+            "a remembered id that is not in the queue",
+        );
+        refused(
+            |r| {
+                r.expired.push((80, 2));
+                r.remembered.insert(0, 2);
+            },
+            "a remembered id that is a live peer",
+        );
+        refused(
+            |r| r.expired = vec![(1, 1); REMEMBER_AT_MOST + 1],
+            "more expired peers than are ever remembered",
+        );
+    }
+
+    #[test]
+    fn counts_beyond_the_input_and_other_versions_are_refused() {
+        let mut bytes = vec![SNAPSHOT_VERSION, 0, 0, 0, 0];
+        Writer::new(&mut bytes).varint(u64::MAX);
+        let error = Core::decode_snapshot(&bytes).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "a count of {} items exceeds the input (at byte 5)",
+                u64::MAX
+            )
+        );
+        let mut bytes = Raw::valid().bytes();
+        bytes[0] = 2;
+        let error = Core::decode_snapshot(&bytes).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "unknown format version 2 of a snapshot (at byte 0)"
+        );
+        let mut bytes = Raw::valid().bytes();
+        bytes.push(0);
+        let error = Core::decode_snapshot(&bytes).unwrap_err();
+        assert!(
+            error.to_string().starts_with("1 bytes follow the value"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn ten_thousand_peers_round_trip() {
+        let t0 = Time::from_epoch(secs(1_000));
+        let mut c = core(&[("A", 5_000, 1), ("B", 1, 0)]);
+        for i in 0..10_000u64 {
+            // Ids spread over the whole range, as the server draws them.
+            let id = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            c.new_peer(id, t0 + secs(60 + i % 100));
+            c.set_name(id, Some(&format!("worker-{i}")));
+            c.acquire(id, "A", 1, None, t0 + Duration::from_millis(i))
+                .unwrap();
+        }
+        let bytes = c.encode_snapshot();
+        let rebuilt = Core::decode_snapshot(&bytes).unwrap();
+        assert!(rebuilt.encode_snapshot() == bytes);
+        assert_eq!(rebuilt.num_peers(), 10_000);
+        assert_eq!(rebuilt.stats(t0)[0].pending, 5_000);
+        same(&c, &rebuilt, t0 + secs(30));
+    }
+}
