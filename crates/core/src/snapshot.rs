@@ -478,14 +478,17 @@ mod tests {
         assert!(decoded > 1000, "{decoded}");
     }
 
+    /// `(semaphore, count, token)`.
+    type RawLock = (usize, i64, u64);
+
     /// A snapshot written field by field, to state what the decoder must refuse.
     struct Raw {
         next_ticket: u64,
         next_token: u64,
         /// `(name, removed)`.
         semaphores: Vec<(&'static str, bool)>,
-        /// `(id, [(semaphore, count, token)])`.
-        peers: Vec<(PeerId, Vec<(usize, i64, u64)>)>,
+        /// `(id, locks)`.
+        peers: Vec<(PeerId, Vec<RawLock>)>,
         /// Per semaphore: `(ticket, peer, count)`.
         queues: Vec<Vec<(u64, PeerId, i64)>>,
         /// `(forget at in seconds, id)`.
