@@ -22,8 +22,8 @@
 //! and 1, nanoseconds of a second or more, invalid UTF-8, map keys out of order or repeated,
 //! and bytes after the value are errors. So whatever decodes encodes back to the same bytes.
 //! Counts of items are checked against the bytes left before anything is allocated, so no
-//! input makes the decoder allocate much more than the input's size, and no input makes it
-//! panic.
+//! input makes the decoder allocate more than a small multiple of the input's size, and no
+//! input makes it panic.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -292,7 +292,8 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn str(&mut self) -> Result<&'a str, DecodeError> {
-        let len = self.count(1)?;
+        // A length beyond the input (or beyond `usize`) fails in `take` as a truncation.
+        let len = usize::try_from(self.varint()?).unwrap_or(usize::MAX);
         let at = self.offset;
         std::str::from_utf8(self.take(len)?).map_err(|_| self.error(at, Problem::Utf8))
     }
