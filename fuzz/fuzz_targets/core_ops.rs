@@ -1,7 +1,8 @@
 //! Fuzz target `core_ops`: bytes → a semaphore configuration and up to 300 `(time, op)` entries,
 //! each applied through the core's one property suite (`throttle_core::properties::Checker`,
 //! the same checker the core's unit test `random_ops` drives). The checker applies every entry
-//! to a `Core` through `Core::apply`, to a naive reference model and to a twin core, and checks
+//! to a `Core` through `Core::apply`, to a naive reference model and to a twin core (through the
+//! entry's byte encoding; rebuilt from the core's snapshot where a step says so), and checks
 //! after every entry every property listed in its module docs: agreement with the model, sums,
 //! capacity, FIFO against shadow queues, lock hierarchy, rejected and repeated operations
 //! changing nothing, expiry and `next_deadline`, fencing tokens, the twin's equal state; at the
@@ -11,7 +12,7 @@
 //! `max - 1` and arbitrary ones; maxes from 0 to `i64::MAX`; deadlines already due and a
 //! hundred years ahead; restores with huge and overcommitting counts and with tokens old, above
 //! the counter, out of range or arbitrary; reconfigurations and grace periods; time that passes
-//! with a sweep and without one (views read with overdue peers). Peer ids come from a small
+//! with a sweep and without one (views read with overdue peers); snapshots. Peer ids come from a small
 //! range (plus the largest ones) so that operations collide.
 #![no_main]
 
@@ -42,6 +43,8 @@ enum Step {
     Look,
     /// A grace period until this time (start-up work, not an entry).
     Grace(Time),
+    /// The checker's twin is rebuilt from the core's snapshot (a lagging member caught up).
+    Rebuild,
 }
 
 fn run(u: &mut Unstructured<'_>) -> Result<()> {
@@ -60,6 +63,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
             }
             Step::Look => checker.look(now),
             Step::Grace(until) => checker.begin_grace(until),
+            Step::Rebuild => checker.rebuild_twin(),
         }
     }
     // Whatever the input was, the core must be able to drain.
@@ -96,7 +100,7 @@ fn configuration(
 }
 
 fn decode(u: &mut Unstructured<'_>, checker: &Checker, now: &mut Time) -> Result<Step> {
-    let op = match u.int_in_range(0..=13u8)? {
+    let op = match u.int_in_range(0..=14u8)? {
         0 | 1 => Op::NewPeer {
             id: peer_id(u)?,
             expires_at: *now + ttl(u)?,
@@ -168,6 +172,7 @@ fn decode(u: &mut Unstructured<'_>, checker: &Checker, now: &mut Time) -> Result
         12 => Op::Reconfigure {
             semaphores: configuration(u, true)?,
         },
+        14 => return Ok(Step::Rebuild),
         _ => {
             let until = *now + Duration::from_millis(u.int_in_range(0..=3_000u64)?);
             return Ok(Step::Grace(until));

@@ -88,6 +88,30 @@ impl ExpiredPeers {
             .map(|&(at, id)| (id, at))
     }
 
+    /// Every entry of the queue in order, `(forget at, id)`, including those whose id is no
+    /// longer remembered by them (forgotten, or remembered again later): the snapshot keeps
+    /// the queue as it is, since its entries decide what is dropped at the bound.
+    pub(crate) fn queue(&self) -> impl ExactSizeIterator<Item = (Time, PeerId)> + '_ {
+        self.queue.iter().copied()
+    }
+
+    /// The remembered ids, ascending (for the snapshot). Each is remembered until the time of
+    /// its last entry in the queue.
+    pub(crate) fn remembered_ids(&self) -> Vec<PeerId> {
+        let mut ids: Vec<PeerId> = self.forget_at.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The memory with this queue and these remembered ids, for a snapshot that checked them:
+    /// the queue within the bound, every remembered id in it with the time of its last entry.
+    pub(crate) fn from_parts(
+        queue: VecDeque<(Time, PeerId)>,
+        forget_at: HashMap<PeerId, Time>,
+    ) -> ExpiredPeers {
+        ExpiredPeers { queue, forget_at }
+    }
+
     fn pop_front(&mut self) {
         if let Some((at, id)) = self.queue.pop_front()
             && self.forget_at.get(&id) == Some(&at)

@@ -15,12 +15,13 @@
 //!
 //! Cost: every operation is O(log n) in the number of peers and waiters, plus the size of what it
 //! touches (the locks of one peer, the waiters it grants). Nothing scans all peers, except the
-//! listing of peers itself and the export for the state file.
+//! listing of peers itself, the export for the state file and the snapshot.
 //!
 //! The rest of the core, by what it holds: `grace.rs`, the grace period after an unclean stop;
 //! `reconfigure.rs`, a new configuration applied to the live state (SIGHUP); `export.rs`, the
 //! export and load of peers for the state file; `expired.rs`, the memory of expired peers;
-//! `error.rs`, the domain's refusals.
+//! `error.rs`, the domain's refusals; `codec.rs`, the byte encoding of an [`Op`];
+//! `snapshot.rs`, the whole core as bytes and back, for a replicated log's snapshots.
 //!
 //! **Fencing tokens.** Every grant of a lock (at once, from a queue, by a restore without a
 //! token) takes the next number of one counter, so a token is strictly greater than every token
@@ -32,12 +33,15 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+pub use codec::{DecodeError, OP_VERSION};
 pub use error::Error;
 pub use export::{Export, ExportedPeer};
 pub use op::{Applied, Op, Outcome};
 pub use reconfigure::Reconfigured;
+pub use snapshot::SNAPSHOT_VERSION;
 pub use time::Time;
 
+mod codec;
 mod error;
 pub mod expired;
 mod export;
@@ -46,6 +50,7 @@ mod op;
 #[cfg(any(test, fuzzing))]
 pub mod properties;
 mod reconfigure;
+mod snapshot;
 mod time;
 
 use expired::ExpiredPeers;

@@ -43,9 +43,13 @@
 //!   keeps its token; a lock granted in an entry has a token above every token seen before
 //!   (or the one its restore brought back), and no two new grants share one; an acquire
 //!   reports the token the lock holds.
-//! - **Replication**: a second core created alike and fed the same entries returns the same
-//!   results (in the same order) and shows the same state: listing, stats, `next_deadline`,
-//!   `next_token`, counters, grace period and export.
+//! - **Replication**: a second core created alike and fed the same entries, each through its
+//!   byte encoding (`Op::encode`, `Op::decode`, which must give the entry back), returns the
+//!   same results (in the same order) and shows the same state: listing, stats,
+//!   `next_deadline`, `next_token`, counters, grace period, export and the snapshot's bytes.
+//!   [`Checker::rebuild_twin`] replaces that twin, between entries, with a core rebuilt from the
+//!   core's snapshot (as a lagging member is caught up): it must look the same (views, export,
+//!   queues, deadlines), encode to the same bytes, and answer the entries that follow alike.
 //! - **Drain**, at the end: removing every peer, or letting them all expire, leaves nothing: no
 //!   peer, no deadline, nothing pending, every remainder at `max`.
 //!
@@ -236,8 +240,13 @@ impl Checker {
             .max(self.held.values().copied().max().unwrap_or(0));
         self.check_state(&entry, &self.core, &after, true);
 
-        // Replication: the twin, fed the same entry, answers and looks the same.
-        let twin = self.twin.apply(at, op);
+        // Replication: the twin, fed the same entry through its byte encoding (as a log carries
+        // it), answers and looks the same, down to the last byte of its snapshot.
+        let mut bytes = Vec::new();
+        op.encode(&mut bytes);
+        let decoded = Op::decode(&bytes).unwrap_or_else(|e| panic!("{entry}: decode: {e}"));
+        assert_eq!(&decoded, op, "{entry}: the decoded operation differs");
+        let twin = self.twin.apply(at, &decoded);
         assert_eq!(twin, applied, "{entry}: the twin answered differently");
         assert_eq!(
             Observed::of(&self.twin, at),
@@ -249,7 +258,42 @@ impl Checker {
             self.core.export(at),
             "{entry}: exports"
         );
+        assert!(
+            self.twin.encode_snapshot() == self.core.encode_snapshot(),
+            "{entry}: the twin's snapshot differs"
+        );
         applied
+    }
+
+    /// Replaces the twin with a core rebuilt from the core's snapshot, as a member that falls
+    /// behind is caught up: the rebuilt core must look the same now (views, export, every
+    /// queue) and encode to the same bytes, and the entries that follow check that it also
+    /// answers the same.
+    pub fn rebuild_twin(&mut self) {
+        let bytes = self.core.encode_snapshot();
+        let rebuilt = Core::decode_snapshot(&bytes)
+            .unwrap_or_else(|e| panic!("snapshot after entry {}: decode: {e}", self.entries));
+        assert!(
+            rebuilt.encode_snapshot() == bytes,
+            "snapshot after entry {}: encodes differently",
+            self.entries
+        );
+        let now = self.now;
+        assert_eq!(Observed::of(&rebuilt, now), Observed::of(&self.core, now));
+        assert_eq!(rebuilt.export(now), self.core.export(now));
+        assert_eq!(
+            rebuilt.peers_expiring_first(usize::MAX),
+            self.core.peers_expiring_first(usize::MAX)
+        );
+        for name in &self.names {
+            assert_eq!(
+                rebuilt.waiters(name, usize::MAX, now),
+                self.core.waiters(name, usize::MAX, now),
+                "snapshot after entry {}: waiters of {name}",
+                self.entries
+            );
+        }
+        self.twin = rebuilt;
     }
 
     /// Starts (or extends) a grace period on both cores and the model: start-up work, not an
