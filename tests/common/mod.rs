@@ -258,6 +258,19 @@ impl Server {
         Server::from_harness(throttle_harness::Server::ready(process.0))
     }
 
+    /// Kills the server (as in a crash) and starts it again with `config` and `args`, on the
+    /// same port and in the same directory, so that files it wrote there are found again.
+    pub fn kill_and_restart(self, config: &str, args: &[&str]) -> Server {
+        let port = self.addr.port();
+        let dir = self.process.kill_keeping_dir();
+        let launch = Launch::new()
+            .binary(BINARY)
+            .config(config)
+            .args(args)
+            .port(port);
+        Server::from_harness(launch.start_in(dir))
+    }
+
     fn from_harness(server: throttle_harness::Server) -> Server {
         let throttle_harness::Server { process, addr, .. } = server;
         Server {

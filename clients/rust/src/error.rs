@@ -234,6 +234,7 @@ mod tests {
         ("Lock count change", "LockCountChange"),
         ("Restore conflict", "RestoreConflict"),
         ("Too many peers", "TooManyPeers"),
+        ("No quorum", "Server"),
     ];
 
     /// The name of the variant, without its fields.

@@ -15,5 +15,8 @@ pub mod log_store;
 pub mod node;
 mod slog_log;
 
+/// raft-rs's message between members, which an [`node::Outbox`] carries.
+pub use raft::prelude::Message;
+
 #[cfg(test)]
 mod test_support;

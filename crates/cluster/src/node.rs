@@ -176,6 +176,8 @@ pub struct Status {
     pub snapshot: u64,
     /// The log's clock while this member leads.
     pub clock: Option<LogClock>,
+    /// How often the leader this member knows changed (to another, or to none) since start.
+    pub leader_changes: u64,
 }
 
 /// A running member: its thread and the ways in.
@@ -255,6 +257,8 @@ impl Node {
             log_time,
             latest: log_time,
             clock: None,
+            leader: None,
+            leader_changes: 0,
         };
         let thread = thread::Builder::new()
             .name("raft".into())
@@ -336,6 +340,9 @@ struct Driver<M, O> {
     latest: Duration,
     /// The log's clock, while this member leads.
     clock: Option<LogClock>,
+    /// The leader last published, and how often that changed.
+    leader: Option<u64>,
+    leader_changes: u64,
 }
 
 impl<M: Machine, O: Outbox> Driver<M, O> {
@@ -539,9 +546,22 @@ impl<M: Machine, O: Outbox> Driver<M, O> {
     fn publish(&mut self) {
         let clock = self.leader_clock();
         let raft = &self.raw.raft;
+        let leader = (raft.leader_id != raft::INVALID_ID).then_some(raft.leader_id);
+        if leader != self.leader {
+            match leader {
+                Some(leader) if leader == self.settings.id => {
+                    log::info!("Cluster: this member ({leader}) leads, term {}", raft.term);
+                }
+                Some(leader) => log::info!("Cluster: member {leader} leads, term {}", raft.term),
+                None => log::info!("Cluster: no leader, term {}", raft.term),
+            }
+            self.leader = leader;
+            self.leader_changes += 1;
+        }
         let status = Status {
             id: self.settings.id,
-            leader: (raft.leader_id != raft::INVALID_ID).then_some(raft.leader_id),
+            leader,
+            leader_changes: self.leader_changes,
             term: raft.term,
             leading: raft.state == StateRole::Leader,
             commit: raft.raft_log.committed,

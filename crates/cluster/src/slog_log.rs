@@ -1,6 +1,8 @@
 //! raft-rs logs through `slog`; this drain hands its records to the `log` facade, so they reach
 //! the server's stderr and GELF loggers under the target `raft`, with its key-value pairs
-//! appended as `key=value`.
+//! appended as `key=value`. raft-rs's info records (every step of an election, every proposal
+//! dropped while there is no leader) become debug ones: the node logs the changes of leader
+//! that operators need at info itself.
 
 use std::fmt::{self, Write as _};
 
@@ -21,8 +23,7 @@ impl Drain for ToLog {
         let level = match record.level() {
             slog::Level::Critical | slog::Level::Error => log::Level::Error,
             slog::Level::Warning => log::Level::Warn,
-            slog::Level::Info => log::Level::Info,
-            slog::Level::Debug => log::Level::Debug,
+            slog::Level::Info | slog::Level::Debug => log::Level::Debug,
             slog::Level::Trace => log::Level::Trace,
         };
         if log::log_enabled!(target: "raft", level) {

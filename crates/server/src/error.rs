@@ -36,6 +36,9 @@ pub enum Error {
     Unauthorized,
     /// The server holds its configured maximum of live peers.
     TooManyPeers { limit: usize },
+    /// A cluster member could not get the change onto a majority's disks: no leader, or no
+    /// answer from one in time. The reason is for people.
+    NoQuorum(String),
 }
 
 impl From<Refusal> for Error {
@@ -62,6 +65,7 @@ impl fmt::Display for Error {
             Error::LengthRequired => {
                 f.write_str("Length required: send the body with a Content-Length header")
             }
+            Error::NoQuorum(reason) => write!(f, "No quorum: {reason}"),
             Error::TooManyPeers { limit } => {
                 write!(
                     f,

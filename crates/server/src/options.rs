@@ -152,6 +152,8 @@ ENVIRONMENT:
                               [default: INFO]
     THROTTLE_TOKEN            Turns on access control: every route but / and /health needs
                               Authorization: Bearer <token>. Overrides [auth] token.
+    THROTTLE_CLUSTER_SECRET   The secret a cluster's members share (at least 16 bytes).
+                              Overrides [cluster] secret.
 
 EXAMPLES:
     throttle --configuration /etc/throttle/throttle.toml --address 0.0.0.0 --port 8000

@@ -27,6 +27,8 @@ pub struct Fixed {
     pub token: Option<String>,
     /// `[state] file` as read at start.
     pub state_file: Option<PathBuf>,
+    /// The `[cluster]` table as read at start.
+    pub cluster: Option<crate::cluster_config::ClusterConfig>,
 }
 
 /// Reads the configuration again and applies it. Returns how it ended; everything worth saying
@@ -59,12 +61,25 @@ pub fn reload(
     if loaded.config.state.file != fixed.state_file {
         log::warn!("Reload: [state] file changed, which takes a restart");
     }
+    if let Some(warning) = crate::cluster_config::restart_needed(
+        fixed.cluster.as_ref(),
+        loaded.config.cluster.as_ref(),
+    ) {
+        log::warn!("Reload: {warning}");
+    }
     let semaphores = loaded
         .config
         .semaphores
         .into_iter()
         .map(SemaphoreSettings::from);
-    let result = service.reconfigure(semaphores);
+    let result = match service.reconfigure(semaphores) {
+        Ok(result) => result,
+        Err(error) => {
+            log::error!("Reload: the semaphores were not changed: {error}");
+            metrics.count_reload(ReloadResult::Error);
+            return ReloadResult::Error;
+        }
+    };
     for name in &result.added {
         log::info!("Reload: semaphore {name:?} added");
     }

@@ -148,7 +148,7 @@ pub fn status(error: &Error) -> u16 {
         Error::NotFound => 404,
         Error::Unauthorized => 401,
         Error::LengthRequired => 411,
-        Error::TooManyPeers { .. } => 503,
+        Error::TooManyPeers { .. } | Error::NoQuorum(_) => 503,
         Error::BodyTooLarge { .. } => 413,
     }
 }
@@ -212,6 +212,7 @@ mod tests {
             Error::LengthRequired,
             Error::Unauthorized,
             Error::TooManyPeers { limit: 1 },
+            Error::NoQuorum("no leader elected within 3s".into()),
         ]
     }
 
@@ -240,6 +241,7 @@ mod tests {
             Error::LengthRequired => "LengthRequired",
             Error::Unauthorized => "Unauthorized",
             Error::TooManyPeers { .. } => "TooManyPeers",
+            Error::NoQuorum(_) => "NoQuorum",
         }
     }
 

@@ -1,12 +1,15 @@
 //! Starting and stopping a server: reads the configuration, starts logging, loads the state
 //! file, and wires the service, the worker pool, the waiting pool, the expiry thread and the
 //! signal handlers together; at a stop it takes them down in order and writes the state file.
-//! It decides nothing about requests: that is `workers.rs` and below.
+//! With a `[cluster]` table it starts a cluster member (`member.rs`) instead of loading a state
+//! file. It decides nothing about requests: that is `workers.rs` and below.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::clock::Clock;
+use crate::cluster_config::{self, ClusterConfig};
+use crate::member::{Member, MemberSettings};
 use crate::metrics::Metrics;
 use crate::options::Options;
 use crate::service::Service;
@@ -48,16 +51,21 @@ pub fn serve(options: Options) -> Result<(), String> {
         .state_file
         .clone()
         .or(loaded.config.state.file.clone());
+    let cluster = match &loaded.config.cluster {
+        Some(cluster) => Some(member_settings(cluster, &options, state_file.is_some())?),
+        None => None,
+    };
     let saved = match &state_file {
         Some(file) => persistence::read(file, options.state_file_reset)?,
         None => None,
     };
-    let semaphores = loaded
+    let semaphores: Vec<SemaphoreSettings> = loaded
         .config
         .semaphores
         .into_iter()
-        .map(SemaphoreSettings::from);
-    let mut core = Core::new(semaphores);
+        .map(SemaphoreSettings::from)
+        .collect();
+    let mut core = Core::new(semaphores.clone());
     let grace = persistence::Previous::of(saved.as_ref()).grace(options.grace);
     let leases = lease_watch::LeaseWatch::default();
     let clock = Clock::start();
@@ -71,13 +79,22 @@ pub fn serve(options: Options) -> Result<(), String> {
         SystemTime::now(),
     )?;
     drop(saved);
-    let service = Arc::new(Service::new(core, clock, options.max_peers));
+    let (service, member) = match cluster {
+        None => (Arc::new(Service::new(core, clock, options.max_peers)), None),
+        Some(settings) => {
+            // A member's state is the log's, not the file's: its core starts empty.
+            let service = Arc::new(Service::member(options.max_peers));
+            let member = Member::start(settings, &service, semaphores)?;
+            (service, Some(member))
+        }
+    };
     service.leases().note(leases.longest());
     let metrics = Metrics::new().map_err(|e| format!("cannot set up metrics: {e}"))?;
     // The environment wins over the file, so the secret need not be written into it.
     let fixed = reload::Fixed {
         token: loaded.config.auth.token.clone(),
         state_file: loaded.config.state.file.clone(),
+        cluster: loaded.config.cluster.clone(),
     };
     let token = std::env::var("THROTTLE_TOKEN")
         .ok()
@@ -146,9 +163,45 @@ pub fn serve(options: Options) -> Result<(), String> {
     }
     let _ = expiry.join();
     signals.close();
+    if let Some(member) = member {
+        member.stop()?;
+    }
     if let Some(keeper) = keeper {
         keeper.finish(&service)?;
     }
     log::info!("Stopped");
     Ok(())
+}
+
+/// The `[cluster]` table made ready to start a member: its secret resolved, and the options
+/// that have no meaning for a member refused.
+fn member_settings(
+    cluster: &ClusterConfig,
+    options: &Options,
+    state_file: bool,
+) -> Result<MemberSettings, String> {
+    if state_file {
+        return Err(
+            "a cluster member keeps its state in [cluster] data_dir: remove the state \
+                    file (--state-file or [state] file)"
+                .into(),
+        );
+    }
+    if options.grace.is_some() {
+        return Err(
+            "a cluster member needs no --grace: its locks survive a restart in its log".into(),
+        );
+    }
+    let secret = cluster.resolve_secret(std::env::var(cluster_config::SECRET_VARIABLE).ok())?;
+    for warning in cluster.warnings() {
+        log::warn!("{warning}");
+    }
+    Ok(MemberSettings {
+        id: cluster.id,
+        members: cluster.members.clone(),
+        data_dir: cluster.data_dir.clone(),
+        secret: secret
+            .map(|secret| secret.as_bytes().to_vec())
+            .unwrap_or_default(),
+    })
 }

@@ -8,10 +8,16 @@
 //! An acquire never blocks: a long poll that must wait gets a [`Wait`], and only
 //! [`Service::wait`] blocks on it, on a thread of the waiting pool (`waiting.rs`). So the
 //! workers that serve releases, heartbeats and scrapes are never taken by waiting clients.
+//!
+//! Every change is an [`Op`] with its deadlines counted from the moment it happens. On a single
+//! server [`Service::change`] applies it at once, at the clock's now; on a cluster member it
+//! goes through the members' log (`replication.rs`) and is applied, here and on every member,
+//! when committed, at the log's time. Only the single server sweeps expired peers on its own;
+//! a member expires them when the leader's expiry entry is applied.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use std::ops::{Deref, DerefMut};
@@ -21,11 +27,16 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::lease_watch::LeaseWatch;
-use throttle_core::Reconfigured;
-use throttle_core::{Core, LockState, PeerId, SemaphoreSettings, Time, Token};
+use crate::replication::Replication;
+use throttle_core::{Applied, Op, Outcome, Reconfigured};
+use throttle_core::{Core, Expired, LockState, PeerId, SemaphoreSettings, Time, Token};
 
 /// Peer ids stay below 2^53 so that JavaScript clients can hold them in a number.
 const PEER_ID_LIMIT: u64 = 1 << 53;
+
+/// How often a cluster member's expiry thread looks whether it leads, and what is due: a
+/// change of leader does not wake it.
+const MEMBER_POLL: Duration = Duration::from_millis(50);
 
 /// A request for a lock, from routing (`routes.rs`) to [`Service::acquire`]. Named fields,
 /// because two of them are durations that a positional call could swap unnoticed.
@@ -109,8 +120,10 @@ pub struct Service {
     max_peers: usize,
     /// The longest lease granted, for the state file's marker (`persistence.rs`).
     leases: Arc<LeaseWatch>,
-    /// Where "now" comes from for the core.
+    /// Where "now" comes from for the core, on a single server.
     clock: Clock,
+    /// Set on a cluster member: changes go through the members' log.
+    replication: OnceLock<Replication>,
 }
 
 /// The state, locked for the expiry thread: it expires what is due and sleeps on the
@@ -119,6 +132,7 @@ pub struct ExpiryWatch<'a> {
     state: Locked<'a>,
     expiry: &'a Condvar,
     clock: Clock,
+    replication: Option<&'a Replication>,
 }
 
 /// When the expiry thread should look again.
@@ -140,12 +154,34 @@ impl ExpiryWatch<'_> {
         if self.state.shutting_down {
             return Alarm::Stop;
         }
+        if let Some(replication) = self.replication {
+            return self.propose_due(replication);
+        }
         self.state.sweep(self.clock.now());
         self.state.expiry_alarm = self.state.core.next_deadline();
         match self.state.expiry_alarm {
             Some(deadline) => Alarm::At(self.clock.instant(deadline)),
             None => Alarm::Never,
         }
+    }
+
+    /// On a cluster member: only the leader expires peers, by proposing an expiry entry at the
+    /// earliest deadline of the log's time; every member expires them when it applies that
+    /// entry, whose apply wakes this thread again (`Service::apply_committed`).
+    fn propose_due(&mut self, replication: &Replication) -> Alarm {
+        let poll = Instant::now() + MEMBER_POLL;
+        let clock = replication.leader_clock();
+        let next = self.state.core.next_deadline();
+        self.state.expiry_alarm = None;
+        let (Some(clock), Some(deadline)) = (clock, next) else {
+            return Alarm::At(poll);
+        };
+        if deadline.since_epoch() <= clock.now() {
+            replication.propose(&Op::Expire);
+            return Alarm::At(poll);
+        }
+        self.state.expiry_alarm = Some(deadline);
+        Alarm::At(clock.instant(deadline.since_epoch()).min(poll))
     }
 
     /// Sleeps, with the lock released, until the alarm or until woken (an earlier deadline,
@@ -231,6 +267,13 @@ impl State {
             return;
         }
         let expired = self.core.expire(now);
+        self.log_expired(&expired);
+        self.wake(&expired.peers);
+        self.wake(&expired.granted);
+    }
+
+    /// Logs the peers that expired (debug) and the end of a grace period.
+    fn log_expired(&self, expired: &Expired) {
         if log::log_enabled!(log::Level::Debug) {
             for &id in &expired.peers {
                 let name = expired.names.iter().find(|(named, _)| *named == id);
@@ -246,8 +289,6 @@ impl State {
                 expired.granted.len()
             );
         }
-        self.wake(&expired.peers);
-        self.wake(&expired.granted);
     }
 
     /// Logs a grant (debug), with the holder's name if it has one.
@@ -286,6 +327,101 @@ impl Service {
             max_peers,
             leases: Arc::default(),
             clock,
+            replication: OnceLock::new(),
+        }
+    }
+
+    /// The service of a cluster member, to be attached to its log ([`Service::attach`]). Its
+    /// core starts empty, without semaphores: everything comes from the log, so that every
+    /// member's state is the same.
+    pub fn member(max_peers: usize) -> Service {
+        Service::new(Core::new([]), Clock::start(), max_peers)
+    }
+
+    /// Makes every change go through the members' log from now on. Called once, before any
+    /// request is served.
+    pub fn attach(&self, replication: Replication) {
+        if self.replication.set(replication).is_err() {
+            log::error!("The service was attached to a log twice; the second is ignored");
+        }
+    }
+
+    /// The members' log, on a cluster member.
+    pub fn replication(&self) -> Option<&Replication> {
+        self.replication.get()
+    }
+
+    /// Makes one change: at once, at the clock's now, on a single server; through the log on a
+    /// cluster member. `check` runs on the state first (on a member, on its latest applied
+    /// state, as an estimate); its refusal changes nothing. `op` counts its deadlines from the
+    /// moment it happens ([`Op::later`]). Returns the state, still locked, and what the
+    /// operation did.
+    fn change(
+        &self,
+        op: Op,
+        check: impl FnOnce(&Core) -> Result<(), Error>,
+    ) -> Result<(Locked<'_>, Applied), Error> {
+        match self.replication.get() {
+            None => {
+                let mut state = self.lock();
+                let now = self.clock.now();
+                state.sweep(now);
+                check(&state.core)?;
+                let op = op.later(now.since_epoch());
+                let applied = state.core.apply(now, &op);
+                self.after(&mut state, &op, &applied);
+                Ok((state, applied))
+            }
+            Some(replication) => {
+                check(&self.lock().core)?;
+                let applied = replication.commit(&op)?;
+                Ok((self.lock(), applied))
+            }
+        }
+    }
+
+    /// Applies a committed entry of the members' log at its time (the raft thread's call,
+    /// through `replication::Applier`), and wakes whom it concerns.
+    pub fn apply_committed(&self, at: Time, op: &Op) -> Applied {
+        let mut state = self.lock();
+        let applied = state.core.apply(at, op);
+        self.after(&mut state, op, &applied);
+        applied
+    }
+
+    /// Replaces the whole state with a snapshot's, and wakes every waiter to look again.
+    pub fn replace_core(&self, core: Core) {
+        let mut state = self.lock();
+        state.core = core;
+        for waiters in state.waiters.values() {
+            waiters.wake.notify_all();
+        }
+        self.expiry.notify_all();
+    }
+
+    /// Runs `f` on the core as it is, without a sweep: a snapshot of a member's state.
+    pub fn inspect_core<T>(&self, f: impl FnOnce(&Core) -> T) -> T {
+        f(&self.lock().core)
+    }
+
+    /// What follows every applied operation: the expiries logged, whom it concerns woken, the
+    /// expiry thread told of an earlier deadline.
+    fn after(&self, state: &mut State, op: &Op, applied: &Applied) {
+        state.log_expired(&applied.expired);
+        state.wake(&applied.to_wake(op));
+        self.rearm_expiry(state);
+    }
+
+    /// The time reads see, after expiring what is due on a single server (a cluster member
+    /// expires nothing on its own).
+    fn settle(&self, state: &mut State) -> Time {
+        match self.replication.get() {
+            None => {
+                let now = self.clock.now();
+                state.sweep(now);
+                now
+            }
+            Some(replication) => replication.read_time(),
         }
     }
 
@@ -299,14 +435,14 @@ impl Service {
     pub fn reconfigure(
         &self,
         semaphores: impl IntoIterator<Item = SemaphoreSettings>,
-    ) -> Reconfigured {
-        let mut state = self.lock();
-        let now = self.clock.now();
-        state.sweep(now);
-        let result = state.core.reconfigure(semaphores, now);
-        state.wake(&result.granted);
-        state.wake(&result.cancelled);
-        result
+    ) -> Result<Reconfigured, Error> {
+        let op = Op::Reconfigure {
+            semaphores: semaphores.into_iter().collect(),
+        };
+        match self.change(op, |_| Ok(()))?.1.outcome? {
+            Outcome::Reconfigure(result) => Ok(result),
+            other => unreachable!("a reconfiguration answered {other:?}"),
+        }
     }
 
     /// Creates a peer with a fresh random id and the holder's name, if given.
@@ -314,13 +450,14 @@ impl Service {
         self.leases.note(expires_in);
         loop {
             let id = rand::random_range(0..PEER_ID_LIMIT);
-            let mut state = self.lock();
-            let now = self.clock.now();
-            state.sweep(now);
-            self.check_peer_limit(&state)?;
-            if state.core.new_peer(id, now + expires_in) {
-                state.core.set_name(id, name);
-                self.rearm_expiry(&state);
+            let op = Op::NewPeer {
+                id,
+                expires_at: Time::ZERO + expires_in,
+                name: name.map(str::to_owned),
+            };
+            let (_, applied) = self.change(op, |core| self.check_peer_limit(core))?;
+            // A taken id (one in 2^53) changed nothing: draw another.
+            if applied.outcome? == (Outcome::NewPeer { created: true }) {
                 return Ok(id);
             }
         }
@@ -328,23 +465,18 @@ impl Service {
 
     pub fn heartbeat(&self, id: PeerId, expires_in: Duration) -> Result<(), Error> {
         self.leases.note(expires_in);
-        let mut state = self.lock();
-        let now = self.clock.now();
-        state.sweep(now);
-        state.core.heartbeat(id, now + expires_in)?;
-        self.rearm_expiry(&state);
+        let op = Op::Heartbeat {
+            id,
+            expires_at: Time::ZERO + expires_in,
+        };
+        self.change(op, |_| Ok(()))?.1.outcome?;
         Ok(())
     }
 
     /// Removes the peer and its locks. Unknown peers are fine: the result is the same.
-    pub fn remove_peer(&self, id: PeerId) {
-        let mut state = self.lock();
-        let now = self.clock.now();
-        state.sweep(now);
-        if let Some(granted) = state.core.remove_peer(id, now) {
-            state.wake(&[id]);
-            state.wake(&granted);
-        }
+    pub fn remove_peer(&self, id: PeerId) -> Result<(), Error> {
+        self.change(Op::RemovePeer { id }, |_| Ok(()))?.1.outcome?;
+        Ok(())
     }
 
     /// Asks for a lock. Never blocks: when the lock is pending and the request may wait
@@ -361,24 +493,24 @@ impl Service {
         if let Some(lease) = expires_in {
             self.leases.note(lease);
         }
-        let mut state = self.lock();
         let started = Instant::now();
-        let now = self.clock.time(started);
-        state.sweep(now);
-        let expires_at = expires_in.map(|d| now + d);
-        let acquisition = state.core.acquire(id, &semaphore, count, expires_at, now)?;
-        if let Some(token) = acquisition.token {
+        let op = Op::Acquire {
+            id,
+            semaphore: semaphore.clone(),
+            count,
+            expires_at: expires_in.map(|lease| Time::ZERO + lease),
+        };
+        let (state, applied) = self.change(op, |_| Ok(()))?;
+        let (lock, token) = match applied.outcome? {
+            Outcome::Acquire { state, token } => (state, token),
+            other => unreachable!("an acquire answered {other:?}"),
+        };
+        if let Some(token) = token {
             state.log_grant(id, &semaphore, token);
-        }
-        state.wake(&acquisition.granted);
-        if expires_at.is_some() {
-            self.rearm_expiry(&state);
         }
         match block_for {
             Some(block_for)
-                if acquisition.state == LockState::Pending
-                    && !block_for.is_zero()
-                    && !state.shutting_down =>
+                if lock == LockState::Pending && !block_for.is_zero() && !state.shutting_down =>
             {
                 Ok(Acquired::Wait(Wait {
                     peer: id,
@@ -388,7 +520,7 @@ impl Service {
                     deadline: started.checked_add(block_for).unwrap_or(started),
                 }))
             }
-            _ => Ok(Acquired::Now(match acquisition.token {
+            _ => Ok(Acquired::Now(match token {
                 Some(token) => Answer::Acquired(token),
                 None => Answer::Pending,
             })),
@@ -411,7 +543,7 @@ impl Service {
             deadline,
         } = wait;
         let mut state = self.lock();
-        state.sweep(self.clock.now());
+        self.settle(&mut state);
         let (waiter, ticket) = {
             let waiters = state.waiters.entry(id).or_default();
             waiters.running += 1;
@@ -446,7 +578,7 @@ impl Service {
                 Ok(Some(LockState::Pending)) => {}
             }
             timed_out = waiter.wait_until(&mut state.guard, deadline).timed_out();
-            state.sweep(self.clock.now());
+            self.settle(&mut state);
         };
         state.long_polls.waiting -= 1;
         if let Entry::Occupied(mut entry) = state.waiters.entry(id) {
@@ -475,12 +607,11 @@ impl Service {
     }
 
     pub fn release_lock(&self, id: PeerId, semaphore: &str) -> Result<(), Error> {
-        let mut state = self.lock();
-        let now = self.clock.now();
-        state.sweep(now);
-        let granted = state.core.release_lock(id, semaphore, now)?;
-        state.wake(&[id]);
-        state.wake(&granted);
+        let op = Op::ReleaseLock {
+            id,
+            semaphore: semaphore.to_owned(),
+        };
+        self.change(op, |_| Ok(()))?.1.outcome?;
         Ok(())
     }
 
@@ -496,15 +627,20 @@ impl Service {
             ref name,
         } = *request;
         self.leases.note(expires_in);
-        let mut state = self.lock();
-        let now = self.clock.now();
-        state.sweep(now);
-        if !state.core.has_peer(id) {
-            self.check_peer_limit(&state)?;
-        }
-        state.core.restore(id, now + expires_in, acquired, tokens)?;
-        state.core.set_name(id, name.as_deref());
-        self.rearm_expiry(&state);
+        let op = Op::Restore {
+            id,
+            expires_at: Time::ZERO + expires_in,
+            acquired: acquired.clone(),
+            tokens: tokens.clone(),
+            name: name.clone(),
+        };
+        let check = |core: &Core| {
+            if core.has_peer(id) {
+                return Ok(());
+            }
+            self.check_peer_limit(core)
+        };
+        self.change(op, check)?.1.outcome?;
         Ok(())
     }
 
@@ -512,8 +648,7 @@ impl Service {
     /// peers, the metrics. Keep `f` short: every other request waits for it.
     pub fn inspect<T>(&self, f: impl FnOnce(&Core, LongPolls, Time) -> T) -> T {
         let mut state = self.lock();
-        let now = self.clock.now();
-        state.sweep(now);
+        let now = self.settle(&mut state);
         f(&state.core, state.long_polls, now)
     }
 
@@ -528,12 +663,16 @@ impl Service {
             state: self.lock(),
             expiry: &self.expiry,
             clock: self.clock,
+            replication: self.replication.get(),
         }
     }
 
     /// Answers every waiting long poll and stops the expiry thread. Requests arriving after
     /// this are still served, but no longer wait.
     pub fn shut_down(&self) {
+        if let Some(replication) = self.replication.get() {
+            replication.shut_down();
+        }
         let mut state = self.lock();
         state.shutting_down = true;
         for waiters in state.waiters.values() {
@@ -542,8 +681,8 @@ impl Service {
         self.expiry.notify_all();
     }
 
-    fn check_peer_limit(&self, state: &State) -> Result<(), Error> {
-        if state.core.num_peers() >= self.max_peers {
+    fn check_peer_limit(&self, core: &Core) -> Result<(), Error> {
+        if core.num_peers() >= self.max_peers {
             return Err(Error::TooManyPeers {
                 limit: self.max_peers,
             });
@@ -713,7 +852,7 @@ mod tests {
         );
         // Restoring a peer that exists creates nothing, so it is fine at the limit.
         assert_eq!(service.restore(&restore(ids[0])), Ok(()));
-        service.remove_peer(ids[1]);
+        service.remove_peer(ids[1]).unwrap();
         assert!(service.new_peer(MINUTE, None).is_ok());
     }
 
@@ -771,7 +910,7 @@ mod tests {
         let service = service(1);
         let (_holder, waiter) = holder_and_waiter(&service);
         let waiting = wait_in_background(&service, waiter, None);
-        service.remove_peer(waiter);
+        service.remove_peer(waiter).unwrap();
         assert_eq!(
             waiting.answer(),
             Err(Error::Refused(throttle_core::Error::UnknownPeer))

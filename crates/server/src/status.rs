@@ -51,6 +51,25 @@ pub struct Snapshot {
     /// Time left of the grace period after a restart (no new locks are granted); `None`
     /// outside of one. The page shows it as a banner.
     pub grace_remaining: Option<Duration>,
+    /// What this member knows of its cluster; `None` on a single server. Not the core's: the
+    /// caller fills it in after [`Snapshot::take`].
+    pub cluster: Option<ClusterView>,
+}
+
+/// A cluster member's view of the cluster, as `/status.json` and the page show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterView {
+    /// This member's id.
+    pub id: u64,
+    /// How many members the cluster has.
+    pub members: usize,
+    /// The member that leads; `None` during an election or without a quorum.
+    pub leader: Option<u64>,
+    pub term: u64,
+    /// The highest log index on a majority's disks, as this member knows it.
+    pub commit: u64,
+    /// The highest log index applied here.
+    pub applied: u64,
 }
 
 /// A listed peer: the core's view, and how long its pending lock has waited, which only the
@@ -99,6 +118,7 @@ impl Snapshot {
             peers,
             num_peers: core.num_peers(),
             grace_remaining: core.grace_remaining(now),
+            cluster: None,
         }
     }
 
@@ -147,6 +167,14 @@ impl Snapshot {
             "peers": peers,
             "num_peers": self.num_peers,
             "grace_remaining_ms": self.grace_remaining.map(millis),
+            "cluster": self.cluster.as_ref().map(|cluster| json!({
+                "id": cluster.id,
+                "members": cluster.members,
+                "leader": cluster.leader,
+                "term": cluster.term,
+                "commit": cluster.commit,
+                "applied": cluster.applied,
+            })),
             "waiters_per_semaphore": WAITERS_PER_SEMAPHORE,
             "peers_expiring_first": PEERS_EXPIRING_FIRST,
         })
@@ -224,6 +252,16 @@ impl Snapshot {
                 }
                 None => out.push_str("<p id=\"grace\" class=\"banner\" hidden></p>"),
             },
+            "CLUSTER" => match &self.cluster {
+                Some(cluster) => {
+                    let _ = write!(
+                        out,
+                        "<p id=\"cluster\" class=\"banner\">{}</p>",
+                        escape(&cluster_line(cluster))
+                    );
+                }
+                None => out.push_str("<p id=\"cluster\" class=\"banner\" hidden></p>"),
+            },
             "WAITERS" => out.push_str(&WAITERS_PER_SEMAPHORE.to_string()),
             "FIRST" => out.push_str(&PEERS_EXPIRING_FIRST.to_string()),
             "VERSION" => out.push_str(env!("CARGO_PKG_VERSION")),
@@ -234,6 +272,19 @@ impl Snapshot {
             _ => {}
         })
     }
+}
+
+/// The cluster banner's text; the page's script writes the same from `status.json`.
+fn cluster_line(cluster: &ClusterView) -> String {
+    let leader = match cluster.leader {
+        Some(leader) if leader == cluster.id => "this member leads".to_owned(),
+        Some(leader) => format!("member {leader} leads"),
+        None => "no leader: nothing is granted until a majority elects one".to_owned(),
+    };
+    format!(
+        "Member {} of a cluster of {}: {leader} (term {}, commit {}, applied {})",
+        cluster.id, cluster.members, cluster.term, cluster.commit, cluster.applied
+    )
 }
 
 /// The page without data, for a browser that has not sent the token the server needs. Its

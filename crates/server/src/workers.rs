@@ -20,7 +20,7 @@ use crate::peers_json;
 use crate::reply::Reply;
 use crate::routes::{self, Route};
 use crate::service::{Acquired, Answer, Service, Wait};
-use crate::status::{self, Snapshot};
+use crate::status::{self, ClusterView, Snapshot};
 use crate::waiting::WaitPool;
 use throttle_core::PeerInfo;
 
@@ -265,16 +265,8 @@ fn handle(app: &App, route: Route) -> Result<Outcome, Error> {
         }
         Route::Greeting => Reply::greeting(GREETING),
         // The snapshot is copied under the lock and rendered after it is released.
-        Route::StatusPage => Reply::status_page(
-            service
-                .inspect(|core, _, now| Snapshot::take(core, now))
-                .to_html(),
-        ),
-        Route::StatusJson => Reply::json(
-            service
-                .inspect(|core, _, now| Snapshot::take(core, now))
-                .to_json(),
-        ),
+        Route::StatusPage => Reply::status_page(status_snapshot(service).to_html()),
+        Route::StatusJson => Reply::json(status_snapshot(service).to_json()),
         Route::Health => Reply::text(200, "Ok"),
         Route::Version => Reply::text(200, env!("CARGO_PKG_VERSION")),
         Route::Favicon => Reply::ok("image/x-icon", FAVICON.to_vec()),
@@ -290,7 +282,7 @@ fn handle(app: &App, route: Route) -> Result<Outcome, Error> {
             Reply::text(200, "Ok")
         }
         Route::RemovePeer { peer } => {
-            service.remove_peer(peer);
+            service.remove_peer(peer)?;
             Reply::text(200, "Ok")
         }
         Route::ReleaseLock { peer, semaphore } => {
@@ -320,6 +312,24 @@ fn handle(app: &App, route: Route) -> Result<Outcome, Error> {
         }
     };
     Ok(Outcome::Reply(reply))
+}
+
+/// What the status page and `/status.json` show: the core's view, taken under the lock, and on
+/// a cluster member what it knows of the cluster.
+fn status_snapshot(service: &Service) -> Snapshot {
+    let mut snapshot = service.inspect(|core, _, now| Snapshot::take(core, now));
+    snapshot.cluster = service.replication().map(|replication| {
+        let status = replication.status();
+        ClusterView {
+            id: status.id,
+            members: replication.members(),
+            leader: status.leader,
+            term: status.term,
+            commit: status.commit,
+            applied: status.applied,
+        }
+    });
+    snapshot
 }
 
 #[cfg(test)]

@@ -59,6 +59,13 @@
       cell(tr, dur(x.expires_in_ms), "n");
     });
     $("peer-count").textContent = "showing " + s.peers.length + " of " + s.num_peers;
+    const cluster = $("cluster");
+    const c = s.cluster;
+    cluster.hidden = c == null;
+    cluster.textContent = c == null ? "" : "Member " + c.id + " of a cluster of " + c.members + ": " +
+      (c.leader == null ? "no leader: nothing is granted until a majority elects one"
+        : c.leader === c.id ? "this member leads" : "member " + c.leader + " leads") +
+      " (term " + c.term + ", commit " + c.commit + ", applied " + c.applied + ")";
     const grace = $("grace");
     grace.hidden = s.grace_remaining_ms == null;
     grace.textContent = grace.hidden ? "" : "Grace period after a restart: no new locks are granted for " +

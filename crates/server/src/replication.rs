@@ -1,0 +1,313 @@
+//! How a cluster member's service changes its state: through the members' log, not at once.
+//!
+//! A worker turns a request into an [`Op`] whose deadlines count from the entry's own time,
+//! proposes it ([`Replication::commit`]) and waits for this member to apply it: then the entry
+//! is on a majority's disk, and the [`Applied`] result this member computed is the answer. The
+//! member's raft thread applies every committed entry through [`Applier`] (the
+//! `throttle_cluster::Machine` of the service), in log order and at the log's time, whoever
+//! proposed it; waking waiters and the expiry thread is then the same as on a single server.
+//!
+//! What this is not: the log, elections or the links (`throttle-cluster`), nor what an entry
+//! means (the core's `Core::apply`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use throttle_cluster::node::{Committed, LogClock, Machine, Proposer, Status, StatusHandle};
+use throttle_core::{Applied, Core, Op, SemaphoreSettings, Time};
+
+use crate::error::Error;
+use crate::service::Service;
+
+/// How long a request waits for its entry to be applied: through an election (a second or
+/// so) and then some. A request without an answer by then answers `503 No quorum`.
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How often a refused proposal (no leader known) is tried again while the request waits.
+const RETRY: Duration = Duration::from_millis(20);
+
+/// The service's side of a member: where it proposes, and what it knows of the cluster.
+pub struct Replication {
+    proposer: Proposer,
+    status: StatusHandle,
+    shared: Shared,
+    members: usize,
+}
+
+/// What the service's side and the [`Applier`] share.
+#[derive(Clone)]
+pub struct Shared {
+    proposals: Arc<Proposals>,
+    /// The log time of the last entry applied, and when it was applied here: followers read
+    /// the time from it (see [`Replication::read_time`]).
+    applied_at: Arc<Mutex<(Time, Instant)>>,
+}
+
+impl Replication {
+    /// A member's way to its log, sharing `shared` with the member's [`Applier`], in a cluster
+    /// of `members`.
+    pub fn new(
+        proposer: Proposer,
+        status: StatusHandle,
+        shared: Shared,
+        members: usize,
+    ) -> Replication {
+        Replication {
+            proposer,
+            status,
+            shared,
+            members,
+        }
+    }
+
+    /// How many members the cluster has.
+    pub fn members(&self) -> usize {
+        self.members
+    }
+
+    /// Proposes `op` and waits until this member applied it: the result, once the entry is
+    /// on a majority's disk. A proposal refused for want of a leader is tried again until
+    /// [`COMMIT_TIMEOUT`]; an entry neither applied nor refused by then answers `No quorum`,
+    /// and may still be applied later (every operation but a new peer's is idempotent, so a
+    /// client may repeat it).
+    pub fn commit(&self, op: &Op) -> Result<Applied, Error> {
+        let mut payload = Vec::new();
+        op.encode(&mut payload);
+        let deadline = Instant::now() + COMMIT_TIMEOUT;
+        loop {
+            let seq = self.shared.proposals.propose(&self.proposer, &payload)?;
+            match self.shared.proposals.wait(seq, deadline) {
+                Waited::Applied(applied) => return Ok(*applied),
+                Waited::Refused if Instant::now() + RETRY < deadline => {
+                    std::thread::sleep(RETRY);
+                }
+                Waited::Refused => {
+                    return Err(Error::NoQuorum(format!(
+                        "no leader elected within {}s",
+                        COMMIT_TIMEOUT.as_secs()
+                    )));
+                }
+                Waited::TimedOut => {
+                    return Err(Error::NoQuorum(format!(
+                        "the change was not committed within {}s",
+                        COMMIT_TIMEOUT.as_secs()
+                    )));
+                }
+                Waited::Stopped => {
+                    return Err(Error::NoQuorum("the member is stopping".into()));
+                }
+            }
+        }
+    }
+
+    /// Proposes `op` and does not wait: the expiry thread's expiries.
+    pub fn propose(&self, op: &Op) {
+        let mut payload = Vec::new();
+        op.encode(&mut payload);
+        // A proposal that goes nowhere is proposed again at the next alarm.
+        let _ = self.proposer.propose(&payload);
+    }
+
+    /// The log's clock while this member leads.
+    pub fn leader_clock(&self) -> Option<LogClock> {
+        self.status.get().clock
+    }
+
+    /// What this member knows of the cluster.
+    pub fn status(&self) -> Status {
+        self.status.get()
+    }
+
+    /// The log time now, as well as this member knows it: the leader's clock on the leader;
+    /// elsewhere the last applied entry's time plus the time since it was applied here. Only
+    /// for showing leases (`expires_in`); nothing is decided on it.
+    pub fn read_time(&self) -> Time {
+        if let Some(clock) = self.leader_clock() {
+            return Time::from_epoch(clock.now());
+        }
+        let (at, applied) = *self.shared.applied_at.lock();
+        at + applied.elapsed()
+    }
+
+    /// Answers every request waiting for its entry: the member stops.
+    pub fn shut_down(&self) {
+        self.shared.proposals.shut_down();
+    }
+}
+
+/// The service as the raft thread's state machine: applies committed entries to the core,
+/// takes and restores snapshots, and hands each proposer its result.
+pub struct Applier {
+    service: Arc<Service>,
+    shared: Shared,
+    /// This member's configured semaphores: proposed when it is elected (the cluster's
+    /// configuration is the last leader's, see ARCHITECTURE.md).
+    semaphores: Vec<SemaphoreSettings>,
+}
+
+impl Applier {
+    /// The machine of `service`, which a cluster member starts empty: its state comes from the
+    /// log and its snapshots only, so every member's is the same.
+    pub fn new(service: Arc<Service>, semaphores: Vec<SemaphoreSettings>) -> Applier {
+        Applier {
+            service,
+            shared: Shared {
+                proposals: Arc::default(),
+                applied_at: Arc::new(Mutex::new((Time::ZERO, Instant::now()))),
+            },
+            semaphores,
+        }
+    }
+
+    /// What the member's [`Replication`] shares with this machine.
+    pub fn shared(&self) -> Shared {
+        self.shared.clone()
+    }
+}
+
+impl Machine for Applier {
+    fn apply(&mut self, entry: Committed<'_>) {
+        let at = Time::from_epoch(entry.at);
+        *self.shared.applied_at.lock() = (at, Instant::now());
+        let op = match Op::decode(entry.payload) {
+            Ok(op) => op.later(entry.at),
+            Err(error) => {
+                // Every member skips it alike, so their states stay the same.
+                log::error!("Log entry {} is unreadable, skipped: {error}", entry.index);
+                return;
+            }
+        };
+        if let Op::Reconfigure { semaphores } = &op
+            && *semaphores != self.semaphores
+        {
+            log::warn!(
+                "The cluster's semaphores (log entry {}) differ from this member's \
+                 configuration file: following the log",
+                entry.index
+            );
+        }
+        let applied = self.service.apply_committed(at, &op);
+        if let Some(seq) = entry.mine {
+            self.shared.proposals.fulfil(seq, applied);
+        }
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.service.inspect_core(Core::encode_snapshot)
+    }
+
+    fn restore(&mut self, data: &[u8]) {
+        match Core::decode_snapshot(data) {
+            Ok(core) => self.service.replace_core(core),
+            // A snapshot this member wrote or a member sent it: unreadable means another
+            // version or a broken disk, and going on from an empty state would be wrong.
+            Err(error) => {
+                log::error!("The snapshot is unreadable: {error}; stopping");
+                std::process::exit(1);
+            }
+        }
+    }
+
+    fn refused(&mut self, seq: u64) {
+        self.shared.proposals.refuse(seq);
+    }
+
+    fn elected(&mut self) -> Option<Vec<u8>> {
+        log::info!("Elected leader: proposing this member's semaphores");
+        let mut payload = Vec::new();
+        Op::Reconfigure {
+            semaphores: self.semaphores.clone(),
+        }
+        .encode(&mut payload);
+        Some(payload)
+    }
+}
+
+/// The proposals of this member that someone waits for, by number.
+#[derive(Default)]
+struct Proposals {
+    slots: Mutex<Slots>,
+    /// Signalled when any slot is filled; each waiter looks at its own.
+    filled: Condvar,
+}
+
+#[derive(Default)]
+struct Slots {
+    waiting: HashMap<u64, Slot>,
+    stopped: bool,
+}
+
+enum Slot {
+    Waiting,
+    Applied(Box<Applied>),
+    Refused,
+}
+
+/// How a wait for an entry ended.
+enum Waited {
+    Applied(Box<Applied>),
+    Refused,
+    TimedOut,
+    Stopped,
+}
+
+impl Proposals {
+    /// Proposes `payload` with a slot for its result, made before the proposal can be applied.
+    fn propose(&self, proposer: &Proposer, payload: &[u8]) -> Result<u64, Error> {
+        let mut slots = self.slots.lock();
+        if slots.stopped {
+            return Err(Error::NoQuorum("the member is stopping".into()));
+        }
+        let seq = proposer
+            .propose(payload)
+            .map_err(|_| Error::NoQuorum("the member's log has stopped".into()))?;
+        slots.waiting.insert(seq, Slot::Waiting);
+        Ok(seq)
+    }
+
+    fn wait(&self, seq: u64, deadline: Instant) -> Waited {
+        let mut slots = self.slots.lock();
+        loop {
+            if slots.stopped {
+                slots.waiting.remove(&seq);
+                return Waited::Stopped;
+            }
+            match slots.waiting.remove(&seq) {
+                Some(Slot::Applied(applied)) => return Waited::Applied(applied),
+                Some(Slot::Refused) => return Waited::Refused,
+                Some(Slot::Waiting) => {
+                    slots.waiting.insert(seq, Slot::Waiting);
+                }
+                None => return Waited::Stopped,
+            }
+            if self.filled.wait_until(&mut slots, deadline).timed_out() {
+                slots.waiting.remove(&seq);
+                return Waited::TimedOut;
+            }
+        }
+    }
+
+    fn fulfil(&self, seq: u64, applied: Applied) {
+        self.fill(seq, Slot::Applied(Box::new(applied)));
+    }
+
+    fn refuse(&self, seq: u64) {
+        self.fill(seq, Slot::Refused);
+    }
+
+    /// Fills a slot someone waits in; an entry nobody waits for any more is dropped.
+    fn fill(&self, seq: u64, result: Slot) {
+        let mut slots = self.slots.lock();
+        if let Some(slot) = slots.waiting.get_mut(&seq) {
+            *slot = result;
+            self.filled.notify_all();
+        }
+    }
+
+    fn shut_down(&self) {
+        self.slots.lock().stopped = true;
+        self.filled.notify_all();
+    }
+}
