@@ -52,8 +52,8 @@ class Client(Settings):
     * ``base_url``: the server's URL, e.g. ``http://localhost:8000``.
     * ``retry_for``: how long a request keeps being retried after connection errors and 5xx
       answers before the last error is raised (``ServerUnavailable`` for a server that could
-      not be reached, ``UnexpectedResponse`` for a 5xx answer). A 503 ``Too many peers`` is not retried; it
-      raises ``TooManyPeers`` at once.
+      not be reached, ``UnexpectedResponse`` for a 5xx answer). A 503 ``Too many peers`` is
+      not retried; it raises ``TooManyPeers`` at once.
     * ``request_timeout``: how long to wait for an answer, on top of any ``block_for``.
     * ``token``: the server's access token, sent as ``Authorization: Bearer <token>``. ``None``
       (the default) takes it from the environment variable ``THROTTLE_TOKEN`` when the client is

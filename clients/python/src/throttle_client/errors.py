@@ -217,8 +217,9 @@ class ServerUnavailable(ThrottleError):
 
     ``attempts`` lists each server tried with the last failure it gave, so the message reads
     ``server http://a:8000 unreachable within 60 s: connection refused``; ``retry_for`` is how
-    long the client kept trying (``None`` for a failure that is not retried). A 5xx answer that persisted is no ``ServerUnavailable`` but an
-    ``UnexpectedResponse`` (the server is there and says what is wrong).
+    long the client kept trying (``None`` for a failure that is not retried). A 5xx answer
+    that persisted is no ``ServerUnavailable`` but an ``UnexpectedResponse``: the server is
+    there and says what is wrong.
     """
 
     def __init__(self, attempts: Sequence[Attempt], retry_for: Optional[timedelta]) -> None:

@@ -48,7 +48,9 @@ _DEFAULT_MAX_LONG_POLLS = 256
 class _Pools:
     """The connections of one event loop, and how many of each kind of request are open."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, base_url: str, max_connections: int) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, base_url: str, max_connections: int
+    ) -> None:
         self.loop = loop
         self.connections = Pool(base_url, _wire.CONNECT_TIMEOUT_SECONDS)
         self.quick_gate = asyncio.Semaphore(max_connections)
