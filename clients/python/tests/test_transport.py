@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import socket
 import threading
 import time
@@ -66,6 +67,9 @@ def test_connection_errors_are_retried_for_a_bounded_time() -> None:
     assert raised.value.attempts == [(url, "connection refused")]
     # What the 0.5 client raised, for `except` clauses written for it.
     assert isinstance(raised.value, requests.ConnectionError)
+    # It crosses process boundaries, e.g. from a worker process to its parent.
+    copy = pickle.loads(pickle.dumps(raised.value))
+    assert type(copy) is type(raised.value) and str(copy) == str(raised.value)
 
 
 def test_a_timeout_is_server_unavailable_and_a_requests_timeout() -> None:

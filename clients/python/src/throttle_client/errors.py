@@ -34,7 +34,7 @@ import errno
 import socket
 import ssl
 from datetime import timedelta
-from typing import Dict, Iterator, NamedTuple, Optional, Sequence, Set, Type
+from typing import Any, Dict, Iterator, NamedTuple, Optional, Sequence, Set, Tuple, Type
 
 
 class ThrottleError(Exception):
@@ -226,6 +226,10 @@ class ServerUnavailable(ThrottleError):
         self.attempts = list(attempts)
         self.retry_for = retry_for
         super().__init__(_unavailable_message(self.attempts, retry_for))
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        # Pickled by its arguments (e.g. from a worker process to its parent), not its message.
+        return (type(self), (self.attempts, self.retry_for))
 
 
 def _unavailable_message(attempts: Sequence[Attempt], retry_for: Optional[timedelta]) -> str:
