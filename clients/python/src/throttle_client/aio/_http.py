@@ -73,6 +73,7 @@ class Pool:
         self._prefix = parts.path.rstrip("/")
         self._connect_timeout = connect_timeout
         self._idle: List[_Connection] = []
+        self._closed = False
 
     async def request(
         self,
@@ -97,7 +98,9 @@ class Pool:
         return await self._exchange(connection, data, timeout)
 
     def close(self) -> None:
-        """Close the idle connections; those in use close when their answers are in."""
+        """Close the idle connections; those in use close when their answers are in. A closed
+        pool still sends requests, each on a connection of its own."""
+        self._closed = True
         idle, self._idle = self._idle, []
         for connection in idle:
             connection.close()
@@ -110,7 +113,7 @@ class Pool:
             # state: nothing more is read from it.
             connection.close()
             raise
-        if connection.reusable:
+        if connection.reusable and not self._closed:
             self._idle.append(connection)
         else:
             connection.close()
