@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import pickle
 import socket
+import threading
 import time
 from datetime import timedelta
 from typing import Tuple
 
-import httpx
 import pytest
 
 from throttle_client import (
@@ -18,6 +18,7 @@ from throttle_client import (
     InvalidCount,
     LockHierarchyViolation,
     RestoreConflict,
+    ServerUnavailable,
     Timeout,
     TooManyPeers,
     Unauthorized,
@@ -113,13 +114,39 @@ async def test_connection_errors_are_retried_for_a_bounded_time() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
     started = time.monotonic()
-    async with AsyncClient(
-        f"http://127.0.0.1:{port}", retry_for=timedelta(milliseconds=400)
-    ) as client:
-        with pytest.raises(httpx.TransportError):
+    async with AsyncClient(url, retry_for=timedelta(milliseconds=400)) as client:
+        with pytest.raises(ServerUnavailable) as raised:
             await client.remainder("A")
     assert 0.3 <= time.monotonic() - started < 3
+    assert str(raised.value) == f"server {url} unreachable within 0.4 s: connection refused"
+    assert raised.value.attempts == [(url, "connection refused")]
+
+
+async def test_a_timeout_is_server_unavailable() -> None:
+    answer = threading.Event()
+
+    def script(method: str, path: str) -> Tuple[int, str]:
+        answer.wait(timeout=10)
+        return 200, "1"
+
+    with StubServer(script) as stub:
+        async with AsyncClient(
+            stub.url,
+            retry_for=timedelta(milliseconds=0),
+            request_timeout=timedelta(milliseconds=100),
+        ) as client:
+            with pytest.raises(ServerUnavailable) as raised:
+                await client.remainder("A")
+        answer.set()
+    assert str(raised.value) == f"server {stub.url} unreachable within 0 s: timed out"
+
+
+async def test_a_url_that_is_no_http_url_is_server_unavailable_at_once() -> None:
+    async with AsyncClient("localhost:8000") as client:
+        with pytest.raises(ServerUnavailable, match="^server localhost:8000 unreachable: "):
+            await client.remainder("A")
 
 
 async def test_an_early_202_does_not_turn_lock_into_a_busy_loop() -> None:

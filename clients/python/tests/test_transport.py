@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
 import socket
+import threading
 import time
 from datetime import timedelta
 from typing import Tuple
@@ -10,7 +12,14 @@ from typing import Tuple
 import pytest
 import requests
 
-from throttle_client import Client, Timeout, UnexpectedResponse, UnknownSemaphore, lock
+from throttle_client import (
+    Client,
+    ServerUnavailable,
+    Timeout,
+    UnexpectedResponse,
+    UnknownSemaphore,
+    lock,
+)
 
 from .stub_server import StubServer
 
@@ -48,11 +57,47 @@ def test_connection_errors_are_retried_for_a_bounded_time() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    client = Client(f"http://127.0.0.1:{port}", retry_for=timedelta(milliseconds=400))
+    url = f"http://127.0.0.1:{port}"
+    client = Client(url, retry_for=timedelta(milliseconds=400))
     started = time.monotonic()
-    with pytest.raises(requests.ConnectionError):
+    with pytest.raises(ServerUnavailable) as raised:
         client.remainder("A")
     assert 0.3 <= time.monotonic() - started < 3
+    assert str(raised.value) == f"server {url} unreachable within 0.4 s: connection refused"
+    assert raised.value.attempts == [(url, "connection refused")]
+    # What the 0.5 client raised, for `except` clauses written for it.
+    assert isinstance(raised.value, requests.ConnectionError)
+    # It crosses process boundaries, e.g. from a worker process to its parent.
+    copy = pickle.loads(pickle.dumps(raised.value))
+    assert type(copy) is type(raised.value) and str(copy) == str(raised.value)
+
+
+def test_a_timeout_is_server_unavailable_and_a_requests_timeout() -> None:
+    # The stub answers only once the client has given up waiting.
+    answer = threading.Event()
+
+    def script(method: str, path: str) -> Tuple[int, str]:
+        answer.wait(timeout=10)
+        return 200, "1"
+
+    with StubServer(script) as stub:
+        client = Client(
+            stub.url,
+            retry_for=timedelta(milliseconds=0),
+            request_timeout=timedelta(milliseconds=100),
+        )
+        with pytest.raises(ServerUnavailable) as raised:
+            client.remainder("A")
+        answer.set()
+    assert str(raised.value) == f"server {stub.url} unreachable within 0 s: timed out"
+    assert isinstance(raised.value, requests.Timeout)
+
+
+def test_a_url_requests_cannot_send_to_is_server_unavailable_at_once() -> None:
+    with pytest.raises(ServerUnavailable) as raised:
+        Client("localhost:8000").remainder("A")
+    assert str(raised.value).startswith("server localhost:8000 unreachable: ")
+    assert isinstance(raised.value, requests.RequestException)
 
 
 def test_one_connection_serves_consecutive_requests() -> None:

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::backoff::Backoff;
-use crate::error::{Error, is_peer_limit};
+use crate::error::{Error, Unreachable, is_peer_limit};
 
 /// How long [`Client::new`] keeps retrying a request that failed on the way (connection
 /// refused or reset, timeout) or on the server (5xx, but not 503 `Too many peers`, see
@@ -541,7 +541,14 @@ impl Client {
                         answer.peer_expired,
                     )),
                     Ok(answer) => Ok(answer),
-                    Err(error) => Err(Error::Transport(error)),
+                    Err(error) => {
+                        let retried_for = retryable.then_some(self.retry_budget);
+                        Err(Error::Transport(Unreachable::new(
+                            &self.base_url,
+                            error,
+                            retried_for,
+                        )))
+                    }
                 };
             }
             let shown = outcome.as_ref().map(|answer| (answer.status, &answer.body));

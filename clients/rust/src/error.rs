@@ -115,10 +115,85 @@ pub enum Error {
         /// The semaphore that is already held.
         semaphore: String,
     },
-    /// The request did not get an answer: the connection failed or timed out, the server is
-    /// not reachable, the URL is malformed. Transient failures are retried before this is
-    /// returned.
-    Transport(ureq::Error),
+    /// The request did not get an answer: the connection was refused or failed, it timed out,
+    /// the host was not found, the URL is malformed. Failures that may heal are retried within
+    /// the retry budget before this is returned. [`Unreachable`] names the server and what
+    /// went wrong, e.g. `server http://a:8000 unreachable within 60s: connection refused`.
+    Transport(Unreachable),
+}
+
+/// Why a request got no answer: the server tried, what went wrong, and how long the client
+/// kept trying. The HTTP library's own error is its [`source`](std::error::Error::source), so
+/// the library does not show in the crate's API.
+#[derive(Debug)]
+pub struct Unreachable {
+    server: String,
+    reason: String,
+    retried_for: Option<Duration>,
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl Unreachable {
+    /// `retried_for`: the retry budget spent, or `None` for a failure that is not retried.
+    pub(crate) fn new(server: &str, error: ureq::Error, retried_for: Option<Duration>) -> Self {
+        Unreachable {
+            server: server.to_owned(),
+            reason: reason(&error),
+            retried_for,
+            source: Box::new(error),
+        }
+    }
+
+    /// The server's URL, as the client was given it.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// What went wrong, in a few words: `connection refused`, `timed out`, ...
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// How long the client kept trying (its retry budget), or `None` if the failure is one no
+    /// retry heals (a malformed URL, say) and it was returned at once.
+    pub fn retried_for(&self) -> Option<Duration> {
+        self.retried_for
+    }
+}
+
+impl fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Unreachable { server, reason, .. } = self;
+        match self.retried_for {
+            Some(budget) => write!(f, "server {server} unreachable within {budget:?}: {reason}"),
+            None => write!(f, "server {server} unreachable: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for Unreachable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// A transport failure in a few words, for [`Unreachable::reason`].
+fn reason(error: &ureq::Error) -> String {
+    use std::io::ErrorKind;
+    match error {
+        ureq::Error::Io(io) => match io.kind() {
+            ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+            ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {
+                "connection reset".to_owned()
+            }
+            ErrorKind::TimedOut => "timed out".to_owned(),
+            _ => io.to_string(),
+        },
+        ureq::Error::Timeout(_) => "timed out".to_owned(),
+        ureq::Error::HostNotFound => "host not found".to_owned(),
+        ureq::Error::ConnectionFailed => "connection failed".to_owned(),
+        other => other.to_string(),
+    }
 }
 
 impl fmt::Display for Error {
@@ -154,7 +229,7 @@ impl fmt::Display for Error {
             Error::AlreadyLocked { semaphore } => {
                 write!(f, "this peer already holds a lock on {semaphore:?}")
             }
-            Error::Transport(error) => write!(f, "transport error: {error}"),
+            Error::Transport(unreachable) => unreachable.fmt(f),
         }
     }
 }
@@ -162,15 +237,9 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Transport(error) => Some(error),
+            Error::Transport(unreachable) => Some(unreachable),
             _ => None,
         }
-    }
-}
-
-impl From<ureq::Error> for Error {
-    fn from(error: ureq::Error) -> Self {
-        Error::Transport(error)
     }
 }
 

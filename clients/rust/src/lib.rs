@@ -56,7 +56,7 @@
 //!     Ok(_guard) => println!("got it"),
 //!     Err(Error::Timeout { .. }) => println!("busy, try later"),
 //!     Err(Error::UnknownSemaphore) => println!("configure `db` on the server"),
-//!     Err(Error::Transport(error)) => println!("server not reachable: {error}"),
+//!     Err(Error::Transport(unreachable)) => println!("{unreachable}"), // names the server
 //!     Err(Error::TooManyPeers { .. }) => println!("the server is at its peer limit"),
 //!     Err(other) => println!("failed: {other}"),
 //! }
@@ -96,5 +96,5 @@ mod rate_limit;
 pub use client::{
     Client, DEFAULT_RETRY_BUDGET, LockState, PeerId, PeerInfo, TOKEN_VARIABLE, default_peer_name,
 };
-pub use error::Error;
+pub use error::{Error, Unreachable};
 pub use lock::{Cancel, DEFAULT_EXPIRES_IN, LockBuilder, LockGuard, OnLost, Peer, PeerLockBuilder};

@@ -19,10 +19,25 @@ from datetime import timedelta
 from typing import Callable, ClassVar, ContextManager, Dict, Iterator, List, Optional, Self
 
 from ._wire import AcquireResult
-from .errors import LockLost
+from .errors import (
+    LockLost,
+    ServerUnavailable,
+    TooManyPeers,
+    Unauthorized,
+    UnexpectedResponse,
+)
 
 #: How long the server keeps a peer it does not hear from, unless told otherwise.
 DEFAULT_EXPIRATION = timedelta(minutes=5)
+
+#: The longest single long poll of ``lock``. Short enough that a silently dropped connection is
+#: noticed soon, long enough that a waiting client sends a request only every few seconds.
+LOCK_SLICE = timedelta(seconds=5)
+
+#: The failures of a heartbeat that the next beat may not meet: the server may be back (or have
+#: a free peer slot, for a restore) before the peer expires, so the heartbeat logs them and
+#: beats on.
+PASSING_BEAT_FAILURES = (ServerUnavailable, UnexpectedResponse, Unauthorized, TooManyPeers)
 
 
 def expiration_or_default(expiration_time: Optional[timedelta]) -> timedelta:
@@ -161,3 +176,22 @@ class PeerBook:
             self._block_callbacks.remove(callback)
         except ValueError:
             pass
+
+
+def check_new_lock(peer: PeerBook, semaphore: str, owner: str) -> timedelta:
+    """Refuse a second lock of the ``owner``'s (thread's or task's) peer on ``semaphore``: the
+    server would answer the repeat idempotently, and the inner block's exit would then release
+    the outer block's lock. Returns the longest slice to wait in, short enough that a peer
+    kept alive by its acquires alone does not expire between two of them."""
+    if semaphore in peer.acquired:
+        raise ValueError(f"this {owner}'s peer already holds a lock on {semaphore!r}")
+    return min(LOCK_SLICE, peer.expiration_time / 2)
+
+
+def lost_error(peer: PeerBook, semaphore: str) -> LockLost:
+    """What the exit of a ``lock`` block raises when its peer's lease ran out while it held the
+    lock."""
+    return LockLost(
+        f"the lease of peer {peer.id} ran out while it held {semaphore!r}: the server released "
+        "the lock, and others may have held it since"
+    )

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
-from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, Optional, Tuple, Type, TypeVar
 
 from . import _wire
+from .errors import Attempt, ServerUnavailable, transport_reason
 
 #: ``retry_for`` unless told otherwise.
 DEFAULT_RETRY_FOR = timedelta(seconds=60)
@@ -83,6 +84,22 @@ class Settings:
         the answer (``request_timeout`` plus the long poll, if any)."""
         url = self.base_url.rstrip("/") + request.path
         return url, request.headers(self._token), request.read_timeout(self.request_timeout)
+
+    def _unavailable(
+        self,
+        error: BaseException,
+        kind: Type[ServerUnavailable] = ServerUnavailable,
+        *,
+        retried: bool = True,
+    ) -> ServerUnavailable:
+        """The exception for an attempt that failed on the transport with ``error`` (the HTTP
+        library's or the socket's), naming the server and what went wrong; ``kind`` is the
+        class, a subclass for a client that raises its library's exceptions too. ``retried``:
+        whether the failure is one that is retried for ``retry_for``."""
+        retry_for = self.retry_for if retried else None
+        failure = kind([Attempt(self.base_url, transport_reason(error))], retry_for)
+        failure.__cause__ = error
+        return failure
 
 
 def shared_client(

@@ -23,6 +23,13 @@ from typing import Callable, Optional
 from ._backoff import Backoff
 from .errors import Timeout, UnknownPeer
 
+#: The longest single long poll of a waiting ``rate_limit``.
+RATE_LIMIT_SLICE = timedelta(seconds=2)
+#: How long a waiting ``rate_limit``'s peer lives without an acquire. While queued, the peer is
+#: kept alive by each slice's acquire. A waiter that crashes blocks the queue behind it until its
+#: peer expires, so this is kept to a few slices.
+RATE_LIMIT_WAITING_EXPIRATION = 3 * RATE_LIMIT_SLICE
+
 # An answer that arrives in less than this fraction of the slice counts as early.
 _EARLY_FRACTION = 0.5
 

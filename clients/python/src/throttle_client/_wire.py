@@ -3,7 +3,7 @@
 Nothing here does I/O. Each route becomes a ``Request`` (method, path, JSON body, long-poll
 duration); each answer, a status and a text, becomes a value or a typed exception; and
 ``Retrying`` decides how long to pause before the next attempt of a request whose failure may
-heal. ``Client`` (on ``requests``) and ``aio.AsyncClient`` (on ``httpx``) only send and receive,
+heal. ``Client`` (on ``requests``) and ``aio.AsyncClient`` (on ``aio._http``) only send and receive,
 so the two cannot drift apart on what they send or how they read an answer.
 
 Durations go out as ``"{milliseconds}ms"``, and semaphore names are percent-encoded as one path
@@ -349,13 +349,17 @@ def clip_name(name: str) -> str:
 
 def header(headers: Optional[Mapping[str, str]], name: str) -> Optional[str]:
     """The value of the header ``name`` in ``headers``, matched regardless of case (as HTTP
-    does; ``requests`` and ``httpx`` hand over case-insensitive mappings, tests plain dicts)."""
+    does; ``requests`` hands over a case-insensitive mapping, the asyncio client a dict by
+    lower-case name, tests plain dicts)."""
     if headers is None:
         return None
     value = headers.get(name)
     if value is not None:
         return value
     lowered = name.lower()
+    value = headers.get(lowered)
+    if value is not None:
+        return value
     for key, value in headers.items():
         if key.lower() == lowered:
             return value

@@ -7,7 +7,9 @@ retried) is in ``_wire``, which the asyncio client shares. All requests go throu
 TCP handshake each.
 
 Failures that may heal on their own (the server is restarting, a connection dropped, a 5xx) are
-retried with jittered exponential backoff for at most ``retry_for``. A 4xx answer is never
+retried with jittered exponential backoff for at most ``retry_for``; a server still unreachable
+then raises ``ServerUnavailable`` (also a ``requests.ConnectionError`` or ``requests.Timeout``,
+see ``_requests_errors``), naming the server and what went wrong. A 4xx answer is never
 retried: repeating a refused request gets the same refusal. Nor is a 503 ``Too many peers``: the
 server is up and at its peer limit, which lasts as long as other clients hold their peers, so it
 raises ``TooManyPeers`` at once and leaves trying again to the caller.
@@ -32,6 +34,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import requests
 
 from . import _wire
+from ._requests_errors import RETRIED, RequestFailed, as_requests_errors, unavailable_class
 from ._settings import DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_FOR, Settings
 from ._wire import TOKEN_VARIABLE, AcquireResult, PeerState
 
@@ -48,8 +51,9 @@ class Client(Settings):
 
     * ``base_url``: the server's URL, e.g. ``http://localhost:8000``.
     * ``retry_for``: how long a request keeps being retried after connection errors and 5xx
-      answers before the last error is raised. A 503 ``Too many peers`` is not retried; it
-      raises ``TooManyPeers`` at once.
+      answers before the last error is raised (``ServerUnavailable`` for a server that could
+      not be reached, ``UnexpectedResponse`` for a 5xx answer). A 503 ``Too many peers`` is
+      not retried; it raises ``TooManyPeers`` at once.
     * ``request_timeout``: how long to wait for an answer, on top of any ``block_for``.
     * ``token``: the server's access token, sent as ``Authorization: Bearer <token>``. ``None``
       (the default) takes it from the environment variable ``THROTTLE_TOKEN`` when the client is
@@ -104,6 +108,7 @@ class Client(Settings):
 
     # Routes.
 
+    @as_requests_errors
     def new_peer(self, expires_in: timedelta, name: Optional[str] = None) -> int:
         """Create a peer on the server and return its id.
 
@@ -141,6 +146,7 @@ class Client(Settings):
         """
         return self.acquire_with_token(peer_id, semaphore, count, expires_in, block_for).granted
 
+    @as_requests_errors
     def acquire_with_token(
         self,
         peer_id: int,
@@ -159,6 +165,7 @@ class Client(Settings):
         response = self._send(request)
         return _wire.parse_acquired(response.status_code, response.text, response.headers)
 
+    @as_requests_errors
     def release(self, peer_id: int) -> None:
         """Remove the peer and release all its locks, waking whoever waits for them.
 
@@ -166,10 +173,12 @@ class Client(Settings):
         """
         self._send(_wire.release(peer_id))
 
+    @as_requests_errors
     def release_lock(self, peer_id: int, semaphore: str) -> None:
         """Release the peer's lock on ``semaphore``, acquired or pending; the peer stays."""
         self._send(_wire.release_lock(peer_id, semaphore))
 
+    @as_requests_errors
     def heartbeat(
         self,
         peer_id: int,
@@ -186,6 +195,7 @@ class Client(Settings):
         """
         self._send(_wire.heartbeat(peer_id, expires_in), cancel=cancel)
 
+    @as_requests_errors
     def restore(
         self,
         peer_id: int,
@@ -213,6 +223,7 @@ class Client(Settings):
         )
         self._send(request, cancel=cancel)
 
+    @as_requests_errors
     def remainder(self, semaphore: str) -> int:
         """The semaphore's ``max`` minus the counts acquired now: what is still free.
 
@@ -221,16 +232,19 @@ class Client(Settings):
         response = self._send(_wire.remainder(semaphore))
         return _wire.parse_int(response.status_code, response.text)
 
+    @as_requests_errors
     def is_acquired(self, peer_id: int) -> bool:
         """``True`` if the peer waits for no lock, i.e. all its locks are acquired."""
         response = self._send(_wire.is_acquired(peer_id))
         return _wire.parse_bool(response.status_code, response.text)
 
+    @as_requests_errors
     def list_peers(self) -> List[PeerState]:
         """All peers the server knows, with their acquired and pending locks."""
         response = self._send(_wire.list_peers())
         return _wire.parse_peers(response.status_code, response.text)
 
+    @as_requests_errors
     def peer_state(self, peer_id: int) -> PeerState:
         """One peer as the server knows it: its locks, their fencing tokens, the pending lock,
         the lease left and the holder name. ``UnknownPeer`` if the server does not know it
@@ -238,10 +252,12 @@ class Client(Settings):
         response = self._send(_wire.peer_state(peer_id))
         return _wire.parse_peer_state(response.status_code, response.text)
 
+    @as_requests_errors
     def version(self) -> str:
         """The server's version."""
         return self._send(_wire.version()).text.strip()
 
+    @as_requests_errors
     def metrics(self) -> str:
         """The server's metrics in Prometheus text format."""
         return self._send(_wire.metrics()).text
@@ -274,8 +290,11 @@ class Client(Settings):
                 response = self._session_for_this_process().request(
                     request.method, url, data=request.body, headers=headers, timeout=timeout
                 )
-            except (requests.ConnectionError, requests.Timeout) as error:
-                failure = error
+            except RETRIED as error:
+                failure = self._unavailable(error, unavailable_class(error))
+            except requests.RequestException as error:
+                # No retry heals it: a malformed URL, a scheme requests cannot speak, ...
+                raise self._unavailable(error, RequestFailed, retried=False) from error
             else:
                 transient = _wire.check_answer(
                     response.status_code, response.text, response.headers

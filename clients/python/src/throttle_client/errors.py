@@ -11,23 +11,39 @@ Compatibility with the 0.5 client decides the base classes. ``UnknownPeer`` stay
 400, 409 and 413 answer is a ``ValueError`` as before, so existing ``except ValueError`` clauses
 keep working. ``LockLost`` (an ``Unknown peer`` the server marks ``Throttle-Peer-State:
 expired``) is deliberately no ``UnknownPeer``: such ``except`` clauses restore, and a lost lease
-must not be restored. Answers the client cannot interpret become ``UnexpectedResponse``, which is also a
-``requests.HTTPError`` because the 0.5 client raised that for them. A 401 (the server needs a
-token the request did not carry) is ``Unauthorized``, a ``PermissionError``: Python's exception
-for "not allowed", and no ``ValueError``, because the request itself was fine. A 503 ``Too many
-peers`` (the server holds its ``--max-peers``) is ``TooManyPeers``, also a ``requests.HTTPError``
-as the 0.5 client raised for it; unlike other 5xx answers it is not retried (see its docstring).
+must not be restored. Answers the client cannot interpret become ``UnexpectedResponse``. A 401
+(the server needs a token the request did not carry) is ``Unauthorized``, a ``PermissionError``:
+Python's exception for "not allowed", and no ``ValueError``, because the request itself was
+fine. A 503 ``Too many peers`` (the server holds its ``--max-peers``) is ``TooManyPeers``;
+unlike other 5xx answers it is not retried (see its docstring). A server that could not be
+reached within ``retry_for`` is ``ServerUnavailable``, whose message names the server and what
+went wrong.
+
+Every exception of this package is a ``ThrottleError``, and nothing here depends on the HTTP
+library a client is built on: the asyncio client imports this module without ``requests``.
+The 0.5 client raised ``requests`` exceptions for a server it could not reach
+(``requests.ConnectionError``, ``requests.Timeout``) and for answers it could not use
+(``requests.HTTPError``); the blocking client raises subclasses of the classes here that are
+those ``requests`` exceptions too (``throttle_client._requests_errors``), so ``except`` clauses
+written for 0.5 keep working.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Type
-
-import requests
+import errno
+import socket
+import ssl
+from datetime import timedelta
+from typing import Any, Dict, Iterator, NamedTuple, Optional, Sequence, Set, Tuple, Type
 
 
 class ThrottleError(Exception):
-    """Base class of every exception this package raises about a server answer."""
+    """Base class of every exception this package raises about a server or its answer.
+
+    ``except ThrottleError`` handles every failure of the library, whatever it is built on;
+    only misuse of the API (a negative duration, a second lock on one semaphore) raises
+    Python's own ``ValueError`` instead.
+    """
 
 
 class UnknownPeer(ThrottleError):
@@ -156,7 +172,7 @@ class InvalidFencingToken(RequestRejected):
     """A restored fencing token is above the largest the server hands out (2^53 - 1)."""
 
 
-class TooManyPeers(ThrottleError, requests.HTTPError):
+class TooManyPeers(ThrottleError):
     """The server holds its maximum of live peers (503 ``Too many peers``, the server's
     ``--max-peers``) and refused to create another: ``new_peer``, or ``restore`` of a peer it
     no longer knows. The server state is unchanged.
@@ -175,7 +191,7 @@ class TooManyPeers(ThrottleError, requests.HTTPError):
         self.text = text
 
 
-class UnexpectedResponse(ThrottleError, requests.HTTPError):
+class UnexpectedResponse(ThrottleError):
     """An answer the client cannot interpret: an unknown route (404, usually a wrong base URL),
     another unexpected status, or a server error (5xx) that persisted through all retries."""
 
@@ -183,6 +199,90 @@ class UnexpectedResponse(ThrottleError, requests.HTTPError):
         super().__init__(f"{status_code}: {text}")
         self.status_code = status_code
         self.text = text
+
+
+class Attempt(NamedTuple):
+    """One server a request was sent to, and why it did not answer (``connection refused``,
+    ``timed out``, ...)."""
+
+    url: str
+    reason: str
+
+
+class ServerUnavailable(ThrottleError):
+    """No answer from the server within ``retry_for``: it refused or dropped the connection,
+    did not answer in time, or could not be found. Such failures are retried with backoff
+    until ``retry_for`` has passed; this is raised after the last attempt (or at once for a
+    failure no retry heals, such as a malformed URL).
+
+    ``attempts`` lists each server tried with the last failure it gave, so the message reads
+    ``server http://a:8000 unreachable within 60 s: connection refused``; ``retry_for`` is how
+    long the client kept trying (``None`` for a failure that is not retried). A 5xx answer
+    that persisted is no ``ServerUnavailable`` but an ``UnexpectedResponse``: the server is
+    there and says what is wrong.
+    """
+
+    def __init__(self, attempts: Sequence[Attempt], retry_for: Optional[timedelta]) -> None:
+        self.attempts = list(attempts)
+        self.retry_for = retry_for
+        super().__init__(_unavailable_message(self.attempts, retry_for))
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        # Pickled by its arguments (e.g. from a worker process to its parent), not its message.
+        return (type(self), (self.attempts, self.retry_for))
+
+
+def _unavailable_message(attempts: Sequence[Attempt], retry_for: Optional[timedelta]) -> str:
+    within = "" if retry_for is None else f" within {retry_for.total_seconds():g} s"
+    if len(attempts) == 1:
+        url, reason = attempts[0]
+        return f"server {url} unreachable{within}: {reason}"
+    tried = ", ".join(f"{url}: {reason}" for url, reason in attempts)
+    return f"no server reachable{within} ({tried})"
+
+
+def transport_reason(error: BaseException) -> str:
+    """What went wrong with a connection, in a few words, for ``ServerUnavailable``: the
+    operating system's error found in ``error`` or the errors it wraps (``requests`` wraps
+    ``urllib3``'s, which wraps the socket's), else ``error``'s own message."""
+    for cause in _causes(error):
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, TimeoutError) or type(cause).__name__.endswith("Timeout"):
+            return "timed out"
+        if isinstance(cause, (ConnectionResetError, BrokenPipeError)):
+            return "connection reset"
+        if isinstance(cause, socket.gaierror):
+            return f"name not resolved ({cause.strerror or cause})"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS failed ({cause.reason or cause})"
+        if isinstance(cause, OSError) and cause.errno in _ERRNO_REASONS:
+            return _ERRNO_REASONS[cause.errno]
+    return str(error) or type(error).__name__
+
+
+_ERRNO_REASONS = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ETIMEDOUT: "timed out",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.ENETUNREACH: "network unreachable",
+}
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and what it wraps: its cause, its context, the ``reason`` of a ``urllib3``
+    error and exceptions among its arguments, breadth first, each once."""
+    queue = [error]
+    seen: Set[int] = set()
+    while queue and len(seen) < 16:
+        current = queue.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        wrapped = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        wrapped.extend(current.args)
+        queue.extend(e for e in wrapped if isinstance(e, BaseException))
 
 
 # The first words of an error body, as fixed by the server's contract, and the class they map

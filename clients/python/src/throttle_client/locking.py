@@ -18,19 +18,16 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Iterator, Optional
 
-import requests
-
-from ._peers import PeerBook
+from ._peers import LOCK_SLICE, check_new_lock, lost_error
 from ._waiting import wait_for_grant
-from .errors import LockLost, ThrottleError, UnknownPeer
+from .errors import LockLost, ServerUnavailable, ThrottleError, UnknownPeer
 from .local_peers import forget_local_peer, get_local_peer
 from .peer import OnLost, Peer
 
 _log = logging.getLogger(__name__)
 
-# The longest single long poll. Short enough that a silently dropped connection is noticed
-# soon, long enough that a waiting client sends a request only every few seconds.
-LONGEST_SLICE = timedelta(seconds=5)
+#: The longest single long poll (see ``_peers.LOCK_SLICE``).
+LONGEST_SLICE = LOCK_SLICE
 
 
 @contextmanager
@@ -73,7 +70,7 @@ def lock(
     raised as the typed ``ValueError`` subclasses of ``throttle_client.errors``.
     """
     peer = get_local_peer(server_url, token, name=name)
-    longest_slice = _check_new_lock(peer, semaphore, "thread")
+    longest_slice = check_new_lock(peer, semaphore, "thread")
     try:
         wait_for_grant(
             acquire=lambda block_for: peer.acquire(semaphore, count=count, block_for=block_for),
@@ -96,29 +93,11 @@ def lock(
         # token, say) raises `LockLost`, with its own error as the cause. Interrupts and exits
         # go on as they are.
         if peer.lost and isinstance(error, Exception) and not isinstance(error, LockLost):
-            raise _lost(peer, semaphore) from error
+            raise lost_error(peer, semaphore) from error
         raise
     _release(server_url, peer, semaphore, on_lost)
     if peer.lost:
-        raise _lost(peer, semaphore)
-
-
-def _check_new_lock(peer: PeerBook, semaphore: str, owner: str) -> timedelta:
-    """Refuse a second lock of the ``owner``'s (thread's or task's) peer on ``semaphore``: the
-    server would answer the repeat idempotently, and the inner block's exit would then release
-    the outer block's lock. Returns the longest slice to wait in, short enough that a peer
-    kept alive by its acquires alone does not expire between two of them."""
-    if semaphore in peer.acquired:
-        raise ValueError(f"this {owner}'s peer already holds a lock on {semaphore!r}")
-    return min(LONGEST_SLICE, peer.expiration_time / 2)
-
-
-def _lost(peer: PeerBook, semaphore: str) -> LockLost:
-    """What the exit of a block raises when its peer's lease ran out while it held the lock."""
-    return LockLost(
-        f"the lease of peer {peer.id} ran out while it held {semaphore!r}: the server released "
-        "the lock, and others may have held it since"
-    )
+        raise lost_error(peer, semaphore)
 
 
 def _withdraw(server_url: str, peer: Peer, semaphore: str) -> None:
@@ -135,7 +114,7 @@ def _withdraw(server_url: str, peer: Peer, semaphore: str) -> None:
             _remove_peer(server_url, peer)
     except (UnknownPeer, LockLost):
         pass  # The server lost the peer, and its pending lock with it.
-    except (requests.ConnectionError, requests.Timeout, ThrottleError) as error:
+    except ThrottleError as error:
         _log.warning("could not withdraw the request for %r: %s", semaphore, error)
 
 
@@ -160,7 +139,7 @@ def _release(
                 pass
         else:
             _remove_peer(server_url, peer)
-    except (requests.ConnectionError, requests.Timeout) as error:
+    except ServerUnavailable as error:
         # Retrying already took a while. The peer expires on its own, which frees the lock.
         _log.warning("could not release the lock on %r: %s", semaphore, error)
 

@@ -25,20 +25,16 @@ import weakref
 from datetime import timedelta
 from typing import Any, Callable, ContextManager, Dict, Optional, Type, TypeVar
 
-import requests
-
 # Still importable from here, where it was defined before `_peers`.
 from ._peers import DEFAULT_EXPIRATION as DEFAULT_EXPIRATION
-from ._peers import PeerBook, expiration_or_default, interval_or_default
-from .client import Client
-from .errors import (
-    LockLost,
-    RestoreConflict,
-    TooManyPeers,
-    Unauthorized,
-    UnexpectedResponse,
-    UnknownPeer,
+from ._peers import (
+    PASSING_BEAT_FAILURES,
+    PeerBook,
+    expiration_or_default,
+    interval_or_default,
 )
+from .client import Client
+from .errors import LockLost, RestoreConflict, UnknownPeer
 
 _log = logging.getLogger(__name__)
 
@@ -289,15 +285,8 @@ def _heartbeat_loop(
             peer._beat(stop)
         except LockLost:
             return  # Lost while restoring: marked so by whoever found out.
-        except (
-            requests.ConnectionError,
-            requests.Timeout,
-            UnexpectedResponse,
-            Unauthorized,
-            TooManyPeers,
-        ) as error:
-            # The server may be back (or have a free peer slot, for a restore) before the peer
-            # expires; the next beat tries again.
+        except PASSING_BEAT_FAILURES as error:
+            # The next beat tries again (see `_peers.PASSING_BEAT_FAILURES`).
             _log.warning("heartbeat for peer %s failed: %s", peer.id, error)
         except Exception:
             _log.exception("heartbeat for peer %s failed", peer.id)

@@ -12,20 +12,17 @@ import logging
 from datetime import timedelta
 from typing import Optional
 
-import requests
-
-from ._waiting import wait_for_grant
+from ._waiting import RATE_LIMIT_SLICE, RATE_LIMIT_WAITING_EXPIRATION, wait_for_grant
 from .client import Client
 from .errors import LockLost, ThrottleError, UnknownPeer
 from .local_peers import local_client
 
 _log = logging.getLogger(__name__)
 
-#: The longest single long poll of a waiting rate limit.
-LONGEST_SLICE = timedelta(seconds=2)
-# While queued, the peer is kept alive by each slice's acquire. A waiter that crashes blocks the
-# queue behind it until its peer expires, so this is kept to a few slices.
-WAITING_EXPIRATION = 3 * LONGEST_SLICE
+#: The longest single long poll of a waiting rate limit (see ``_waiting``).
+LONGEST_SLICE = RATE_LIMIT_SLICE
+#: How long a waiting rate limit's peer lives without an acquire (see ``_waiting``).
+WAITING_EXPIRATION = RATE_LIMIT_WAITING_EXPIRATION
 
 
 def rate_limit(
@@ -63,7 +60,7 @@ def rate_limit(
     except BaseException:
         try:
             client.release(peer_id)
-        except (requests.ConnectionError, requests.Timeout, ThrottleError) as error:
+        except ThrottleError as error:
             _log.warning("could not withdraw the request for %r: %s", semaphore, error)
         raise
 

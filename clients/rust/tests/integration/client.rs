@@ -378,11 +378,20 @@ fn transport_errors_are_retried_then_returned() {
         .local_addr()
         .unwrap()
         .port();
-    let client = throttle_client::Client::new(&format!("http://127.0.0.1:{port}"))
-        .with_retry_budget(ms(300));
+    let url = format!("http://127.0.0.1:{port}");
+    let client = throttle_client::Client::new(&url).with_retry_budget(ms(300));
     let started = Instant::now();
     let error = client.health().unwrap_err();
-    assert!(matches!(error, Error::Transport(_)), "{error:?}");
+    let Error::Transport(unreachable) = &error else {
+        panic!("not a transport error: {error:?}");
+    };
+    assert_eq!(unreachable.server(), url);
+    assert_eq!(unreachable.reason(), "connection refused");
+    assert_eq!(unreachable.retried_for(), Some(ms(300)));
+    assert_eq!(
+        error.to_string(),
+        format!("server {url} unreachable within 300ms: connection refused")
+    );
     assert!(std::error::Error::source(&error).is_some());
     assert!(
         started.elapsed() >= ms(50),

@@ -14,24 +14,18 @@ and releases it on exit; errors are the typed exceptions of ``throttle_client.er
 cancelled while it waits leaves nothing pending on the server, and one cancelled while it holds
 releases. Nested ``lock`` blocks in one task follow the lock hierarchy, as nested blocks on one
 thread do in the blocking client: each task owns its peer (``get_task_peer``,
-``set_task_peer``). Connection errors are ``httpx`` errors (``RETRIED_ERRORS``), retried for
-``retry_for`` like the blocking client's ``requests`` errors.
+``set_task_peer``). Connection failures are retried for ``retry_for`` like the blocking
+client's, then raise ``ServerUnavailable`` (a ``ThrottleError``), naming the server.
 
-Lower layers: ``AsyncClient`` (one coroutine per HTTP route, one ``httpx`` connection pool)
-and ``AsyncPeer`` (a lock owner with a heartbeat task that restores it if the server lost it).
+Lower layers: ``AsyncClient`` (one coroutine per HTTP route, one pool of keep-alive
+connections per event loop) and ``AsyncPeer`` (a lock owner with a heartbeat task that restores
+it if the server lost it).
 
-This module needs ``httpx``: ``pip install 'throttle-client[async]'``.
+This module needs nothing beyond the standard library: it speaks HTTP/1.1 on asyncio's own
+transports (see ``_http``), and imports neither ``requests`` nor an HTTP library.
 """
 
-try:
-    import httpx as _httpx  # noqa: F401
-except ImportError as error:  # pragma: no cover - exercised without the extra only
-    raise ImportError(
-        "throttle_client.aio needs httpx, which the blocking client does without: "
-        "pip install 'throttle-client[async]'"
-    ) from error
-
-from .client import RETRIED_ERRORS, AsyncClient
+from .client import AsyncClient
 from .locking import lock
 from .peer import AsyncPeer
 from .rate_limiting import rate_limit
@@ -44,7 +38,6 @@ from .task_peers import (
 )
 
 __all__ = [
-    "RETRIED_ERRORS",
     "AsyncClient",
     "AsyncPeer",
     "aclose_local_clients",

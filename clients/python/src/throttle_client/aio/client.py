@@ -1,29 +1,28 @@
-"""``AsyncClient``: the HTTP routes of a Throttle server, one coroutine each, over ``httpx``.
+"""``AsyncClient``: the HTTP routes of a Throttle server, one coroutine each.
 
 The twin of ``throttle_client.Client``: the same routes, arguments, retries and typed errors,
 because both build their requests and read their answers with ``throttle_client._wire``. This
-module only sends and receives. All tasks of an event loop that use one client share its
+module only sends and receives, over the small HTTP/1.1 client of ``_http`` (on asyncio's own
+transports, no HTTP library). All tasks of an event loop that use one client share its
 keep-alive connections instead of opening their own.
 
-The connections are kept in two ``httpx`` pools: a few (``max_connections``) for requests the
-server answers at once, and up to ``max_long_polls`` for long polls, which hold a connection
-for seconds. Kept apart, a release or heartbeat never waits behind long polls for a connection,
-and the pool for quick answers stays small, which matters because httpcore's pool (as of 1.0.9)
-spends time proportional to the square of its connections on every request: with one pool of
-100 connections, 200 waiting tasks cost 4 ms of CPU per request, 64 tasks taking uncontended
-locks 20 ms per lock. Requests wait for a quick connection in a FIFO semaphore rather than in
-httpcore's queue, which offers a freed connection to every waiting request at once.
+Two kinds of requests share the connections: those the server answers at once, at most
+``max_connections`` at a time, and long polls, which hold a connection for seconds, at most
+``max_long_polls`` at a time. Bounded apart, a release or heartbeat never waits behind long
+polls. Quick requests beyond the bound wait for their turn in a FIFO semaphore.
 
 An acquire that would be a long poll beyond ``max_long_polls`` asks without blocking instead;
 its early "pending" makes the waiting loop pause as after a busy server's early answers. Waiters
 that pause are slow to notice a grant (FIFO hands it to them all the same), so the default is
-high, 256: the server keeps every long poll waiting on a thread of its own, cheaply. Measured
-with 200 tasks queueing for a semaphore of 3: 19 locks a second with at most 64 long polls,
-159 with 256, and as many with 1024. Each open long poll is a socket of the process.
+high, 256: the server keeps every long poll waiting on a thread of its own, cheaply. Each open
+long poll is a socket of the process.
 
-An ``httpx.AsyncClient`` belongs to the event loop it first ran on. An ``AsyncClient`` used on
-another loop (a second ``asyncio.run``, say) opens new pools there and drops the old ones, as
-the blocking client does after a ``fork``.
+Connections belong to the event loop that opened them. An ``AsyncClient`` used on another loop
+(a second ``asyncio.run``, say) opens new ones there and drops the old ones, as the blocking
+client does after a ``fork``.
+
+A server that cannot be reached within ``retry_for`` raises ``ServerUnavailable``, naming the
+server and what went wrong, as the blocking client does.
 """
 
 from __future__ import annotations
@@ -31,47 +30,34 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
-from typing import Any, Dict, List, Mapping, Optional, Type
-
-import httpx
+from typing import Any, Dict, List, Mapping, Optional
 
 from .. import _wire
 from .._settings import DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_FOR, Settings
 from .._wire import AcquireResult, PeerState
+from ._http import Answer, InvalidURL, Pool
 
-__all__ = ["AsyncClient", "RETRIED_ERRORS"]
+__all__ = ["AsyncClient"]
 
 _log = logging.getLogger(__name__)
-
-#: The ``httpx`` errors a request is retried after (for up to ``retry_for``), and raised once
-#: retrying is over: the counterparts of ``requests.ConnectionError`` and ``requests.Timeout``.
-RETRIED_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 _DEFAULT_MAX_CONNECTIONS = 8
 _DEFAULT_MAX_LONG_POLLS = 256
 
 
 class _Pools:
-    """The connections of one event loop: for quick answers, and for long polls."""
+    """The connections of one event loop, and how many of each kind of request are open."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, max_connections: int, max_long_polls: int
+        self, loop: asyncio.AbstractEventLoop, base_url: str, max_connections: int
     ) -> None:
         self.loop = loop
-        self.quick = _http(max_connections)
+        self.connections = Pool(base_url, _wire.CONNECT_TIMEOUT_SECONDS)
         self.quick_gate = asyncio.Semaphore(max_connections)
-        self.long = _http(max_long_polls)
         self.long_polls = 0
 
-    async def aclose(self) -> None:
-        await self.quick.aclose()
-        await self.long.aclose()
-
-
-def _http(connections: int) -> httpx.AsyncClient:
-    # As many kept alive as may be open: fewer would close and reopen connections in bursts.
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.AsyncClient(limits=limits)
+    def close(self) -> None:
+        self.connections.close()
 
 
 class AsyncClient(Settings):
@@ -82,7 +68,7 @@ class AsyncClient(Settings):
 
     * ``base_url``: the server's URL, e.g. ``http://localhost:8000``.
     * ``retry_for``: how long a request keeps being retried after connection errors and 5xx
-      answers before the last error is raised (an ``httpx.TransportError`` or
+      answers before the last error is raised (``ServerUnavailable`` or
       ``UnexpectedResponse``). A 503 ``Too many peers`` raises ``TooManyPeers`` at once.
     * ``request_timeout``: how long to wait for an answer, on top of any ``block_for``.
     * ``token``: the server's access token (``None``: from ``THROTTLE_TOKEN``, if set; ``""``:
@@ -150,8 +136,8 @@ class AsyncClient(Settings):
         """Close the pooled connections. The client stays usable and reconnects when needed."""
         pools, self._pools = self._pools, None
         if pools is not None and pools.loop is asyncio.get_running_loop():
-            await pools.aclose()
-        # A pool of another loop cannot be closed from this one; it goes with its loop.
+            pools.close()
+        # Connections of another loop cannot be closed from this one; they go with their loop.
 
     # Routes, documented on ``throttle_client.Client``.
 
@@ -268,59 +254,53 @@ class AsyncClient(Settings):
     def _pools_for_this_loop(self) -> _Pools:
         loop = asyncio.get_running_loop()
         if self._pools is None or self._pools.loop is not loop:
-            self._pools = _Pools(loop, self.max_connections, self.max_long_polls)
+            self._pools = _Pools(loop, self.base_url, self.max_connections)
         return self._pools
 
     async def _exchange(
-        self,
-        method: str,
-        url: str,
-        request: _wire.Request,
-        headers: Dict[str, str],
-        timeout: httpx.Timeout,
-    ) -> httpx.Response:
-        """One attempt: a long poll on a long-poll connection (``acquire`` counted it), any
-        other request on a quick one once one is free."""
+        self, request: _wire.Request, headers: Dict[str, str], read: float
+    ) -> Answer:
+        """One attempt: a long poll at once (``acquire`` counted it), any other request once
+        its turn among the quick ones has come."""
         pools = self._pools_for_this_loop()
+        connections = pools.connections
         if request.block_for is not None and request.block_for > timedelta(0):
-            return await pools.long.request(
-                method, url, content=request.body, headers=headers, timeout=timeout
+            return await connections.request(
+                request.method, request.path, headers, request.body, read
             )
         async with pools.quick_gate:
-            return await pools.quick.request(
-                method, url, content=request.body, headers=headers, timeout=timeout
+            return await connections.request(
+                request.method, request.path, headers, request.body, read
             )
 
     async def _send(
         self, request: _wire.Request, *, stop: Optional[asyncio.Event] = None
-    ) -> httpx.Response:
+    ) -> Answer:
         """Send one request, retrying what may heal, and turn error answers into exceptions.
 
-        Returns only responses with a status below 400.
+        Returns only answers with a status below 400.
         """
-        url, headers, read = self._prepare(request)
-        # No pool timeout: waiting for a free connection is bounded by the caller's timeout.
-        timeout = httpx.Timeout(
-            connect=_wire.CONNECT_TIMEOUT_SECONDS, read=read, write=read, pool=None
-        )
+        _, headers, read = self._prepare(request)
         retrying = _wire.Retrying(self.retry_for)
         while True:
             failure: Exception
             try:
-                response = await self._exchange(request.method, url, request, headers, timeout)
-            except RETRIED_ERRORS as error:
-                failure = error
+                answer = await self._exchange(request, headers, read)
+            except OSError as error:
+                # Refused, reset, timed out, not resolved, a broken answer (see `_http`).
+                failure = self._unavailable(error)
+            except InvalidURL as error:
+                # No retry heals it.
+                raise self._unavailable(error, retried=False) from error
             else:
-                transient = _wire.check_answer(
-                    response.status_code, response.text, response.headers
-                )
+                transient = _wire.check_answer(answer.status_code, answer.text, answer.headers)
                 if transient is None:
-                    return response
+                    return answer
                 failure = transient
             delay = retrying.pause_after(failure)
             _log.info(
-                "%s %s failed (%s), retrying in %.2fs", request.method, request.path,
-                _describe(failure), delay,
+                "%s %s failed (%s), retrying in %.2fs", request.method, request.path, failure,
+                delay,
             )
             if await stopped_within(stop, delay):
                 raise failure
@@ -336,9 +316,3 @@ async def stopped_within(stop: Optional[asyncio.Event], seconds: float) -> bool:
     except asyncio.TimeoutError:
         return False
     return True
-
-
-def _describe(failure: Exception) -> str:
-    """A failure for a log line; some ``httpx`` errors have an empty message."""
-    kind: Type[Exception] = type(failure)
-    return str(failure) or kind.__name__

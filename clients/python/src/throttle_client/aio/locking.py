@@ -20,10 +20,9 @@ from datetime import timedelta
 from typing import AsyncIterator, Optional
 
 from .._waiting import Waiting
-from ..locking import _check_new_lock, _lost
+from .._peers import check_new_lock, lost_error
 from ..errors import LockLost, ThrottleError, UnknownPeer
 from . import _cleanup
-from .client import RETRIED_ERRORS
 from .peer import AsyncOnLost, AsyncPeer
 from .task_peers import forget_task_peer, get_task_peer
 from ._waiting import wait_for_grant
@@ -71,7 +70,7 @@ async def lock(
     cancellation goes on as it is).
     """
     peer = await get_task_peer(server_url, token, name=name)
-    longest_slice = _check_new_lock(peer, semaphore, "task")
+    longest_slice = check_new_lock(peer, semaphore, "task")
     try:
         await wait_for_grant(
             acquire=lambda block_for: peer.acquire(semaphore, count=count, block_for=block_for),
@@ -91,11 +90,11 @@ async def lock(
         # A block that failed because the lease was lost (a resource refusing its stale fencing
         # token, say) raises `LockLost`, with its own error as the cause. Cancellations go on.
         if peer.lost and isinstance(error, Exception) and not isinstance(error, LockLost):
-            raise _lost(peer, semaphore) from error
+            raise lost_error(peer, semaphore) from error
         raise
     await _end(server_url, peer, semaphore, None, "releasing", on_lost)
     if peer.lost:
-        raise _lost(peer, semaphore)
+        raise lost_error(peer, semaphore)
 
 
 async def _end(
@@ -139,6 +138,6 @@ async def _requests(peer: AsyncPeer, semaphore: str, last: bool, what: str) -> N
         # The server lost the peer, and this lock with it; the heartbeat restores the rest
         # (unless it was lost, which the block's exit raises).
         pass
-    except (*RETRIED_ERRORS, ThrottleError) as error:
+    except ThrottleError as error:
         # Retrying already took a while. The peer expires on its own, which frees the lock.
         _log.warning("%s failed: %s", what, error)

@@ -21,16 +21,14 @@ import weakref
 from datetime import timedelta
 from typing import Any, Callable, Dict, Optional, Type, TypeVar
 
-from .._peers import PeerBook, expiration_or_default, interval_or_default
-from ..errors import (
-    LockLost,
-    RestoreConflict,
-    TooManyPeers,
-    Unauthorized,
-    UnexpectedResponse,
-    UnknownPeer,
+from .._peers import (
+    PASSING_BEAT_FAILURES,
+    PeerBook,
+    expiration_or_default,
+    interval_or_default,
 )
-from .client import RETRIED_ERRORS, AsyncClient, stopped_within
+from ..errors import LockLost, RestoreConflict, UnknownPeer
+from .client import AsyncClient, stopped_within
 
 __all__ = ["AsyncPeer"]
 
@@ -232,9 +230,8 @@ async def _heartbeat_loop(
             await peer._beat(stop)
         except LockLost:
             return  # Lost while restoring: marked so by whoever found out.
-        except (*RETRIED_ERRORS, UnexpectedResponse, Unauthorized, TooManyPeers) as error:
-            # The server may be back (or have a free peer slot, for a restore) before the peer
-            # expires; the next beat tries again.
+        except PASSING_BEAT_FAILURES as error:
+            # The next beat tries again (see `_peers.PASSING_BEAT_FAILURES`).
             _log.warning("heartbeat for peer %s failed: %s", peer.id, error)
         except Exception:
             _log.exception("heartbeat for peer %s failed", peer.id)

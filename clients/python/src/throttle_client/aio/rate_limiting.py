@@ -12,12 +12,11 @@ import logging
 from datetime import timedelta
 from typing import Optional
 
-from .._waiting import Waiting
+from .._waiting import RATE_LIMIT_SLICE, RATE_LIMIT_WAITING_EXPIRATION, Waiting
 from ..errors import LockLost, ThrottleError, UnknownPeer
-from ..rate_limiting import LONGEST_SLICE, WAITING_EXPIRATION
 from . import _cleanup
 from ._waiting import wait_for_grant
-from .client import RETRIED_ERRORS, AsyncClient
+from .client import AsyncClient
 from .task_peers import local_client
 
 __all__ = ["rate_limit"]
@@ -55,7 +54,7 @@ async def rate_limit(
     client = local_client(url, token)
     # The first acquire starts the window; until it arrives the peer holds nothing, and a short
     # `per` must not let it expire on the way (a busy event loop may take longer than `per`).
-    peer_id = await client.new_peer(expires_in=max(per, WAITING_EXPIRATION))
+    peer_id = await client.new_peer(expires_in=max(per, RATE_LIMIT_WAITING_EXPIRATION))
     try:
         await _take(client, peer_id, semaphore, per, count, timeout)
     except BaseException as error:
@@ -73,7 +72,7 @@ async def _take(
     timeout: Optional[timedelta],
 ) -> None:
     """Take the unit for the peer, waiting if need be; raises ``Timeout`` after ``timeout``."""
-    waiting_expiration = max(per, WAITING_EXPIRATION)
+    waiting_expiration = max(per, RATE_LIMIT_WAITING_EXPIRATION)
     lease = [per]
 
     async def acquire(block_for: timedelta) -> bool:
@@ -97,7 +96,7 @@ async def _take(
         await client.restore(peer_id, {}, expires_in=waiting_expiration)
 
     await wait_for_grant(
-        acquire, restore, Waiting(timeout, LONGEST_SLICE, f"rate limit unit of {semaphore!r}")
+        acquire, restore, Waiting(timeout, RATE_LIMIT_SLICE, f"rate limit unit of {semaphore!r}")
     )
     if lease[0] == per:
         return
@@ -111,5 +110,5 @@ async def _take(
 async def _withdraw(client: AsyncClient, peer_id: int, what: str) -> None:
     try:
         await client.release(peer_id)
-    except (*RETRIED_ERRORS, ThrottleError) as error:
+    except ThrottleError as error:
         _log.warning("%s failed: %s", what, error)
