@@ -305,13 +305,13 @@ fn errors_are_one_line_with_a_code_of_their_own() {
             "true",
         ],
         69,
-        "throttle lock: cannot reach",
+        "throttle lock: server http://127.0.0.1:9 unreachable within",
     );
     assert!(started.elapsed() < Duration::from_secs(5));
     check(
         &["status", "--server", "http://127.0.0.1:9"],
         69,
-        "throttle status: cannot reach",
+        "throttle status: server http://127.0.0.1:9 unreachable within",
     );
     // A usage error also says where the help is, as for the server.
     let (code, _, stderr) = throttle(&server, &["lock", "M"], &[]);

@@ -132,9 +132,8 @@ fn failure(error: Error, url: &str, semaphore: Option<&str>) -> Failure {
             exit::UNAUTHORIZED,
             format!("unauthorized by {url}: missing or wrong token (--token, THROTTLE_TOKEN)"),
         ),
-        Error::Transport(error) => {
-            Failure::new(exit::UNAVAILABLE, format!("cannot reach {url}: {error}"))
-        }
+        // It names the server and says why: `server URL unreachable within 30s: ...`.
+        Error::Transport(error) => Failure::new(exit::UNAVAILABLE, error.to_string()),
         Error::Server { status, message } => Failure::new(
             exit::UNAVAILABLE,
             format!("server error {status} from {url}: {message}"),
