@@ -130,3 +130,179 @@ fn a_cluster_member_refuses_a_state_file_and_a_grace_period() {
         assert!(stderr.contains("cluster"), "{args:?}: {stderr}");
     }
 }
+
+/// The secret the three members of these tests share.
+const SECRET: &str = "a secret of the tests, 32 bytes.";
+
+/// Three members on loopback: their configurations (by index, member id = index + 1) and the
+/// running servers (`None` while one is down).
+struct Three {
+    configs: Vec<String>,
+    servers: Vec<Option<Server>>,
+    /// The directory and HTTP port of each member that was killed, for its restart.
+    down: Vec<Option<(TempDir, u16)>>,
+}
+
+impl Three {
+    fn start() -> Three {
+        let ports: Vec<u16> = (0..3)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|listener| listener.local_addr().expect("bound").port())
+            .collect();
+        let members: Vec<String> = ports.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+        let configs: Vec<String> = (1..=3)
+            .map(|id| {
+                format!(
+                    "[semaphores]\nM = 1\n\n[cluster]\nid = {id}\nmembers = [{}]\n\
+                     data_dir = \"data\"\nsecret = \"{SECRET}\"\n",
+                    members.join(", ")
+                )
+            })
+            .collect();
+        let servers = configs.iter().map(|c| Some(Server::start(c))).collect();
+        Three {
+            configs,
+            servers,
+            down: (0..3).map(|_| None).collect(),
+        }
+    }
+
+    fn member(&self, index: usize) -> &Server {
+        self.servers[index].as_ref().expect("the member runs")
+    }
+
+    fn running(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..3).filter(|&index| self.servers[index].is_some())
+    }
+
+    /// The index of the member every running member follows, once they agree on a running one.
+    #[track_caller]
+    fn leader(&self) -> usize {
+        let deadline = Instant::now() + PROMPTLY;
+        loop {
+            let leaders: Vec<serde_json::Value> = self
+                .running()
+                .map(|index| {
+                    self.member(index).get("/status.json").json()["cluster"]["leader"].clone()
+                })
+                .collect();
+            if let Some(id) = leaders[0].as_u64()
+                && leaders.iter().all(|leader| *leader == leaders[0])
+            {
+                let index = (id - 1) as usize;
+                if self.servers[index].is_some() {
+                    return index;
+                }
+            }
+            assert!(Instant::now() < deadline, "no agreed leader: {leaders:?}");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// kill -9 of one member; its directory (with its log) is kept for [`Three::restart`].
+    fn kill(&mut self, index: usize) {
+        let server = self.servers[index].take().expect("the member runs");
+        let port = server.addr.port();
+        self.down[index] = Some((server.process.kill_keeping_dir(), port));
+    }
+
+    fn restart(&mut self, index: usize) {
+        let (dir, port) = self.down[index].take().expect("the member was killed");
+        self.servers[index] = Some(Server::start_in(dir, port, &self.configs[index], &[]));
+    }
+}
+
+#[test]
+fn three_members_answer_every_route_alike_whichever_is_asked() {
+    let three = Three::start();
+    let leader = three.leader();
+    let (a, b) = match leader {
+        0 => (1, 2),
+        1 => (0, 2),
+        _ => (0, 1),
+    };
+    // A lock taken through one follower is seen held through the other at once.
+    let holder = three.member(a).new_peer();
+    let first = token(&three.member(a).acquire(holder, "M", 1, ""));
+    assert!(three.member(b).is_acquired(holder));
+    for index in 0..3 {
+        assert_eq!(
+            three.member(index).remainder("M"),
+            0,
+            "member {}",
+            index + 1
+        );
+    }
+    // A waiter on the other follower is granted when the holder releases through the leader.
+    let waiter = three.member(b).new_peer();
+    let poll = {
+        let client = three.member(b).client.clone();
+        thread::spawn(move || {
+            let started = Instant::now();
+            let reply = client.put(&format!("/peers/{waiter}/M?block_for=30s"), "1");
+            (reply, started.elapsed())
+        })
+    };
+    three.member(b).wait_for_long_polls(1);
+    assert_eq!(three.member(leader).release(holder, "M").status, 200);
+    let (reply, _) = answered(poll);
+    assert!(token(&reply) > first);
+    let listed = three.member(a).get("/peers/").json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+}
+
+#[test]
+fn the_loss_of_the_leader_keeps_every_lock_and_grants_resume() {
+    let mut three = Three::start();
+    let old = three.leader();
+    let follower = (old + 1) % 3;
+    let holder = three.member(follower).new_peer();
+    let first = token(&three.member(follower).acquire(holder, "M", 1, ""));
+    three.kill(old);
+    let killed = Instant::now();
+    let new = three.leader();
+    assert_ne!(new, old);
+    let elected = killed.elapsed();
+    assert!(
+        elected < Duration::from_secs(10),
+        "a new leader after {elected:?}"
+    );
+    // The lock survived; nobody else gets it while it is held.
+    assert!(three.member(new).is_acquired(holder));
+    let newcomer = three.member(new).new_peer();
+    assert_eq!(three.member(new).acquire(newcomer, "M", 1, "").status, 202);
+    assert_eq!(three.member(follower).release(holder, "M").status, 200);
+    let reply = three
+        .member(new)
+        .acquire(newcomer, "M", 1, "?block_for=20s");
+    assert!(
+        token(&reply) > first,
+        "fencing tokens keep growing across leaders"
+    );
+    // The old leader comes back, catches up, and answers as the others do.
+    three.restart(old);
+    assert!(three.member(old).is_acquired(newcomer));
+    assert_eq!(three.member(old).remainder("M"), 0);
+}
+
+#[test]
+fn a_member_without_a_quorum_grants_nothing_and_says_why() {
+    let mut three = Three::start();
+    let leader = three.leader();
+    let peer = three.member(leader).new_peer();
+    let others: Vec<usize> = (0..3).filter(|&index| index != leader).collect();
+    for index in others {
+        three.kill(index);
+    }
+    let started = Instant::now();
+    let reply = three.member(leader).acquire(peer, "M", 1, "");
+    reply.expect(503, "No quorum");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(
+        three.member(leader).get("/health").status,
+        200,
+        "the process is alive"
+    );
+}

@@ -263,6 +263,12 @@ impl Server {
     pub fn kill_and_restart(self, config: &str, args: &[&str]) -> Server {
         let port = self.addr.port();
         let dir = self.process.kill_keeping_dir();
+        Server::start_in(dir, port, config, args)
+    }
+
+    /// Starts a server with `config` and `args` in `dir` (one an earlier server worked in) on
+    /// `port`.
+    pub fn start_in(dir: TempDir, port: u16, config: &str, args: &[&str]) -> Server {
         let launch = Launch::new()
             .binary(BINARY)
             .config(config)

@@ -45,6 +45,12 @@ pub trait Machine: Send + 'static {
     fn elected(&mut self) -> Option<Vec<u8>> {
         None
     }
+    /// The read `ctx` ([`Input::Read`]) may be answered from this member's state now: the
+    /// leader confirmed it still led after the read began, and everything it had committed
+    /// then is applied here. A read that is never confirmed (no leader) never gets this call.
+    fn readable(&mut self, ctx: u64) {
+        let _ = ctx;
+    }
 }
 
 /// A committed entry, as the machine applies it.
@@ -117,6 +123,16 @@ impl Proposer {
     }
 }
 
+impl Proposer {
+    /// Begins a linearizable read ([`Input::Read`]) and returns its context, numbered as the
+    /// proposals are. `Err` if the thread has stopped.
+    pub fn read(&self) -> Result<u64, Stopped> {
+        let ctx = self.next.fetch_add(1, Ordering::Relaxed);
+        self.inbox.send(Input::Read(ctx)).map_err(|_| Stopped)?;
+        Ok(ctx)
+    }
+}
+
 /// The member's thread has stopped (its log failed, or it was stopped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stopped;
@@ -141,6 +157,10 @@ pub enum Input {
     Propose(Proposal),
     /// A message from another member.
     Step(Box<Message>),
+    /// A linearizable read begins: [`Machine::readable`] is called with this context once the
+    /// member's state is at least as new as the cluster's when the read began (Raft's read
+    /// index: the leader confirms it leads with a round of heartbeats).
+    Read(u64),
     /// End the thread.
     Stop,
 }
@@ -259,6 +279,7 @@ impl Node {
             clock: None,
             leader: None,
             leader_changes: 0,
+            reads: Vec::new(),
         };
         let thread = thread::Builder::new()
             .name("raft".into())
@@ -343,6 +364,8 @@ struct Driver<M, O> {
     /// The leader last published, and how often that changed.
     leader: Option<u64>,
     leader_changes: u64,
+    /// Confirmed reads waiting for their index to be applied: (index, context).
+    reads: Vec<(u64, u64)>,
 }
 
 impl<M: Machine, O: Outbox> Driver<M, O> {
@@ -404,6 +427,7 @@ impl<M: Machine, O: Outbox> Driver<M, O> {
                     log::debug!("Raft message ignored: {error}");
                 }
             }
+            Input::Read(ctx) => self.raw.read_index(ctx.to_le_bytes().to_vec()),
             Input::Stop => return false,
         }
         true
@@ -478,6 +502,8 @@ impl<M: Machine, O: Outbox> Driver<M, O> {
         // 3. Entries committed before this Ready (they are on a majority's disks) apply in
         //    order.
         self.apply(ready.take_committed_entries());
+        // Reads the leader confirmed: answered once their index is applied (below).
+        let ready_reads = ready.take_read_states();
         // 4. New entries and the hard state go to disk with one fsync for the batch.
         for entry in ready.entries() {
             if let Some(opened) = envelope::open(&entry.data) {
@@ -501,6 +527,7 @@ impl<M: Machine, O: Outbox> Driver<M, O> {
         self.send(light.take_messages());
         self.apply(light.take_committed_entries());
         self.raw.advance_apply();
+        self.release_reads(ready_reads);
         self.maybe_snapshot()
     }
 
@@ -526,6 +553,25 @@ impl<M: Machine, O: Outbox> Driver<M, O> {
             }
             self.applied = entry.index;
         }
+    }
+
+    /// Tells the machine of every confirmed read whose index is applied now; keeps the others.
+    fn release_reads(&mut self, confirmed: Vec<raft::ReadState>) {
+        for state in confirmed {
+            let Ok(bytes) = <[u8; 8]>::try_from(state.request_ctx.as_slice()) else {
+                continue;
+            };
+            self.reads.push((state.index, u64::from_le_bytes(bytes)));
+        }
+        let applied = self.applied;
+        let machine = &mut self.machine;
+        self.reads.retain(|&(index, ctx)| {
+            if index <= applied {
+                machine.readable(ctx);
+                return false;
+            }
+            true
+        });
     }
 
     fn maybe_snapshot(&mut self) -> io::Result<()> {

@@ -9,6 +9,7 @@
 
 use std::io::Write as _;
 
+use crate::error::Error;
 use crate::service::Service;
 use throttle_core::{Core, PeerId, PeerInfo, Time};
 
@@ -21,8 +22,8 @@ const LISTING_BATCH: usize = 2_000;
 /// millisecond, so an acquire never waits long behind a listing. Each peer is shown as it was
 /// when its batch was written; a peer that went away meanwhile is left out, one created
 /// meanwhile is not shown.
-pub fn list(service: &Service) -> Vec<u8> {
-    let mut ids = service.inspect(|core, _, _| core.peer_ids());
+pub fn list(service: &Service) -> Result<Vec<u8>, Error> {
+    let mut ids = service.read(|core, _, _| core.peer_ids())?;
     ids.sort_unstable();
     let mut out = Vec::with_capacity(ids.len().saturating_mul(120).saturating_add(2));
     out.push(b'[');
@@ -41,7 +42,7 @@ pub fn list(service: &Service) -> Vec<u8> {
         }
     }
     out.push(b']');
-    out
+    Ok(out)
 }
 
 /// Appends the peers of `ids` that are known, each as [`write_peer`] writes it, separated by

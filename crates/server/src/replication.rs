@@ -28,6 +28,10 @@ pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a refused proposal (no leader known) is tried again while the request waits.
 const RETRY: Duration = Duration::from_millis(20);
 
+/// How long a read waits for the leader's confirmation before it asks again: raft drops a read
+/// silently when there is no leader, or one that has not committed in its term yet.
+const READ_RETRY: Duration = Duration::from_millis(200);
+
 /// The service's side of a member: where it proposes, and what it knows of the cluster.
 pub struct Replication {
     proposer: Proposer,
@@ -95,7 +99,32 @@ impl Replication {
                         COMMIT_TIMEOUT.as_secs()
                     )));
                 }
-                Waited::Stopped => {
+                Waited::Stopped | Waited::Readable => {
+                    return Err(Error::NoQuorum("the member is stopping".into()));
+                }
+            }
+        }
+    }
+
+    /// Waits until this member's state is at least as new as the cluster's was when the call
+    /// began (Raft's read index), so that a read after it sees every change acknowledged
+    /// before, whichever member acknowledged it. `No quorum` if no leader confirms within
+    /// [`COMMIT_TIMEOUT`].
+    pub fn catch_up(&self) -> Result<(), Error> {
+        let deadline = Instant::now() + COMMIT_TIMEOUT;
+        loop {
+            let ctx = self.shared.proposals.read(&self.proposer)?;
+            let attempt = (Instant::now() + READ_RETRY).min(deadline);
+            match self.shared.proposals.wait(ctx, attempt) {
+                Waited::Readable => return Ok(()),
+                Waited::TimedOut | Waited::Refused if Instant::now() < deadline => {}
+                Waited::TimedOut | Waited::Refused => {
+                    return Err(Error::NoQuorum(format!(
+                        "no leader confirmed the read within {}s",
+                        COMMIT_TIMEOUT.as_secs()
+                    )));
+                }
+                Waited::Applied(_) | Waited::Stopped => {
                     return Err(Error::NoQuorum("the member is stopping".into()));
                 }
             }
@@ -214,6 +243,10 @@ impl Machine for Applier {
         self.shared.proposals.refuse(seq);
     }
 
+    fn readable(&mut self, ctx: u64) {
+        self.shared.proposals.fill(ctx, Slot::Readable);
+    }
+
     fn elected(&mut self) -> Option<Vec<u8>> {
         log::info!("Elected leader: proposing this member's semaphores");
         let mut payload = Vec::new();
@@ -243,12 +276,14 @@ enum Slot {
     Waiting,
     Applied(Box<Applied>),
     Refused,
+    Readable,
 }
 
 /// How a wait for an entry ended.
 enum Waited {
     Applied(Box<Applied>),
     Refused,
+    Readable,
     TimedOut,
     Stopped,
 }
@@ -267,6 +302,19 @@ impl Proposals {
         Ok(seq)
     }
 
+    /// Begins a read with a slot for its confirmation, as [`Proposals::propose`] does.
+    fn read(&self, proposer: &Proposer) -> Result<u64, Error> {
+        let mut slots = self.slots.lock();
+        if slots.stopped {
+            return Err(Error::NoQuorum("the member is stopping".into()));
+        }
+        let ctx = proposer
+            .read()
+            .map_err(|_| Error::NoQuorum("the member's log has stopped".into()))?;
+        slots.waiting.insert(ctx, Slot::Waiting);
+        Ok(ctx)
+    }
+
     fn wait(&self, seq: u64, deadline: Instant) -> Waited {
         let mut slots = self.slots.lock();
         loop {
@@ -277,6 +325,7 @@ impl Proposals {
             match slots.waiting.remove(&seq) {
                 Some(Slot::Applied(applied)) => return Waited::Applied(applied),
                 Some(Slot::Refused) => return Waited::Refused,
+                Some(Slot::Readable) => return Waited::Readable,
                 Some(Slot::Waiting) => {
                     slots.waiting.insert(seq, Slot::Waiting);
                 }

@@ -652,6 +652,16 @@ impl Service {
         f(&state.core, state.long_polls, now)
     }
 
+    /// As [`Service::inspect`], for the answers of the API (`is_acquired`, a peer's state, the
+    /// listing of peers, a remainder): on a cluster member only once its state has caught up
+    /// with every change acknowledged before, on any member (`Replication::catch_up`).
+    pub fn read<T>(&self, f: impl FnOnce(&Core, LongPolls, Time) -> T) -> Result<T, Error> {
+        if let Some(replication) = self.replication.get() {
+            replication.catch_up()?;
+        }
+        Ok(self.inspect(f))
+    }
+
     /// The clock the core's times count on.
     pub fn clock(&self) -> Clock {
         self.clock

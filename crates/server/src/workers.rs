@@ -290,20 +290,20 @@ fn handle(app: &App, route: Route) -> Result<Outcome, Error> {
             Reply::text(200, "Ok")
         }
         Route::IsAcquired { peer } => {
-            let acquired = service.inspect(|core, _, _| core.is_acquired(peer))?;
+            let acquired = service.read(|core, _, _| core.is_acquired(peer))??;
             Reply::json(acquired.to_string())
         }
         Route::PeerState { peer } => {
-            let info = service.inspect(|core, _, now| {
+            let info = service.read(|core, _, now| {
                 core.peer(peer, now)
                     .map(PeerInfo::into_owned)
                     .ok_or_else(|| core.unknown_peer(peer))
-            })?;
+            })??;
             Reply::json(peers_json::peer(info))
         }
-        Route::ListPeers => Reply::json(peers_json::list(service)),
+        Route::ListPeers => Reply::json(peers_json::list(service)?),
         Route::Remainder { semaphore } => {
-            let remainder = service.inspect(|core, _, _| core.remainder(&semaphore))?;
+            let remainder = service.read(|core, _, _| core.remainder(&semaphore))??;
             Reply::json(remainder.to_string())
         }
         Route::Restore(restore) => {

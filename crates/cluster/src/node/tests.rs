@@ -20,6 +20,8 @@ struct Journal {
     refused: Arc<Mutex<Vec<u64>>>,
     /// What the member proposes first when elected.
     first: Option<&'static str>,
+    /// Reads made readable: (context, entries applied by then).
+    reads: Arc<Mutex<Vec<(u64, usize)>>>,
 }
 
 impl Journal {
@@ -62,6 +64,11 @@ impl Machine for Journal {
 
     fn elected(&mut self) -> Option<Vec<u8>> {
         self.first.map(|first| first.as_bytes().to_vec())
+    }
+
+    fn readable(&mut self, ctx: u64) {
+        let applied = self.data.lock().unwrap().len();
+        self.reads.lock().unwrap().push((ctx, applied));
     }
 }
 
@@ -440,4 +447,46 @@ fn a_new_leader_proposes_its_first_entry_before_anything_else() {
         .map(|seen| seen.2.is_some())
         .collect();
     assert_eq!(mine, [false, true, false, true]);
+}
+
+#[test]
+fn a_read_on_a_follower_waits_for_what_the_leader_committed() {
+    let cluster = Cluster::new(3, 1_000);
+    let leader = cluster.leader();
+    let follower = (1..=3).find(|&id| id != leader).unwrap();
+    for n in 0..20 {
+        cluster.propose(leader, &format!("entry {n}"));
+    }
+    // Wait until the leader applied them all; the follower may still be behind.
+    eventually("the leader applies every entry", || {
+        (cluster.journal(leader).len() == 20).then_some(())
+    });
+    cluster.node(follower).inbox().send(Input::Read(7)).unwrap();
+    let reads = &cluster.members[(follower - 1) as usize].journal.reads;
+    let applied = eventually("the read is confirmed", || {
+        reads.lock().unwrap().first().copied()
+    });
+    assert_eq!(
+        applied,
+        (7, 20),
+        "the read saw everything committed before it began"
+    );
+}
+
+#[test]
+fn a_read_without_a_leader_is_never_confirmed() {
+    let cluster = Cluster::new(3, 1_000);
+    let leader = cluster.leader();
+    for id in 1..=3 {
+        cluster.board.cut.lock().unwrap().insert(id);
+    }
+    eventually("no member knows a leader", || {
+        (1..=3)
+            .all(|id| cluster.node(id).status().leader.is_none())
+            .then_some(())
+    });
+    cluster.node(leader).inbox().send(Input::Read(9)).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let reads = &cluster.members[(leader - 1) as usize].journal.reads;
+    assert!(reads.lock().unwrap().is_empty());
 }
