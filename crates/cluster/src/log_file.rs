@@ -77,6 +77,8 @@ fn parse_one(bytes: &[u8]) -> Option<(Record, usize)> {
 /// Appends records to a file through a buffer; nothing is durable before [`Writer::sync`].
 pub struct Writer {
     out: BufWriter<File>,
+    /// Records appended since the last sync.
+    dirty: bool,
 }
 
 impl Writer {
@@ -84,6 +86,7 @@ impl Writer {
     pub fn new(file: File) -> Writer {
         Writer {
             out: BufWriter::with_capacity(64 * 1024, file),
+            dirty: false,
         }
     }
 
@@ -96,6 +99,7 @@ impl Writer {
                 format!("a log record of {length} bytes exceeds the limit of {MAX_RECORD}"),
             ));
         }
+        self.dirty = true;
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(&[kind]);
         hasher.update(payload);
@@ -106,10 +110,16 @@ impl Writer {
     }
 
     /// Writes the buffer and waits until the disk has it (`fsync`): one call per batch of
-    /// records, however many there are.
-    pub fn sync(&mut self) -> io::Result<()> {
+    /// records, however many there are; none if nothing was appended since the last. Says
+    /// whether it synced.
+    pub fn sync(&mut self) -> io::Result<bool> {
+        if !self.dirty {
+            return Ok(false);
+        }
         self.out.flush()?;
-        self.out.get_ref().sync_data()
+        self.out.get_ref().sync_data()?;
+        self.dirty = false;
+        Ok(true)
     }
 }
 

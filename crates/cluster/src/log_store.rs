@@ -148,8 +148,9 @@ impl LogStore {
         self.set_hard_state(&hard_state)
     }
 
-    /// Makes everything appended so far durable, with one `fsync`.
-    pub fn sync(&mut self) -> io::Result<()> {
+    /// Makes everything appended so far durable, with one `fsync` (none if nothing was
+    /// appended since the last); says whether it synced.
+    pub fn sync(&mut self) -> io::Result<bool> {
         self.writer.sync()
     }
 

@@ -198,6 +198,12 @@ pub struct Status {
     pub clock: Option<LogClock>,
     /// How often the leader this member knows changed (to another, or to none) since start.
     pub leader_changes: u64,
+    /// On the leader: how far each member's log is known to reach (its match index), by id,
+    /// this member's included; empty elsewhere. A member's lag is `commit` minus its match.
+    pub matched: Vec<(u64, u64)>,
+    /// The log's fsyncs since start, and the time they took together.
+    pub syncs: u64,
+    pub sync_time: Duration,
 }
 
 /// A running member: its thread and the ways in.
@@ -280,6 +286,8 @@ impl Node {
             leader: None,
             leader_changes: 0,
             reads: Vec::new(),
+            syncs: 0,
+            sync_time: Duration::ZERO,
         };
         let thread = thread::Builder::new()
             .name("raft".into())
@@ -366,6 +374,8 @@ struct Driver<M, O> {
     leader_changes: u64,
     /// Confirmed reads waiting for their index to be applied: (index, context).
     reads: Vec<(u64, u64)>,
+    syncs: u64,
+    sync_time: Duration,
 }
 
 impl<M: Machine, O: Outbox> Driver<M, O> {
@@ -515,7 +525,11 @@ impl<M: Machine, O: Outbox> Driver<M, O> {
         if let Some(hard_state) = ready.hs() {
             store.set_hard_state(hard_state)?;
         }
-        store.sync()?;
+        let started = Instant::now();
+        if store.sync()? {
+            self.syncs += 1;
+            self.sync_time += started.elapsed();
+        }
         // 5. Messages that promise what is now on disk (votes, append acknowledgements).
         self.send(ready.take_persisted_messages());
         // 6. Tell raft-rs; what that commits applies now.
@@ -608,6 +622,19 @@ impl<M: Machine, O: Outbox> Driver<M, O> {
             id: self.settings.id,
             leader,
             leader_changes: self.leader_changes,
+            matched: if raft.state == StateRole::Leader {
+                let mut matched: Vec<(u64, u64)> = raft
+                    .prs()
+                    .iter()
+                    .map(|(&id, progress)| (id, progress.matched))
+                    .collect();
+                matched.sort_unstable();
+                matched
+            } else {
+                Vec::new()
+            },
+            syncs: self.syncs,
+            sync_time: self.sync_time,
             term: raft.term,
             leading: raft.state == StateRole::Leader,
             commit: raft.raft_log.committed,
