@@ -74,6 +74,10 @@ pub struct ClusterConfig {
     /// `secret` of the file, if given. [`ClusterConfig::resolve_secret`] decides which secret is
     /// used.
     pub secret: Option<Secret>,
+    /// Where this member listens for the others, if not at its own entry of `members`: for a
+    /// member whose address as the others dial it is not one it can bind (a proxy, a NAT, a
+    /// container's published port). Optional; checked as `members` are.
+    pub listen: Option<String>,
 }
 
 /// The shared secret of the cluster's members, at least [`MIN_SECRET_BYTES`] long. Its `Debug`
@@ -167,6 +171,7 @@ pub(crate) struct Table {
     members: Spanned<Vec<Spanned<String>>>,
     data_dir: Spanned<PathBuf>,
     secret: Option<Spanned<String>>,
+    listen: Option<Spanned<String>>,
 }
 
 impl Table {
@@ -237,6 +242,19 @@ impl Table {
                     .to_owned(),
             ));
         }
+        let listen = match self.listen {
+            None => None,
+            Some(listen) => {
+                let address = listen.get_ref();
+                check_address(address).map_err(|reason| {
+                    error(
+                        listen.span().start,
+                        format!("`listen` in [cluster]: {address:?} {reason}"),
+                    )
+                })?;
+                Some(listen.into_inner())
+            }
+        };
         let secret = match self.secret {
             None => None,
             Some(secret) => {
@@ -255,6 +273,7 @@ impl Table {
             members: members.into_iter().map(Spanned::into_inner).collect(),
             data_dir: self.data_dir.into_inner(),
             secret,
+            listen,
         })
     }
 }
@@ -320,6 +339,7 @@ mod tests {
             members: (1..=count).map(|i| format!("10.0.0.{i}:7001")).collect(),
             data_dir: "/var/lib/throttle".into(),
             secret: secret.map(|s| Secret::new(s.to_owned()).unwrap()),
+            listen: None,
         }
     }
 
@@ -469,6 +489,10 @@ mod tests {
             },
             ClusterConfig {
                 secret: Some(Secret::new(ENV_SECRET.into()).unwrap()),
+                ..three.clone()
+            },
+            ClusterConfig {
+                listen: Some("0.0.0.0:7001".into()),
                 ..three.clone()
             },
         ] {

@@ -547,6 +547,7 @@ A = 1
                 ],
                 data_dir: "/var/lib/throttle".into(),
                 secret: None,
+                listen: None,
             })
         );
     }
@@ -729,6 +730,20 @@ A = 1
     }
 
     #[test]
+    fn cluster_listen() {
+        let source = format!("{}listen = \"0.0.0.0:7101\"\n", cluster_table("1", THREE));
+        let loaded = ok(&source);
+        let cluster = loaded.config.cluster.expect("a cluster");
+        assert_eq!(cluster.listen.as_deref(), Some("0.0.0.0:7101"));
+        let source = "[cluster]\nid = 1\nmembers = [\"a:1\"]\ndata_dir = \"d\"\nlisten = \"a\"\n";
+        let error = parse(source, "throttle.toml").expect_err("no port");
+        assert!(
+            error.starts_with("throttle.toml:5: `listen` in [cluster]: \"a\""),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn cluster_keys_missing() {
         for (source, key) in [
             ("[cluster]\nmembers = [\"a:1\"]\ndata_dir = \"d\"\n", "id"),
@@ -747,7 +762,7 @@ A = 1
         check_error(
             "[cluster]\nid = 1\nmembers = [\"a:1\"]\ndata_dir = \"d\"\npeers = []\n",
             "throttle.toml:5: unknown field `peers`, expected one of `id`, `members`, \
-             `data_dir`, `secret` (in `peers = []`)",
+             `data_dir`, `secret`, `listen` (in `peers = []`)",
         );
         check_error(
             "cluster = 3\n",

@@ -5,6 +5,7 @@
 //! What this is not: the configuration's checks (`config.rs`), what a committed entry does
 //! (`replication.rs` and the core), or how the log and the links work (`throttle-cluster`).
 
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +38,8 @@ pub struct MemberSettings {
     pub data_dir: PathBuf,
     /// The cluster's secret (empty for a cluster of one, which has no links).
     pub secret: Vec<u8>,
+    /// Where to listen for the others, if not at this member's entry of `members`.
+    pub listen: Option<String>,
 }
 
 /// A running member.
@@ -59,6 +62,7 @@ impl Member {
             members,
             data_dir,
             secret,
+            listen,
         } = settings;
         std::fs::create_dir_all(&data_dir).map_err(|e| {
             format!(
@@ -75,12 +79,11 @@ impl Member {
                 members: members.clone(),
                 secret,
             };
-            let listener = link::bind(&membership).map_err(|e| {
-                format!(
-                    "cannot listen for the other members on {}: {e}",
-                    members.get((id - 1) as usize).map_or("?", String::as_str)
-                )
-            })?;
+            let address = listen
+                .or_else(|| members.get((id - 1) as usize).cloned())
+                .unwrap_or_default();
+            let listener = TcpListener::bind(&address)
+                .map_err(|e| format!("cannot listen for the other members on {address}: {e}"))?;
             let (links, _) = link::start(membership, listener, inbox.clone(), stop_links.clone())
                 .map_err(|e| format!("cannot start the links between members: {e}"))?;
             Wires::Links(links)

@@ -193,9 +193,6 @@ fn member_settings(
         );
     }
     let secret = cluster.resolve_secret(std::env::var(cluster_config::SECRET_VARIABLE).ok())?;
-    for warning in cluster.warnings() {
-        log::warn!("{warning}");
-    }
     Ok(MemberSettings {
         id: cluster.id,
         members: cluster.members.clone(),
@@ -203,5 +200,6 @@ fn member_settings(
         secret: secret
             .map(|secret| secret.as_bytes().to_vec())
             .unwrap_or_default(),
+        listen: cluster.listen.clone(),
     })
 }
