@@ -138,6 +138,8 @@ const SECRET: &str = "a secret of the tests, 32 bytes.";
 /// running servers (`None` while one is down).
 struct Three {
     configs: Vec<String>,
+    /// The address each member hears the others on.
+    links: Vec<String>,
     servers: Vec<Option<Server>>,
     /// The directory and HTTP port of each member that was killed, for its restart.
     down: Vec<Option<(TempDir, u16)>>,
@@ -151,7 +153,8 @@ impl Three {
             .iter()
             .map(|listener| listener.local_addr().expect("bound").port())
             .collect();
-        let members: Vec<String> = ports.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+        let links: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let members: Vec<String> = links.iter().map(|link| format!("\"{link}\"")).collect();
         let configs: Vec<String> = (1..=3)
             .map(|id| {
                 format!(
@@ -164,6 +167,7 @@ impl Three {
         let servers = configs.iter().map(|c| Some(Server::start(c))).collect();
         Three {
             configs,
+            links,
             servers,
             down: (0..3).map(|_| None).collect(),
         }
@@ -305,4 +309,106 @@ fn a_member_without_a_quorum_grants_nothing_and_says_why() {
         200,
         "the process is alive"
     );
+}
+
+#[test]
+fn a_change_of_leader_never_cuts_a_lease_short() {
+    let mut three = Three::start();
+    let old = three.leader();
+    let follower = (old + 1) % 3;
+    let holder = three.member(follower).new_peer();
+    // The lease counts from before the request was sent, as the client's does.
+    let asked = Instant::now();
+    token(
+        &three
+            .member(follower)
+            .acquire(holder, "M", 1, "?expires_in=4s"),
+    );
+    three.kill(old);
+    let new = three.leader();
+    // Whatever the election took, the lease still runs: the log's time stood still meanwhile.
+    let checked = asked.elapsed();
+    if checked < Duration::from_millis(3_500) {
+        assert!(
+            three.member(new).is_acquired(holder),
+            "the lease of 4 s ended after {checked:?}"
+        );
+    }
+    // And it does end: expiry goes on under the new leader.
+    let deadline = Instant::now() + PROMPTLY;
+    while three
+        .member(new)
+        .get(&format!("/peers/{holder}/is_acquired"))
+        .status
+        == 200
+    {
+        assert!(Instant::now() < deadline, "the lease never ended");
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(asked.elapsed() >= Duration::from_secs(4));
+}
+
+#[test]
+fn the_members_port_closes_on_garbage_and_strangers_and_changes_nothing() {
+    use std::io::{Read, Write};
+    let three = Three::start();
+    let leader = three.leader();
+    let peer = three.member(leader).new_peer();
+    token(&three.member(leader).acquire(peer, "M", 1, ""));
+    for bytes in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        &[0xff; 4096],
+        // A frame claiming 4 GiB.
+        &[0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0],
+    ] {
+        let mut stream = std::net::TcpStream::connect(&three.links[leader]).expect("connect");
+        stream
+            .set_read_timeout(Some(PROMPTLY))
+            .expect("a read timeout");
+        let _ = stream.write_all(bytes);
+        let mut rest = Vec::new();
+        // The member sends its challenge, then closes (or resets) the connection.
+        if let Err(error) = stream.read_to_end(&mut rest) {
+            assert!(
+                !matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "the connection is still open after {PROMPTLY:?}"
+            );
+        }
+    }
+    three
+        .member(leader)
+        .process
+        .lines
+        .wait_for(PROMPTLY, |line| line.contains("Cluster link from"))
+        .expect("the refusal is logged");
+    // Nothing changed: the same leader, the lock still held, the members still replicate.
+    assert_eq!(three.leader(), leader);
+    assert!(three.member((leader + 1) % 3).is_acquired(peer));
+    assert_eq!(three.member(leader).release(peer, "M").status, 200);
+    assert_eq!(three.member((leader + 2) % 3).remainder("M"), 1);
+}
+
+#[test]
+fn a_reload_on_any_member_changes_the_semaphores_of_all() {
+    let mut three = Three::start();
+    let leader = three.leader();
+    let follower = (leader + 1) % 3;
+    three.configs[follower] = three.configs[follower].replace("M = 1", "M = 1\nN = 5");
+    let dir = three.member(follower).process.dir.path().to_owned();
+    std::fs::write(dir.join("throttle.toml"), &three.configs[follower]).expect("write");
+    three.member(follower).process.signal("HUP");
+    let deadline = Instant::now() + PROMPTLY;
+    for index in 0..3 {
+        while three.member(index).get("/remainder?semaphore=N").text() != "5" {
+            assert!(
+                Instant::now() < deadline,
+                "member {} never knew N",
+                index + 1
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
 }

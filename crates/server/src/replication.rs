@@ -47,6 +47,9 @@ pub struct Shared {
     /// The log time of the last entry applied, and when it was applied here: followers read
     /// the time from it (see [`Replication::read_time`]).
     applied_at: Arc<Mutex<(Time, Instant)>>,
+    /// This member's configured semaphores (its file's, as last loaded): what it proposes when
+    /// it is elected.
+    semaphores: Arc<Mutex<Vec<SemaphoreSettings>>>,
 }
 
 impl Replication {
@@ -64,6 +67,12 @@ impl Replication {
             shared,
             members,
         }
+    }
+
+    /// Records the semaphores of a reloaded configuration file: proposed from now on whenever
+    /// this member is elected.
+    pub fn configured(&self, semaphores: Vec<SemaphoreSettings>) {
+        *self.shared.semaphores.lock() = semaphores;
     }
 
     /// How many members the cluster has.
@@ -171,9 +180,6 @@ impl Replication {
 pub struct Applier {
     service: Arc<Service>,
     shared: Shared,
-    /// This member's configured semaphores: proposed when it is elected (the cluster's
-    /// configuration is the last leader's, see ARCHITECTURE.md).
-    semaphores: Vec<SemaphoreSettings>,
 }
 
 impl Applier {
@@ -185,8 +191,8 @@ impl Applier {
             shared: Shared {
                 proposals: Arc::default(),
                 applied_at: Arc::new(Mutex::new((Time::ZERO, Instant::now()))),
+                semaphores: Arc::new(Mutex::new(semaphores)),
             },
-            semaphores,
         }
     }
 
@@ -209,7 +215,7 @@ impl Machine for Applier {
             }
         };
         if let Op::Reconfigure { semaphores } = &op
-            && *semaphores != self.semaphores
+            && *semaphores != *self.shared.semaphores.lock()
         {
             log::warn!(
                 "The cluster's semaphores (log entry {}) differ from this member's \
@@ -251,7 +257,7 @@ impl Machine for Applier {
         log::info!("Elected leader: proposing this member's semaphores");
         let mut payload = Vec::new();
         Op::Reconfigure {
-            semaphores: self.semaphores.clone(),
+            semaphores: self.shared.semaphores.lock().clone(),
         }
         .encode(&mut payload);
         Some(payload)

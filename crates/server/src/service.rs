@@ -170,10 +170,15 @@ impl ExpiryWatch<'_> {
     /// entry, whose apply wakes this thread again (`Service::apply_committed`).
     fn propose_due(&mut self, replication: &Replication) -> Alarm {
         let poll = Instant::now() + MEMBER_POLL;
-        let clock = replication.leader_clock();
-        let next = self.state.core.next_deadline();
+        let Some(clock) = replication.leader_clock() else {
+            // A follower expires nothing: no deadline is earlier than this alarm, so applied
+            // entries never wake the thread; it looks again at the next poll.
+            self.state.expiry_alarm = Some(Time::ZERO);
+            return Alarm::At(poll);
+        };
+        // Without an alarm, the next applied entry with a deadline wakes the thread.
         self.state.expiry_alarm = None;
-        let (Some(clock), Some(deadline)) = (clock, next) else {
+        let Some(deadline) = self.state.core.next_deadline() else {
             return Alarm::At(poll);
         };
         if deadline.since_epoch() <= clock.now() {
@@ -436,9 +441,11 @@ impl Service {
         &self,
         semaphores: impl IntoIterator<Item = SemaphoreSettings>,
     ) -> Result<Reconfigured, Error> {
-        let op = Op::Reconfigure {
-            semaphores: semaphores.into_iter().collect(),
-        };
+        let semaphores: Vec<SemaphoreSettings> = semaphores.into_iter().collect();
+        if let Some(replication) = self.replication.get() {
+            replication.configured(semaphores.clone());
+        }
+        let op = Op::Reconfigure { semaphores };
         match self.change(op, |_| Ok(()))?.1.outcome? {
             Outcome::Reconfigure(result) => Ok(result),
             other => unreachable!("a reconfiguration answered {other:?}"),
