@@ -147,6 +147,11 @@ struct Three {
 
 impl Three {
     fn start() -> Three {
+        Three::start_with("")
+    }
+
+    /// Three members whose `[cluster]` tables end with `extra` (more keys).
+    fn start_with(extra: &str) -> Three {
         let ports: Vec<u16> = (0..3)
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
             .collect::<Vec<_>>()
@@ -159,7 +164,7 @@ impl Three {
             .map(|id| {
                 format!(
                     "[semaphores]\nM = 1\n\n[cluster]\nid = {id}\nmembers = [{}]\n\
-                     data_dir = \"data\"\nsecret = \"{SECRET}\"\n",
+                     data_dir = \"data\"\nsecret = \"{SECRET}\"\n{extra}",
                     members.join(", ")
                 )
             })
@@ -411,4 +416,57 @@ fn a_reload_on_any_member_changes_the_semaphores_of_all() {
             thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+#[test]
+fn a_member_replaced_with_an_empty_data_dir_catches_up_from_a_snapshot() {
+    // A snapshot every 20 entries, so the leader's log is compacted past what a new member
+    // could replay.
+    let mut three = Three::start_with("snapshot_every = 20\n");
+    let leader = three.leader();
+    let lost = (leader + 1) % 3;
+    three.kill(lost);
+    // The machine is lost: its disk with it.
+    let (dir, _) = three.down[lost].as_ref().expect("killed");
+    std::fs::remove_dir_all(dir.path().join("data")).expect("remove the data directory");
+    let holder = three.member(leader).new_peer();
+    for _ in 0..30 {
+        assert_eq!(
+            three
+                .member(leader)
+                .put(&format!("/peers/{holder}"), r#"{"expires_in": "5m"}"#)
+                .status,
+            200
+        );
+    }
+    token(&three.member(leader).acquire(holder, "M", 1, ""));
+    three.restart(lost);
+    assert!(three.member(lost).is_acquired(holder));
+    assert_eq!(three.member(lost).remainder("M"), 0);
+    let status = three.member(lost).get("/status.json").json();
+    assert_eq!(status["num_peers"], 1, "{status}");
+}
+
+#[test]
+fn a_member_with_another_member_list_is_refused_saying_why() {
+    let mut three = Three::start();
+    let leader = three.leader();
+    let odd = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    three.kill(odd);
+    // Its list names another address for the third member.
+    let wrong = three.configs[odd].replace(&three.links[other], "127.0.0.1:9");
+    three.configs[odd] = wrong;
+    three.restart(odd);
+    three
+        .member(odd)
+        .process
+        .lines
+        .wait_for(PROMPTLY, |line| line.contains("member list"))
+        .expect("the refusal says why");
+    // It joins nothing: it never learns of a leader, and the others go on.
+    let status = three.member(odd).get("/status.json").json();
+    assert!(status["cluster"]["leader"].is_null(), "{status}");
+    let peer = three.member(leader).new_peer();
+    token(&three.member(leader).acquire(peer, "M", 1, ""));
 }

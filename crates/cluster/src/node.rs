@@ -14,6 +14,7 @@
 //! (the [`Outbox`] decides: TCP between members, channels in the tests).
 
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -289,9 +290,21 @@ impl Node {
             syncs: 0,
             sync_time: Duration::ZERO,
         };
-        let thread = thread::Builder::new()
-            .name("raft".into())
-            .spawn(move || driver.run())?;
+        let thread = thread::Builder::new().name("raft".into()).spawn(move || {
+            // A member whose Raft state panicked or whose log cannot be written must not
+            // go on answering: the process ends, and its supervisor starts it again.
+            match panic::catch_unwind(AssertUnwindSafe(|| driver.run())) {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => {
+                    log::error!("The Raft log failed: {error}; the member stops");
+                    std::process::exit(1);
+                }
+                Err(_) => {
+                    log::error!("The Raft thread panicked; the member stops");
+                    std::process::abort();
+                }
+            }
+        })?;
         let proposer = Proposer {
             inbox: inbox.clone(),
             origin: id,
@@ -425,6 +438,17 @@ impl<M: Machine, O: Outbox> Driver<M, O> {
             }
             // A message raft-rs rejects (from an unknown member, say) changes nothing.
             Input::Step(mut message) => {
+                // A member that lost its log (a machine replaced with an empty data directory)
+                // hears heartbeats whose commit index its log does not reach, which raft-rs
+                // treats as a broken invariant and stops on. Capped at what the log holds, the
+                // heartbeat is answered; the leader's next append is refused and brings the
+                // missing entries, or a snapshot.
+                if message.get_msg_type() == MessageType::MsgHeartbeat {
+                    let last = self.raw.raft.raft_log.last_index();
+                    if message.commit > last {
+                        message.commit = last;
+                    }
+                }
                 // A follower's proposal enters the log here, if this member leads.
                 if message.get_msg_type() == MessageType::MsgPropose
                     && let Some(at) = self.stamp_time()

@@ -78,7 +78,14 @@ pub struct ClusterConfig {
     /// member whose address as the others dial it is not one it can bind (a proxy, a NAT, a
     /// container's published port). Optional; checked as `members` are.
     pub listen: Option<String>,
+    /// Log entries between two snapshots (after which the log before is dropped): fewer keep
+    /// the log on disk short and a restart quick, more write the state less often.
+    pub snapshot_every: u64,
 }
+
+/// The default of `snapshot_every`: with 100,000 peers a snapshot is about 5 MB, written once
+/// per 10,000 changes.
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
 
 /// The shared secret of the cluster's members, at least [`MIN_SECRET_BYTES`] long. Its `Debug`
 /// does not show it, so that a logged configuration does not leak it.
@@ -172,6 +179,7 @@ pub(crate) struct Table {
     data_dir: Spanned<PathBuf>,
     secret: Option<Spanned<String>>,
     listen: Option<Spanned<String>>,
+    snapshot_every: Option<Spanned<u64>>,
 }
 
 impl Table {
@@ -255,6 +263,18 @@ impl Table {
                 Some(listen.into_inner())
             }
         };
+        let snapshot_every = match self.snapshot_every {
+            None => DEFAULT_SNAPSHOT_EVERY,
+            Some(every) if *every.get_ref() == 0 => {
+                return Err(error(
+                    every.span().start,
+                    "`snapshot_every` in [cluster] is 0: it counts the log entries between two \
+                     snapshots, at least 1"
+                        .to_owned(),
+                ));
+            }
+            Some(every) => every.into_inner(),
+        };
         let secret = match self.secret {
             None => None,
             Some(secret) => {
@@ -274,6 +294,7 @@ impl Table {
             data_dir: self.data_dir.into_inner(),
             secret,
             listen,
+            snapshot_every,
         })
     }
 }
@@ -340,6 +361,7 @@ mod tests {
             data_dir: "/var/lib/throttle".into(),
             secret: secret.map(|s| Secret::new(s.to_owned()).unwrap()),
             listen: None,
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
         }
     }
 

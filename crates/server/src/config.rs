@@ -548,6 +548,7 @@ A = 1
                 data_dir: "/var/lib/throttle".into(),
                 secret: None,
                 listen: None,
+                snapshot_every: crate::cluster_config::DEFAULT_SNAPSHOT_EVERY,
             })
         );
     }
@@ -730,11 +731,27 @@ A = 1
     }
 
     #[test]
-    fn cluster_listen() {
+    fn cluster_listen_and_snapshot_every() {
         let source = format!("{}listen = \"0.0.0.0:7101\"\n", cluster_table("1", THREE));
         let loaded = ok(&source);
         let cluster = loaded.config.cluster.expect("a cluster");
         assert_eq!(cluster.listen.as_deref(), Some("0.0.0.0:7101"));
+        assert_eq!(cluster.snapshot_every, 10_000);
+        let source = format!("{}snapshot_every = 20\n", cluster_table("1", THREE));
+        assert_eq!(
+            ok(&source)
+                .config
+                .cluster
+                .expect("a cluster")
+                .snapshot_every,
+            20
+        );
+        let source = format!("{}snapshot_every = 0\n", cluster_table("1", THREE));
+        let error = parse(&source, "throttle.toml").expect_err("zero");
+        assert!(
+            error.contains("`snapshot_every` in [cluster] is 0"),
+            "{error}"
+        );
         let source = "[cluster]\nid = 1\nmembers = [\"a:1\"]\ndata_dir = \"d\"\nlisten = \"a\"\n";
         let error = parse(source, "throttle.toml").expect_err("no port");
         assert!(
@@ -762,7 +779,7 @@ A = 1
         check_error(
             "[cluster]\nid = 1\nmembers = [\"a:1\"]\ndata_dir = \"d\"\npeers = []\n",
             "throttle.toml:5: unknown field `peers`, expected one of `id`, `members`, \
-             `data_dir`, `secret`, `listen` (in `peers = []`)",
+             `data_dir`, `secret`, `listen`, `snapshot_every` (in `peers = []`)",
         );
         check_error(
             "cluster = 3\n",

@@ -24,9 +24,6 @@ use crate::service::Service;
 /// leader's word (0.5 to 1 s), so a failover takes about a second.
 const TICK: Duration = Duration::from_millis(50);
 
-/// Entries between snapshots: the log on disk stays short, a snapshot is taken rarely.
-const SNAPSHOT_EVERY: u64 = 10_000;
-
 /// What a member needs to start: the `[cluster]` table, checked.
 #[derive(Clone)]
 pub struct MemberSettings {
@@ -40,6 +37,8 @@ pub struct MemberSettings {
     pub secret: Vec<u8>,
     /// Where to listen for the others, if not at this member's entry of `members`.
     pub listen: Option<String>,
+    /// Log entries between two snapshots.
+    pub snapshot_every: u64,
 }
 
 /// A running member.
@@ -63,6 +62,7 @@ impl Member {
             data_dir,
             secret,
             listen,
+            snapshot_every,
         } = settings;
         std::fs::create_dir_all(&data_dir).map_err(|e| {
             format!(
@@ -96,7 +96,7 @@ impl Member {
             id,
             voters,
             tick: TICK,
-            snapshot_every: SNAPSHOT_EVERY,
+            snapshot_every,
         };
         let node = Node::start_with_inbox(&data_dir, node_settings, applier, wires, (inbox, input))
             .map_err(|e| format!("cannot open the log in {}: {e}", data_dir.display()))?;

@@ -201,5 +201,6 @@ fn member_settings(
             .map(|secret| secret.as_bytes().to_vec())
             .unwrap_or_default(),
         listen: cluster.listen.clone(),
+        snapshot_every: cluster.snapshot_every,
     })
 }

@@ -490,3 +490,26 @@ fn a_read_without_a_leader_is_never_confirmed() {
     let reads = &cluster.members[(leader - 1) as usize].journal.reads;
     assert!(reads.lock().unwrap().is_empty());
 }
+
+#[test]
+fn a_member_that_lost_its_disk_catches_up() {
+    let mut cluster = Cluster::new(3, 5);
+    let leader = cluster.leader();
+    let lost = (1..=3).find(|&id| id != leader).unwrap();
+    let expected: Vec<String> = (0..12).map(|n| format!("entry {n}")).collect();
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    for data in &expected[..6] {
+        cluster.propose(leader, data);
+    }
+    wait_for_journal(&cluster, lost, &expected[..6]);
+    cluster.stop(lost);
+    // A new machine in its place: an empty data directory, the same id. The leader still
+    // believes its log reaches index 7 and says so in every heartbeat.
+    cluster.members[(lost - 1) as usize].dir = TempDir::new();
+    cluster.start(lost);
+    for data in &expected[6..] {
+        cluster.propose(leader, data);
+    }
+    wait_for_journal(&cluster, lost, &expected);
+    assert!(cluster.node(lost).status().leader == Some(leader));
+}
