@@ -28,6 +28,9 @@ pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a refused proposal (no leader known) is tried again while the request waits.
 const RETRY: Duration = Duration::from_millis(20);
 
+/// How often a request waiting for its entry looks whether a new leader was elected meanwhile.
+const LOOK_AGAIN: Duration = Duration::from_millis(100);
+
 /// How long a read waits for the leader's confirmation before it asks again: raft drops a read
 /// silently when there is no leader, or one that has not committed in its term yet.
 const READ_RETRY: Duration = Duration::from_millis(200);
@@ -82,34 +85,47 @@ impl Replication {
 
     /// Proposes `op` and waits until this member applied it: the result, once the entry is
     /// on a majority's disk. A proposal refused for want of a leader is tried again until
-    /// [`COMMIT_TIMEOUT`]; an entry neither applied nor refused by then answers `No quorum`,
-    /// and may still be applied later (every operation but a new peer's is idempotent, so a
-    /// client may repeat it).
+    /// [`COMMIT_TIMEOUT`], and so is one still waiting when a new leader is elected (it may
+    /// have been lost with the old one; if not, it is applied twice, which changes nothing
+    /// more: every operation is idempotent but a new peer's, whose first id then stays unused
+    /// until its lease ends). An entry neither applied nor refused by the timeout answers `No
+    /// quorum`, and may still be applied later.
     pub fn commit(&self, op: &Op) -> Result<Applied, Error> {
         let mut payload = Vec::new();
         op.encode(&mut payload);
         let deadline = Instant::now() + COMMIT_TIMEOUT;
-        loop {
+        'propose: loop {
+            let term = self.status.get().term;
             let seq = self.shared.proposals.propose(&self.proposer, &payload)?;
-            match self.shared.proposals.wait(seq, deadline) {
-                Waited::Applied(applied) => return Ok(*applied),
-                Waited::Refused if Instant::now() + RETRY < deadline => {
-                    std::thread::sleep(RETRY);
-                }
-                Waited::Refused => {
-                    return Err(Error::NoQuorum(format!(
-                        "no leader elected within {}s",
-                        COMMIT_TIMEOUT.as_secs()
-                    )));
-                }
-                Waited::TimedOut => {
-                    return Err(Error::NoQuorum(format!(
-                        "the change was not committed within {}s",
-                        COMMIT_TIMEOUT.as_secs()
-                    )));
-                }
-                Waited::Stopped | Waited::Readable => {
-                    return Err(Error::NoQuorum("the member is stopping".into()));
+            loop {
+                let until = (Instant::now() + LOOK_AGAIN).min(deadline);
+                match self.shared.proposals.wait(seq, until) {
+                    Waited::Applied(applied) => return Ok(*applied),
+                    Waited::Refused if Instant::now() + RETRY < deadline => {
+                        std::thread::sleep(RETRY);
+                        continue 'propose;
+                    }
+                    Waited::Refused => {
+                        return Err(Error::NoQuorum(format!(
+                            "no leader elected within {}s",
+                            COMMIT_TIMEOUT.as_secs()
+                        )));
+                    }
+                    Waited::Pending if Instant::now() >= deadline => {
+                        self.shared.proposals.forget(seq);
+                        return Err(Error::NoQuorum(format!(
+                            "the change was not committed within {}s",
+                            COMMIT_TIMEOUT.as_secs()
+                        )));
+                    }
+                    Waited::Pending if self.status.get().term != term => {
+                        self.shared.proposals.forget(seq);
+                        continue 'propose;
+                    }
+                    Waited::Pending => {}
+                    Waited::Stopped | Waited::Readable => {
+                        return Err(Error::NoQuorum("the member is stopping".into()));
+                    }
                 }
             }
         }
@@ -124,10 +140,14 @@ impl Replication {
         loop {
             let ctx = self.shared.proposals.read(&self.proposer)?;
             let attempt = (Instant::now() + READ_RETRY).min(deadline);
-            match self.shared.proposals.wait(ctx, attempt) {
+            let waited = self.shared.proposals.wait(ctx, attempt);
+            if matches!(waited, Waited::Pending) {
+                self.shared.proposals.forget(ctx);
+            }
+            match waited {
                 Waited::Readable => return Ok(()),
-                Waited::TimedOut | Waited::Refused if Instant::now() < deadline => {}
-                Waited::TimedOut | Waited::Refused => {
+                Waited::Pending | Waited::Refused if Instant::now() < deadline => {}
+                Waited::Pending | Waited::Refused => {
                     return Err(Error::NoQuorum(format!(
                         "no leader confirmed the read within {}s",
                         COMMIT_TIMEOUT.as_secs()
@@ -290,7 +310,8 @@ enum Waited {
     Applied(Box<Applied>),
     Refused,
     Readable,
-    TimedOut,
+    /// Not yet: the slot stays until [`Proposals::forget`].
+    Pending,
     Stopped,
 }
 
@@ -321,27 +342,38 @@ impl Proposals {
         Ok(ctx)
     }
 
-    fn wait(&self, seq: u64, deadline: Instant) -> Waited {
+    /// Waits until the slot of `seq` is filled, or `until`; a slot filled as the time runs
+    /// out still counts.
+    fn wait(&self, seq: u64, until: Instant) -> Waited {
         let mut slots = self.slots.lock();
+        let mut timed_out = false;
         loop {
             if slots.stopped {
                 slots.waiting.remove(&seq);
                 return Waited::Stopped;
             }
-            match slots.waiting.remove(&seq) {
-                Some(Slot::Applied(applied)) => return Waited::Applied(applied),
-                Some(Slot::Refused) => return Waited::Refused,
-                Some(Slot::Readable) => return Waited::Readable,
-                Some(Slot::Waiting) => {
-                    slots.waiting.insert(seq, Slot::Waiting);
+            match slots.waiting.get(&seq) {
+                Some(Slot::Waiting) => {}
+                Some(_) => {
+                    return match slots.waiting.remove(&seq) {
+                        Some(Slot::Applied(applied)) => Waited::Applied(applied),
+                        Some(Slot::Refused) => Waited::Refused,
+                        Some(Slot::Readable) => Waited::Readable,
+                        Some(Slot::Waiting) | None => Waited::Stopped,
+                    };
                 }
                 None => return Waited::Stopped,
             }
-            if self.filled.wait_until(&mut slots, deadline).timed_out() {
-                slots.waiting.remove(&seq);
-                return Waited::TimedOut;
+            if timed_out {
+                return Waited::Pending;
             }
+            timed_out = self.filled.wait_until(&mut slots, until).timed_out();
         }
+    }
+
+    /// Gives up on an entry: applied later, it is dropped.
+    fn forget(&self, seq: u64) {
+        self.slots.lock().waiting.remove(&seq);
     }
 
     fn fulfil(&self, seq: u64, applied: Applied) {
@@ -364,5 +396,85 @@ impl Proposals {
     fn shut_down(&self) {
         self.slots.lock().stopped = true;
         self.filled.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::thread;
+    use throttle_core::{Expired, Outcome};
+
+    fn applied() -> Applied {
+        Applied {
+            expired: Expired::default(),
+            outcome: Ok(Outcome::Expire),
+            granted: Vec::new(),
+        }
+    }
+
+    /// Proposals with a slot for `seq`, as `Proposals::propose` leaves them.
+    fn waiting_for(seq: u64) -> Arc<Proposals> {
+        let proposals = Arc::new(Proposals::default());
+        proposals.slots.lock().waiting.insert(seq, Slot::Waiting);
+        proposals
+    }
+
+    const SOON: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn a_wait_ends_with_the_result_filled_from_another_thread() {
+        let proposals = waiting_for(7);
+        let filler = proposals.clone();
+        let thread = thread::spawn(move || filler.fulfil(7, applied()));
+        assert!(matches!(
+            proposals.wait(7, Instant::now() + SOON),
+            Waited::Applied(result) if *result == applied()
+        ));
+        thread.join().unwrap();
+        assert!(
+            proposals.slots.lock().waiting.is_empty(),
+            "the slot is taken"
+        );
+    }
+
+    #[test]
+    fn a_wait_that_runs_out_keeps_the_slot_until_forgotten() {
+        let proposals = waiting_for(7);
+        assert!(matches!(proposals.wait(7, Instant::now()), Waited::Pending));
+        // Still waiting: a result that comes now is found by the next wait.
+        proposals.refuse(7);
+        assert!(matches!(proposals.wait(7, Instant::now()), Waited::Refused));
+        // Forgotten, a later result is dropped.
+        proposals.slots.lock().waiting.insert(8, Slot::Waiting);
+        proposals.forget(8);
+        proposals.fulfil(8, applied());
+        assert!(proposals.slots.lock().waiting.is_empty());
+    }
+
+    #[test]
+    fn results_reach_only_their_own_slot() {
+        let proposals = waiting_for(7);
+        proposals.slots.lock().waiting.insert(9, Slot::Waiting);
+        proposals.fill(9, Slot::Readable);
+        proposals.fulfil(123, applied());
+        assert!(matches!(proposals.wait(7, Instant::now()), Waited::Pending));
+        assert!(matches!(
+            proposals.wait(9, Instant::now()),
+            Waited::Readable
+        ));
+        assert!(!proposals.slots.lock().waiting.contains_key(&123));
+    }
+
+    #[test]
+    fn shutting_down_ends_every_wait() {
+        let proposals = waiting_for(7);
+        let stopper = proposals.clone();
+        let thread = thread::spawn(move || stopper.shut_down());
+        assert!(matches!(
+            proposals.wait(7, Instant::now() + SOON),
+            Waited::Stopped
+        ));
+        thread.join().unwrap();
     }
 }
