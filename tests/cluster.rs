@@ -470,3 +470,26 @@ fn a_member_with_another_member_list_is_refused_saying_why() {
     let peer = three.member(leader).new_peer();
     token(&three.member(leader).acquire(peer, "M", 1, ""));
 }
+
+#[test]
+fn a_leader_stopped_gracefully_hands_over_the_lead() {
+    let mut three = Three::start();
+    let leader = three.leader();
+    let follower = (leader + 1) % 3;
+    let holder = three.member(follower).new_peer();
+    token(&three.member(follower).acquire(holder, "M", 1, ""));
+    let mut server = three.servers[leader].take().expect("the leader runs");
+    server.process.signal("TERM");
+    let status = server
+        .process
+        .wait_exit(PROMPTLY)
+        .expect("the leader stops within 10 s");
+    assert!(status.success(), "{status:?}");
+    server
+        .process
+        .lines
+        .assert_logged(|line| line.contains("handing the lead to member"));
+    let new = three.leader();
+    assert_ne!(new, leader);
+    assert!(three.member(new).is_acquired(holder));
+}

@@ -162,6 +162,9 @@ pub enum Input {
     /// member's state is at least as new as the cluster's when the read began (Raft's read
     /// index: the leader confirms it leads with a round of heartbeats).
     Read(u64),
+    /// If this member leads, hand the lead to the follower whose log reaches furthest (it is
+    /// elected at once, without waiting for an election timeout): before a graceful stop.
+    HandOver,
     /// End the thread.
     Stop,
 }
@@ -338,6 +341,28 @@ impl Node {
         self.status.clone()
     }
 
+    /// If this member leads, hands the lead to another member and waits (at most `within`)
+    /// until it is no longer the leader. Says whether another member leads now. For a graceful
+    /// stop: the cluster goes on without waiting for an election timeout.
+    pub fn hand_over(&self, within: Duration) -> bool {
+        let id = self.status.get().id;
+        if self.status.get().leader != Some(id) {
+            return true;
+        }
+        if self.inbox.send(Input::HandOver).is_err() {
+            return false;
+        }
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let status = self.status.get();
+            if status.leader.is_some_and(|leader| leader != id) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
     /// Stops the thread and waits for it; its error, if the log failed.
     pub fn stop(self) -> io::Result<()> {
         let _ = self.inbox.send(Input::Stop);
@@ -462,6 +487,23 @@ impl<M: Machine, O: Outbox> Driver<M, O> {
                 }
             }
             Input::Read(ctx) => self.raw.read_index(ctx.to_le_bytes().to_vec()),
+            Input::HandOver => {
+                let raft = &self.raw.raft;
+                let id = self.settings.id;
+                let best = (raft.state == StateRole::Leader)
+                    .then(|| {
+                        raft.prs()
+                            .iter()
+                            .filter(|&(&member, _)| member != id)
+                            .max_by_key(|&(&member, progress)| (progress.matched, member))
+                            .map(|(&member, _)| member)
+                    })
+                    .flatten();
+                if let Some(member) = best {
+                    log::info!("Cluster: handing the lead to member {member}");
+                    self.raw.transfer_leader(member);
+                }
+            }
             Input::Stop => return false,
         }
         true

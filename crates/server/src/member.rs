@@ -45,6 +45,8 @@ pub struct MemberSettings {
 pub struct Member {
     node: Node,
     stop_links: Arc<AtomicBool>,
+    /// A cluster of one: nobody to hand the lead to.
+    alone: bool,
 }
 
 impl Member {
@@ -111,7 +113,22 @@ impl Member {
             members.len(),
             data_dir.display()
         );
-        Ok(Member { node, stop_links })
+        Ok(Member {
+            node,
+            stop_links,
+            alone: members.len() == 1,
+        })
+    }
+
+    /// Hands the lead to another member if this one leads, waiting at most `within`: at a
+    /// graceful stop, so the others need not wait for an election timeout.
+    pub fn hand_over(&self, within: Duration) {
+        if self.alone {
+            return;
+        }
+        if !self.node.hand_over(within) {
+            log::warn!("No other member took the lead within {within:?}");
+        }
     }
 
     /// Stops the raft thread (after which nothing more is applied or acknowledged) and the

@@ -189,7 +189,8 @@ impl Replication {
         at + applied.elapsed()
     }
 
-    /// Answers every request waiting for its entry: the member stops.
+    /// Refuses every proposal from now on, and answers any request still waiting for its
+    /// entry: the member stops.
     pub fn shut_down(&self) {
         self.shared.proposals.shut_down();
     }

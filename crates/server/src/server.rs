@@ -22,6 +22,9 @@ use throttle_core::{Core, SemaphoreSettings};
 /// How long a shutdown waits for long polls to write their last answers.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// How long a cluster member that leads waits at a graceful stop for another to take the lead.
+const HAND_OVER: Duration = Duration::from_secs(2);
+
 /// The limits tiny_http keeps for every connection: the options' timeouts, `max_connections`
 /// (fitted to the open-files limit by [`fd_limit::fit_connections`]) and the HTTP layer's bounds
 /// on heads and bodies. `examples/floor.rs` serves with the same.
@@ -152,6 +155,10 @@ pub fn serve(options: Options) -> Result<(), String> {
     signals.wait_for_stop();
     log::info!("Shutting down");
     server.stop_accepting();
+    if let Some(member) = &member {
+        // Requests still in progress here are then served by the new leader.
+        member.hand_over(HAND_OVER);
+    }
     service.shut_down();
     // Waiting long polls are answered 202 now; their threads end once they have written it.
     pools.waiting.shut_down(SHUTDOWN_GRACE);
@@ -164,6 +171,9 @@ pub fn serve(options: Options) -> Result<(), String> {
     let _ = expiry.join();
     signals.close();
     if let Some(member) = member {
+        if let Some(replication) = service.replication() {
+            replication.shut_down();
+        }
         member.stop()?;
     }
     if let Some(keeper) = keeper {

@@ -687,9 +687,6 @@ impl Service {
     /// Answers every waiting long poll and stops the expiry thread. Requests arriving after
     /// this are still served, but no longer wait.
     pub fn shut_down(&self) {
-        if let Some(replication) = self.replication.get() {
-            replication.shut_down();
-        }
         let mut state = self.lock();
         state.shutting_down = true;
         for waiters in state.waiters.values() {

@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::*;
-use crate::test_support::{TempDir, eventually};
+use crate::test_support::{PROMPTLY, TempDir, eventually};
 
 const TICK: Duration = Duration::from_millis(10);
 
@@ -512,4 +512,24 @@ fn a_member_that_lost_its_disk_catches_up() {
     }
     wait_for_journal(&cluster, lost, &expected);
     assert!(cluster.node(lost).status().leader == Some(leader));
+}
+
+#[test]
+fn a_leader_hands_over_to_another_member() {
+    let cluster = Cluster::new(3, 1_000);
+    let leader = cluster.leader();
+    cluster.propose(leader, "before");
+    for id in 1..=3 {
+        wait_for_journal(&cluster, id, &["before"]);
+    }
+    assert!(cluster.node(leader).hand_over(PROMPTLY));
+    let new = cluster.leader();
+    assert_ne!(new, leader);
+    cluster.propose(leader, "after");
+    for id in 1..=3 {
+        wait_for_journal(&cluster, id, &["before", "after"]);
+    }
+    // A follower has nothing to hand over.
+    let follower = (1..=3).find(|&id| id != new).unwrap();
+    assert!(cluster.node(follower).hand_over(Duration::ZERO));
 }
