@@ -19,7 +19,7 @@ use std::thread;
 
 use throttle_http::{Response, Server};
 use throttle_server::options::Options;
-use throttle_server::{fd_limit, server};
+use throttle_server::{fd_limit, options, server};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port: u16 = match std::env::args().nth(1) {
@@ -33,7 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server =
         Arc::new(Server::http_with_limits(("127.0.0.1", port), limits).map_err(|e| e.to_string())?);
     eprintln!("Listening on http://127.0.0.1:{port}");
-    let workers: Vec<_> = (0..options.workers)
+    let workers: Vec<_> = (0..options.workers.unwrap_or(options::DEFAULT_WORKERS))
         .map(|_| {
             let server = server.clone();
             thread::spawn(move || {

@@ -39,8 +39,9 @@ pub struct Options {
     /// The TCP port to listen on; 0 lets the operating system pick a free one.
     pub port: u16,
     /// The number of worker threads serving requests; at least 1. They never wait for a lock:
-    /// long polls wait on threads of their own, at most `max_waiters`.
-    pub workers: usize,
+    /// long polls wait on threads of their own, at most `max_waiters`. `None`: the default,
+    /// [`DEFAULT_WORKERS`], or [`DEFAULT_MEMBER_WORKERS`] on a cluster member.
+    pub workers: Option<usize>,
     /// Long polls waiting at once at most; beyond it a long poll is answered 202 at once.
     pub max_waiters: usize,
     /// Open connections served at once; further ones are closed when accepted.
@@ -76,6 +77,11 @@ pub const DEFAULT_PORT: u16 = 8000;
 /// busy. Four fit the small 2-CPU hosts Throttle usually runs on; more CPUs want about twice
 /// their number (`--workers`).
 pub const DEFAULT_WORKERS: usize = 4;
+
+/// The default number of workers of a cluster member. Each change waits on its worker until
+/// its entry is on a majority's disks (an fsync and a round trip, a millisecond or more), so
+/// the requests in progress at once, which share one fsync, are as many as the workers.
+pub const DEFAULT_MEMBER_WORKERS: usize = 32;
 
 /// The default bound on long polls waiting at once. Each waits on a thread of its own with a
 /// small stack (a few pages resident), so tens of thousands fit in little memory; past the
@@ -122,7 +128,8 @@ OPTIONS (of the server):
         --address ADDR        Address to listen on. [default: 127.0.0.1]
     -p, --port PORT           Port to listen on; 0 picks a free port. [default: 8000]
         --workers N           Worker threads serving requests, at least 1. They never wait
-                              for a lock; about twice the CPUs is right. [default: 4]
+                              for a lock; about twice the CPUs is right. [default: 4; 32 on
+                              a cluster member, whose workers wait for the disks]
         --max-waiters N       Long polls (block_for) waiting at once, each on a small thread
                               of its own; more are answered 202 at once. [default: 20000]
         --max-connections N   Open connections served at once; more are closed at once.
@@ -168,7 +175,7 @@ impl Default for Options {
             configuration: None,
             address: DEFAULT_ADDRESS.to_owned(),
             port: DEFAULT_PORT,
-            workers: DEFAULT_WORKERS,
+            workers: None,
             max_waiters: DEFAULT_MAX_WAITERS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
@@ -209,7 +216,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt
                             .into(),
                     );
                 }
-                options.workers = workers;
+                options.workers = Some(workers);
             }
             Long("max-waiters") => {
                 options.max_waiters =
@@ -311,7 +318,7 @@ mod tests {
         assert_eq!(options.configuration, None);
         assert_eq!(options.address, "127.0.0.1");
         assert_eq!(options.port, 8000);
-        assert_eq!(options.workers, 4);
+        assert_eq!(options.workers, None);
         assert_eq!(options.max_waiters, 20_000);
         assert_eq!(options, Options::default());
     }
@@ -385,8 +392,8 @@ mod tests {
 
     #[test]
     fn workers() {
-        assert_eq!(serve(&["--workers", "1"]).workers, 1);
-        assert_eq!(serve(&["--workers=500"]).workers, 500);
+        assert_eq!(serve(&["--workers", "1"]).workers, Some(1));
+        assert_eq!(serve(&["--workers=500"]).workers, Some(500));
     }
 
     #[test]
@@ -407,7 +414,7 @@ mod tests {
                 configuration: Some("x.toml".into()),
                 address: "10.0.0.1".to_owned(),
                 port: 1234,
-                workers: 8,
+                workers: Some(8),
                 ..Options::default()
             }
         );
@@ -502,7 +509,7 @@ mod tests {
             env!("CARGO_PKG_VERSION"),
             &format!("[default: {DEFAULT_ADDRESS}]"),
             &format!("[default: {DEFAULT_PORT}]"),
-            &format!("[default: {DEFAULT_WORKERS}]"),
+            &format!("[default: {DEFAULT_WORKERS}; {DEFAULT_MEMBER_WORKERS} on"),
             "--max-waiters N",
             "[default: 20000]",
             "--max-connections N",

@@ -15,7 +15,7 @@ use crate::options::Options;
 use crate::service::Service;
 use crate::workers::App;
 use crate::{
-    config, expiry, fd_limit, lease_watch, logging, persistence, reload, signals, workers,
+    config, expiry, fd_limit, lease_watch, logging, options, persistence, reload, signals, workers,
 };
 use throttle_core::{Core, SemaphoreSettings};
 
@@ -149,7 +149,11 @@ pub fn serve(options: Options) -> Result<(), String> {
         })?
     };
     let expiry = expiry::spawn(service.clone()).map_err(|e| format!("cannot start: {e}"))?;
-    let pools = workers::spawn_pools(&server, &app, options.workers, options.max_waiters)
+    let workers = options.workers.unwrap_or(match member {
+        Some(_) => options::DEFAULT_MEMBER_WORKERS,
+        None => options::DEFAULT_WORKERS,
+    });
+    let pools = workers::spawn_pools(&server, &app, workers, options.max_waiters)
         .map_err(|e| format!("cannot start the worker threads: {e}"))?;
 
     signals.wait_for_stop();
