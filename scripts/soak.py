@@ -105,6 +105,8 @@ apply a stale release after a newer grant. The faults (--chaos, spread evenly ov
 - `partition`: the leader cut off from the others for 5 s (the proxy closes and refuses their
   links both ways), then healed.
 
+The kinds take turns, one fault per 30 s of the run (each at least once: 4 in 2 minutes, 20 in
+10).
 After each, the members that run must agree on a leader within 30 s. A cluster forgets nothing
 it acknowledged, so clients never restore: `Unknown peer` before the lease the client knows of
 (on a heartbeat, a verify, an acquire or a release) is a violation, whatever happened, and
@@ -184,6 +186,7 @@ KINDS = ("term", "kill", "lost")
 # that every lease a paused or cut-off leader knows of runs out meanwhile.
 CHAOS = ("kill-leader", "kill-follower", "pause", "partition")
 PAUSE = MAX_LEASE + 2.0
+CHAOS_EVERY = 30.0
 
 
 # The command line's durations and the server's log are read here; the client only writes
@@ -1585,6 +1588,15 @@ def parse_chaos(text: str) -> List[str]:
     return kinds
 
 
+def chaos_schedule(kinds: Sequence[str], duration: float) -> List[str]:
+    """The faults of a run, in order: `kinds` over and over, one per CHAOS_EVERY seconds, each
+    kind at least once."""
+    if not kinds:
+        return []
+    count = max(len(kinds), int(duration // CHAOS_EVERY))
+    return [kinds[i % len(kinds)] for i in range(count)]
+
+
 def chaos_timeline(world: World) -> str:
     with world.lock:
         events = list(world.chaos)
@@ -1692,6 +1704,16 @@ def main_cluster(args: argparse.Namespace, seed: int) -> int:
         cluster.stop_all(kill=True)
         print(f"soak: the cluster did not start: {error}", file=sys.stderr)
         return 2
+    try:
+        return soak_cluster(args, seed, world, cluster, first_leader)
+    finally:
+        cluster.stop_all(kill=True)  # the proxy, and any member left by an exception
+
+
+def soak_cluster(args: argparse.Namespace, seed: int, world: World,
+                 cluster: throttle_harness.Cluster, first_leader: int) -> int:
+    """The run, its checks and its summary, once the cluster has a leader."""
+    workdir = cluster.work_dir
     world.cluster = cluster
     started = time.monotonic()
     world.base = started
@@ -1713,8 +1735,9 @@ def main_cluster(args: argparse.Namespace, seed: int) -> int:
     for thread in threads:
         thread.start()
 
-    for i, kind in enumerate(args.chaos):
-        at = args.duration * (i + 1) / (len(args.chaos) + 1)
+    faults = chaos_schedule(args.chaos, args.duration)
+    for i, kind in enumerate(faults):
+        at = args.duration * (i + 1) / (len(faults) + 1)
         time.sleep(max(0.0, started + at - time.monotonic()))
         inject(world, cluster, kind, master)
 
@@ -1750,7 +1773,6 @@ def main_cluster(args: argparse.Namespace, seed: int) -> int:
     for member, code in codes.items():
         if code != 0:
             world.violation(f"member {member} exited with {code} on SIGTERM")
-    cluster.stop_all(kill=True)  # the proxy; every member has stopped
 
     ops = sum(world.ops.values())
     statuses: Counter[int] = Counter()
@@ -1823,7 +1845,8 @@ def main() -> int:
                              "(kill -9, restarted in its directory), kill-follower, pause "
                              "(SIGSTOP of the leader for longer than any lease), partition "
                              "(the leader cut off from the others, then healed), "
-                             "comma-separated, or none [default: all four]")
+                             "comma-separated, or none; they take turns, one per 30 s of the "
+                             "run [default: all four]")
     parser.add_argument("--clients", type=int, default=32, help="client threads [default: 32]")
     parser.add_argument("--workers", type=int, default=16,
                         help="server worker threads; few, so long polls hit their cap "

@@ -69,3 +69,11 @@ def test_grants_whose_windows_overlap_may_come_in_either_order() -> None:
 def test_a_grant_without_a_token_is_a_problem() -> None:
     found = soak.fencing_problems([soak.Grant("db", None, 0.0, 1.0, "c")])
     assert len(found) == 1 and "without a fencing token" in found[0]
+
+
+def test_the_faults_take_turns_one_per_thirty_seconds_each_at_least_once() -> None:
+    kinds = ["kill-leader", "pause"]
+    assert soak.chaos_schedule(kinds, 30) == kinds
+    assert soak.chaos_schedule(kinds, 95) == kinds + ["kill-leader"]
+    assert soak.chaos_schedule([], 600) == []
+    assert len(soak.chaos_schedule(list(soak.CHAOS), 600)) == 20
