@@ -3,6 +3,8 @@
     scripts/soak [--duration 60s] [--clients 32] [--workers 16] [--seed N]
                  [--restarts term,kill] [--grace 3s] [--binary PATH] [--rss-slack-mib 8]
                  [--keep]
+    scripts/soak --cluster [--members 3] [--duration 2m] [--chaos kill-leader,kill-follower,
+                 pause,partition] [--clients 32] [--workers 16] [--seed N] [--binary PATH]
 
 `scripts/soak` runs this file in the Python client's virtual environment, with the client of
 this checkout installed: the soak speaks the client's wire format (`throttle_client._wire`
@@ -88,6 +90,43 @@ Prints a summary (operations, clients crashed, restarts and what each kept, hold
 peak per semaphore, counts lost, peak memory) and exits 1 on any violation, 2 on a setup
 failure. Linux only (/proc, signals). Loopback only; every wait is bounded.
 
+**--cluster.** The same clients, ledger and checks against the members of one cluster (the
+harness's `Cluster`: one data directory each, every link between members through the harness's
+proxy), with no restarts of the whole state, no state file, no grace period and no probe. Each
+client talks to one member (the clients are spread over all of them) and moves to the next on
+a transport error or a `503 No quorum`; a request to a paused member waits for it (30 s and
+more of timeout), since sending it again elsewhere while the first may still be applied could
+apply a stale release after a newer grant. The faults (--chaos, spread evenly over the run):
+
+- `kill-leader`: SIGKILL of the leader, restarted in its directory on its port 0.5 to 1.5 s later;
+- `kill-follower`: the same for a follower;
+- `pause`: SIGSTOP of the leader for 5 s (longer than any lease: every lease it knew of runs out
+  meanwhile), then SIGCONT;
+- `partition`: the leader cut off from the others for 5 s (the proxy closes and refuses their
+  links both ways), then healed.
+
+The kinds take turns, one fault per 30 s of the run (each at least once: 4 in 2 minutes, 20 in
+10).
+After each, the members that run must agree on a leader within 30 s. A cluster forgets nothing
+it acknowledged, so clients never restore: `Unknown peer` before the lease the client knows of
+(on a heartbeat, a verify, an acquire or a release) is a violation, whatever happened, and
+after it the client was merely too slow (it waited on a paused member). Leases are never cut
+short, so a client counts on its lease exactly as against one server. On top of the ledger:
+
+- **fencing tokens**: every grant is recorded with its token and the window in which the server
+  granted it (from the first sending of the last request that found it not granted, or of the
+  one that got 200, to the 200's arrival); per semaphore, of two grants where one certainly came
+  first, its token must be the smaller; a verify (an idempotent repeat) must answer the token
+  of the grant;
+- **capacity**: every member's /metrics (acquired at most max, on whichever prefix of the log it
+  applied) and a linearizable /remainder from one member in turn (never below 0);
+- **the end**: once the members agree on a leader and the abandoned peers expired, every
+  member lists no peer, has every remainder at max and nothing pending, and exits 0 on SIGTERM.
+
+The summary gives, per fault, how long grants paused: from the fault to the first grant whose
+request was sent after it (the failover time, for a fault of the leader). Figures only: the
+run fails on violations, never on a time.
+
 The old chaos step, SIGKILL and a start without state file or grace period, is gone: there a
 newcomer may be granted what a revenant then restores, by design (it is what issue 14 closed),
 so it cannot pass a strict exclusivity check; `kill` goes through the same restores (the
@@ -143,6 +182,11 @@ MAX_LEASE = 3.0
 # to 2 ms early.
 LEASE_MARGIN = 0.005
 KINDS = ("term", "kill", "lost")
+# The faults of --cluster, and how long a pause or a partition lasts: longer than any lease, so
+# that every lease a paused or cut-off leader knows of runs out meanwhile.
+CHAOS = ("kill-leader", "kill-follower", "pause", "partition")
+PAUSE = MAX_LEASE + 2.0
+CHAOS_EVERY = 30.0
 
 
 # The command line's durations and the server's log are read here; the client only writes
@@ -231,6 +275,11 @@ class World:
         self.transport_errors_stale = 0
         self.base = time.monotonic()  # the zero of the times in reports
         self.ledger = Ledger(self, workdir / "holds.jsonl")
+        # With --cluster: the members, every grant with its fencing token, the chaos events.
+        self.cluster: Optional[throttle_harness.Cluster] = None
+        self.grants: List[Grant] = []
+        self.chaos: List[Chaos] = []
+        self.transport_errors_cluster = 0
 
     @property
     def url(self) -> str:
@@ -293,6 +342,12 @@ class Connection:
         self.peer_state: Optional[str] = None  # the last answer's Throttle-Peer-State header
         self.history: Deque[str] = deque(maxlen=8)  # the last answers, for violation reports
         self.holds: Dict[str, Hold] = {}  # the owner's open holds: every answer is noted in them
+        # With --cluster: the member this connection talks to (an id, from 1), when the first
+        # attempt of the last request was sent (its retries on other members come later), and
+        # the last answer's Fencing-Token.
+        self.member = 1
+        self.first_sent = 0.0
+        self.fencing: Optional[int] = None
 
     def close(self) -> None:
         if self.conn is not None:
@@ -309,6 +364,8 @@ class Connection:
         """Sends until a server answers. Returns (status, text). Connection errors while the
         server is down wait for it; any 5xx is a violation. `deadline` bounds the whole call."""
         world = self.world
+        if world.cluster is not None:
+            return self.request_member(world.cluster, route, request, timeout, deadline)
         method, path = request.method, request.path
         deadline = deadline or time.monotonic() + 120
         long_poll = request.block_for is not None
@@ -385,7 +442,131 @@ class Connection:
                 world.violation(f"{method} {path} -> {status} {text!r}")
             return status, text
 
+    def request_member(
+        self,
+        cluster: throttle_harness.Cluster,
+        route: str,
+        request: _wire.Request,
+        timeout: float,
+        deadline: Optional[float],
+    ) -> Tuple[int, str]:
+        """`request` against a cluster: sends to this connection's member until one answers
+        other than 503, moving to the next member on a transport error (a member killed,
+        restarting) or a `503 No quorum` (a member cut off, or no leader yet). Neither is a
+        finding; another 5xx is. `timeout` is generous, so that a request to a paused member
+        waits for it rather than being sent again elsewhere while the first may still be
+        applied. `deadline` bounds the whole call (an unanswered call is a violation)."""
+        world = self.world
+        method, path = request.method, request.path
+        deadline = deadline or time.monotonic() + 120
+        self.first_sent = 0.0
+        failures = 0
+        while True:
+            if time.monotonic() > deadline:
+                raise Violation(f"{method} {path}: no member answered before the deadline "
+                                f"(last: {list(self.history)[-3:]})")
+            if failures and failures % cluster.size == 0:
+                time.sleep(0.05)  # every member refused once: give the cluster a moment
+            try:
+                if self.conn is None:
+                    server = cluster.member(self.member)
+                    self.conn = http.client.HTTPConnection("127.0.0.1", server.port,
+                                                           timeout=timeout)
+                self.conn.timeout = timeout
+                if self.conn.sock is not None:
+                    self.conn.sock.settimeout(timeout)
+                data = None if request.body is None else request.body.encode()
+                self.sent = time.monotonic()
+                self.first_sent = self.first_sent or self.sent
+                self.conn.request(method, path, body=data, headers=request.headers(None))
+                response = self.conn.getresponse()
+                text = response.read().decode("utf-8", "replace")
+                status = response.status
+                self.peer_state = response.getheader(PEER_STATE_HEADER)
+                token = response.getheader(_wire.FENCING_TOKEN_HEADER)
+                self.fencing = int(token) if token and token.isdigit() else None
+                self.answered = time.monotonic()
+            except (OSError, http.client.HTTPException):
+                self.close()
+                with world.lock:
+                    world.transport_errors_cluster += 1
+                self.move()
+                failures += 1
+                continue
+            line = (f"{world.rel(self.sent)}..{world.rel(self.answered)[1:]} member "
+                    f"{self.member} {method} {path} -> {status} {text[:40]!r}")
+            self.history.append(line)
+            for hold in list(self.holds.values()):
+                hold.events.append(line)
+            with world.lock:
+                world.ops[(route, status)] += 1
+            if status == 503 and text.startswith("No quorum"):
+                self.close()
+                self.move()
+                failures += 1
+                continue
+            if status >= 500:
+                world.violation(f"member {self.member}: {method} {path} -> {status} {text!r}")
+            return status, text
 
+    def move(self) -> None:
+        """On to the next member (cluster only)."""
+        cluster = self.world.cluster
+        if cluster is not None:
+            self.member = self.member % cluster.size + 1
+            self.world.count("moves to another member")
+
+
+class Grant:
+    """A lock granted to a client of a cluster: its fencing token and when it was granted, at
+    the earliest and at the latest, as the client knows it (`first_sent` of the last request
+    that found it not yet granted, or of the one that got 200; the 200's arrival)."""
+
+    def __init__(self, sem: str, token: Optional[int], earliest: float, latest: float,
+                 who: str) -> None:
+        self.sem = sem
+        self.token = token
+        self.earliest = earliest
+        self.latest = latest
+        self.who = who
+
+
+def fencing_problems(grants: Sequence[Grant], base: float = 0.0) -> List[str]:
+    """Grants of one semaphore whose fencing tokens do not grow in grant order: for every two
+    grants where one certainly came first (its latest moment before the other's earliest), the
+    first one's token must be the smaller. A grant without a token is a problem too."""
+    problems = [f"{g.who} granted {g.sem!r} at +{g.latest - base:.3f}s without a fencing token"
+                for g in grants if g.token is None]
+    by_latest = sorted((g for g in grants if g.token is not None), key=lambda g: g.latest)
+    by_earliest = sorted(by_latest, key=lambda g: g.earliest)
+    highest: Optional[Grant] = None  # the largest token among the grants certainly before
+    i = 0
+    for grant in by_earliest:
+        while i < len(by_latest) and by_latest[i].latest < grant.earliest:
+            before = by_latest[i]
+            if highest is None or (before.token or 0) > (highest.token or 0):
+                highest = before
+            i += 1
+        if highest is not None and (highest.token or 0) >= (grant.token or 0):
+            problems.append(
+                f"fencing: {grant.sem!r} token {grant.token} granted to {grant.who} between "
+                f"+{grant.earliest - base:.3f}s and +{grant.latest - base:.3f}s, after token "
+                f"{highest.token} granted to {highest.who} by +{highest.latest - base:.3f}s")
+    return problems
+
+
+class Chaos:
+    """One fault injected into a cluster, for the summary: when, to whom, and how long grants
+    paused after it."""
+
+    def __init__(self, kind: str, at: float, member: int, leader: Optional[int]) -> None:
+        self.kind = kind
+        self.at = at  # monotonic, when the fault began
+        self.member = member
+        self.leader = leader  # the leader before
+        self.lasted = 0.0  # seconds until the member was back (restarted, resumed, healed)
+        self.new_leader: Optional[int] = None  # the leader the members agreed on afterwards
+        self.resumed: Optional[float] = None  # seconds from the fault to the next grant
 
 
 class Hold:
@@ -405,6 +586,7 @@ class Hold:
         self.leaving: Optional[float] = None
         self.end: Optional[float] = None  # set when closed
         self.how: Optional[str] = None  # how it ended
+        self.token: Optional[int] = None  # its fencing token (cluster only)
         # (time, server generation) of restores while held
         self.restores: List[Tuple[float, int]] = []
         self.events: Deque[str] = deque(
@@ -632,6 +814,8 @@ class SoakClient:
         so the client gives them up, counted as lost from that point on, and starts over."""
         world = self.world
         answered = self.http.answered
+        if world.cluster is not None:
+            self.unknown_to_the_cluster()
         kinds = world.kinds_between(self.peer_generation, self.http.generation)
         crashed = "kill" in kinds or "lost" in kinds
         if answered < self.proven - LEASE_MARGIN:
@@ -651,6 +835,27 @@ class SoakClient:
         world.count("lease lost (client too slow)" if not kinds
                     else f"lease lost across a {'/'.join(sorted(set(kinds)))} restart")
         self.leave_all(self.proven - LEASE_MARGIN, "lease lost")
+        self.peer_id = None
+        raise PeerGone()
+
+    def unknown_to_the_cluster(self) -> None:
+        """`Unknown peer` from a cluster: nothing restores there, and a cluster loses nothing
+        it acknowledged (no restarts of the whole state, only of members). Before the lease the
+        client knows of, it is a violation (the grant was lost); after it, the client was too
+        slow (it waited on a paused member, say). Either way the client starts over."""
+        world = self.world
+        answered = self.http.answered
+        if answered < self.proven - 0.05:
+            world.violation(
+                f"the cluster lost peer {self.peer} ({self.name}, holding {self.held}) "
+                f"{self.proven - answered:.3f}s before its lease ended (answered "
+                f"{world.rel(answered)}); last answers: {list(self.http.history)}; chaos: "
+                f"{chaos_timeline(world)}")
+            world.count("counts lost", sum(self.held.values()))
+            self.leave_all(self.http.sent, "lost by the cluster")
+        else:
+            world.count("lease lost (client too slow)")
+            self.leave_all(self.proven - LEASE_MARGIN, "lease lost")
         self.peer_id = None
         raise PeerGone()
 
@@ -687,6 +892,7 @@ class SoakClient:
         giving up, the pending lock is released."""
         poll = None if block_for is None else lease(block_for)
         give_up = time.monotonic() + give_up_after
+        earliest: Optional[float] = None  # the earliest the lock can have been granted
         while True:
             status, text = self.call(
                 "acquire",
@@ -694,8 +900,17 @@ class SoakClient:
                 timeout=(block_for or 0) + 30,
                 prolongs=True,
             )
+            if status in (200, 202):
+                earliest = self.http.first_sent if status == 202 else (
+                    earliest or self.http.first_sent)
             if status == 200:
                 self.enter(sem, count)
+                if self.world.cluster is not None:
+                    grant = Grant(sem, self.http.fencing, earliest or self.http.first_sent,
+                                  self.http.answered, f"{self.name} peer {self.peer}")
+                    self.holds[sem].token = grant.token
+                    with self.world.lock:
+                        self.world.grants.append(grant)
                 return True
             if status != 202:
                 self.world.violation(f"acquire {sem} x{count} -> {status} {text!r}")
@@ -716,6 +931,12 @@ class SoakClient:
         for sem, count in list(self.held.items()):
             status, text = self.call(
                 "verify", _wire.acquire(self.peer, sem, count, None, None))
+            hold = self.holds.get(sem)
+            if (status == 200 and self.world.cluster is not None and hold is not None
+                    and self.http.fencing != hold.token):
+                self.world.violation(
+                    f"peer {self.peer} holds {sem!r} with fencing token {hold.token}, but "
+                    f"re-acquiring answered token {self.http.fencing}")
             if status != 200:
                 self.world.violation(
                     f"peer {self.peer} holds {sem} x{count} but re-acquiring answered "
@@ -739,6 +960,11 @@ class SoakClient:
             self.confirmed(False)
             self.leave(sem, leaving, "released")
         elif unknown_peer(status, text, self.http.peer_state):
+            if self.world.cluster is not None and self.http.answered < self.proven - 0.05:
+                self.world.violation(
+                    f"release of {sem!r}: the cluster lost peer {self.peer} ({self.name}) "
+                    f"{self.proven - self.http.answered:.3f}s before its lease ended; last "
+                    f"answers: {list(self.http.history)}; chaos: {chaos_timeline(self.world)}")
             # After a restart or an expiry that is the answer: held as long as the lease.
             self.leave(sem, min(leaving, self.proven - LEASE_MARGIN),
                        "released, answered Unknown peer")
@@ -962,7 +1188,7 @@ class Sampler(threading.Thread):
     """Polls /metrics and the server's memory, and sweeps the ledger once a second. At every
     sample, per semaphore: acquired must not exceed max."""
 
-    def __init__(self, world: World, server: Server, interval: float) -> None:
+    def __init__(self, world: World, server: Optional[Server], interval: float) -> None:
         super().__init__(name="sampler", daemon=True)
         self.world = world
         self.server = server
@@ -970,12 +1196,17 @@ class Sampler(threading.Thread):
         self.http = Connection(world)
         self.samples = 0
         self.samples_in_grace = 0
+        self.remainders = 0
+        self.unapplied = 0  # /metrics of a cluster's member without semaphores yet
         self.sweeps = 0
         self.rss: Dict[int, List[int]] = {}  # server start number -> VmRSS samples (KiB)
         self.hwm: Dict[int, int] = {}
         self.done = threading.Event()
+        self.rotation = 0  # which member and semaphore the cluster's remainder sample asks
 
     def memory_sample(self) -> None:
+        if self.server is None:
+            return
         memory = self.server.memory()
         if memory:
             self.rss.setdefault(self.server.starts, []).append(memory[0])
@@ -987,7 +1218,9 @@ class Sampler(threading.Thread):
         while not self.done.is_set():
             try:
                 self.memory_sample()
-                if world.up.is_set():
+                if world.cluster is not None:
+                    self.sample_members(world.cluster)
+                elif world.up.is_set():
                     self.sample()
                 if time.monotonic() >= next_sweep:
                     world.ledger.check()
@@ -1017,6 +1250,59 @@ class Sampler(threading.Thread):
                 continue
             if acquired > maximum:
                 world.violation(f"capacity: {sem!r} acquired {acquired:.0f} > max {maximum}")
+
+
+    def sample_members(self, cluster: throttle_harness.Cluster) -> None:
+        """The cluster's sample: /metrics of every member that runs (a member's applied state,
+        whichever prefix of the log it has, never holds more than max), and one semaphore's
+        /remainder, a linearizable read, from one member in turn (never below 0). A member that
+        does not answer within 2 s, or answers 503, is skipped this time."""
+        world = self.world
+        members = cluster.running()
+        for member in members:
+            answer = ask(cluster, member, "GET", "/metrics")
+            if answer is None or answer[0] != 200:
+                continue
+            metrics = parse_metrics(answer[1])
+            if not metrics.get("throttle_acquired"):
+                # A member that has just started lists its semaphores once it has applied the
+                # log (a few hundred ms): nothing to check yet.
+                self.unapplied += 1
+                continue
+            self.samples += 1
+            for sem, (maximum, _) in SEMAPHORES.items():
+                acquired = metrics.get("throttle_acquired", {}).get(sem)
+                if acquired is None:
+                    world.violation(f"/metrics of member {member} lacks throttle_acquired for "
+                                    f"{sem!r}")
+                elif acquired > maximum:
+                    world.violation(f"capacity: member {member}: {sem!r} acquired "
+                                    f"{acquired:.0f} > max {maximum}")
+        if not members:
+            return
+        self.rotation += 1
+        member = members[self.rotation % len(members)]
+        sem = list(SEMAPHORES)[self.rotation % len(SEMAPHORES)]
+        answer = ask(cluster, member, "GET", _wire.remainder(sem).path)
+        if answer is not None and answer[0] == 200:
+            self.remainders += 1
+            if int(answer[1]) < 0:
+                world.violation(f"remainder of {sem!r} on member {member}: {answer[1]}")
+
+
+def ask(cluster: throttle_harness.Cluster, member: int, method: str, path: str,
+        timeout: float = 2.0) -> Optional[Tuple[int, str]]:
+    """One request to one member, without retries: (status, text), or None on a transport
+    error or timeout."""
+    conn = http.client.HTTPConnection("127.0.0.1", cluster.member(member).port, timeout=timeout)
+    try:
+        conn.request(method, path)
+        response = conn.getresponse()
+        return response.status, response.read().decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
 
 
 def compare_peers(
@@ -1232,12 +1518,17 @@ def build(args: argparse.Namespace) -> Path:
     return throttle_harness.server_binary(release=True)  # it says that it builds
 
 
-def write_config(path: Path) -> None:
+def config_text() -> str:
+    """The semaphores and logging of the server (or of each member, before its `[cluster]`)."""
     lines = ["[semaphores]"]
     for name, (maximum, level) in SEMAPHORES.items():
         lines.append(f"{json.dumps(name)} = {{ max = {maximum}, level = {level} }}")
     lines += ["", "[logging.stderr]", 'level = "INFO"', ""]
-    path.write_text("\n".join(lines))
+    return "\n".join(lines)
+
+
+def write_config(path: Path) -> None:
+    path.write_text(config_text())
 
 
 def roles(clients: int) -> List[str]:
@@ -1286,12 +1577,276 @@ def end_checks(world: World, admin: Client) -> int:
     return counts_lost
 
 
+def parse_chaos(text: str) -> List[str]:
+    kinds = [kind.strip() for kind in text.split(",") if kind.strip()]
+    if kinds == ["none"]:
+        return []
+    for kind in kinds:
+        if kind not in CHAOS:
+            raise argparse.ArgumentTypeError(
+                f"not a fault: {kind!r} ({', '.join(CHAOS)}, or none)")
+    return kinds
+
+
+def chaos_schedule(kinds: Sequence[str], duration: float) -> List[str]:
+    """The faults of a run, in order: `kinds` over and over, one per CHAOS_EVERY seconds, each
+    kind at least once."""
+    if not kinds:
+        return []
+    count = max(len(kinds), int(duration // CHAOS_EVERY))
+    return [kinds[i % len(kinds)] for i in range(count)]
+
+
+def chaos_timeline(world: World) -> str:
+    with world.lock:
+        events = list(world.chaos)
+    if not events:
+        return "none"
+    return ", ".join(f"{c.kind} of member {c.member} at {world.rel(c.at)} for {c.lasted:.2f}s"
+                     for c in events)
+
+
+def inject(world: World, cluster: throttle_harness.Cluster, kind: str,
+           rng: random.Random) -> None:
+    """One fault (see the module docstring, "--cluster"), then a wait until the members that
+    run agree on a leader again (30 s at most: a cluster that does not is a violation)."""
+    try:
+        leader: Optional[int] = cluster.leader(timeout=30)
+    except throttle_harness.HarnessError as error:
+        world.violation(f"before the {kind}: {error}")
+        leader = None
+    if kind == "kill-follower":
+        member = rng.choice([m for m in cluster.ids if m != leader])
+    else:
+        member = leader if leader is not None else rng.choice(cluster.ids)
+    chaos = Chaos(kind, time.monotonic(), member, leader)
+    with world.lock:
+        world.chaos.append(chaos)
+    try:
+        if kind in ("kill-leader", "kill-follower"):
+            cluster.kill(member)
+            time.sleep(rng.uniform(0.5, 1.5))
+            cluster.restart(member)
+        elif kind == "pause":
+            cluster.pause(member)
+            time.sleep(PAUSE)
+            cluster.resume(member)
+        else:
+            cluster.partition([member], [m for m in cluster.ids if m != member])
+            time.sleep(PAUSE)
+            cluster.heal()
+    except throttle_harness.HarnessError as error:
+        world.violation(f"{kind} of member {member}: {error}")
+    chaos.lasted = time.monotonic() - chaos.at
+    try:
+        chaos.new_leader = cluster.leader(timeout=30)
+    except throttle_harness.HarnessError as error:
+        world.violation(f"after the {kind} of member {member}: {error}")
+    print(f"soak: {kind} of member {member} (leader {leader}) at "
+          f"{world.rel(chaos.at)} for {chaos.lasted:.2f}s; leader now {chaos.new_leader}",
+          flush=True)
+
+
+def end_checks_cluster(world: World, cluster: throttle_harness.Cluster) -> int:
+    """After a cluster's run: once the members agree on a leader and the abandoned peers
+    expired, every member lists no peer, has every remainder at max and nothing pending.
+    Returns the counts lost. Through the Python client, which retries nothing here."""
+    counts_lost = world.events["counts lost"]
+    try:
+        leader = cluster.leader(timeout=30)
+    except throttle_harness.HarnessError as error:
+        world.violation(f"at the end: {error}")
+        return counts_lost
+    admins = {m: Client(cluster.url(m), retry_for=timedelta(0), peer_name="")
+              for m in cluster.ids}
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            peers = admins[leader].list_peers()
+            if peers == [] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        for member, admin in admins.items():
+            peers = admin.list_peers()
+            if peers != []:
+                world.violation(f"peers left at the end on member {member}: {str(peers)[:500]}")
+            for sem, (maximum, _) in SEMAPHORES.items():
+                remainder = admin.remainder(sem)
+                if remainder != maximum:
+                    world.violation(f"remainder of {sem!r} on member {member} is {remainder}, "
+                                    f"not {maximum}")
+                    counts_lost += abs(maximum - remainder)
+            metrics = parse_metrics(admin.metrics())
+            for sem in SEMAPHORES:
+                pending = metrics.get("throttle_pending", {}).get(sem)
+                if pending != 0:
+                    world.violation(f"pending count of {sem!r} on member {member} at the end: "
+                                    f"{pending}")
+    except (ThrottleError, requests.RequestException) as error:
+        world.violation(f"the checks at the end: {error!r}")
+    finally:
+        for admin in admins.values():
+            admin.close()
+    return counts_lost
+
+
+def main_cluster(args: argparse.Namespace, seed: int) -> int:
+    """The soak against a cluster (--cluster; see the module docstring)."""
+    binary = build(args)
+    workdir = Path(tempfile.mkdtemp(prefix="throttle-soak-cluster-"))
+    world = World(args, workdir)
+    cluster = throttle_harness.Cluster(workdir, args.members, config_text(),
+                                       args=["--workers", str(args.workers)], binary=binary)
+    try:
+        cluster.start()
+        first_leader = cluster.leader(timeout=30)
+    except throttle_harness.HarnessError as error:
+        cluster.stop_all(kill=True)
+        print(f"soak: the cluster did not start: {error}", file=sys.stderr)
+        return 2
+    try:
+        return soak_cluster(args, seed, world, cluster, first_leader)
+    finally:
+        cluster.stop_all(kill=True)  # the proxy, and any member left by an exception
+
+
+def soak_cluster(args: argparse.Namespace, seed: int, world: World,
+                 cluster: throttle_harness.Cluster, first_leader: int) -> int:
+    """The run, its checks and its summary, once the cluster has a leader."""
+    workdir = cluster.work_dir
+    world.cluster = cluster
+    started = time.monotonic()
+    world.base = started
+    print(f"soak: {args.members} members on ports "
+          f"{', '.join(str(cluster.member(m).port) for m in cluster.ids)} (leader "
+          f"{first_leader}), {args.duration:.0f}s, seed {seed}, {args.clients} clients, "
+          f"--workers {args.workers}, chaos {','.join(args.chaos) or 'none'}, work dir "
+          f"{workdir}", flush=True)
+
+    sampler = Sampler(world, None, args.sample_interval)
+    sampler.start()
+    master = random.Random(seed)
+    client_roles = roles(args.clients)
+    clients = [SoakClient(world, random.Random(master.random()), role, f"{role}-{i}")
+               for i, role in enumerate(client_roles)]
+    for i, client in enumerate(clients):
+        client.http.member = 1 + i % args.members  # spread over the members
+    threads = [threading.Thread(target=c.run, name=c.name, daemon=True) for c in clients]
+    for thread in threads:
+        thread.start()
+
+    faults = chaos_schedule(args.chaos, args.duration)
+    for i, kind in enumerate(faults):
+        at = args.duration * (i + 1) / (len(faults) + 1)
+        time.sleep(max(0.0, started + at - time.monotonic()))
+        inject(world, cluster, kind, master)
+
+    time.sleep(max(0.0, started + args.duration - time.monotonic()))
+    world.stop.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    stuck = [t.name for t in threads if t.is_alive()]
+    if stuck:
+        world.violation(f"clients did not finish: {stuck}")
+
+    counts_lost = end_checks_cluster(world, cluster)
+    if not sampler.is_alive():
+        world.violation("the sampler stopped before the end")
+    sampler.done.set()
+    sampler.join(timeout=30)
+    world.ledger.check(final=True)
+    world.ledger.finish()
+
+    by_sem: Dict[str, List[Grant]] = {}
+    for grant in world.grants:
+        by_sem.setdefault(grant.sem, []).append(grant)
+    fencing: List[str] = []
+    for grants in by_sem.values():
+        fencing += fencing_problems(grants, world.base)
+    for problem in fencing[:30]:
+        world.violation(problem)
+    for chaos in world.chaos:
+        after = [g.latest for g in world.grants if g.earliest >= chaos.at]
+        chaos.resumed = min(after) - chaos.at if after else None
+
+    codes = {member: cluster.member(member).stop(timeout=30) for member in cluster.ids}
+    for member, code in codes.items():
+        if code != 0:
+            world.violation(f"member {member} exited with {code} on SIGTERM")
+
+    ops = sum(world.ops.values())
+    statuses: Counter[int] = Counter()
+    routes: Counter[str] = Counter()
+    for (route, status), n in world.ops.items():
+        statuses[status] += n
+        routes[route] += n
+    other_5xx = sum(n for status, n in statuses.items() if status >= 500 and status != 503)
+    elapsed = time.monotonic() - started
+    ledger = world.ledger
+    print()
+    print(f"soak --cluster summary ({elapsed:.0f}s, seed {seed}, {args.members} members, "
+          f"{args.clients} clients: {dict(Counter(client_roles))}, --workers {args.workers})")
+    print(f"  operations:        {ops} requests ({ops / elapsed:.0f}/s); "
+          + ", ".join(f"{r} {n}" for r, n in routes.most_common()))
+    print("  statuses:          " + ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items()))
+          + " (503: No quorum, the client moved on)")
+    print(f"  clients crashed:   {world.events['clients crashed']} (vanished mid-lock; "
+          f"their peers expired)")
+    print(f"  chaos:             {len(world.chaos)} faults; grants resumed (first grant asked "
+          f"for after the fault):")
+    for c in world.chaos:
+        resumed = "no grant after it" if c.resumed is None else f"{c.resumed:.3f}s"
+        print(f"    {c.kind:13} of member {c.member} (leader {c.leader}) at "
+              f"{world.rel(c.at)}: lasted {c.lasted:.2f}s, leader then {c.new_leader}; "
+              f"grants resumed after {resumed}")
+    print(f"  exclusivity:       {sum(ledger.recorded.values())} holds recorded; "
+          f"{sampler.sweeps} sweeps; overlaps: {ledger.overlaps}")
+    print("    most held at once: " + ", ".join(
+        f"{sem} {ledger.peak[sem]}/{maximum} ({ledger.recorded[sem]} holds)"
+        for sem, (maximum, _) in SEMAPHORES.items() if sem != "probe"))
+    print(f"  fencing tokens:    {len(world.grants)} grants, out of order: {len(fencing)}")
+    print(f"  counts lost:       {counts_lost}")
+    print(f"  capacity samples:  {sampler.samples} of /metrics ({sampler.unapplied} more "
+          f"from a member that had not applied its log yet), {sampler.remainders} of "
+          f"/remainder; over max or below 0: "
+          f"{sum(1 for v in world.violations if 'capacity' in v or 'remainder of' in v)}")
+    print(f"  other 5xx:         {other_5xx}")
+    print(f"  transport errors:  {world.transport_errors_cluster} (the client moved on)")
+    print("  other events:      " + ", ".join(
+        f"{k} {v}" for k, v in sorted(world.events.items())
+        if k not in ("clients crashed", "counts lost")))
+    print(f"  members' exit on SIGTERM: {codes}")
+    if world.violations:
+        print(f"\nsoak: FAILED with {len(world.violations)} violations:")
+        for violation in world.violations[:30]:
+            print(f"  {violation}")
+        print(f"member logs and the ledger (holds.jsonl) in {workdir}")
+        return 1
+    print("soak: passed")
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         prog="scripts/soak",
         description="Soak and chaos test of the Throttle server (see scripts/soak.py).")
-    parser.add_argument("--duration", type=parse_duration, default=parse_duration("60s"),
-                        help="how long the clients run, e.g. 45s or 10m [default: 60s]")
+    parser.add_argument("--duration", type=parse_duration, default=None,
+                        help="how long the clients run, e.g. 45s or 10m [default: 60s, with "
+                             "--cluster 2m]")
+    parser.add_argument("--cluster", action="store_true",
+                        help="run against a cluster of --members members with --chaos faults "
+                             "instead of one server with --restarts")
+    parser.add_argument("--members", type=int, default=3,
+                        help="members of the cluster (--cluster) [default: 3]")
+    parser.add_argument("--chaos", type=parse_chaos, default=parse_chaos(",".join(CHAOS)),
+                        help="faults of the cluster, spread evenly over the run: kill-leader "
+                             "(kill -9, restarted in its directory), kill-follower, pause "
+                             "(SIGSTOP of the leader for longer than any lease), partition "
+                             "(the leader cut off from the others, then healed), "
+                             "comma-separated, or none; they take turns, one per 30 s of the "
+                             "run [default: all four]")
     parser.add_argument("--clients", type=int, default=32, help="client threads [default: 32]")
     parser.add_argument("--workers", type=int, default=16,
                         help="server worker threads; few, so long polls hit their cap "
@@ -1320,6 +1875,10 @@ def main() -> int:
         print("soak: needs Linux (/proc, signals)", file=sys.stderr)
         return 2
     seed = args.seed if args.seed is not None else random.randrange(1 << 32)
+    if args.duration is None:
+        args.duration = parse_duration("2m" if args.cluster else "60s")
+    if args.cluster:
+        return main_cluster(args, seed)
     if args.grace < MAX_LEASE and any(kind != "term" for kind in args.restarts):
         print(f"soak: --grace {args.grace:g}s is shorter than the clients' leases "
               f"({MAX_LEASE:g}s): after a crash, holders that restore late are not protected and "

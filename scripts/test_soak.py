@@ -41,3 +41,39 @@ def test_a_granted_lock_still_cannot_outlast_the_longest_lease() -> None:
     longest = int(soak.MAX_LEASE * 1000)
     found = problems(peer(829, pending={"db": 1}), peer(longest + 500, {"db": 1}), 0.968)
     assert len(found) == 1
+
+
+def grant(token: int, earliest: float, latest: float, who: str = "c") -> soak.Grant:
+    return soak.Grant("mutex", token, earliest, latest, who)
+
+
+def test_fencing_tokens_growing_in_grant_order_are_no_problem() -> None:
+    grants = [grant(5, 0.0, 1.0), grant(9, 1.5, 2.0), grant(12, 2.5, 3.0)]
+    assert soak.fencing_problems(grants) == []
+
+
+def test_a_token_below_one_granted_certainly_before_is_a_problem() -> None:
+    found = soak.fencing_problems([grant(9, 0.0, 1.0, "first"), grant(7, 1.5, 2.0, "second")])
+    assert len(found) == 1 and "token 7 granted to second" in found[0] and "token 9" in found[0]
+
+
+def test_a_repeated_token_is_a_problem() -> None:
+    assert len(soak.fencing_problems([grant(4, 0.0, 1.0), grant(4, 2.0, 3.0)])) == 1
+
+
+def test_grants_whose_windows_overlap_may_come_in_either_order() -> None:
+    # Both may have been granted between 0.5 and 1.0: no order is certain.
+    assert soak.fencing_problems([grant(9, 0.0, 1.0), grant(7, 0.5, 2.0)]) == []
+
+
+def test_a_grant_without_a_token_is_a_problem() -> None:
+    found = soak.fencing_problems([soak.Grant("db", None, 0.0, 1.0, "c")])
+    assert len(found) == 1 and "without a fencing token" in found[0]
+
+
+def test_the_faults_take_turns_one_per_thirty_seconds_each_at_least_once() -> None:
+    kinds = ["kill-leader", "pause"]
+    assert soak.chaos_schedule(kinds, 30) == kinds
+    assert soak.chaos_schedule(kinds, 95) == kinds + ["kill-leader"]
+    assert soak.chaos_schedule([], 600) == []
+    assert len(soak.chaos_schedule(list(soak.CHAOS), 600)) == 20

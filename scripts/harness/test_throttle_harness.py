@@ -1,5 +1,7 @@
 """Tests of the server harness against the real binary: starting one and several servers,
-reading their addresses and logs, and each way of ending or pausing one.
+reading their addresses and logs, and each way of ending or pausing one; the link proxy's
+reading of the members' handshake and its cuts (against an echo server), and a partition of a
+real three-member cluster.
 
 Run by ``clients/python/run-tests`` (in the Python client's virtual environment, with
 ``THROTTLE_BIN`` set, else the binary is built first).
@@ -7,20 +9,24 @@ Run by ``clients/python/run-tests`` (in the Python client's virtual environment,
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Tuple
 
 import pytest
 
 import throttle_harness
-from throttle_harness import HarnessError, Server, Servers
+from throttle_harness import Cluster, FrameError, HarnessError, LinkProxy, Server, Servers
 
 CONFIG = "[semaphores]\nA = 1\n"
 
@@ -141,3 +147,186 @@ def test_the_binary_is_the_one_throttle_bin_names(monkeypatch: pytest.MonkeyPatc
     finally:
         throttle_harness.server_binary.cache_clear()
     assert os.environ["THROTTLE_BIN"] == "/nowhere/throttle"
+
+
+# --- the link proxy and the cluster ------------------------------------------------------------
+
+
+def hello(sender: int, to: int = 2) -> bytes:
+    """A hello frame as a connecting member sends it (digest and MAC zeroed: the proxy reads
+    only the sender)."""
+    payload = struct.pack("<QQ", sender, to) + bytes(64)
+    return struct.pack("<IB", 1 + len(payload), throttle_harness.HELLO_KIND) + payload
+
+
+def test_the_proxy_reads_the_sender_of_a_hello_only_once_it_is_whole() -> None:
+    frame = hello(3, to=1)
+    assert len(frame) == 4 + throttle_harness.HELLO_LENGTH
+    for cut in range(len(frame)):
+        assert throttle_harness.hello_sender(frame[:cut]) is None
+    assert throttle_harness.hello_sender(frame) == 3
+    assert throttle_harness.hello_sender(frame + b"next frame") == 3
+    assert throttle_harness.hello_sender(hello(2**64 - 1)) == 2**64 - 1
+
+
+def test_the_proxy_refuses_to_read_a_first_frame_that_is_not_a_hello() -> None:
+    with pytest.raises(FrameError, match="bytes"):
+        throttle_harness.hello_sender(struct.pack("<IB", 33, 1) + bytes(32))  # a challenge
+    wrong_kind = bytearray(hello(1))
+    wrong_kind[4] = 5
+    with pytest.raises(FrameError, match="kind 5"):
+        throttle_harness.hello_sender(bytes(wrong_kind))
+
+
+@pytest.fixture
+def echo() -> Iterator[Tuple[str, int]]:
+    """A server that sends back whatever each connection sends it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    done = False
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            try:
+                while chunk := conn.recv(4096):
+                    conn.sendall(chunk)
+            except OSError:
+                pass
+
+    def accept() -> None:
+        while not done:
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            conn.settimeout(None)
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield ("127.0.0.1", listener.getsockname()[1])
+    done = True
+    thread.join(timeout=5)
+    listener.close()
+
+
+def connect(proxy: LinkProxy, member: int, sender: int) -> socket.socket:
+    """A connection through the proxy to ``member`` that introduced itself as ``sender``, its
+    hello echoed back."""
+    conn = socket.create_connection(("127.0.0.1", proxy.ports[member]), timeout=5)
+    conn.sendall(hello(sender, to=member))
+    assert receive(conn, len(hello(sender))) == hello(sender, to=member)
+    return conn
+
+
+def receive(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def closed(conn: socket.socket) -> bool:
+    """Whether the proxy closed ``conn`` (within its 5 s timeout)."""
+    try:
+        conn.sendall(b"x")
+        return conn.recv(1) == b""
+    except OSError:
+        return True
+
+
+def wait_for_links(proxy: LinkProxy, expected: int) -> None:
+    deadline = time.monotonic() + 5
+    while len([link for link in proxy.links() if link[0] is not None]) != expected:
+        assert time.monotonic() < deadline, proxy.links()
+        time.sleep(0.01)
+
+
+def test_the_proxy_relays_both_ways_and_cuts_a_directed_pair(echo: Tuple[str, int]) -> None:
+    proxy = LinkProxy({2: echo})
+    try:
+        from_1, from_3 = connect(proxy, 2, sender=1), connect(proxy, 2, sender=3)
+        for conn in (from_1, from_3):
+            conn.sendall(b"raft message")
+            assert receive(conn, 12) == b"raft message"
+        wait_for_links(proxy, 2)
+        proxy.cut(1, 2)
+        assert proxy.cuts == {(1, 2)}
+        assert closed(from_1)
+        from_3.sendall(b"still up")
+        assert receive(from_3, 8) == b"still up"
+        # A new connection from 1 is closed once its hello shows who it is.
+        again = socket.create_connection(("127.0.0.1", proxy.ports[2]), timeout=5)
+        again.sendall(hello(1))
+        assert receive(again, 200) == b""
+        assert proxy.refused == 1
+        proxy.heal()
+        assert proxy.cuts == set()
+        healed = connect(proxy, 2, sender=1)
+        healed.sendall(b"back")
+        assert receive(healed, 4) == b"back"
+        for conn in (from_1, from_3, again, healed):
+            conn.close()
+    finally:
+        proxy.close()
+
+
+def test_a_partition_cuts_both_directions_and_spares_the_rest(echo: Tuple[str, int]) -> None:
+    proxy = LinkProxy({1: echo, 2: echo, 3: echo})
+    try:
+        pairs = {(1, 2): connect(proxy, 2, 1), (2, 1): connect(proxy, 1, 2),
+                 (3, 1): connect(proxy, 1, 3), (2, 3): connect(proxy, 3, 2),
+                 (3, 2): connect(proxy, 2, 3)}
+        wait_for_links(proxy, len(pairs))
+        proxy.partition([1], [2, 3])
+        assert proxy.cuts == {(1, 2), (2, 1), (1, 3), (3, 1)}
+        for (sender, receiver), conn in pairs.items():
+            assert closed(conn) == (1 in (sender, receiver)), (sender, receiver)
+            conn.close()
+        # Garbage is not a hello: relayed unchanged, never cut (the member refuses it).
+        stranger = socket.create_connection(("127.0.0.1", proxy.ports[1]), timeout=5)
+        stranger.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        assert receive(stranger, 18) == b"GET / HTTP/1.1\r\n\r\n"
+        stranger.close()
+    finally:
+        proxy.close()
+
+
+def call(url: str, method: str = "GET", body: str = "") -> Tuple[int, str]:
+    request = urllib.request.Request(url, data=body.encode() if body else None, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=20) as answer:
+            return int(answer.status), answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return int(error.code), error.read().decode()
+
+
+def test_a_partitioned_leader_grants_nothing_and_the_majority_elects_another(
+    tmp_path: Path,
+) -> None:
+    with Cluster(tmp_path, 3) as cluster:
+        old = cluster.leader()
+        others = [member for member in cluster.ids if member != old]
+        status, text = call(f"{cluster.url(old)}/new_peer", "POST", '{"expires_in": "1m"}')
+        assert status == 200, text
+        peer = int(text)
+        cluster.partition([old], others)
+        new = cluster.leader(among=others)
+        assert new != old
+        status, text = call(f"{cluster.url(old)}/peers/{peer}/M", "PUT", "1")
+        assert (status, text.split(":")[0]) == (503, "No quorum"), text
+        status, text = call(f"{cluster.url(new)}/peers/{peer}/M", "PUT", "1")
+        assert status == 200, text
+        cluster.heal()
+        leader = cluster.leader()
+        statuses = [cluster.status(member) for member in cluster.ids]
+        assert all(s is not None and s["cluster"]["leader"] == leader for s in statuses)
+        status, text = call(f"{cluster.url(old)}/peers/{peer}/is_acquired")
+        assert (status, text) == (200, "true")
+        status, text = call(f"{cluster.url(old)}/peers/")
+        assert status == 200 and [p["id"] for p in json.loads(text)] == [peer], text

@@ -21,9 +21,15 @@ later win, as they do after an image's entrypoint), stderr goes to a log file, a
 waits for the ``Listening on http://HOST:PORT`` line in it, then for ``/health`` to answer 200.
 Every wait has a deadline, so a broken server fails the caller instead of hanging it. A server
 gets ``THROTTLE_LOG=INFO`` and no ``THROTTLE_TOKEN`` from the caller's environment, only what
-``env`` gives it. ``Servers`` starts several (the members of a cluster) and stops them together;
-a ``Server`` can be stopped (SIGTERM), killed (SIGKILL), paused (SIGSTOP) and resumed (SIGCONT),
-and restarted on its port.
+``env`` gives it. ``Servers`` starts several and stops them together; a ``Server`` can be
+stopped (SIGTERM), killed (SIGKILL), paused (SIGSTOP) and resumed (SIGCONT), and restarted on
+its port.
+
+``Cluster`` starts the members of one cluster (a ``[cluster]`` table each: one data directory
+per member, one secret) and finds their leader through ``/status.json``. Every link between
+two members runs through a ``LinkProxy`` in this process, which tells who connects from the
+first frame of the members' handshake (crates/cluster/src/link.rs) and so can cut a directed
+pair of members, or partition two groups, and heal them.
 
 Command line, for bash scripts::
 
@@ -39,17 +45,23 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import re
+import select
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Type
+from typing import (Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple,
+                    Type)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -242,6 +254,11 @@ class Server:
         return self.process.pid
 
     @property
+    def paused(self) -> bool:
+        """Whether ``pause`` stopped the process and ``resume`` did not continue it yet."""
+        return self._paused
+
+    @property
     def running(self) -> bool:
         """Whether the process of the current start has not exited."""
         return self.process is not None and self.process.poll() is None
@@ -355,6 +372,423 @@ class Servers:
 
     def __enter__(self) -> "Servers":
         return self
+
+    def __exit__(
+        self,
+        kind: Optional[Type[BaseException]],
+        value: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> None:
+        self.stop_all()
+
+
+# --- a cluster of members, and the proxy between them --------------------------------------
+
+#: The frame kind of the connecting member's first frame in the members' link handshake (see
+#: the module doc of crates/cluster/src/link.rs): `[length: u32 LE][kind: u8][payload]`, the
+#: payload of a hello being its sender's id, the id it wants to reach (u64 LE each), the digest
+#: of the member list and the MAC (32 bytes each).
+HELLO_KIND = 2
+#: The length field of a hello: the kind byte and the payload.
+HELLO_LENGTH = 1 + 8 + 8 + 32 + 32
+
+#: The secret a ``Cluster``'s members share unless it is given another.
+CLUSTER_SECRET = "a secret of the harness, 32 byte"
+
+
+class FrameError(ValueError):
+    """The first frame a connecting member sent is not a hello."""
+
+
+def hello_sender(data: bytes) -> Optional[int]:
+    """The sender id in the hello frame at the start of ``data``, or ``None`` while ``data``
+    holds less than the whole frame. Raises ``FrameError`` if the bytes cannot be a hello (a
+    wrong length or kind), since the proxy then cannot tell who connects."""
+    if len(data) < 4:
+        return None
+    (length,) = struct.unpack_from("<I", data)
+    if length != HELLO_LENGTH:
+        raise FrameError(f"a first frame of {length} bytes, not a hello ({HELLO_LENGTH})")
+    if len(data) < 4 + length:
+        return None
+    if data[4] != HELLO_KIND:
+        raise FrameError(f"a first frame of kind {data[4]}, not a hello ({HELLO_KIND})")
+    (sender,) = struct.unpack_from("<Q", data, 5)
+    return int(sender)
+
+
+def free_port(host: str = "127.0.0.1") -> socket.socket:
+    """A socket bound to a free port of ``host``, not listening: close it just before the port
+    is bound by someone else, so that nothing else gets it meanwhile."""
+    reserved = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    reserved.bind((host, 0))
+    return reserved
+
+
+class _Link:
+    """One relayed connection between two members: who connected (``None`` until its hello
+    has arrived), to whom, and the two sockets."""
+
+    def __init__(self, client: socket.socket, upstream: socket.socket, to: int) -> None:
+        self.client = client
+        self.upstream = upstream
+        self.to = to
+        self.sender: Optional[int] = None
+        self._closed = False
+
+    def shut(self) -> None:
+        """Ends both directions at once; the relaying threads see it and close the sockets.
+        ``shutdown`` (not ``close``) wakes a thread blocked in ``recv``."""
+        self._closed = True
+        for sock in (self.client, self.upstream):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class LinkProxy:
+    """A TCP proxy between the members of a cluster, for partitions.
+
+    For each member id it listens on a port of its own (``ports[id]``, the address the others
+    have for that member in ``members``) and relays every connection to the member's own
+    listening address (``targets[id]``, its ``listen``). Bytes go through unchanged both ways;
+    the proxy reads only the connecting member's first frame, the hello of the handshake, to
+    learn who connects. A *directed pair* ``(sender, receiver)`` can be cut: the connections
+    ``sender`` opened to ``receiver`` are closed, and new ones are closed as soon as their hello
+    shows who opened them (each member sends its Raft messages on its own outgoing connection,
+    so cutting ``(a, b)`` stops a's messages to b, not b's to a). A connection whose first frame
+    is not a hello is relayed as it is (the member refuses it) and never cut.
+
+    Not a network emulator: no delays, no loss short of a cut. Threads: one accepting per
+    member, two per relayed connection; all are daemons and end with ``close``.
+    """
+
+    def __init__(self, targets: Mapping[int, Tuple[str, int]], host: str = "127.0.0.1") -> None:
+        self.targets = dict(targets)
+        self.host = host
+        #: Member id -> the port the proxy listens on for it.
+        self.ports: Dict[int, int] = {}
+        #: Connections closed because their pair was cut, and connections relayed.
+        self.refused = 0
+        self.relayed = 0
+        self._lock = threading.Lock()
+        self._cut: Set[Tuple[int, int]] = set()
+        self._links: Set[_Link] = set()
+        self._closed = threading.Event()
+        self._listeners: List[socket.socket] = []
+        for member in self.targets:
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((host, 0))
+            listener.listen(64)
+            listener.settimeout(0.1)  # so the accepting thread sees `close`
+            self._listeners.append(listener)
+            self.ports[member] = listener.getsockname()[1]
+            threading.Thread(target=self._accept, args=(listener, member), daemon=True,
+                             name=f"proxy-accept-{member}").start()
+
+    def address(self, member: int) -> str:
+        """``HOST:PORT`` where the others reach ``member`` through the proxy."""
+        return f"{self.host}:{self.ports[member]}"
+
+    # --- cuts -----------------------------------------------------------------------------
+
+    def cut(self, sender: int, receiver: int) -> None:
+        """Cuts the directed pair: closes ``sender``'s connections to ``receiver`` and refuses
+        new ones until ``heal``."""
+        self.partition([sender], [receiver], both=False)
+
+    def partition(self, group_a: Iterable[int], group_b: Iterable[int], both: bool = True) -> None:
+        """Cuts every pair from ``group_a`` to ``group_b`` and, with ``both``, back."""
+        a, b = list(group_a), list(group_b)
+        pairs = {(x, y) for x in a for y in b}
+        if both:
+            pairs |= {(y, x) for x in a for y in b}
+        with self._lock:
+            self._cut |= pairs
+            doomed = [link for link in self._links if (link.sender, link.to) in self._cut]
+        for link in doomed:
+            link.shut()
+
+    def heal(self) -> None:
+        """Lifts every cut; the members reconnect on their own (they retry every 100 ms)."""
+        with self._lock:
+            self._cut.clear()
+
+    @property
+    def cuts(self) -> Set[Tuple[int, int]]:
+        """The directed pairs cut now."""
+        with self._lock:
+            return set(self._cut)
+
+    def links(self) -> List[Tuple[Optional[int], int]]:
+        """(sender, receiver) of every connection relayed now (sender ``None`` until its hello
+        arrived)."""
+        with self._lock:
+            return [(link.sender, link.to) for link in self._links]
+
+    def close(self) -> None:
+        """Stops accepting and closes every relayed connection."""
+        self._closed.set()
+        for listener in self._listeners:
+            listener.close()
+        with self._lock:
+            links = list(self._links)
+        for link in links:
+            link.shut()
+
+    # --- relaying -------------------------------------------------------------------------
+
+    def _accept(self, listener: socket.socket, member: int) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            threading.Thread(target=self._serve, args=(client, member), daemon=True,
+                             name=f"proxy-to-{member}").start()
+
+    def _serve(self, client: socket.socket, member: int) -> None:
+        try:
+            upstream = socket.create_connection(self.targets[member], timeout=2)
+        except OSError:
+            client.close()  # the member is down: the connecting member sees a closed link
+            return
+        upstream.settimeout(None)
+        link = _Link(client, upstream, member)
+        with self._lock:
+            self._links.add(link)
+        back = threading.Thread(target=self._pump, args=(upstream, client, link), daemon=True,
+                                name=f"proxy-from-{member}")
+        back.start()
+        try:
+            first = self._read_hello(client, link)
+            if first is not None:
+                upstream.sendall(first)
+                self._pump(client, upstream, link)
+        except OSError:
+            pass
+        finally:
+            link.shut()
+            back.join(timeout=5)
+            with self._lock:
+                self._links.discard(link)
+            client.close()
+            upstream.close()
+
+    def _read_hello(self, client: socket.socket, link: _Link) -> Optional[bytes]:
+        """The bytes read up to the end of the hello (to be relayed), once the link's sender is
+        known and its pair is not cut; ``None`` if the link is to be closed."""
+        data = b""
+        while True:
+            try:
+                sender = hello_sender(data)
+            except FrameError:
+                return data  # not a member: relayed as it is, the member refuses it
+            if sender is not None:
+                with self._lock:
+                    if (sender, link.to) in self._cut or self._closed.is_set():
+                        self.refused += 1
+                        return None
+                    link.sender = sender
+                    self.relayed += 1
+                return data
+            chunk = client.recv(4 + HELLO_LENGTH - len(data))
+            if not chunk:
+                return None
+            data += chunk
+
+    @staticmethod
+    def _pump(source: socket.socket, target: socket.socket, link: _Link) -> None:
+        try:
+            while True:
+                chunk = source.recv(65536)
+                if not chunk:
+                    break
+                target.sendall(chunk)
+        except OSError:
+            pass
+        link.shut()
+
+
+class Cluster:
+    """The members of one Throttle cluster on loopback, with the ``LinkProxy`` between them.
+
+    Member ``id`` (1 to ``size``, its position in ``members``) gets its own data directory
+    (``work_dir/member-{id}/data``, kept by ``kill``), a free HTTP port (kept by ``restart``), a
+    private port it binds for the others (``listen``), and in ``members`` the proxy's port for
+    it, so every link between two members runs through the proxy and can be cut. All share one
+    secret. ``config`` is everything of the configuration but the ``[cluster]`` table (the
+    semaphores, logging); ``args`` are command-line options (e.g. ``--workers 16``).
+
+    Members are addressed by id everywhere (``member``, ``kill``, ``leader``...), as
+    ``/status.json`` names them.
+    """
+
+    def __init__(
+        self,
+        work_dir: Path,
+        size: int = 3,
+        config: str = "[semaphores]\nM = 1\n",
+        *,
+        args: Sequence[str] = (),
+        binary: Optional[Path] = None,
+        env: Optional[Mapping[str, str]] = None,
+        secret: str = CLUSTER_SECRET,
+        start_timeout: float = 30.0,
+    ) -> None:
+        self.work_dir = Path(work_dir)
+        self.size = size
+        self.config = config
+        self.args = [str(arg) for arg in args]
+        self._binary = binary
+        self.env = dict(env or {})
+        self.secret = secret
+        self.start_timeout = start_timeout
+        self.members: Dict[int, Server] = {}
+        self.proxy: Optional[LinkProxy] = None
+
+    @property
+    def ids(self) -> List[int]:
+        """Every member's id, in order."""
+        return list(range(1, self.size + 1))
+
+    def start(self) -> "Cluster":
+        """Writes the configurations and starts every member; returns once each answers
+        ``/health`` (not once they elected a leader: see ``leader``)."""
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        binary = self._binary if self._binary is not None else server_binary()
+        reserved = {member: free_port() for member in self.ids}
+        listen = {member: sock.getsockname()[1] for member, sock in reserved.items()}
+        self.proxy = LinkProxy({member: ("127.0.0.1", port) for member, port in listen.items()})
+        for sock in reserved.values():
+            sock.close()
+        members = ", ".join(json.dumps(self.proxy.address(member)) for member in self.ids)
+        try:
+            for member in self.ids:
+                data_dir = self.work_dir / f"member-{member}" / "data"
+                data_dir.parent.mkdir(parents=True, exist_ok=True)
+                table = (f"\n[cluster]\nid = {member}\nmembers = [{members}]\n"
+                         f"data_dir = {json.dumps(str(data_dir))}\n"
+                         f"secret = {json.dumps(self.secret)}\n"
+                         f"listen = \"127.0.0.1:{listen[member]}\"\n")
+                config_file = self.work_dir / f"member-{member}.toml"
+                config_file.write_text(self.config + table, encoding="utf-8")
+                server = Server([str(binary), "-c", str(config_file), *self.args],
+                                log_dir=self.work_dir, name=f"member-{member}", env=self.env,
+                                start_timeout=self.start_timeout)
+                self.members[member] = server
+                server.start()
+        except BaseException:
+            self.stop_all(kill=True)
+            raise
+        return self
+
+    def member(self, member: int) -> Server:
+        """The server of member ``member``."""
+        return self.members[member]
+
+    def url(self, member: int) -> str:
+        return self.members[member].url
+
+    def running(self) -> List[int]:
+        """The members whose process runs and is not paused: the ones that can answer."""
+        return [member for member, server in self.members.items()
+                if server.running and not server.paused]
+
+    # --- what the members say -------------------------------------------------------------
+
+    def status(self, member: int, timeout: float = 2.0) -> Optional[Dict[str, Any]]:
+        """``/status.json`` of ``member``, or ``None`` if it did not answer."""
+        try:
+            with urllib.request.urlopen(f"{self.url(member)}/status.json",
+                                        timeout=timeout) as response:
+                status = json.loads(response.read())
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+        return status if isinstance(status, dict) else None
+
+    def leaders(self, among: Optional[Iterable[int]] = None) -> Dict[int, Optional[int]]:
+        """Member -> the leader it names in ``/status.json`` (``None``: none, or no answer), for
+        ``among`` (default: the running members)."""
+        result: Dict[int, Optional[int]] = {}
+        for member in (self.running() if among is None else among):
+            status = self.status(member)
+            cluster = status.get("cluster") if status else None
+            leader = cluster.get("leader") if isinstance(cluster, dict) else None
+            result[member] = leader if isinstance(leader, int) else None
+        return result
+
+    def leader(self, among: Optional[Iterable[int]] = None, timeout: float = 30.0) -> int:
+        """The id of the leader, once every member of ``among`` (default: the running ones)
+        names the same one, itself among them. Raises ``HarnessError`` after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            group = list(self.running() if among is None else among)
+            named = self.leaders(group)
+            values = set(named.values())
+            if len(values) == 1:
+                (leader,) = values
+                if leader is not None and leader in group:
+                    return leader
+            if time.monotonic() >= deadline:
+                raise HarnessError(f"the members {group} did not agree on a leader among them "
+                                   f"within {timeout:g}s: {named}")
+            time.sleep(0.02)
+
+    # --- faults ---------------------------------------------------------------------------
+
+    def kill(self, member: int) -> None:
+        """SIGKILL of ``member``; its data directory stays for ``restart``."""
+        self.members[member].kill()
+
+    def restart(self, member: int) -> Server:
+        """Starts ``member`` again in its directory, on its HTTP port (killing it first if it
+        still runs); returns once it answers ``/health``."""
+        server = self.members[member]
+        if server.running:
+            server.kill()
+        return server.start(port=server.port)
+
+    def pause(self, member: int) -> None:
+        """SIGSTOP of ``member``: it answers nothing, to clients or members, until ``resume``."""
+        self.members[member].pause()
+
+    def resume(self, member: int) -> None:
+        self.members[member].resume()
+
+    def partition(self, group_a: Iterable[int], group_b: Iterable[int]) -> None:
+        """Cuts the links between the two groups, both ways, until ``heal``."""
+        assert self.proxy is not None, "the cluster was never started"
+        self.proxy.partition(group_a, group_b)
+
+    def cut(self, sender: int, receiver: int) -> None:
+        """Cuts only ``sender``'s messages to ``receiver`` (see ``LinkProxy``)."""
+        assert self.proxy is not None, "the cluster was never started"
+        self.proxy.cut(sender, receiver)
+
+    def heal(self) -> None:
+        """Lifts every cut."""
+        if self.proxy is not None:
+            self.proxy.heal()
+
+    def stop_all(self, kill: bool = False) -> None:
+        """Stops every member (SIGTERM, or SIGKILL with ``kill``) and the proxy; raises
+        ``HarnessError`` at the end if a member did not exit within 5 s of SIGTERM."""
+        late = [server.name for server in self.members.values()
+                if server.running and server.stop(kill=kill) is None]
+        if self.proxy is not None:
+            self.proxy.close()
+        if late and not kill:
+            raise HarnessError(f"did not exit within 5 s of SIGTERM: {', '.join(late)}")
+
+    def __enter__(self) -> "Cluster":
+        return self.start()
 
     def __exit__(
         self,
