@@ -283,11 +283,7 @@ impl Snapshot {
                 }
                 None => out.push_str("<p id=\"cluster\" class=\"banner\" hidden></p>"),
             },
-            "MEMBERS_HIDDEN" => {
-                if self.cluster.is_none() {
-                    out.push_str(" hidden");
-                }
-            }
+            "MEMBERS_HIDDEN" if self.cluster.is_none() => out.push_str(" hidden"),
             "MEMBERS" => {
                 if let Some(cluster) = &self.cluster {
                     for row in member_rows(cluster) {
