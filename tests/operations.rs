@@ -12,7 +12,7 @@ mod common;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{PROMPTLY, Server};
+use common::{PROMPTLY, Server, TempDir};
 
 /// The secret the members of these tests share (THROTTLE_CLUSTER_SECRET).
 const SECRET: &str = "a secret of the ops tests, 32 b.";
@@ -116,6 +116,20 @@ fn a_cluster_of_one_is_ready_once_elected_and_exports_its_figures() {
         cluster["members_lag"],
         serde_json::json!([{"id": 1, "match": cluster["commit"], "lag": 0}]),
         "{cluster}"
+    );
+    // `throttle status` starts with the cluster and the members' lag.
+    let url = format!("http://{}", server.addr);
+    let dir = TempDir::new();
+    let (code, stdout, stderr) =
+        common::run_to_exit(&["status"], dir.path(), &[("THROTTLE_URL", &url)]);
+    assert!(code.success(), "{stderr}");
+    assert!(
+        stdout.starts_with("Cluster: member 1 of 1, this member leads (term "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\nMEMBER  ROLE    LOG REACHES  LAG\n     1  leader  "),
+        "{stdout}"
     );
 }
 
