@@ -353,9 +353,15 @@ fn status_snapshot(service: &Service) -> Snapshot {
 /// `503 Not ready: <why>`. A single server is always ready. For a cluster member see
 /// [`not_ready`]. `/health` is the other probe: 200 whenever the process answers at all.
 fn readiness(service: &Service) -> Reply {
-    let reason = service
-        .replication()
-        .and_then(|replication| not_ready(&replication.status(), replication.members()));
+    ready_or_not(
+        service
+            .replication()
+            .and_then(|replication| not_ready(&replication.status(), replication.members())),
+    )
+}
+
+/// `200 Ready`, or `503 Not ready: <reason>` (the answers `contract/wire.toml` lists).
+fn ready_or_not(reason: Option<String>) -> Reply {
     match reason {
         None => Reply::text(200, "Ready"),
         Some(reason) => Reply::text(503, format!("Not ready: {reason}")),
@@ -423,6 +429,39 @@ mod tests {
             not_ready(&status(Some(3), 40, 12), 3).as_deref(),
             Some("catching up: applied 12 of 40 committed entries (leader 3)")
         );
+    }
+
+    /// `/ready`'s answers are the ones `contract/wire.toml` lists.
+    #[test]
+    fn readiness_answers_are_the_contract() {
+        #[derive(serde::Deserialize)]
+        struct Contract {
+            readiness: std::collections::BTreeMap<String, Entry>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Entry {
+            words: String,
+            status: u16,
+        }
+        let contract: Contract = toml::from_str(include_str!("../../../contract/wire.toml"))
+            .expect("contract/wire.toml");
+        let entry = |key: &str| {
+            let entry = &contract.readiness[key];
+            (entry.status, entry.words.clone())
+        };
+        let reply = |status: &Status| {
+            let reply = ready_or_not(not_ready(status, 3));
+            (reply.status, String::from_utf8(reply.body).expect("text"))
+        };
+        let (status, body) = reply(&Status {
+            leader: Some(1),
+            ..Status::default()
+        });
+        assert_eq!((status, body), entry("ready"));
+        let (status, body) = reply(&Status::default());
+        let (expected_status, words) = entry("not_ready");
+        assert_eq!(status, expected_status);
+        assert!(body.starts_with(&format!("{words}: ")), "{body}");
     }
 
     #[test]
