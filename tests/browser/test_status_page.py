@@ -2,7 +2,7 @@
 chromium-driver through Selenium, against the real server binary.
 
 It checks the semaphore rows, that a lock taken through the HTTP API shows up within 2 s without
-a reload, that hostile names stay text, the phone and dark layouts, that the page loads nothing
+a reload, a cluster member's members and their lag, that hostile names stay text, the phone and dark layouts, that the page loads nothing
 from elsewhere, and saves a screenshot under load. Run it with `scripts/browser-test`.
 
 Environment: THROTTLE_BIN (server binary, default target/debug/throttle, built when stale), CHROMIUM and
@@ -187,12 +187,43 @@ def test_page_shows_semaphores_and_follows_the_api_without_reload(
     # Each held lock shows its fencing token.
     assert any(held.startswith("db ×3 #") for held in column(browser, "peers", HOLDS))
     assert "live" in browser.find_element(By.ID, "state").text
+    # A single server is no cluster: no banner, no members, also after a refresh.
+    assert not browser.find_element(By.ID, "cluster").is_displayed()
+    assert not browser.find_element(By.ID, "members-section").is_displayed()
 
     # Nothing was loaded from anywhere but the server.
     resources = browser.execute_script(
         "return performance.getEntriesByType('resource').map(e => e.name)"
     )
     assert resources and all(r.startswith(s.url) for r in resources), resources
+
+
+def test_a_cluster_member_shows_its_members_and_how_far_each_lags(
+    browser: webdriver.Chrome, server: Callable[[str], Server], tmp_path: Path
+) -> None:
+    data = json.dumps(str(tmp_path / "data"))
+    s = server(SAMPLE + f'\n[cluster]\nid = 1\nmembers = ["127.0.0.1:1"]\ndata_dir = {data}\n')
+    deadline = time.monotonic() + 10
+    while json.loads(s.call("GET", "/status.json")[1])["cluster"]["leader"] != 1:
+        assert time.monotonic() < deadline, "the cluster of one elected no leader"
+        time.sleep(0.05)
+    browser.get(s.url + "/")
+    assert browser.find_element(By.ID, "members-section").is_displayed()
+    assert "this member leads" in browser.find_element(By.ID, "cluster").text
+    [[member, role, reaches, lag]] = table(browser, "members")
+    assert (member, role, lag) == ("1 (this member)", "leader", "0")
+    browser.execute_script("window.notReloaded = true")
+
+    # A grant is an entry of the log: the row follows it without a reload.
+    assert s.acquire(s.peer(), "db", 1) == 200
+    commit = json.loads(s.call("GET", "/status.json")[1])["cluster"]["commit"]
+    assert commit > int(reaches)
+    WebDriverWait(browser, 3, poll_frequency=0.05).until(
+        lambda d: table(d, "members") == [["1 (this member)", "leader", str(commit), "0"]]
+    )
+    assert browser.execute_script("return window.notReloaded") is True
+    note = browser.find_element(By.ID, "members-note").text
+    assert note.startswith("Lag: entries the member's log is behind"), note
 
 
 def test_hostile_names_are_text_in_the_server_render_and_after_refresh(

@@ -2,6 +2,8 @@
 //!
 //! Rendering is a pure function of the JSON ([`render`]), tested without a server. Names are
 //! printed with control characters escaped, so a semaphore name cannot rewrite the terminal.
+//! A cluster member's answer (its `cluster` object is not null) starts with a line about the
+//! cluster and, from the leader, a table of how far each member lags.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -56,6 +58,10 @@ pub fn render(status: &Value, peers: bool) -> String {
             "Grace period after a restart: no new locks for {}, holders restore theirs.\n\n",
             wait(ms)
         ));
+    }
+    if status["cluster"].is_object() {
+        out.push_str(&cluster(&status["cluster"]));
+        out.push('\n');
     }
     let mut rows = vec![row(&[
         "SEMAPHORE",
@@ -142,6 +148,49 @@ pub fn render(status: &Value, peers: bool) -> String {
             listed.len()
         ));
     }
+    out
+}
+
+/// The cluster line, and on the leader a row per member: its role, how far its log reaches and
+/// how far that is behind the commit index.
+fn cluster(cluster: &Value) -> String {
+    let id = cluster["id"].as_u64();
+    let leader = match cluster["leader"].as_u64() {
+        Some(leader) if Some(leader) == id => "this member leads".to_owned(),
+        Some(leader) => format!("member {leader} leads"),
+        None => "no leader: nothing is granted until a majority elects one".to_owned(),
+    };
+    let mut out = format!(
+        "Cluster: member {} of {}, {leader} (term {}, commit {}, applied {})\n",
+        number(&cluster["id"]),
+        number(&cluster["members"]),
+        number(&cluster["term"]),
+        number(&cluster["commit"]),
+        number(&cluster["applied"]),
+    );
+    let Some(lags) = cluster["members_lag"].as_array() else {
+        if let Some(leader) = cluster["leader"].as_u64() {
+            out.push_str(&format!(
+                "How far each member lags is known on the leader (member {leader}).\n"
+            ));
+        }
+        return out;
+    };
+    let mut rows = vec![row(&["MEMBER", "ROLE", "LOG REACHES", "LAG"])];
+    for member in lags {
+        let role = if member["id"] == cluster["leader"] {
+            "leader"
+        } else {
+            "follower"
+        };
+        rows.push(vec![
+            number(&member["id"]),
+            role.to_owned(),
+            number(&member["match"]),
+            number(&member["lag"]),
+        ]);
+    }
+    out.push_str(&table(&rows, &[true, false, true, true]));
     out
 }
 
@@ -269,6 +318,52 @@ Showing the locks of 3 of 5 peers: the oldest waiters of each semaphore and the 
 out first (GET /peers/ lists all).
 "
         );
+    }
+
+    #[test]
+    fn a_leader_shows_the_cluster_and_each_members_lag() {
+        let mut status = sample();
+        status["cluster"] = json!({"id": 1, "members": 3, "leader": 1, "term": 7,
+            "commit": 1234, "applied": 1234, "members_lag": [
+                {"id": 1, "match": 1234, "lag": 0}, {"id": 2, "match": 1234, "lag": 0},
+                {"id": 3, "match": 1200, "lag": 34}]});
+        let text = render(&status, false);
+        assert!(
+            text.starts_with(
+                "\
+Cluster: member 1 of 3, this member leads (term 7, commit 1234, applied 1234)
+MEMBER  ROLE      LOG REACHES  LAG
+     1  leader           1234    0
+     2  follower         1234    0
+     3  follower         1200   34
+
+SEMAPHORE"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("db pool       10    8         0        0  -\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_follower_and_a_member_without_a_leader_say_what_they_know() {
+        let mut status = sample();
+        status["cluster"] = json!({"id": 2, "members": 3, "leader": 1, "term": 7,
+            "commit": 1234, "applied": 1230, "members_lag": null});
+        assert!(render(&status, false).starts_with(
+            "Cluster: member 2 of 3, member 1 leads (term 7, commit 1234, applied 1230)\n\
+             How far each member lags is known on the leader (member 1).\n\nSEMAPHORE"
+        ));
+        status["cluster"]["leader"] = serde_json::Value::Null;
+        assert!(render(&status, false).starts_with(
+            "Cluster: member 2 of 3, no leader: nothing is granted until a majority elects \
+             one (term 7, commit 1234, applied 1230)\n\nSEMAPHORE"
+        ));
+        // A single server says nothing of a cluster.
+        status["cluster"] = serde_json::Value::Null;
+        assert!(render(&status, false).starts_with("SEMAPHORE"));
     }
 
     #[test]

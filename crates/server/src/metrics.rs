@@ -8,16 +8,25 @@
 //! `contract/wire.toml` lists them with their types and labels (the tests below check that the
 //! registry and the list agree both ways). A semaphore removed by a reload loses its series at
 //! the next scrape.
+//!
+//! A cluster member also exports the `throttle_cluster_*` families ([`ClusterMetrics`], marked
+//! `cluster = true` in the contract), filled from what its raft thread publishes
+//! (`throttle_cluster::node::Status`) when `/metrics` is scraped. They are registered at the
+//! member's first scrape, so a single server's `/metrics` has none of them. The lag of each
+//! member is known only to the leader: a follower exports no `throttle_cluster_member_lag`
+//! series, and a member that stops leading drops them.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Counter, Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::service::LongPolls;
+use throttle_cluster::node::Status;
 use throttle_core::{Core, Time};
 
 /// The content type of the text exposition format.
@@ -44,6 +53,27 @@ pub struct Metrics {
     reloads: IntCounterVec,
     /// The semaphores of the last scrape, so that series of removed ones are dropped.
     labelled: Mutex<Vec<String>>,
+    /// A cluster member's figures, registered at its first scrape; never on a single server.
+    /// `None` inside if registering them failed (a bug, logged).
+    cluster: OnceLock<Option<ClusterMetrics>>,
+}
+
+/// The `throttle_cluster_*` families of a cluster member.
+pub struct ClusterMetrics {
+    member_id: IntGauge,
+    members: IntGauge,
+    leading: IntGauge,
+    leader: IntGauge,
+    term: IntGauge,
+    commit: IntGauge,
+    applied: IntGauge,
+    leader_changes: IntCounter,
+    fsyncs: IntCounter,
+    fsync_seconds: Counter,
+    lag: IntGaugeVec,
+    /// The members whose lag the last scrape exported, so a member that stops leading drops
+    /// their series.
+    lagging: Mutex<Vec<u64>>,
 }
 
 impl Metrics {
@@ -116,6 +146,7 @@ impl Metrics {
                 &["result"],
             )?,
             labelled: Mutex::new(Vec::new()),
+            cluster: OnceLock::new(),
         };
         let r = &metrics.registry;
         r.register(Box::new(metrics.acquired.clone()))?;
@@ -212,6 +243,23 @@ impl Metrics {
         raise_to(&self.long_polls_refused, long_polls.refused);
     }
 
+    /// Copies a cluster member's figures: what its raft thread published last, in a cluster of
+    /// `members`. The first call registers the `throttle_cluster_*` families; a single server
+    /// never calls it.
+    pub fn update_cluster(&self, status: &Status, members: usize) {
+        let cluster = self.cluster.get_or_init(|| {
+            // The names are constants the tests check, registered once: this fails only on a
+            // bug, and then the member's other metrics still work.
+            ClusterMetrics::new()
+                .and_then(|cluster| cluster.register(&self.registry).map(|()| cluster))
+                .inspect_err(|error| log::error!("Registering the cluster metrics failed: {error}"))
+                .ok()
+        });
+        if let Some(cluster) = cluster {
+            cluster.update(status, members);
+        }
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
@@ -220,6 +268,100 @@ impl Metrics {
             log::error!("Encoding metrics failed: {error}");
         }
         String::from_utf8_lossy(&buffer).into_owned()
+    }
+}
+
+impl ClusterMetrics {
+    fn new() -> Result<ClusterMetrics, prometheus::Error> {
+        Ok(ClusterMetrics {
+            member_id: IntGauge::new("throttle_cluster_member_id", "This member's id.")?,
+            members: IntGauge::new("throttle_cluster_members", "Members of the cluster.")?,
+            leading: IntGauge::new(
+                "throttle_cluster_leading",
+                "1 while this member leads, else 0.",
+            )?,
+            leader: IntGauge::new(
+                "throttle_cluster_leader",
+                "The id of the leader this member knows; 0 while it knows none (an election, or \
+                 no majority reachable): then nothing is granted through it.",
+            )?,
+            term: IntGauge::new("throttle_cluster_term", "The Raft term this member is in.")?,
+            commit: IntGauge::new(
+                "throttle_cluster_commit_index",
+                "The highest log index this member knows to be on a majority's disks.",
+            )?,
+            applied: IntGauge::new(
+                "throttle_cluster_applied_index",
+                "The highest log index applied to this member's state.",
+            )?,
+            leader_changes: IntCounter::new(
+                "throttle_cluster_leader_changes_total",
+                "Changes of the leader this member knows (to another member, or to none).",
+            )?,
+            fsyncs: IntCounter::new(
+                "throttle_cluster_fsyncs_total",
+                "Syncs of this member's log to its disk (one per batch of entries).",
+            )?,
+            fsync_seconds: Counter::new(
+                "throttle_cluster_fsync_seconds_total",
+                "Time this member's log spent in its syncs.",
+            )?,
+            lag: IntGaugeVec::new(
+                Opts::new(
+                    "throttle_cluster_member_lag",
+                    "On the leader: the commit index minus how far the member's log is known \
+                     to reach, by member (0 for one that is up to date).",
+                ),
+                &["member"],
+            )?,
+            lagging: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
+        registry.register(Box::new(self.member_id.clone()))?;
+        registry.register(Box::new(self.members.clone()))?;
+        registry.register(Box::new(self.leading.clone()))?;
+        registry.register(Box::new(self.leader.clone()))?;
+        registry.register(Box::new(self.term.clone()))?;
+        registry.register(Box::new(self.commit.clone()))?;
+        registry.register(Box::new(self.applied.clone()))?;
+        registry.register(Box::new(self.leader_changes.clone()))?;
+        registry.register(Box::new(self.fsyncs.clone()))?;
+        registry.register(Box::new(self.fsync_seconds.clone()))?;
+        registry.register(Box::new(self.lag.clone()))?;
+        Ok(())
+    }
+
+    fn update(&self, status: &Status, members: usize) {
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        self.member_id.set(gauge(status.id));
+        self.members.set(i64::try_from(members).unwrap_or(i64::MAX));
+        self.leading.set(i64::from(status.leading));
+        self.leader.set(gauge(status.leader.unwrap_or(0)));
+        self.term.set(gauge(status.term));
+        self.commit.set(gauge(status.commit));
+        self.applied.set(gauge(status.applied));
+        raise_to(&self.leader_changes, status.leader_changes);
+        raise_to(&self.fsyncs, status.syncs);
+        let seconds = status.sync_time.as_secs_f64();
+        let counted = self.fsync_seconds.get();
+        if seconds > counted {
+            self.fsync_seconds.inc_by(seconds - counted);
+        }
+        let mut lagging = self.lagging.lock();
+        for gone in lagging
+            .iter()
+            .filter(|id| !status.matched.iter().any(|(member, _)| member == *id))
+        {
+            let _ = self.lag.remove_label_values(&[&gone.to_string()]);
+        }
+        *lagging = status.matched.iter().map(|(member, _)| *member).collect();
+        for &(member, matched) in &status.matched {
+            self.lag
+                .with_label_values(&[&member.to_string()])
+                .set(gauge(status.commit.saturating_sub(matched)));
+        }
     }
 }
 
@@ -271,6 +413,26 @@ mod tests {
         name: String,
         kind: String,
         labels: Vec<String>,
+        /// Exported by cluster members only.
+        #[serde(default)]
+        cluster: bool,
+    }
+
+    /// What a leader of three publishes: member 3 is 5 entries behind.
+    fn leading() -> Status {
+        Status {
+            id: 1,
+            leader: Some(1),
+            term: 4,
+            leading: true,
+            commit: 120,
+            applied: 120,
+            leader_changes: 2,
+            matched: vec![(1, 120), (2, 120), (3, 115)],
+            syncs: 40,
+            sync_time: Duration::from_millis(1500),
+            ..Status::default()
+        }
     }
 
     /// Every metric family of the registry: name, type and label names, from what it gathers
@@ -299,24 +461,15 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn the_metrics_are_the_contract_both_ways() {
+    /// Checks that `metrics` exports exactly the contract's entries that `listed` selects, each
+    /// with its kind and labels.
+    #[track_caller]
+    fn check_contract(metrics: &Metrics, listed: impl Fn(&MetricEntry) -> bool) {
         let contract: Contract = toml::from_str(include_str!("../../../contract/wire.toml"))
             .expect("contract/wire.toml");
-        // Give every vector one sample, so its label names show.
-        let t0 = Time::from_epoch(Duration::from_secs(1_000));
-        let mut core = Core::new([SemaphoreSettings {
-            name: "A".into(),
-            max: 1,
-            level: 0,
-        }]);
-        core.new_peer(1, t0 + Duration::from_secs(60));
-        let metrics = Metrics::new().unwrap();
-        metrics.observe("acquire", 200, Duration::from_millis(1));
-        metrics.update(&core, LongPolls::default(), t0);
-        let exported = families(&metrics);
+        let exported = families(metrics);
         let text = metrics.render();
-        for entry in &contract.metrics {
+        for entry in contract.metrics.iter().filter(|entry| listed(entry)) {
             let mut labels = entry.labels.clone();
             labels.sort();
             let expected = (entry.name.clone(), entry.kind.clone(), labels);
@@ -330,21 +483,95 @@ mod tests {
                 "`{type_line}` missing in:\n{text}"
             );
         }
+        let known = |name: &str| {
+            contract
+                .metrics
+                .iter()
+                .any(|entry| entry.name == name && listed(entry))
+        };
         for (name, _, _) in &exported {
             assert!(
-                contract.metrics.iter().any(|entry| &entry.name == name),
-                "{name} is exported but not in contract/wire.toml"
+                known(name),
+                "{name} is exported but not in contract/wire.toml (or not for this server)"
             );
         }
         for line in text.lines().filter_map(|line| line.strip_prefix("# TYPE ")) {
             let name = line.split_whitespace().next().unwrap_or_default();
             if name.starts_with("throttle_") {
                 assert!(
-                    contract.metrics.iter().any(|entry| entry.name == name),
-                    "{name} is exported but not in contract/wire.toml"
+                    known(name),
+                    "{name} is exported but not in contract/wire.toml (or not for this server)"
                 );
             }
         }
+    }
+
+    /// Metrics with one sample in every vector, so its label names show.
+    fn sampled() -> Metrics {
+        let t0 = Time::from_epoch(Duration::from_secs(1_000));
+        let mut core = Core::new([SemaphoreSettings {
+            name: "A".into(),
+            max: 1,
+            level: 0,
+        }]);
+        core.new_peer(1, t0 + Duration::from_secs(60));
+        let metrics = Metrics::new().unwrap();
+        metrics.observe("acquire", 200, Duration::from_millis(1));
+        metrics.update(&core, LongPolls::default(), t0);
+        metrics
+    }
+
+    #[test]
+    fn the_metrics_are_the_contract_both_ways() {
+        // A single server: every entry but the cluster's, and nothing else.
+        check_contract(&sampled(), |entry| !entry.cluster);
+        // A cluster member (the leader, so the lag by member shows): every entry.
+        let member = sampled();
+        member.update_cluster(&leading(), 3);
+        check_contract(&member, |_| true);
+    }
+
+    #[test]
+    fn a_member_exports_its_cluster_figures_and_the_lag_only_while_it_leads() {
+        let metrics = Metrics::new().unwrap();
+        metrics.update_cluster(&leading(), 3);
+        let text = metrics.render();
+        for line in [
+            "throttle_cluster_member_id 1",
+            "throttle_cluster_members 3",
+            "throttle_cluster_leading 1",
+            "throttle_cluster_leader 1",
+            "throttle_cluster_term 4",
+            "throttle_cluster_commit_index 120",
+            "throttle_cluster_applied_index 120",
+            "throttle_cluster_leader_changes_total 2",
+            "throttle_cluster_fsyncs_total 40",
+            "throttle_cluster_fsync_seconds_total 1.5",
+            "throttle_cluster_member_lag{member=\"1\"} 0",
+            "throttle_cluster_member_lag{member=\"3\"} 5",
+        ] {
+            assert!(text.contains(line), "`{line}` missing in:\n{text}");
+        }
+        // It follows nobody now (an election): leader 0, and no lag it could know.
+        let electing = Status {
+            leader: None,
+            leading: false,
+            matched: Vec::new(),
+            leader_changes: 3,
+            term: 5,
+            ..leading()
+        };
+        metrics.update_cluster(&electing, 3);
+        let text = metrics.render();
+        for line in [
+            "throttle_cluster_leading 0",
+            "throttle_cluster_leader 0",
+            "throttle_cluster_leader_changes_total 3",
+            "throttle_cluster_term 5",
+        ] {
+            assert!(text.contains(line), "`{line}` missing in:\n{text}");
+        }
+        assert!(!text.contains("throttle_cluster_member_lag{"), "{text}");
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub const MAX_NAME_BYTES: usize = 256;
 pub enum Route {
     Greeting,
     Health,
+    /// `GET /ready`: whether this process can serve through a quorum (see `workers.rs`).
+    Ready,
     Metrics,
     Version,
     Favicon,
@@ -73,11 +75,15 @@ pub enum Route {
 
 impl Route {
     /// Whether the route needs the token, when one is configured. Only the greeting and the
-    /// health check stay open, so load balancers can probe without the secret, and the status
-    /// page, which a browser must load to ask for the token: `workers.rs` serves it without data
-    /// to a request without the token. Every route added later needs it unless listed here.
+    /// health and readiness checks stay open, so load balancers can probe without the secret,
+    /// and the status page, which a browser must load to ask for the token: `workers.rs` serves
+    /// it without data to a request without the token. Every route added later needs it unless
+    /// listed here.
     pub fn needs_token(&self) -> bool {
-        !matches!(self, Route::Greeting | Route::Health | Route::StatusPage)
+        !matches!(
+            self,
+            Route::Greeting | Route::Health | Route::Ready | Route::StatusPage
+        )
     }
 
     /// A short fixed name, used as the `route` label of the request metrics.
@@ -85,6 +91,7 @@ impl Route {
         match self {
             Route::Greeting => "greeting",
             Route::Health => "health",
+            Route::Ready => "ready",
             Route::Metrics => "metrics",
             Route::Version => "version",
             Route::Favicon => "favicon",
@@ -111,6 +118,7 @@ pub fn route(method: &str, url: &str, body: &[u8]) -> Result<Route, Error> {
     let route = match (method, path) {
         ("GET", "") => Route::Greeting,
         ("GET", "health") => Route::Health,
+        ("GET", "ready") => Route::Ready,
         ("GET", "metrics") => Route::Metrics,
         ("GET", "version") => Route::Version,
         ("GET", "favicon.ico") => Route::Favicon,
@@ -461,6 +469,8 @@ mod tests {
     fn fixed_routes() {
         check("GET", "/", "", Ok(Route::Greeting));
         check("GET", "/health", "", Ok(Route::Health));
+        check("GET", "/ready", "", Ok(Route::Ready));
+        check("GET", "/ready?verbose", "", Ok(Route::Ready));
         check("GET", "/metrics", "", Ok(Route::Metrics));
         check("GET", "/version", "", Ok(Route::Version));
         check("GET", "/favicon.ico", "", Ok(Route::Favicon));
@@ -468,7 +478,33 @@ mod tests {
         check("GET", "/peers", "", Ok(Route::ListPeers));
         check("GET", "/nope", "", Err(Error::NotFound));
         check("POST", "/health", "", Err(Error::NotFound));
+        check("POST", "/ready", "", Err(Error::NotFound));
+        check("GET", "/ready/", "", Err(Error::NotFound));
         check("GET", "nope", "", Err(Error::NotFound));
+    }
+
+    /// The probes of load balancers and orchestrators work without the token; the data does not.
+    #[test]
+    fn only_the_greeting_the_probes_and_the_page_are_open() {
+        let open = [
+            Route::Greeting,
+            Route::Health,
+            Route::Ready,
+            Route::StatusPage,
+        ];
+        for route in &open {
+            assert!(!route.needs_token(), "{route:?}");
+        }
+        for route in [
+            Route::Metrics,
+            Route::Version,
+            Route::Favicon,
+            Route::StatusJson,
+            Route::ListPeers,
+            Route::PeerState { peer: 1 },
+        ] {
+            assert!(route.needs_token(), "{route:?}");
+        }
     }
 
     #[test]

@@ -70,6 +70,19 @@ pub struct ClusterView {
     pub commit: u64,
     /// The highest log index applied here.
     pub applied: u64,
+    /// On the leader, each member's log (this one's included), by id: how far it reaches and
+    /// how far behind the commit index that is. `None` elsewhere: only the leader knows.
+    pub lag: Option<Vec<MemberLag>>,
+}
+
+/// How far one member's log reaches, as the leader knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberLag {
+    pub id: u64,
+    /// The member's match index: the highest entry the leader knows it has on disk.
+    pub matched: u64,
+    /// The commit index minus `matched`: 0 for a member that is up to date.
+    pub lag: u64,
 }
 
 /// A listed peer: the core's view, and how long its pending lock has waited, which only the
@@ -174,6 +187,14 @@ impl Snapshot {
                 "term": cluster.term,
                 "commit": cluster.commit,
                 "applied": cluster.applied,
+                "members_lag": cluster.lag.as_ref().map(|lag| lag
+                    .iter()
+                    .map(|member| json!({
+                        "id": member.id,
+                        "match": member.matched,
+                        "lag": member.lag,
+                    }))
+                    .collect::<Vec<_>>()),
             })),
             "waiters_per_semaphore": WAITERS_PER_SEMAPHORE,
             "peers_expiring_first": PEERS_EXPIRING_FIRST,
@@ -262,6 +283,28 @@ impl Snapshot {
                 }
                 None => out.push_str("<p id=\"cluster\" class=\"banner\" hidden></p>"),
             },
+            "MEMBERS_HIDDEN" if self.cluster.is_none() => out.push_str(" hidden"),
+            "MEMBERS" => {
+                if let Some(cluster) = &self.cluster {
+                    for row in member_rows(cluster) {
+                        out.push_str("<tr>");
+                        for (label, class, text) in [
+                            ("Member", "n", row.member),
+                            ("Role", "", row.role.to_owned()),
+                            ("Log reaches", "n", row.matched),
+                            ("Lag", "n", row.lag),
+                        ] {
+                            td(out, label, class, &escape(&text));
+                        }
+                        out.push_str("</tr>\n");
+                    }
+                }
+            }
+            "MEMBERS_NOTE" => {
+                if let Some(cluster) = &self.cluster {
+                    out.push_str(&escape(&members_note(cluster)));
+                }
+            }
             "WAITERS" => out.push_str(&WAITERS_PER_SEMAPHORE.to_string()),
             "FIRST" => out.push_str(&PEERS_EXPIRING_FIRST.to_string()),
             "VERSION" => out.push_str(env!("CARGO_PKG_VERSION")),
@@ -285,6 +328,49 @@ fn cluster_line(cluster: &ClusterView) -> String {
         "Member {} of a cluster of {}: {leader} (term {}, commit {}, applied {})",
         cluster.id, cluster.members, cluster.term, cluster.commit, cluster.applied
     )
+}
+
+/// One row of the members table; the page's script writes the same from `status.json`.
+struct MemberRow {
+    member: String,
+    role: &'static str,
+    matched: String,
+    lag: String,
+}
+
+/// A row per member, by id: its role as this member knows it, and on the leader how far its log
+/// reaches and how far that is behind the commit index (`—` where this member does not know).
+fn member_rows(cluster: &ClusterView) -> Vec<MemberRow> {
+    (1..=cluster.members as u64)
+        .map(|id| {
+            let known = cluster.lag.iter().flatten().find(|member| member.id == id);
+            MemberRow {
+                member: if id == cluster.id {
+                    format!("{id} (this member)")
+                } else {
+                    id.to_string()
+                },
+                role: match cluster.leader {
+                    Some(leader) if leader == id => "leader",
+                    Some(_) => "follower",
+                    None => "—",
+                },
+                matched: known.map_or("—".to_owned(), |member| member.matched.to_string()),
+                lag: known.map_or("—".to_owned(), |member| member.lag.to_string()),
+            }
+        })
+        .collect()
+}
+
+/// The line under the members table: where the lags are known.
+fn members_note(cluster: &ClusterView) -> String {
+    match (cluster.lag.is_some(), cluster.leader) {
+        (true, _) => "Lag: entries the member's log is behind the commit index.".to_owned(),
+        (false, Some(leader)) => {
+            format!("Only the leader knows how far each member lags: see member {leader}'s page.")
+        }
+        (false, None) => "Only a leader knows how far each member lags; there is none.".to_owned(),
+    }
 }
 
 /// The page without data, for a browser that has not sent the token the server needs. Its
@@ -579,6 +665,87 @@ mod tests {
         );
         let json: serde_json::Value = serde_json::from_str(&calm.to_json()).unwrap();
         assert_eq!(json["grace_remaining_ms"], serde_json::Value::Null);
+    }
+
+    /// Member 1 of three leads; member 3 is 5 entries behind.
+    fn leading() -> ClusterView {
+        let lag = |id, matched| MemberLag {
+            id,
+            matched,
+            lag: 120 - matched,
+        };
+        ClusterView {
+            id: 1,
+            members: 3,
+            leader: Some(1),
+            term: 4,
+            commit: 120,
+            applied: 120,
+            lag: Some(vec![lag(1, 120), lag(2, 120), lag(3, 115)]),
+        }
+    }
+
+    #[test]
+    fn a_cluster_shows_its_members_and_on_the_leader_their_lag() {
+        let mut snapshot = contended("A");
+        snapshot.cluster = Some(leading());
+        let json: serde_json::Value = serde_json::from_str(&snapshot.to_json()).unwrap();
+        assert_eq!(
+            json["cluster"],
+            serde_json::json!({"id": 1, "members": 3, "leader": 1, "term": 4, "commit": 120,
+                "applied": 120, "members_lag": [{"id": 1, "match": 120, "lag": 0},
+                {"id": 2, "match": 120, "lag": 0}, {"id": 3, "match": 115, "lag": 5}]})
+        );
+        let html = snapshot.to_html();
+        assert!(html.contains("<section id=\"members-section\">"), "{html}");
+        assert!(html.contains(
+            "<tr><td data-label=\"Member\" class=\"n\">1 (this member)</td>\
+             <td data-label=\"Role\">leader</td>\
+             <td data-label=\"Log reaches\" class=\"n\">120</td>\
+             <td data-label=\"Lag\" class=\"n\">0</td></tr>"
+        ));
+        assert!(html.contains(
+            "<tr><td data-label=\"Member\" class=\"n\">3</td>\
+             <td data-label=\"Role\">follower</td>\
+             <td data-label=\"Log reaches\" class=\"n\">115</td>\
+             <td data-label=\"Lag\" class=\"n\">5</td></tr>"
+        ));
+        assert!(html.contains("this member leads (term 4, commit 120, applied 120)"));
+
+        // A follower knows the leader, not the lags.
+        snapshot.cluster = Some(ClusterView {
+            id: 2,
+            leader: Some(1),
+            lag: None,
+            ..leading()
+        });
+        let json: serde_json::Value = serde_json::from_str(&snapshot.to_json()).unwrap();
+        assert_eq!(json["cluster"]["members_lag"], serde_json::Value::Null);
+        let html = snapshot.to_html();
+        assert!(html.contains(
+            "<tr><td data-label=\"Member\" class=\"n\">2 (this member)</td>\
+             <td data-label=\"Role\">follower</td>\
+             <td data-label=\"Log reaches\" class=\"n\">—</td>\
+             <td data-label=\"Lag\" class=\"n\">—</td></tr>"
+        ));
+        assert!(html.contains("see member 1&#39;s page"), "{html}");
+
+        // Without a leader nobody's role is known.
+        snapshot.cluster = Some(ClusterView {
+            leader: None,
+            lag: None,
+            ..leading()
+        });
+        let html = snapshot.to_html();
+        assert!(html.contains("<td data-label=\"Role\">—</td>"));
+        assert!(html.contains("no leader: nothing is granted"));
+
+        // A single server has no members table.
+        let html = contended("A").to_html();
+        assert!(html.contains("<section id=\"members-section\" hidden>"));
+        assert!(html.contains("<tbody></tbody>"));
+        let json: serde_json::Value = serde_json::from_str(&contended("A").to_json()).unwrap();
+        assert_eq!(json["cluster"], serde_json::Value::Null);
     }
 
     #[test]

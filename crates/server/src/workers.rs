@@ -20,8 +20,9 @@ use crate::peers_json;
 use crate::reply::Reply;
 use crate::routes::{self, Route};
 use crate::service::{Acquired, Answer, Service, Wait};
-use crate::status::{self, ClusterView, Snapshot};
+use crate::status::{self, ClusterView, MemberLag, Snapshot};
 use crate::waiting::WaitPool;
+use throttle_cluster::node::Status;
 use throttle_core::PeerInfo;
 
 /// Bodies above this size are refused: the largest legitimate body, a restore of a peer with
@@ -43,7 +44,7 @@ See /metrics, /health and /version.\n";
 pub struct App {
     pub service: Arc<Service>,
     pub metrics: Metrics,
-    /// The shared secret every route but `/` and `/health` needs, if any.
+    /// The shared secret every route but `/`, `/health` and `/ready` needs, if any.
     pub token: Option<String>,
 }
 
@@ -268,10 +269,15 @@ fn handle(app: &App, route: Route) -> Result<Outcome, Error> {
         Route::StatusPage => Reply::status_page(status_snapshot(service).to_html()),
         Route::StatusJson => Reply::json(status_snapshot(service).to_json()),
         Route::Health => Reply::text(200, "Ok"),
+        Route::Ready => readiness(service),
         Route::Version => Reply::text(200, env!("CARGO_PKG_VERSION")),
         Route::Favicon => Reply::ok("image/x-icon", FAVICON.to_vec()),
         Route::Metrics => {
             service.inspect(|core, long_polls, now| app.metrics.update(core, long_polls, now));
+            if let Some(replication) = service.replication() {
+                app.metrics
+                    .update_cluster(&replication.status(), replication.members());
+            }
             Reply::ok(metrics::CONTENT_TYPE, app.metrics.render().into_bytes())
         }
         Route::NewPeer { expires_in, name } => {
@@ -327,9 +333,63 @@ fn status_snapshot(service: &Service) -> Snapshot {
             term: status.term,
             commit: status.commit,
             applied: status.applied,
+            lag: status.leading.then(|| {
+                status
+                    .matched
+                    .iter()
+                    .map(|&(id, matched)| MemberLag {
+                        id,
+                        matched,
+                        lag: status.commit.saturating_sub(matched),
+                    })
+                    .collect()
+            }),
         }
     });
     snapshot
+}
+
+/// The answer of `GET /ready`: `200 Ready` when this process can serve through a quorum, else
+/// `503 Not ready: <why>`. A single server is always ready. For a cluster member see
+/// [`not_ready`]. `/health` is the other probe: 200 whenever the process answers at all.
+fn readiness(service: &Service) -> Reply {
+    ready_or_not(
+        service
+            .replication()
+            .and_then(|replication| not_ready(&replication.status(), replication.members())),
+    )
+}
+
+/// `200 Ready`, or `503 Not ready: <reason>` (the answers `contract/wire.toml` lists).
+fn ready_or_not(reason: Option<String>) -> Reply {
+    match reason {
+        None => Reply::text(200, "Ready"),
+        Some(reason) => Reply::text(503, format!("Not ready: {reason}")),
+    }
+}
+
+/// Why a cluster member cannot serve through a quorum now, or `None` when it can: it knows a
+/// leader (itself or another member, so a majority elected one and, with Raft's check of the
+/// quorum, still follows it; a leader cut off from its majority steps down within an election
+/// timeout, a follower cut off from its leader stops following it as soon), and it has applied
+/// every entry it knows to be committed (a member that restarts or returns replays or receives
+/// the log first, and is not ready until it is through). Writes and reads through a ready
+/// member are answered at once; through one that is not, they wait for a leader and answer
+/// `503 No quorum` after a few seconds.
+pub fn not_ready(status: &Status, members: usize) -> Option<String> {
+    let Some(leader) = status.leader else {
+        return Some(format!(
+            "no leader (an election, or fewer than {} of the {members} members reachable)",
+            members / 2 + 1
+        ));
+    };
+    if status.applied < status.commit {
+        return Some(format!(
+            "catching up: applied {} of {} committed entries (leader {leader})",
+            status.applied, status.commit
+        ));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -344,6 +404,64 @@ mod tests {
         assert_eq!(URL_LIMIT, 64 * 1024);
         assert_eq!(HEAD_LIMIT, 80 * 1024);
         assert_eq!(crate::routes::MAX_NAME_BYTES, 256);
+    }
+
+    #[test]
+    fn a_member_is_ready_with_a_leader_and_its_committed_entries_applied() {
+        let status = |leader, commit, applied| Status {
+            id: 2,
+            leader,
+            commit,
+            applied,
+            ..Status::default()
+        };
+        assert_eq!(not_ready(&status(Some(1), 40, 40), 3), None);
+        assert_eq!(not_ready(&status(Some(2), 40, 40), 3), None);
+        assert_eq!(
+            not_ready(&status(None, 40, 40), 3).as_deref(),
+            Some("no leader (an election, or fewer than 2 of the 3 members reachable)")
+        );
+        assert_eq!(
+            not_ready(&status(None, 0, 0), 5).as_deref(),
+            Some("no leader (an election, or fewer than 3 of the 5 members reachable)")
+        );
+        assert_eq!(
+            not_ready(&status(Some(3), 40, 12), 3).as_deref(),
+            Some("catching up: applied 12 of 40 committed entries (leader 3)")
+        );
+    }
+
+    /// `/ready`'s answers are the ones `contract/wire.toml` lists.
+    #[test]
+    fn readiness_answers_are_the_contract() {
+        #[derive(serde::Deserialize)]
+        struct Contract {
+            readiness: std::collections::BTreeMap<String, Entry>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Entry {
+            words: String,
+            status: u16,
+        }
+        let contract: Contract = toml::from_str(include_str!("../../../contract/wire.toml"))
+            .expect("contract/wire.toml");
+        let entry = |key: &str| {
+            let entry = &contract.readiness[key];
+            (entry.status, entry.words.clone())
+        };
+        let reply = |status: &Status| {
+            let reply = ready_or_not(not_ready(status, 3));
+            (reply.status, String::from_utf8(reply.body).expect("text"))
+        };
+        let (status, body) = reply(&Status {
+            leader: Some(1),
+            ..Status::default()
+        });
+        assert_eq!((status, body), entry("ready"));
+        let (status, body) = reply(&Status::default());
+        let (expected_status, words) = entry("not_ready");
+        assert_eq!(status, expected_status);
+        assert!(body.starts_with(&format!("{words}: ")), "{body}");
     }
 
     #[test]

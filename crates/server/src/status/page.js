@@ -66,6 +66,22 @@
       (c.leader == null ? "no leader: nothing is granted until a majority elects one"
         : c.leader === c.id ? "this member leads" : "member " + c.leader + " leads") +
       " (term " + c.term + ", commit " + c.commit + ", applied " + c.applied + ")";
+    $("members-section").hidden = c == null;
+    if (c != null) {
+      const lags = new Map((c.members_lag || []).map((m) => [m.id, m]));
+      const ids = Array.from({ length: c.members }, (_, i) => i + 1);
+      fill("members", ids, (tr, id) => {
+        const known = lags.get(id);
+        cell(tr, id === c.id ? id + " (this member)" : String(id), "n");
+        cell(tr, c.leader == null ? "—" : c.leader === id ? "leader" : "follower");
+        cell(tr, known ? String(known.match) : "—", "n");
+        cell(tr, known ? String(known.lag) : "—", "n");
+      });
+      $("members-note").textContent = c.members_lag != null
+        ? "Lag: entries the member's log is behind the commit index."
+        : c.leader != null ? "Only the leader knows how far each member lags: see member " + c.leader + "'s page."
+          : "Only a leader knows how far each member lags; there is none.";
+    }
     const grace = $("grace");
     grace.hidden = s.grace_remaining_ms == null;
     grace.textContent = grace.hidden ? "" : "Grace period after a restart: no new locks are granted for " +
