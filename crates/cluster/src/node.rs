@@ -474,6 +474,7 @@ impl<M: Machine, O: Outbox> Driver<M, O> {
                         message.commit = last;
                     }
                 }
+                self.notice_lost_log(&message);
                 // A follower's proposal enters the log here, if this member leads.
                 if message.get_msg_type() == MessageType::MsgPropose
                     && let Some(at) = self.stamp_time()
@@ -507,6 +508,34 @@ impl<M: Machine, O: Outbox> Driver<M, O> {
             Input::Stop => return false,
         }
         true
+    }
+
+    /// On the leader: a member whose refusal says its log ends before what it once
+    /// acknowledged lost its disk (a machine replaced). raft-rs would take the refusal for a
+    /// stale one and never send the entries again, so the member's progress is set back to
+    /// what its log holds: the leader probes from there, and sends a snapshot if its log was
+    /// compacted. Only ever lowers what the leader counts as replicated.
+    fn notice_lost_log(&mut self, message: &Message) {
+        if message.get_msg_type() != MessageType::MsgAppendResponse || !message.reject {
+            return;
+        }
+        let raft = &mut self.raw.raft;
+        if raft.state != StateRole::Leader {
+            return;
+        }
+        let hint = message.reject_hint;
+        if let Some(progress) = raft.mut_prs().get_mut(message.from)
+            && hint < progress.matched
+        {
+            log::warn!(
+                "Cluster: member {}'s log ends at {hint}, before the {} it acknowledged: it \
+                 lost its disk; sending it the log again",
+                message.from,
+                progress.matched
+            );
+            progress.matched = hint;
+            progress.become_probe();
+        }
     }
 
     /// The log's clock if this member leads. The clock of a new term starts at the latest time
