@@ -286,7 +286,8 @@ impl Client {
         }
     }
 
-    /// A client for the server at `base_url` with the token from the environment variable
+    /// A client for the server at `base_url` (or the members of a cluster, separated by
+    /// commas, as for [`Client::new`]) with the token from the environment variable
     /// `THROTTLE_TOKEN` ([`TOKEN_VARIABLE`]), if it is set and not empty; without it, the same
     /// as [`Client::new`]. The server reads the same variable, so one setting serves both.
     ///

@@ -474,6 +474,35 @@ mod tests {
         }
     }
 
+    #[test]
+    fn an_unreachable_cluster_names_each_member_tried_in_the_members_order() {
+        let members = ["http://a:1", "http://b:2", "http://c:3"];
+        let failures = vec![
+            Some(Failed::NoQuorum("No quorum".into())),
+            None,
+            Some(Failed::Answer("503 Shutting down".into())),
+        ];
+        let unreachable = Unreachable::new(&members, failures, 0, Some(Duration::from_secs(30)));
+        assert_eq!(
+            unreachable.to_string(),
+            "no member reachable within 30s (http://a:1: no quorum, \
+             http://c:3: server error 503 Shutting down)"
+        );
+        assert_eq!(unreachable.server(), "http://a:1");
+        assert_eq!(unreachable.reason(), "no quorum");
+        assert!(std::error::Error::source(&unreachable).is_none());
+        let one = Unreachable::new(
+            &members[..1],
+            vec![Some(Failed::NoQuorum("No quorum: why".into()))],
+            0,
+            None,
+        );
+        assert_eq!(
+            one.to_string(),
+            "server http://a:1 unreachable: no quorum (why)"
+        );
+    }
+
     #[track_caller]
     fn check(status: u16, body: &str, expected: &str) {
         let error = Error::from_answer(status, body.to_owned(), false);
