@@ -674,7 +674,6 @@ impl Client {
                 });
             }
             if round_over {
-                asked = 0;
                 log::debug!("retrying {path} in {pause:?}");
                 thread::sleep(pause);
             }
