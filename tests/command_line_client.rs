@@ -622,7 +622,7 @@ fn help() {
     }
     let (code, text, _) = throttle(&server, &["help", "status"], &[]);
     assert_eq!(code, 0);
-    assert!(text.contains("throttle status [--server URL]"));
+    assert!(text.contains("throttle status [--server URL[,URL...]]"));
     let (code, text, _) = throttle(&server, &["help"], &[]);
     assert_eq!(code, 0);
     assert!(text.contains("OPTIONS (of the server):"));
