@@ -1,7 +1,8 @@
 //! `throttle lock` and `throttle status` (issue 16), the real binary against the real server:
 //! the command runs holding the lock, exit codes pass through, `--timeout` leaves nothing
 //! queued, signals reach the command, a lost lease stops it, a server restart keeps the lock,
-//! and the status tables show holders and waiters.
+//! and the status tables show holders and waiters; given a cluster's members, a command rides
+//! through the loss of the leader.
 //!
 //! Commands run under `sh` and talk to the test through files in a temporary directory (a
 //! `ready` file once their trap is set, say), so the test waits for facts, not for time.
@@ -34,11 +35,16 @@ impl Run {
     /// Starts `throttle ARGS` against `server`, in a fresh directory (the working directory of
     /// the command too). `THROTTLE_BIN` names the binary, for commands that run it themselves.
     fn start(server: &Server, args: &[&str]) -> Run {
+        Run::start_at(&format!("http://{}", server.addr), args)
+    }
+
+    /// [`Run::start`] with `THROTTLE_URL` set to `urls`.
+    fn start_at(urls: &str, args: &[&str]) -> Run {
         let dir = TempDir::new();
         let child = Command::new(BINARY)
             .args(args)
             .current_dir(dir.path())
-            .env("THROTTLE_URL", format!("http://{}", server.addr))
+            .env("THROTTLE_URL", urls)
             .env("THROTTLE_BIN", BINARY)
             .env_remove("THROTTLE_TOKEN")
             .env_remove("THROTTLE_LOG")
@@ -313,6 +319,29 @@ fn errors_are_one_line_with_a_code_of_their_own() {
         69,
         "throttle status: server http://127.0.0.1:9 unreachable within",
     );
+    // Several members: a dead one is skipped, from --server or THROTTLE_URL; with none alive,
+    // the message names each.
+    let dead_first = format!("http://127.0.0.1:9,http://{}", server.addr);
+    assert_eq!(
+        throttle(&server, &["status", "--server", &dead_first], &[]).0,
+        0
+    );
+    let env = [("THROTTLE_URL", dead_first.as_str())];
+    assert_eq!(throttle(&server, &["lock", "M", "--", "true"], &env).0, 0);
+    check(
+        &[
+            "lock",
+            "--timeout",
+            "1s",
+            "--server",
+            "http://127.0.0.1:9,http://127.0.0.1:7",
+            "M",
+            "true",
+        ],
+        69,
+        "throttle lock: no member reachable within 1s (http://127.0.0.1:9: connection refused, \
+         http://127.0.0.1:7: connection refused)",
+    );
     // A usage error also says where the help is, as for the server.
     let (code, _, stderr) = throttle(&server, &["lock", "M"], &[]);
     assert_eq!(code, 2);
@@ -447,6 +476,69 @@ fn a_server_restart_keeps_the_lock() {
     assert_eq!(server.remainder("M"), 1);
 }
 
+/// The index of the member the running members of `cluster` agree leads (member id = index +
+/// 1), skipping the members in `down`.
+#[track_caller]
+fn leader(cluster: &throttle_harness::Cluster, down: &[usize]) -> usize {
+    let deadline = Instant::now() + PROMPTLY;
+    loop {
+        let leaders: Vec<Option<u64>> = (0..cluster.servers().len())
+            .filter(|index| !down.contains(index))
+            .map(|index| {
+                let client = common::Client::new(cluster[index].addr);
+                let reply = client.try_request("GET", "/status.json", None).ok()?;
+                (reply.status == 200).then(|| reply.json()["cluster"]["leader"].as_u64())?
+            })
+            .collect();
+        if let Some(Some(id)) = leaders.first()
+            && leaders.iter().all(|leader| *leader == Some(*id))
+            && !down.contains(&((*id - 1) as usize))
+        {
+            return (*id - 1) as usize;
+        }
+        assert!(Instant::now() < deadline, "no agreed leader: {leaders:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_command_rides_through_the_loss_of_the_leader() {
+    let launch = throttle_harness::Launch::new()
+        .binary(BINARY)
+        .config(CONFIG);
+    let mut cluster = throttle_harness::Cluster::members(&launch, 3);
+    let old = leader(&cluster, &[]);
+    // The leader first, so the kill hits the member `throttle lock` talks to.
+    let urls: Vec<String> = (0..3).map(|i| cluster[(old + i) % 3].url()).collect();
+    let urls = urls.join(",");
+    let script = "touch running; sleep 4; echo done > done";
+    let mut run = Run::start_at(
+        "http://127.0.0.1:1",
+        &[
+            "lock",
+            "--server",
+            &urls,
+            "--expires-in",
+            "3s",
+            "M",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    run.wait_for_file("running");
+    cluster.server_mut(old).process.kill();
+    let new = leader(&cluster, &[old]);
+    let survivor = common::Client::new(cluster[new].addr);
+    assert_eq!(survivor.get("/remainder?semaphore=M").text(), "0", "held");
+    assert_eq!(run.exit_code(), 0, "stderr: {}", run.read("stderr"));
+    assert_eq!(run.read("done"), "done\n", "the command ran to its end");
+    let stderr = run.read("stderr");
+    assert!(!stderr.contains("lost"), "{stderr}");
+    assert_eq!(survivor.get("/remainder?semaphore=M").text(), "1", "freed");
+}
+
 #[test]
 fn status_shows_semaphores_holders_and_waiters() {
     let server = Server::start(CONFIG);
@@ -530,7 +622,7 @@ fn help() {
     }
     let (code, text, _) = throttle(&server, &["help", "status"], &[]);
     assert_eq!(code, 0);
-    assert!(text.contains("throttle status [--server URL]"));
+    assert!(text.contains("throttle status [--server URL[,URL...]]"));
     let (code, text, _) = throttle(&server, &["help"], &[]);
     assert_eq!(code, 0);
     assert!(text.contains("OPTIONS (of the server):"));

@@ -3,13 +3,14 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::backoff::Backoff;
-use crate::error::{Error, Unreachable, is_peer_limit};
+use crate::error::{Error, Failed, Unreachable, is_no_quorum, is_peer_limit};
 
 /// How long [`Client::new`] keeps retrying a request that failed on the way (connection
 /// refused or reset, timeout) or on the server (5xx, but not 503 `Too many peers`, see
@@ -19,6 +20,14 @@ pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(30);
 /// The environment variable [`Client::from_env`] reads the token from, the same one the server
 /// reads its token from.
 pub const TOKEN_VARIABLE: &str = "THROTTLE_TOKEN";
+
+/// The environment variable [`Client::from_environment`] reads the server's URL from (several
+/// members' URLs separated by commas), the same one `throttle lock` and `throttle status` read.
+pub const URL_VARIABLE: &str = "THROTTLE_URL";
+
+/// The server [`Client::from_environment`] asks when [`URL_VARIABLE`] names none: the server's
+/// own default address and port.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8000";
 
 /// How long a request may take beyond the `block_for` it asks the server to wait. A healthy
 /// server answers in milliseconds; this only bounds how long a silent connection goes unnoticed.
@@ -126,16 +135,27 @@ impl PeerInfo {
     }
 }
 
-/// A connection to one Throttle server, with one method per route of its HTTP API.
+/// A connection to one Throttle server, or to the members of a Throttle cluster, with one
+/// method per route of its HTTP API.
 ///
-/// Cloning is cheap: clones share the connection pool. Every method blocks until the server
-/// answers. Requests that fail on the way or with a server error (5xx) are retried with
-/// growing, jittered pauses for up to [`DEFAULT_RETRY_BUDGET`] (see
+/// Cloning is cheap: clones share the connection pool and the member in use. Every method
+/// blocks until the server answers. Requests that fail on the way or with a server error (5xx)
+/// are retried with growing, jittered pauses for up to [`DEFAULT_RETRY_BUDGET`] (see
 /// [`Client::with_retry_budget`]); rejected requests (4xx) are not retried, they become the
 /// matching [`Error`] variant at once, and neither is the server's peer limit (503 `Too many
-/// peers`, [`Error::TooManyPeers`]), which lasts as long as other clients hold their peers. Retrying is safe because acquire, release, heartbeat and
-/// restore are idempotent; a retried [`Client::new_peer`] may leave an unused peer behind, which
-/// expires on its own.
+/// peers`, [`Error::TooManyPeers`]), which lasts as long as other clients hold their peers.
+/// Retrying is safe because acquire, release, heartbeat and restore are idempotent; a retried
+/// [`Client::new_peer`] may leave an unused peer behind, which expires on its own.
+///
+/// **Several members.** Given the URLs of a cluster's members ([`Client::new`] with commas,
+/// [`Client::for_members`]), the client sends every request to the member that answered last
+/// (the first one to begin with). Any member answers every route (followers forward to the
+/// leader) and their state is one, so it need not know which member leads. A request that
+/// fails on the way or with a 5xx (503 `No quorum` from a member cut off from the others,
+/// say) goes to the next member at once; after a round of all members without an answer it
+/// pauses as above, until the retry budget is spent. Even with a budget of zero each member is
+/// asked once. A held lock, a waiting acquire and its fencing tokens are the cluster's, so a
+/// change of leader is invisible to them.
 ///
 /// Most programs want the higher-level [`Client::lock`] and [`Client::rate_limit`] instead.
 ///
@@ -157,7 +177,12 @@ impl PeerInfo {
 #[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
-    base_url: Arc<str>,
+    /// The servers' URLs without a trailing slash: one, or the members of a cluster. Never
+    /// empty.
+    members: Arc<[Box<str>]>,
+    /// The index of the member asked first: the one that answered last. Shared by clones, so a
+    /// guard's heartbeat and its owner move on from a lost member together.
+    current: Arc<AtomicUsize>,
     retry_budget: Duration,
     /// The value of the `Authorization` header, `Bearer <token>`, if a token is set.
     authorization: Option<Arc<str>>,
@@ -169,7 +194,7 @@ pub struct Client {
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("base_url", &self.base_url)
+            .field("members", &self.members)
             .field("retry_budget", &self.retry_budget)
             .field("has_token", &self.has_token())
             .field("peer_name", &self.peer_name)
@@ -212,9 +237,38 @@ enum Method {
 }
 
 impl Client {
-    /// A client for the server at `base_url`, e.g. `http://localhost:8000`. Nothing is sent
-    /// until the first request; a malformed URL shows as [`Error::Transport`] then.
+    /// A client for the server at `base_url`, e.g. `http://localhost:8000`, or for the members
+    /// of a cluster, their URLs separated by commas:
+    /// `http://a:8000,http://b:8000,http://c:8000` (see [`Client::for_members`]). Nothing is
+    /// sent until the first request; a malformed URL shows as [`Error::Transport`] then.
     pub fn new(base_url: &str) -> Client {
+        Client::for_members(base_url.split(','))
+    }
+
+    /// A client for the members of a Throttle cluster: requests go to the member that answered
+    /// last, and on to the next one when a member cannot be reached or has no quorum (see
+    /// [`Client`]). One URL makes the same client as [`Client::new`]. Blank entries are left
+    /// out.
+    ///
+    /// ```no_run
+    /// use throttle_client::Client;
+    ///
+    /// let client = Client::for_members(["http://a:8000", "http://b:8000", "http://c:8000"]);
+    /// let guard = client.lock("db").acquire()?;
+    /// // ... the lock stays held, and its heartbeats go on, if one member fails ...
+    /// # Ok::<(), throttle_client::Error>(())
+    /// ```
+    pub fn for_members<S: AsRef<str>>(urls: impl IntoIterator<Item = S>) -> Client {
+        let mut members: Vec<Box<str>> = urls
+            .into_iter()
+            .map(|url| url.as_ref().trim().trim_end_matches('/').to_owned())
+            .filter(|url| !url.is_empty())
+            .map(String::into_boxed_str)
+            .collect();
+        if members.is_empty() {
+            // Fails at the first request, as a malformed URL does.
+            members.push("".into());
+        }
         let agent = ureq::Agent::config_builder()
             // Rejections carry their reason in the body, so 4xx and 5xx must be read, not raised.
             .http_status_as_error(false)
@@ -224,14 +278,16 @@ impl Client {
             .new_agent();
         Client {
             agent,
-            base_url: base_url.trim_end_matches('/').into(),
+            members: members.into(),
+            current: Arc::new(AtomicUsize::new(0)),
             retry_budget: DEFAULT_RETRY_BUDGET,
             authorization: None,
             peer_name: Some(default_peer_name().into()),
         }
     }
 
-    /// A client for the server at `base_url` with the token from the environment variable
+    /// A client for the server at `base_url` (or the members of a cluster, separated by
+    /// commas, as for [`Client::new`]) with the token from the environment variable
     /// `THROTTLE_TOKEN` ([`TOKEN_VARIABLE`]), if it is set and not empty; without it, the same
     /// as [`Client::new`]. The server reads the same variable, so one setting serves both.
     ///
@@ -249,6 +305,24 @@ impl Client {
             Ok(token) => client.with_token(token),
             Err(_) => client,
         }
+    }
+
+    /// A client configured by the environment alone, as `throttle lock` is: the server, or the
+    /// cluster's members separated by commas, from `THROTTLE_URL` ([`URL_VARIABLE`]), else
+    /// [`DEFAULT_URL`]; the token as in [`Client::from_env`].
+    ///
+    /// ```no_run
+    /// // THROTTLE_URL=http://a:8000,http://b:8000,http://c:8000 in the environment.
+    /// let client = throttle_client::Client::from_environment();
+    /// let guard = client.lock("db").acquire()?;
+    /// # Ok::<(), throttle_client::Error>(())
+    /// ```
+    pub fn from_environment() -> Client {
+        let urls = std::env::var(URL_VARIABLE)
+            .ok()
+            .filter(|urls| !urls.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_URL.to_owned());
+        Client::from_env(&urls)
     }
 
     /// This client, sending `Authorization: Bearer <token>` with every request, for a server
@@ -310,9 +384,16 @@ impl Client {
         self
     }
 
-    /// The server's URL, without a trailing slash.
+    /// The server's URL, without a trailing slash; of a cluster, the member requests go to
+    /// first (the one that answered last).
     pub fn base_url(&self) -> &str {
-        &self.base_url
+        &self.members[self.current.load(Ordering::Relaxed) % self.members.len()]
+    }
+
+    /// The URLs of every server this client knows, without trailing slashes: one, or the
+    /// members of a cluster in the order given.
+    pub fn members(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.members.iter().map(|member| &**member)
     }
 
     /// The retry budget, see [`Client::with_retry_budget`].
@@ -521,49 +602,93 @@ impl Client {
     }
 
     /// Sends a request, retrying transport errors and transient 5xx answers within the retry
-    /// budget.
-    /// Returns a successful (< 400) answer.
+    /// budget, on the next member after each failure (see [`Client`]). Returns a successful
+    /// (< 400) answer.
     fn send(&self, method: Method, path: &str, timeout: Option<Duration>) -> Result<Answer, Error> {
         let started = Instant::now();
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+        let count = self.members.len();
+        // The last failure of each member, for the error once the budget is spent.
+        let mut failures: Vec<Option<Failed>> = (0..count).map(|_| None).collect();
+        // Members asked since the last pause (a pause follows a round of all of them), and the
+        // rounds over.
+        let (mut asked, mut rounds) = (0, 0);
         loop {
-            let outcome = self.send_once(&method, path, timeout);
-            let retryable = match &outcome {
-                Ok(answer) => is_retryable_answer(answer.status, &answer.body),
-                Err(error) => is_retryable_error(error),
-            };
-            let pause = backoff.next_pause();
-            if !retryable || started.elapsed() + pause > self.retry_budget {
-                return match outcome {
-                    Ok(answer) if answer.status >= 400 => Err(Error::from_answer(
+            let index = self.current.load(Ordering::Relaxed) % count;
+            let outcome = self.send_once(&self.members[index], &method, path, timeout);
+            let (failure, answer) = match outcome {
+                Ok(answer) if is_no_quorum(answer.status, &answer.body) => {
+                    (Failed::NoQuorum(answer.body.trim_end().to_owned()), None)
+                }
+                Ok(answer) if is_retryable_answer(answer.status, &answer.body) => {
+                    let shown = format!("{} {}", answer.status, answer.body.trim_end());
+                    (Failed::Answer(shown), Some(answer))
+                }
+                Ok(answer) if answer.status >= 400 => {
+                    return Err(Error::from_answer(
                         answer.status,
                         answer.body,
                         answer.peer_expired,
-                    )),
-                    Ok(answer) => Ok(answer),
-                    Err(error) => {
-                        let retried_for = retryable.then_some(self.retry_budget);
-                        Err(Error::Transport(Unreachable::new(
-                            &self.base_url,
-                            error,
-                            retried_for,
-                        )))
+                    ));
+                }
+                Ok(answer) => return Ok(answer),
+                Err(error) if !is_retryable_error(&error) => {
+                    let mut failures: Vec<Option<Failed>> = (0..count).map(|_| None).collect();
+                    failures[index] = Some(Failed::Transport(error));
+                    let error = Unreachable::new(&self.members, failures, index, None);
+                    return Err(Error::Transport(error));
+                }
+                Err(error) => (Failed::Transport(error), None),
+            };
+            log::debug!("{path} failed on {}: {failure:?}", self.members[index]);
+            failures[index] = Some(failure);
+            // Move on to the next member, unless another request moved on already.
+            let _ = self.current.compare_exchange(
+                index,
+                (index + 1) % count,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            asked += 1;
+            let round_over = asked == count;
+            let pause = if round_over {
+                asked = 0;
+                rounds += 1;
+                backoff.next_pause()
+            } else {
+                Duration::ZERO
+            };
+            // Every member is asked once, whatever the budget.
+            if rounds > 0 && started.elapsed() + pause > self.retry_budget {
+                return Err(match answer {
+                    // A server error (but `No quorum`) answered last: it is the one to report.
+                    Some(answer) => {
+                        Error::from_answer(answer.status, answer.body, answer.peer_expired)
                     }
-                };
+                    None => Error::Transport(Unreachable::new(
+                        &self.members,
+                        failures,
+                        index,
+                        Some(self.retry_budget),
+                    )),
+                });
             }
-            let shown = outcome.as_ref().map(|answer| (answer.status, &answer.body));
-            log::debug!("retrying {path} in {pause:?} after {shown:?}");
-            thread::sleep(pause);
+            if round_over {
+                log::debug!("retrying {path} in {pause:?}");
+                thread::sleep(pause);
+            }
         }
     }
 
+    /// Sends a request to `member` once.
     fn send_once(
         &self,
+        member: &str,
         method: &Method,
         path: &str,
         timeout: Option<Duration>,
     ) -> Result<Answer, ureq::Error> {
-        let url = format!("{}{path}", self.base_url);
+        let url = format!("{member}{path}");
         let timeout = Some(timeout.unwrap_or(ANSWER_MARGIN));
         let mut response = match method {
             Method::Get => self.prepare(self.agent.get(&url), timeout).call(),

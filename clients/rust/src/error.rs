@@ -116,42 +116,137 @@ pub enum Error {
         semaphore: String,
     },
     /// The request did not get an answer: the connection was refused or failed, it timed out,
-    /// the host was not found, the URL is malformed. Failures that may heal are retried within
-    /// the retry budget before this is returned. [`Unreachable`] names the server and what
-    /// went wrong, e.g. `server http://a:8000 unreachable within 60s: connection refused`.
+    /// the host was not found, the URL is malformed; or every cluster member asked answered 503
+    /// `No quorum` (it could not reach a majority of the members). Failures that may heal are
+    /// retried, on the next member if the client has several, within the retry budget before
+    /// this is returned. [`Unreachable`] names the members tried and what went wrong on each,
+    /// e.g. `server http://a:8000 unreachable within 60s: connection refused`.
     Transport(Unreachable),
 }
 
-/// Why a request got no answer: the server tried, what went wrong, and how long the client
-/// kept trying. The HTTP library's own error is its [`source`](std::error::Error::source), so
-/// the library does not show in the crate's API.
+/// Why a request got no answer: the members tried, what went wrong on each, and how long the
+/// client kept trying. The HTTP library's own error (of the last attempt that failed on the
+/// way) is its [`source`](std::error::Error::source), so the library does not show in the
+/// crate's API.
+///
+/// A client of one server names it (`server http://a:8000 unreachable within 30s: connection
+/// refused`); a client of several members names each one it tried, with the last reason it met
+/// there (`no member reachable within 30s (http://a:8000: connection refused, http://b:8000: no
+/// quorum (no leader elected within 3s))`).
 #[derive(Debug)]
 pub struct Unreachable {
-    server: String,
-    reason: String,
+    /// One per member tried, in the order of the client's members; never empty.
+    attempts: Vec<Attempt>,
+    /// The index in `attempts` of the last failure.
+    last: usize,
+    /// How many members the client has.
+    members: usize,
     retried_for: Option<Duration>,
-    source: Box<dyn std::error::Error + Send + Sync>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// One member an [`Unreachable`] request was sent to, and the last thing that went wrong there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    member: String,
+    reason: String,
+}
+
+impl Attempt {
+    /// The member's URL, as the client was given it (without a trailing slash).
+    pub fn member(&self) -> &str {
+        &self.member
+    }
+
+    /// What went wrong there, in a few words: `connection refused`, `timed out`, `no quorum
+    /// (...)`, ...
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+/// What went wrong on one member, kept by the retry loop until it gives up.
+#[derive(Debug)]
+pub(crate) enum Failed {
+    /// No answer: the HTTP library's error.
+    Transport(ureq::Error),
+    /// 503 `No quorum: <reason>` from a cluster member; its whole line.
+    NoQuorum(String),
+    /// Another server error (5xx) that may heal: its status and line, e.g. `503 Shutting down`.
+    Answer(String),
+}
+
+impl Failed {
+    fn reason(&self) -> String {
+        match self {
+            Failed::Transport(error) => reason(error),
+            Failed::Answer(shown) => format!("server error {shown}"),
+            Failed::NoQuorum(message) => {
+                match message
+                    .strip_prefix("No quorum")
+                    .map(|rest| rest.trim_start_matches(':').trim())
+                {
+                    Some("") | None => "no quorum".to_owned(),
+                    Some(why) => format!("no quorum ({why})"),
+                }
+            }
+        }
+    }
 }
 
 impl Unreachable {
-    /// `retried_for`: the retry budget spent, or `None` for a failure that is not retried.
-    pub(crate) fn new(server: &str, error: ureq::Error, retried_for: Option<Duration>) -> Self {
+    /// `failures`: the last failure of each member, by the client's member index (`None` for
+    /// members not tried); `last`: the member that failed last; `retried_for`: the retry budget
+    /// spent, or `None` for a failure that is not retried.
+    pub(crate) fn new(
+        members: &[impl AsRef<str>],
+        failures: Vec<Option<Failed>>,
+        last: usize,
+        retried_for: Option<Duration>,
+    ) -> Self {
+        let mut attempts = Vec::new();
+        let mut last_attempt = 0;
+        let mut source = None;
+        for (index, failure) in failures.into_iter().enumerate() {
+            let Some(failure) = failure else { continue };
+            if index == last {
+                last_attempt = attempts.len();
+            }
+            attempts.push(Attempt {
+                member: members[index].as_ref().to_owned(),
+                reason: failure.reason(),
+            });
+            if let Failed::Transport(error) = failure
+                && (index == last || source.is_none())
+            {
+                source = Some(Box::new(error) as Box<dyn std::error::Error + Send + Sync>);
+            }
+        }
         Unreachable {
-            server: server.to_owned(),
-            reason: reason(&error),
+            attempts,
+            last: last_attempt,
+            members: members.len(),
             retried_for,
-            source: Box::new(error),
+            source,
         }
     }
 
-    /// The server's URL, as the client was given it.
+    /// The URL of the member that failed last (the server, for a client of one), as the client
+    /// was given it.
     pub fn server(&self) -> &str {
-        &self.server
+        &self.attempts[self.last].member
     }
 
-    /// What went wrong, in a few words: `connection refused`, `timed out`, ...
+    /// What went wrong last, in a few words: `connection refused`, `timed out`, `no quorum
+    /// (...)`, ...
     pub fn reason(&self) -> &str {
-        &self.reason
+        &self.attempts[self.last].reason
+    }
+
+    /// Every member tried, in the order the client was given them, each with the last reason it
+    /// failed for. One entry for a client of one server.
+    pub fn attempts(&self) -> &[Attempt] {
+        &self.attempts
     }
 
     /// How long the client kept trying (its retry budget), or `None` if the failure is one no
@@ -163,7 +258,18 @@ impl Unreachable {
 
 impl fmt::Display for Unreachable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Unreachable { server, reason, .. } = self;
+        if self.members > 1 {
+            match self.retried_for {
+                Some(budget) => write!(f, "no member reachable within {budget:?} (")?,
+                None => f.write_str("no member reachable (")?,
+            }
+            for (index, attempt) in self.attempts.iter().enumerate() {
+                let separator = if index == 0 { "" } else { ", " };
+                write!(f, "{separator}{}: {}", attempt.member, attempt.reason)?;
+            }
+            return f.write_str(")");
+        }
+        let (server, reason) = (self.server(), self.reason());
         match self.retried_for {
             Some(budget) => write!(f, "server {server} unreachable within {budget:?}: {reason}"),
             None => write!(f, "server {server} unreachable: {reason}"),
@@ -173,7 +279,8 @@ impl fmt::Display for Unreachable {
 
 impl std::error::Error for Unreachable {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.source)
+        let source = self.source.as_deref()?;
+        Some(source)
     }
 }
 
@@ -267,6 +374,12 @@ impl Error {
     }
 }
 
+/// Whether an answer is a cluster member's 503 `No quorum`: it could not reach a majority of
+/// the members in time. Another member, or the same one a little later, may answer.
+pub(crate) fn is_no_quorum(status: u16, body: &str) -> bool {
+    status == 503 && body.starts_with("No quorum")
+}
+
 /// Whether an answer is the server's peer limit, 503 `Too many peers`. Other 503s (`Shutting
 /// down`, or a proxy's) may heal by asking again; this one is final, see
 /// [`Error::TooManyPeers`].
@@ -303,6 +416,8 @@ mod tests {
         ("Lock count change", "LockCountChange"),
         ("Restore conflict", "RestoreConflict"),
         ("Too many peers", "TooManyPeers"),
+        // `Client::send` retries it on the other members and reports it as `Transport` once
+        // the budget is spent (see the client's tests); an answer left over maps by its status.
         ("No quorum", "Server"),
     ];
 
@@ -357,6 +472,35 @@ mod tests {
                 entry.words
             );
         }
+    }
+
+    #[test]
+    fn an_unreachable_cluster_names_each_member_tried_in_the_members_order() {
+        let members = ["http://a:1", "http://b:2", "http://c:3"];
+        let failures = vec![
+            Some(Failed::NoQuorum("No quorum".into())),
+            None,
+            Some(Failed::Answer("503 Shutting down".into())),
+        ];
+        let unreachable = Unreachable::new(&members, failures, 0, Some(Duration::from_secs(30)));
+        assert_eq!(
+            unreachable.to_string(),
+            "no member reachable within 30s (http://a:1: no quorum, \
+             http://c:3: server error 503 Shutting down)"
+        );
+        assert_eq!(unreachable.server(), "http://a:1");
+        assert_eq!(unreachable.reason(), "no quorum");
+        assert!(std::error::Error::source(&unreachable).is_none());
+        let one = Unreachable::new(
+            &members[..1],
+            vec![Some(Failed::NoQuorum("No quorum: why".into()))],
+            0,
+            None,
+        );
+        assert_eq!(
+            one.to_string(),
+            "server http://a:1 unreachable: no quorum (why)"
+        );
     }
 
     #[track_caller]

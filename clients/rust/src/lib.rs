@@ -62,6 +62,21 @@
 //! }
 //! ```
 //!
+//! # A cluster
+//!
+//! Given the URLs of a cluster's members ([`Client::for_members`], or [`Client::new`] with
+//! commas, or `THROTTLE_URL` for [`Client::from_environment`]), the client asks the member that
+//! answered last and moves on to the next when one cannot be reached or has no quorum, within
+//! its retry budget. Locks, waits and fencing tokens live in the cluster's replicated state,
+//! so the loss of a member, the leader included, does not show in a held guard or a waiting
+//! acquire. When no member answers in time the error names each one and why.
+//!
+//! ```no_run
+//! let client = throttle_client::Client::new("http://a:8000,http://b:8000,http://c:8000");
+//! let guard = client.lock("db").acquire()?;
+//! # Ok::<(), throttle_client::Error>(())
+//! ```
+//!
 //! # Access control
 //!
 //! A server started with a token (`[auth] token` in its configuration, or `THROTTLE_TOKEN`)
@@ -94,7 +109,8 @@ mod lock;
 mod rate_limit;
 
 pub use client::{
-    Client, DEFAULT_RETRY_BUDGET, LockState, PeerId, PeerInfo, TOKEN_VARIABLE, default_peer_name,
+    Client, DEFAULT_RETRY_BUDGET, DEFAULT_URL, LockState, PeerId, PeerInfo, TOKEN_VARIABLE,
+    URL_VARIABLE, default_peer_name,
 };
-pub use error::{Error, Unreachable};
+pub use error::{Attempt, Error, Unreachable};
 pub use lock::{Cancel, DEFAULT_EXPIRES_IN, LockBuilder, LockGuard, OnLost, Peer, PeerLockBuilder};

@@ -287,7 +287,8 @@ USAGE:
 Waits until the lock is granted (in long polls, in the order of the requests), then runs
 COMMAND with THROTTLE_PEER_ID and THROTTLE_FENCING_TOKEN in its environment while a heartbeat
 keeps the lease alive, releases the lock when COMMAND exits, and exits with COMMAND's exit code
-(128+N if it died of signal N). A restarted server gets the lock back (restore). SIGINT,
+(128+N if it died of signal N). A restarted server gets the lock back (restore); given the
+members of a cluster, the lock, its wait and COMMAND ride through the loss of one. SIGINT,
 SIGTERM, SIGHUP and SIGQUIT are passed on to COMMAND (SIGINT and SIGQUIT only if they did not
 come from the terminal, which sends them to COMMAND itself); while waiting, they end the wait
 and nothing stays queued. On Windows, Ctrl+C reaches COMMAND from the console directly.
@@ -305,7 +306,9 @@ OPTIONS:
                               expired, so others may hold the lock now): kill sends SIGTERM,
                               SIGKILL 5s later, and exits 70; ignore lets it run on and exits
                               with its code. [default: kill]
-        --server URL          The server. [default: $THROTTLE_URL, else http://127.0.0.1:8000]
+        --server URL[,URL...] The server, or the members of a cluster separated by commas
+                              (asked in turn: any one that answers will do).
+                              [default: $THROTTLE_URL, else http://127.0.0.1:8000]
         --token T             Bearer token of a server with access control. Prefer the
                               variable: a command line is visible to every user of the host.
                               [default: $THROTTLE_TOKEN]
@@ -329,6 +332,7 @@ EXIT CODES:
 
 EXAMPLES:
     throttle lock --server http://throttle:8000 backups -- /usr/local/bin/backup.sh
+    throttle lock --server http://a:8000,http://b:8000,http://c:8000 backups -- backup.sh
     throttle lock -n 2 --timeout 10m gpu -- python train.py --epochs 3
 ";
 
@@ -338,7 +342,7 @@ Shows the semaphores of a Throttle server: level, max, acquired and pending coun
 wait. With --peers also who holds and who waits, with names and fencing tokens.
 
 USAGE:
-    throttle status [--server URL] [--token T] [--peers] [--json]
+    throttle status [--server URL[,URL...]] [--token T] [--peers] [--json]
 
 OPTIONS:
         --peers               Also list the locks: held and pending, with their peers.
@@ -346,7 +350,8 @@ OPTIONS:
                               waiters, the leases that run out first) and say so.
         --json                Print the server's JSON (GET /status.json) as it is, for scripts:
                               throttle status --json | jq '.semaphores[]'
-        --server URL          The server. [default: $THROTTLE_URL, else http://127.0.0.1:8000]
+        --server URL[,URL...] The server, or the members of a cluster separated by commas.
+                              [default: $THROTTLE_URL, else http://127.0.0.1:8000]
         --token T             Bearer token of a server with access control.
                               [default: $THROTTLE_TOKEN]
     -h, --help                Print this help and exit.
@@ -602,7 +607,7 @@ mod tests {
             "--exit-code-on-timeout N",
             "--expires-in DUR",
             "--on-lost kill|ignore",
-            "--server URL",
+            "--server URL[,URL...]",
             "--token T",
             "THROTTLE_URL",
             "THROTTLE_TOKEN",
@@ -611,7 +616,7 @@ mod tests {
         ] {
             assert!(LOCK_HELP.contains(needle), "lock --help lacks {needle:?}");
         }
-        for needle in ["--peers", "--json", "--server URL", "--token T"] {
+        for needle in ["--peers", "--json", "--server URL[,URL...]", "--token T"] {
             assert!(
                 STATUS_HELP.contains(needle),
                 "status --help lacks {needle:?}"

@@ -56,10 +56,11 @@ pub mod exit {
 
 /// The server asked when neither `--server` nor `THROTTLE_URL` names one: the server's own
 /// default address and port.
-pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8000";
+pub const DEFAULT_SERVER: &str = throttle_client::DEFAULT_URL;
 
-/// The environment variable that names the server.
-pub const URL_VARIABLE: &str = "THROTTLE_URL";
+/// The environment variable that names the server, or the members of a cluster separated by
+/// commas.
+pub const URL_VARIABLE: &str = throttle_client::URL_VARIABLE;
 
 /// `throttle lock`. The caller has installed a logger: the client crate reports failed
 /// heartbeats and restores through `log`.
@@ -94,7 +95,8 @@ impl Failure {
     }
 }
 
-/// A client for the server of `connection`, and its URL. The token comes from `--token`, else
+/// A client for the server of `connection`, and its URL as given (several members' URLs
+/// separated by commas: the client asks them in turn). The token comes from `--token`, else
 /// `THROTTLE_TOKEN`; an empty one is none.
 fn connect(connection: &Connection) -> (Client, String) {
     let url = connection
@@ -132,7 +134,8 @@ fn failure(error: Error, url: &str, semaphore: Option<&str>) -> Failure {
             exit::UNAUTHORIZED,
             format!("unauthorized by {url}: missing or wrong token (--token, THROTTLE_TOKEN)"),
         ),
-        // It names the server and says why: `server URL unreachable within 30s: ...`.
+        // It names the server and says why: `server URL unreachable within 30s: ...`, or each
+        // member tried: `no member reachable within 30s (URL: ..., URL: ...)`.
         Error::Transport(error) => Failure::new(exit::UNAVAILABLE, error.to_string()),
         Error::Server { status, message } => Failure::new(
             exit::UNAVAILABLE,

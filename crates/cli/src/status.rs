@@ -25,7 +25,8 @@ pub fn run(options: StatusOptions) -> ExitCode {
 
 fn status(options: &StatusOptions) -> Result<String, Failure> {
     let (client, url) = connect(&options.connection);
-    // One question: an unreachable server is reported at once, not retried for half a minute.
+    // One question (to each member, of a cluster): an unreachable server is reported at once,
+    // not retried for half a minute.
     let client = client.with_retry_budget(Duration::ZERO);
     let text = client
         .status_json()

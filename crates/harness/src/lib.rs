@@ -5,9 +5,9 @@
 //! A [`Launch`] says what to start (binary, configuration text, arguments, environment);
 //! [`Launch::start`] runs it on a free port (`--port 0`), reads the address the server logs
 //! (`Listening on http://ADDR:PORT`) and waits until `GET /health` answers 200, both bounded by
-//! [`STARTUP`]. A [`Cluster`] starts several at once, each with its own launch. Every process
-//! keeps its stderr lines ([`Lines`]) for assertions, its own temporary directory, and is
-//! killed when dropped. Nothing here sleeps to synchronise: waits are condition variables or
+//! [`STARTUP`]. A [`Cluster`] starts several at once, each with its own launch, or the members
+//! of one Raft cluster ([`Cluster::members`]). Every process keeps its stderr lines ([`Lines`])
+//! for assertions, its own temporary directory, and is killed when dropped. Nothing here sleeps to synchronise: waits are condition variables or
 //! polls bounded by a deadline, so tests run in parallel on a loaded machine.
 //!
 //! Which binary: the root package's tests pass `env!("CARGO_BIN_EXE_throttle")` (cargo builds it
@@ -23,7 +23,7 @@ mod server;
 
 pub use binary::binary;
 pub use process::{Lines, Process, TempDir, run_to_exit};
-pub use server::{Cluster, Launch, Server, wait_until_serving};
+pub use server::{CLUSTER_SECRET, Cluster, Launch, Server, wait_until_serving};
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! What to start ([`Launch`]), a started server ([`Server`]) and several ([`Cluster`]).
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::ops::Index;
 use std::path::PathBuf;
 use std::thread;
@@ -170,6 +170,9 @@ impl Server {
     }
 }
 
+/// The secret the members of [`Cluster::members`] share (`[cluster] secret`, 32 bytes).
+pub const CLUSTER_SECRET: &str = "a secret of the tests, 32 bytes.";
+
 /// Several servers, each started from its own launch, all at once: the members of a cluster.
 pub struct Cluster {
     servers: Vec<Server>,
@@ -197,6 +200,31 @@ impl Cluster {
             })
             .collect();
         Cluster { servers }
+    }
+
+    /// Starts `count` members of one cluster on loopback, each from `template` (binary,
+    /// arguments, environment) with its configuration followed by a `[cluster]` table: member
+    /// id = index + 1, every member's link address (on free ports), `data_dir = "data"` in the
+    /// member's directory, and [`CLUSTER_SECRET`]. Which member leads is theirs to agree on:
+    /// `cluster.leader` of `/status.json` says.
+    pub fn members(template: &Launch, count: usize) -> Cluster {
+        // Bound together, so the ports differ; released for the members to bind.
+        let listeners: Vec<TcpListener> = (0..count)
+            .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
+            .collect();
+        let links: Vec<String> = listeners
+            .iter()
+            .map(|listener| format!("\"{}\"", listener.local_addr().expect("bound")))
+            .collect();
+        drop(listeners);
+        let config = template.config.clone().unwrap_or_default();
+        Cluster::start((1..=count).map(|id| {
+            let table = format!(
+                "\n[cluster]\nid = {id}\nmembers = [{}]\ndata_dir = \"data\"\nsecret = \"{CLUSTER_SECRET}\"\n",
+                links.join(", ")
+            );
+            template.clone().config(&format!("{config}{table}"))
+        }))
     }
 
     /// The servers, in the order of their launches.

@@ -3,9 +3,11 @@
 
 mod access_control;
 mod client;
+mod cluster;
 mod contract;
 mod fencing;
 mod lock;
+mod members;
 mod peer_limit;
 mod rate_limit;
 mod support;

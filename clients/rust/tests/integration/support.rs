@@ -147,7 +147,11 @@ impl FakeServer {
     }
 
     pub fn client(&self) -> Client {
-        Client::new(&format!("http://127.0.0.1:{}", self.port))
+        Client::new(&self.url())
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
 
     pub fn requests(&self) -> usize {
@@ -225,6 +229,16 @@ pub fn someone_waits(client: &Client) -> bool {
         .unwrap()
         .iter()
         .any(|peer| !peer.pending.is_empty())
+}
+
+/// The URL of a port nothing listens on: it was free a moment ago, so connections are refused.
+pub fn refusing_url() -> String {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("bound")
+        .port();
+    format!("http://127.0.0.1:{port}")
 }
 
 pub fn ms(millis: u64) -> Duration {
