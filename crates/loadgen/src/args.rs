@@ -643,6 +643,20 @@ mod tests {
                 "{u} --scenario peers-listing --preload 5000 --preload-expires-in 10m \
                  --duration 10s"
             ),
+            // scripts/bench --cluster and scripts/failover
+            &format!(
+                "{u} --url http://127.0.0.1:40001 --scenario cycle --clients 16 --duration 5s"
+            ),
+            &format!(
+                "{u} --url http://127.0.0.1:40001 --url http://127.0.0.1:40002 \
+                 --scenario etcd-lock --clients 1 --duration 5s"
+            ),
+            "--scenario fsync --dir /tmp/throttle-bench.x --repeat 1000",
+            &format!(
+                "--scenario failover --server-bin target/release/throttle --dir /tmp/f {u} \
+                 --url http://127.0.0.1:40001 --url http://127.0.0.1:40002 --clients 16 \
+                 --repeat 20 --hold 1ms"
+            ),
         ] {
             run(line);
         }
