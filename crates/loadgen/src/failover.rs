@@ -6,14 +6,15 @@
 //! (from 1) runs `--server-bin --configuration throttle.toml` in `--dir`/i, serving the i-th
 //! `--url` (its port), its stderr appended to `throttle.log` there and its process id written to
 //! `throttle.pid` (for the calling script's cleanup). The configurations, with the `[cluster]`
-//! table, the semaphore `--semaphore` (1) and its witness `SEMAPHORE-witness` (1), are the
-//! caller's.
+//! table and the semaphores `SEMAPHORE` (1), `SEMAPHORE-witness` (1) and `SEMAPHORE-probe`
+//! (never full), are the caller's (`scripts/failover` writes them).
 //!
 //! Each round: wait until every member is up, names the same leader and has applied what the
-//! leader had committed; a witness peer acquires the witness semaphore through the leader; kill
-//! -9 of the leader as soon as that is acknowledged; wait for the first grant answered by
-//! another member; check through a survivor that the witness still holds its lock and that
-//! nobody else gets it; start the killed member again in its directory.
+//! leader had committed, and the clients had grants since; a witness peer acquires the witness
+//! semaphore through the leader; kill -9 of the leader as soon as that is acknowledged; probe
+//! for the first grant of a request sent after the kill (`probe`), and wait for the clients'
+//! first such grant (`next_grant`); check through a survivor that the witness still holds its
+//! lock and that nobody else gets it; start the killed member again in its directory.
 //!
 //! Each client: new peer, acquire the mutex (long polls of `--block-for`), hold it for
 //! `--hold`, remove the peer; on an error (a dead member, `503 No quorum`) it removes its peer
