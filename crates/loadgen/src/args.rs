@@ -36,11 +36,14 @@ pub enum Scenario {
     Slowloris,
     MassExpiry,
     PeersListing,
+    EtcdLock,
+    Failover,
+    Fsync,
 }
 
 impl Scenario {
     /// Every scenario, in the order of [`USAGE`].
-    pub const ALL: [Scenario; 12] = [
+    pub const ALL: [Scenario; 15] = [
         Scenario::Health,
         Scenario::Cycle,
         Scenario::Contended,
@@ -53,6 +56,9 @@ impl Scenario {
         Scenario::Slowloris,
         Scenario::MassExpiry,
         Scenario::PeersListing,
+        Scenario::EtcdLock,
+        Scenario::Failover,
+        Scenario::Fsync,
     ];
 
     /// The name on the command line and in the `result scenario=` field.
@@ -70,6 +76,9 @@ impl Scenario {
             Scenario::Slowloris => "slowloris",
             Scenario::MassExpiry => "mass-expiry",
             Scenario::PeersListing => "peers-listing",
+            Scenario::EtcdLock => "etcd-lock",
+            Scenario::Failover => "failover",
+            Scenario::Fsync => "fsync",
         }
     }
 
@@ -95,7 +104,7 @@ impl Scenario {
     fn default_semaphore(self) -> &'static str {
         match self {
             Scenario::Contended => "small",
-            Scenario::ReleaseLatency => "mutex",
+            Scenario::ReleaseLatency | Scenario::Failover => "mutex",
             Scenario::ExpiryLatency => "expiry",
             Scenario::Waiters => "Small",
             Scenario::MassExpiry => "Big",
@@ -107,6 +116,7 @@ impl Scenario {
         Duration::from_secs(match self {
             Scenario::Contended => 5,
             Scenario::Waiters => 30,
+            Scenario::Failover => 1,
             // Mass-expiry: longer than the waiters wait for the deadline with the defaults, so
             // that none is between two requests when the holders expire.
             _ => 10,
@@ -117,6 +127,8 @@ impl Scenario {
         match self {
             Scenario::ExpiryLatency => 50,
             Scenario::Startup => 5,
+            Scenario::Failover => 20,
+            Scenario::Fsync => 1000,
             _ => 200,
         }
     }
@@ -140,7 +152,7 @@ impl FromStr for Scenario {
                 format!(
                     "invalid value {name:?} for --scenario: expected one of health, cycle, \
                          contended, heartbeat, release-latency, expiry-latency, startup, waiters, \
-                         idle, slowloris, mass-expiry, peers-listing"
+                         idle, slowloris, mass-expiry, peers-listing, etcd-lock, failover, fsync"
                 )
             })
     }
@@ -150,8 +162,9 @@ impl FromStr for Scenario {
 /// [`USAGE`], which says what each is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
-    /// `--url`; present for every scenario but `startup`.
-    pub url: Option<String>,
+    /// Every `--url`, in order; at least one for every scenario but `startup` and `fsync`.
+    /// The throughput scenarios spread their clients over them; failover has one per member.
+    pub urls: Vec<String>,
     pub scenario: Scenario,
     /// At least 1.
     pub clients: usize,
@@ -182,6 +195,9 @@ pub struct Options {
     pub bytes: usize,
     pub reconnect: bool,
     pub budget: Duration,
+    /// `--dir`; present for `failover` and `fsync`.
+    pub dir: Option<String>,
+    pub lease: Duration,
 }
 
 /// The help text, printed by `--help`.
@@ -189,10 +205,13 @@ pub const USAGE: &str = "\
 usage: loadgen --url URL --scenario NAME [options]
 
 scenarios: health, cycle, contended, heartbeat, release-latency, expiry-latency, startup;
-the crowds: waiters, idle, slowloris, mass-expiry, peers-listing (docs/benchmark.md)
+the crowds: waiters, idle, slowloris, mass-expiry, peers-listing; a cluster's: etcd-lock,
+failover, fsync (docs/benchmark.md)
 
 options:
-  --url URL                  server to load, e.g. http://127.0.0.1:8000 (all but startup)
+  --url URL                  server to load, e.g. http://127.0.0.1:8000 (all but startup and
+                             fsync); repeat it to spread the clients of a throughput scenario
+                             over several (members of a cluster); failover: one per member
   --scenario NAME            what to run (see above)
   --clients N                concurrent clients, one connection each [default: 16; waiters
                              500, idle 2000, slowloris 1100 slow connections, mass-expiry
@@ -204,13 +223,15 @@ options:
                              Small for waiters, Big for mass-expiry; for expiry-latency the
                              prefix of one semaphore per lane, NAME-0, NAME-1, ... (expiry)]
   --block-for D              block_for of the long polls [default: 5s contended, 10s
-                             mass-expiry and latency scenarios, 30s waiters]
+                             mass-expiry and latency scenarios, 30s waiters, 1s failover]
   --repeat N                 samples of the latency scenarios [default: 200 release-latency,
-                             50 expiry-latency, 5 startup]
+                             50 expiry-latency, 5 startup]; failover: kills of the leader
+                             [default: 20]; fsync: synced writes [default: 1000]
   --parallel N               expiry-latency: lanes run in parallel, one semaphore each [default: 5]
   --expires-in D             expiry-latency, mass-expiry: the holders' lease [default: 200ms,
                              mass-expiry 2s]
-  --hold D                   waiters: how long a grant is held before the release [default: 20ms]
+  --hold D                   waiters, failover: how long a grant is held before the release
+                             [default: 20ms]
   --backoff D                waiters, mass-expiry: first pause after a 202 that came before
                              block_for had passed; it doubles (jittered) with every further
                              early 202, as in the repository's clients [default: 20ms]
@@ -229,8 +250,13 @@ options:
                              scenarios also sample its peak VmRSS and thread count
   --cost-pid PID             throughput scenarios: CPU time and context switches of this
                              process per request during the run (Linux, from /proc)
-  --server-bin PATH          startup: the server executable
+  --server-bin PATH          startup, failover: the server executable
   --config FILE              startup: its configuration file
+  --dir DIR                  failover: the members' directories DIR/1, DIR/2, ... (each with
+                             its throttle.toml, member i serving the i-th --url); fsync: where
+                             the probe file is written
+  --lease D                  failover: the clients' peers' lease; etcd-lock: the lease's TTL,
+                             whole seconds [default: 30s]
   -h, --help                 this text
 ";
 
@@ -239,7 +265,7 @@ options:
 /// missing `--url` (but for `startup`) or `--server-bin` (for `startup`).
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt::Error> {
     let mut parser = lexopt::Parser::from_args(args);
-    let mut url = None;
+    let mut urls = Vec::new();
     let mut scenario = None;
     // The defaults of these depend on the scenario, which may come later on the line.
     let mut clients = None;
@@ -265,9 +291,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt
     let mut bytes = 1;
     let mut reconnect = false;
     let mut budget = Duration::from_secs(1);
+    let mut dir = None;
+    let mut lease = Duration::from_secs(30);
     while let Some(arg) = parser.next()? {
         match arg {
-            Long("url") => url = Some(parser.value()?.string()?),
+            Long("url") => urls.push(parser.value()?.string()?),
             Long("scenario") => scenario = Some(parser.value()?.string()?.parse()?),
             Long("clients") => clients = Some(at_least_one(&mut parser, "--clients")?),
             Long("duration") => duration = Some(self::duration(&mut parser, "--duration")?),
@@ -298,16 +326,29 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt
             Long("bytes") => bytes = number(&mut parser, "--bytes", "a number of bytes")?,
             Long("reconnect") => reconnect = true,
             Long("budget") => budget = self::duration(&mut parser, "--budget")?,
+            Long("dir") => dir = Some(parser.value()?.string()?),
+            Long("lease") => lease = self::duration(&mut parser, "--lease")?,
             Short('h') | Long("help") => return Ok(Command::Help),
             _ => return Err(arg.unexpected()),
         }
     }
     let scenario: Scenario = scenario.ok_or("missing --scenario")?;
-    if scenario != Scenario::Startup && url.is_none() {
+    let serverless = matches!(scenario, Scenario::Startup | Scenario::Fsync);
+    if !serverless && urls.is_empty() {
         return Err(format!("missing --url: {} needs a server", scenario.name()).into());
     }
-    if scenario == Scenario::Startup && server_bin.is_none() {
-        return Err("missing --server-bin: startup needs the server executable".into());
+    if matches!(scenario, Scenario::Startup | Scenario::Failover) && server_bin.is_none() {
+        return Err(format!(
+            "missing --server-bin: {} needs the server executable",
+            scenario.name()
+        )
+        .into());
+    }
+    if matches!(scenario, Scenario::Failover | Scenario::Fsync) && dir.is_none() {
+        return Err(format!("missing --dir: {} needs a directory", scenario.name()).into());
+    }
+    if scenario == Scenario::Failover && urls.len() < 2 {
+        return Err("failover needs one --url per member, at least 2".into());
     }
     let clients = clients.unwrap_or(scenario.default_clients());
     if scenario == Scenario::MassExpiry && peers < clients {
@@ -318,7 +359,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt
         .into());
     }
     Ok(Command::Run(Box::new(Options {
-        url,
+        urls,
         scenario,
         clients,
         duration: duration.unwrap_or(scenario.default_duration()),
@@ -343,6 +384,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, lexopt
         bytes,
         reconnect,
         budget,
+        dir,
+        lease,
     })))
 }
 
@@ -410,7 +453,7 @@ mod tests {
         assert_eq!(
             run(&format!("{URL} --scenario cycle")),
             Options {
-                url: Some("http://127.0.0.1:8000".to_owned()),
+                urls: vec!["http://127.0.0.1:8000".to_owned()],
                 scenario: Scenario::Cycle,
                 clients: 16,
                 duration: Duration::from_secs(5),
@@ -435,6 +478,8 @@ mod tests {
                 bytes: 1,
                 reconnect: false,
                 budget: Duration::from_secs(1),
+                dir: None,
+                lease: Duration::from_secs(30),
             }
         );
     }
@@ -444,6 +489,10 @@ mod tests {
         for scenario in Scenario::ALL {
             let target = match scenario {
                 Scenario::Startup => "--server-bin throttle",
+                Scenario::Fsync => "--dir /tmp",
+                Scenario::Failover => {
+                    "--server-bin throttle --dir d --url http://h:1 --url http://h:2"
+                }
                 _ => URL,
             };
             let line = format!("--scenario {} {target}", scenario.name());
@@ -485,7 +534,7 @@ mod tests {
         assert_eq!(expires_in("expiry-latency"), Duration::from_millis(200));
         let startup = run("--scenario startup --server-bin bin/throttle");
         assert_eq!(startup.repeat, 5);
-        assert_eq!(startup.url, None);
+        assert_eq!(startup.urls, Vec::<String>::new());
         assert_eq!(startup.server_bin.as_deref(), Some("bin/throttle"));
     }
 
@@ -497,13 +546,13 @@ mod tests {
              --preload 10000 --preload-semaphore P --preload-connections 4 \
              --preload-expires-in 10m --keep-preload --rss-pid 11 --cost-pid 12 --server-bin B \
              --config C.toml --hold 5ms --backoff 6ms --backoff-max 7ms --peers 70 --bytes 0 \
-             --reconnect --budget 2s",
+             --reconnect --budget 2s --dir D --lease 9s",
         );
         let ms = Duration::from_millis;
         assert_eq!(
             options,
             Options {
-                url: Some("http://h:1".to_owned()),
+                urls: vec!["http://h:1".to_owned()],
                 scenario: Scenario::MassExpiry,
                 clients: 7,
                 duration: ms(100),
@@ -528,6 +577,8 @@ mod tests {
                 bytes: 0,
                 reconnect: true,
                 budget: ms(2000),
+                dir: Some("D".to_owned()),
+                lease: ms(9000),
             }
         );
     }
@@ -535,7 +586,7 @@ mod tests {
     #[test]
     fn values_may_follow_an_equals_sign() {
         let options = run("--url=http://h:1 --scenario=health --clients=3 --duration=1m");
-        assert_eq!(options.url.as_deref(), Some("http://h:1"));
+        assert_eq!(options.urls, ["http://h:1"]);
         assert_eq!(
             (options.clients, options.duration),
             (3, Duration::from_secs(60))
@@ -592,6 +643,20 @@ mod tests {
                 "{u} --scenario peers-listing --preload 5000 --preload-expires-in 10m \
                  --duration 10s"
             ),
+            // scripts/bench --cluster and scripts/failover
+            &format!(
+                "{u} --url http://127.0.0.1:40001 --scenario cycle --clients 16 --duration 5s"
+            ),
+            &format!(
+                "{u} --url http://127.0.0.1:40001 --url http://127.0.0.1:40002 \
+                 --scenario etcd-lock --clients 1 --duration 5s"
+            ),
+            "--scenario fsync --dir /tmp/throttle-bench.x --repeat 1000",
+            &format!(
+                "--scenario failover --server-bin target/release/throttle --dir /tmp/f {u} \
+                 --url http://127.0.0.1:40001 --url http://127.0.0.1:40002 --clients 16 \
+                 --repeat 20 --hold 1ms"
+            ),
         ] {
             run(line);
         }
@@ -623,7 +688,7 @@ mod tests {
             error("--scenario cycles"),
             "invalid value \"cycles\" for --scenario: expected one of health, cycle, contended, \
              heartbeat, release-latency, expiry-latency, startup, waiters, idle, slowloris, \
-             mass-expiry, peers-listing"
+             mass-expiry, peers-listing, etcd-lock, failover, fsync"
         );
         for option in [
             "--clients",
@@ -661,12 +726,57 @@ mod tests {
             "--backoff",
             "--backoff-max",
             "--budget",
+            "--lease",
         ] {
             assert_eq!(
                 error(&format!("{URL} --scenario cycle {option} 5parsecs")),
                 format!("invalid value \"5parsecs\" for {option}: expected a duration such as 5s")
             );
         }
+    }
+
+    #[test]
+    fn urls_may_repeat_for_the_members_of_a_cluster() {
+        let options = run("--scenario cycle --url http://h:1 --url http://h:2 --url http://h:3");
+        assert_eq!(options.urls, ["http://h:1", "http://h:2", "http://h:3"]);
+    }
+
+    #[test]
+    fn what_the_cluster_scenarios_need() {
+        assert_eq!(
+            error("--scenario failover --dir d --url http://h:1 --url http://h:2"),
+            "missing --server-bin: failover needs the server executable"
+        );
+        assert_eq!(
+            error("--scenario failover --server-bin b --url http://h:1 --url http://h:2"),
+            "missing --dir: failover needs a directory"
+        );
+        assert_eq!(
+            error("--scenario failover --server-bin b --dir d --url http://h:1"),
+            "failover needs one --url per member, at least 2"
+        );
+        assert_eq!(
+            error("--scenario fsync"),
+            "missing --dir: fsync needs a directory"
+        );
+        let fsync = run("--scenario fsync --dir /tmp");
+        assert_eq!((fsync.urls.len(), fsync.repeat), (0, 1000));
+        let failover = run(
+            "--scenario failover --server-bin b --dir d --url http://h:1 --url http://h:2 \
+             --url http://h:3",
+        );
+        let secs = Duration::from_secs;
+        assert_eq!(
+            (
+                failover.semaphore.as_str(),
+                failover.repeat,
+                failover.block_for,
+                failover.clients,
+                failover.lease
+            ),
+            ("mutex", 20, secs(1), 16, secs(30))
+        );
+        assert_eq!(run(&format!("{URL} --scenario etcd-lock")).clients, 16);
     }
 
     #[test]
@@ -711,7 +821,7 @@ mod tests {
                        --parallel --expires-in --hold --backoff --backoff-max --peers --bytes \
                        --reconnect --budget --preload --preload-semaphore --preload-connections \
                        --preload-expires-in --keep-preload --rss-pid --cost-pid --server-bin \
-                       --config --help";
+                       --config --dir --lease --help";
         for option in options.split_whitespace() {
             assert!(
                 USAGE.contains(&format!(" {option} ")),

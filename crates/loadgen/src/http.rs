@@ -55,6 +55,8 @@ impl Target {
 pub struct Response {
     pub status: u16,
     pub body: Vec<u8>,
+    /// The `Fencing-Token` header of a granted acquire, when there is one and it is a number.
+    pub token: Option<u64>,
 }
 
 impl Response {
@@ -244,6 +246,7 @@ pub fn read_response(
     let mut length = None;
     let mut chunked = false;
     let mut close = http10;
+    let mut token = None;
     loop {
         line.clear();
         if stream.read_line(line)? == 0 {
@@ -265,6 +268,8 @@ pub fn read_response(
             );
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = value.to_ascii_lowercase().contains("chunked");
+        } else if name.eq_ignore_ascii_case("fencing-token") {
+            token = value.parse().ok();
         } else if name.eq_ignore_ascii_case("connection") {
             let value = value.to_ascii_lowercase();
             close = value.contains("close") || (http10 && !value.contains("keep-alive"));
@@ -309,7 +314,14 @@ pub fn read_response(
     } else {
         After::KeepAlive
     };
-    Ok((Response { status, body }, after))
+    Ok((
+        Response {
+            status,
+            body,
+            token,
+        },
+        after,
+    ))
 }
 
 fn invalid(message: String) -> io::Error {
@@ -412,6 +424,20 @@ mod tests {
             After::KeepAlive,
             "",
         );
+    }
+
+    #[test]
+    fn the_fencing_token_is_read_when_it_is_a_number() {
+        let token = |raw: &str| parse(raw).expect("a response").0.token;
+        assert_eq!(
+            token("HTTP/1.1 200 OK\r\nfencing-token: 42\r\nContent-Length: 0\r\n\r\n"),
+            Some(42)
+        );
+        assert_eq!(
+            token("HTTP/1.1 200 OK\r\nFencing-Token: x\r\nContent-Length: 0\r\n\r\n"),
+            None
+        );
+        assert_eq!(token("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), None);
     }
 
     #[test]

@@ -15,13 +15,17 @@
 //! scenarios `throughput.rs`; the release and expiry latencies `latency.rs`; the server's start
 //! `startup.rs`; the crowds of hundreds to thousands of clients `crowd/`; bulk peers (`--preload`)
 //! `peers.rs`; statistics `stats.rs`; the `result` line `report.rs`; readings of `/proc`
-//! `process.rs`.
+//! `process.rs`; etcd's lock cycle `etcd.rs`; a cluster's failover `failover.rs`; the disk's
+//! fsync `fsync.rs`.
 //!
 //! Exit status: 0 when the scenario ran (its figures may still count errors, which the scripts
 //! check), 1 when it could not run or no operation succeeded, 2 for a bad command line.
 
 mod args;
 mod crowd;
+mod etcd;
+mod failover;
+mod fsync;
 mod http;
 mod latency;
 mod peers;
@@ -61,16 +65,25 @@ fn main() -> ExitCode {
 
 /// Runs the scenario between the preload and its removal, then prints the `result` line.
 fn run(options: &Options) -> Result<(), String> {
-    if options.scenario == Scenario::Startup {
-        return startup::startup(options);
+    match options.scenario {
+        Scenario::Startup => return startup::startup(options),
+        Scenario::Fsync => return fsync::fsync(options),
+        _ => {}
     }
-    let url = options.url.as_deref().ok_or("missing --url")?;
-    let target = Target::parse(url)?;
+    let targets = options
+        .urls
+        .iter()
+        .map(|url| Target::parse(url))
+        .collect::<Result<Vec<_>, _>>()?;
+    let target = targets.first().ok_or("missing --url")?;
+    if options.scenario == Scenario::Failover {
+        return failover::failover(&targets, options);
+    }
     let mut result = ResultLine::new(options.scenario);
     let preloaded = if options.preload > 0 {
         let started = Instant::now();
         let peers = peers::make_peers(
-            &target,
+            target,
             options.preload,
             options.preload_connections,
             options.preload_expires_in,
@@ -94,17 +107,19 @@ fn run(options: &Options) -> Result<(), String> {
     };
 
     let outcome = match options.scenario {
-        Scenario::Health | Scenario::Cycle | Scenario::Contended | Scenario::Heartbeat => {
-            throughput::throughput(&target, options, &mut result)
-        }
-        Scenario::ReleaseLatency => latency::release_latency(&target, options, &mut result),
-        Scenario::ExpiryLatency => latency::expiry_latency(&target, options, &mut result),
-        Scenario::Waiters => crowd::waiters(&target, options, &mut result),
-        Scenario::Idle => crowd::idle(&target, options, &mut result),
-        Scenario::Slowloris => crowd::slowloris(&target, options, &mut result),
-        Scenario::MassExpiry => crowd::mass_expiry(&target, options, &mut result),
-        Scenario::PeersListing => crowd::peers_listing(&target, options, &mut result),
-        Scenario::Startup => unreachable!("run above"),
+        Scenario::Health
+        | Scenario::Cycle
+        | Scenario::Contended
+        | Scenario::Heartbeat
+        | Scenario::EtcdLock => throughput::throughput(&targets, options, &mut result),
+        Scenario::ReleaseLatency => latency::release_latency(target, options, &mut result),
+        Scenario::ExpiryLatency => latency::expiry_latency(target, options, &mut result),
+        Scenario::Waiters => crowd::waiters(target, options, &mut result),
+        Scenario::Idle => crowd::idle(target, options, &mut result),
+        Scenario::Slowloris => crowd::slowloris(target, options, &mut result),
+        Scenario::MassExpiry => crowd::mass_expiry(target, options, &mut result),
+        Scenario::PeersListing => crowd::peers_listing(target, options, &mut result),
+        Scenario::Startup | Scenario::Fsync | Scenario::Failover => unreachable!("run above"),
     };
 
     if let Some(pid) = options.rss_pid {
@@ -118,7 +133,7 @@ fn run(options: &Options) -> Result<(), String> {
     }
     if !preloaded.is_empty() && !options.keep_preload {
         let started = Instant::now();
-        peers::remove_peers(&target, options.preload_connections, &preloaded)?;
+        peers::remove_peers(target, options.preload_connections, &preloaded)?;
         println!(
             "removed the preloaded peers in {:.2} s",
             started.elapsed().as_secs_f64()

@@ -1,9 +1,11 @@
 //! The closed-loop throughput scenarios: `health` (`GET /health`), `cycle` (new peer, acquire
 //! 1, remove the peer), `contended` (the same on a semaphore smaller than the clients, asking
-//! again while the answer is 202) and `heartbeat` (`PUT /peers/{id}` on one peer per client).
+//! again while the answer is 202), `heartbeat` (`PUT /peers/{id}` on one peer per client) and
+//! `etcd-lock` (etcd's lock cycle, `etcd.rs`, for comparison).
 //! Each client runs one operation after the other for `--duration`; reported are the rate, the
 //! latency percentiles per operation and, with `--cost-pid`, the server's CPU time and context
-//! switches per request.
+//! switches per request. With several `--url`s (the members of a cluster) client i talks to the
+//! i-th one, round robin.
 //!
 //! Not for latencies of one event (`latency.rs`) nor for crowds of clients (`crowd/`).
 
@@ -13,6 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::args::{Options, Scenario};
+use crate::etcd;
 use crate::http::{Client, Target, encode, wire_duration};
 use crate::process::process_cost;
 use crate::report::{Errors, ResultLine};
@@ -20,7 +23,7 @@ use crate::stats::{Stats, nanos};
 
 /// The closed-loop scenarios: every client runs one operation after the other for `--duration`.
 pub fn throughput(
-    target: &Target,
+    targets: &[Target],
     options: &Options,
     result: &mut ResultLine,
 ) -> Result<(), String> {
@@ -37,12 +40,17 @@ pub fn throughput(
     };
     let lease = Duration::from_secs(300);
     let heartbeat_body = format!(r#"{{"expires_in":"{}"}}"#, wire_duration(lease));
+    let etcd_ttl = options.lease.as_secs().max(1);
+    let (ready, go, start, errors, retries) = (&ready, &go, &start, &errors, &retries);
+    let (semaphore, acquire_query, heartbeat_body) = (&semaphore, &acquire_query, &heartbeat_body);
 
     let mut cost_before = None;
     let per_client: Vec<(Vec<i64>, Instant)> = thread::scope(|scope| {
         let clients: Vec<_> = (0..options.clients)
-            .map(|_| {
-                scope.spawn(|| {
+            .map(|index| {
+                let target = &targets[index % targets.len()];
+                let etcd_name = etcd::base64(format!("{}-{index}", options.semaphore).as_bytes());
+                scope.spawn(move || {
                     let mut client = Client::new(target);
                     // Set up outside the measured time: connect, and the heartbeat's peer.
                     let setup = match scenario {
@@ -73,18 +81,21 @@ pub fn throughput(
                             }
                             Scenario::Cycle | Scenario::Contended => cycle(
                                 &mut client,
-                                &semaphore,
-                                &acquire_query,
+                                semaphore,
+                                acquire_query,
                                 options.block_for,
                                 lease,
-                                &retries,
+                                retries,
                             ),
+                            Scenario::EtcdLock => {
+                                etcd::lock_cycle(&mut client, &etcd_name, etcd_ttl)
+                            }
                             Scenario::Heartbeat => match own_peer {
                                 Some(peer) => client
                                     .expect(
                                         "PUT",
                                         &format!("/peers/{peer}"),
-                                        &heartbeat_body,
+                                        heartbeat_body,
                                         &[200],
                                     )
                                     .map(drop),
@@ -142,6 +153,7 @@ pub fn throughput(
     let rate = operations as f64 / elapsed;
     let (unit, requests_per_op) = match scenario {
         Scenario::Cycle | Scenario::Contended => ("cycles/s", 3.0),
+        Scenario::EtcdLock => ("cycles/s", 4.0),
         _ => ("requests/s", 1.0),
     };
     errors.report();
@@ -150,7 +162,11 @@ pub fn throughput(
         scenario.name(),
         options.clients,
         elapsed,
-        target.host
+        targets
+            .iter()
+            .map(|target| target.host.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
         "  {operations} operations, {rate:.0} {unit}{}, {} errors",
