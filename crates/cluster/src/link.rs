@@ -237,7 +237,21 @@ fn receive(
     let (mut stream, from) = shaken?;
     stream.set_read_timeout(Some(SILENCE_TIMEOUT))?;
     loop {
-        let payload = match read_frame(&mut stream, MAX_FRAME)? {
+        let frame = match read_frame(&mut stream, MAX_FRAME) {
+            // Followers send nothing to each other: a silent link is closed, not refused; the
+            // member connects again when it has something to say.
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                log::debug!("Cluster link from member {from}: silent, closed");
+                return Ok(());
+            }
+            result => result?,
+        };
+        let payload = match frame {
             Some((MESSAGE, payload)) => payload,
             Some((kind, _)) => return Err(invalid(format!("unexpected frame kind {kind}"))),
             None => return Ok(()),
