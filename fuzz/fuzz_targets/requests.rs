@@ -67,7 +67,9 @@ fuzz_target!(|data: &[u8]| {
     let ids: Vec<PeerId> =
         service.inspect(|core, _, now| core.peers(now).iter().map(|p| p.id).collect());
     for id in ids {
-        service.remove_peer(id);
+        service
+            .remove_peer(id)
+            .expect("a single server's removal never fails");
     }
     service.inspect(|core, _, now| {
         assert_eq!(core.num_peers(), 0);
@@ -95,7 +97,9 @@ fn apply(
         Route::Heartbeat { peer, expires_in } => {
             let _ = service.heartbeat(peer, expires_in);
         }
-        Route::RemovePeer { peer } => service.remove_peer(peer),
+        Route::RemovePeer { peer } => service
+            .remove_peer(peer)
+            .expect("a single server's removal never fails"),
         Route::Acquire(request) => {
             let _ = service.acquire(request);
         }
