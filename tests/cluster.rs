@@ -11,19 +11,7 @@ mod common;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{PROMPTLY, Server, TempDir, answered, run_to_exit};
-
-/// A cluster of one; its log in `data` beside the configuration file. Its only member's
-/// address is never bound: a cluster of one has no links.
-const ONE: &str = r#"
-[semaphores]
-M = 1
-
-[cluster]
-id = 1
-members = ["127.0.0.1:1"]
-data_dir = "data"
-"#;
+use common::{CLUSTER_OF_ONE, PROMPTLY, Server, TempDir, answered, run_to_exit};
 
 /// The fencing token of a granted acquire.
 #[track_caller]
@@ -51,13 +39,13 @@ fn wait_for_leader(server: &Server) -> serde_json::Value {
 
 #[test]
 fn a_cluster_of_one_keeps_its_locks_across_kill_nine_without_a_grace_period() {
-    let server = Server::start(ONE);
+    let server = Server::start(CLUSTER_OF_ONE);
     let status = wait_for_leader(&server);
     assert_eq!(status["cluster"]["id"], 1);
     assert_eq!(status["cluster"]["members"], 1);
     let holder = server.new_peer();
     let first = token(&server.acquire(holder, "M", 1, ""));
-    let server = server.kill_and_restart(ONE, &[]);
+    let server = server.kill_and_restart(CLUSTER_OF_ONE, &[]);
     let client = &server.client;
     // Served at once: the lock is still held, so a newcomer waits (and is not granted twice).
     let newcomer = server.new_peer();
@@ -95,7 +83,7 @@ fn a_cluster_of_one_keeps_its_locks_across_kill_nine_without_a_grace_period() {
 
 #[test]
 fn expiry_in_a_cluster_of_one_grants_the_waiter() {
-    let server = Server::start(ONE);
+    let server = Server::start(CLUSTER_OF_ONE);
     wait_for_leader(&server);
     let client = &server.client;
     let holder = client
@@ -121,7 +109,7 @@ fn expiry_in_a_cluster_of_one_grants_the_waiter() {
 fn a_cluster_member_refuses_a_state_file_and_a_grace_period() {
     for args in [&["--state-file", "state.json"][..], &["--grace", "5s"]] {
         let dir = TempDir::new();
-        let config = dir.write("throttle.toml", ONE);
+        let config = dir.write("throttle.toml", CLUSTER_OF_ONE);
         let config = config.to_str().expect("UTF-8");
         let mut all = vec!["-c", config, "--port", "0"];
         all.extend_from_slice(args);

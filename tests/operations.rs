@@ -12,21 +12,10 @@ mod common;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{PROMPTLY, Server, TempDir};
+use common::{CLUSTER_OF_ONE, PROMPTLY, Server, TempDir};
 
 /// The secret the members of these tests share (THROTTLE_CLUSTER_SECRET).
 const SECRET: &str = "a secret of the ops tests, 32 b.";
-
-/// A cluster of one; its log in `data` beside the configuration file.
-const ONE: &str = r#"
-[semaphores]
-M = 1
-
-[cluster]
-id = 1
-members = ["127.0.0.1:1"]
-data_dir = "data"
-"#;
 
 /// Polls `GET /ready` until it answers `status`, bounded by [`PROMPTLY`]; the last answer's
 /// body.
@@ -80,7 +69,7 @@ fn a_single_server_is_always_ready_without_a_token_and_has_no_cluster_metrics() 
 
 #[test]
 fn a_cluster_of_one_is_ready_once_elected_and_exports_its_figures() {
-    let server = Server::start(ONE);
+    let server = Server::start(CLUSTER_OF_ONE);
     assert_eq!(wait_for_readiness(&server, 200), "Ready");
     let holder = server.new_peer();
     assert_eq!(server.acquire(holder, "M", 1, "").status, 200);

@@ -29,6 +29,18 @@ pub const PROMPTLY: Duration = Duration::from_secs(10);
 /// The path of the binary under test, built by cargo for these tests.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_throttle");
 
+/// A cluster of one (issue 25), one semaphore `M = 1`; its log in `data` beside the
+/// configuration file. Its only member's address is never bound: a cluster of one has no links.
+pub const CLUSTER_OF_ONE: &str = r#"
+[semaphores]
+M = 1
+
+[cluster]
+id = 1
+members = ["127.0.0.1:1"]
+data_dir = "data"
+"#;
+
 /// A running `throttle` process of [`BINARY`] (the harness's [`throttle_harness::Process`]: its
 /// log lines, its directory, `signal`, `wait_exit`), killed on drop.
 pub struct Process(pub throttle_harness::Process);
