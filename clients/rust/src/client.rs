@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::backoff::Backoff;
 use crate::error::{Error, Failed, Unreachable, is_no_quorum, is_peer_limit};
+use crate::retry::{Next, Schedule};
 
 /// How long [`Client::new`] keeps retrying a request that failed on the way (connection
 /// refused or reset, timeout) or on the server (5xx, but not 503 `Too many peers`, see
@@ -606,13 +606,10 @@ impl Client {
     /// (< 400) answer.
     fn send(&self, method: Method, path: &str, timeout: Option<Duration>) -> Result<Answer, Error> {
         let started = Instant::now();
-        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
         let count = self.members.len();
+        let mut schedule = Schedule::new(count, self.retry_budget);
         // The last failure of each member, for the error once the budget is spent.
         let mut failures: Vec<Option<Failed>> = (0..count).map(|_| None).collect();
-        // Members asked since the last pause (a pause follows a round of all of them), and the
-        // rounds over.
-        let (mut asked, mut rounds) = (0, 0);
         loop {
             let index = self.current.load(Ordering::Relaxed) % count;
             let outcome = self.send_once(&self.members[index], &method, path, timeout);
@@ -649,33 +646,26 @@ impl Client {
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             );
-            asked += 1;
-            let round_over = asked == count;
-            let pause = if round_over {
-                asked = 0;
-                rounds += 1;
-                backoff.next_pause()
-            } else {
-                Duration::ZERO
-            };
-            // Every member is asked once, whatever the budget.
-            if rounds > 0 && started.elapsed() + pause > self.retry_budget {
-                return Err(match answer {
-                    // A server error (but `No quorum`) answered last: it is the one to report.
-                    Some(answer) => {
-                        Error::from_answer(answer.status, answer.body, answer.peer_expired)
-                    }
-                    None => Error::Transport(Unreachable::new(
-                        &self.members,
-                        failures,
-                        index,
-                        Some(self.retry_budget),
-                    )),
-                });
-            }
-            if round_over {
-                log::debug!("retrying {path} in {pause:?}");
-                thread::sleep(pause);
+            match schedule.after_failure(started.elapsed()) {
+                Next::Ask => {}
+                Next::Pause(pause) => {
+                    log::debug!("retrying {path} in {pause:?}");
+                    thread::sleep(pause);
+                }
+                Next::GiveUp => {
+                    return Err(match answer {
+                        // A server error (but `No quorum`) answered last: it is the one to report.
+                        Some(answer) => {
+                            Error::from_answer(answer.status, answer.body, answer.peer_expired)
+                        }
+                        None => Error::Transport(Unreachable::new(
+                            &self.members,
+                            failures,
+                            index,
+                            Some(self.retry_budget),
+                        )),
+                    });
+                }
             }
         }
     }

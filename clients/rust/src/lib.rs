@@ -107,6 +107,7 @@ mod client;
 mod error;
 mod lock;
 mod rate_limit;
+mod retry;
 
 pub use client::{
     Client, DEFAULT_RETRY_BUDGET, DEFAULT_URL, LockState, PeerId, PeerInfo, TOKEN_VARIABLE,
