@@ -1,5 +1,6 @@
 """The pure decisions both clients share: long-poll slices and pauses (``Waiting``), and retry
-pauses (``Retrying``), driven by a fake clock, with no server."""
+pauses of one server (``_members.Attempts``; several members in ``test_members``), driven by a
+fake clock, with no server."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from throttle_client import Timeout, UnexpectedResponse
 from throttle_client._waiting import Waiting
-from throttle_client._wire import Retrying
+from throttle_client._members import Attempts, Members
 
 SLICE = timedelta(seconds=5)
 
@@ -104,12 +105,12 @@ def test_a_zero_timeout_asks_once_without_blocking() -> None:
 
 def test_retries_pause_with_backoff_and_end_at_the_deadline() -> None:
     clock = Clock()
-    retrying = Retrying(timedelta(seconds=3), clock=clock)
+    attempts = Attempts(Members(["http://a:8000"]), timedelta(seconds=3), clock=clock)
     failure = UnexpectedResponse("Oops", 500)
     pauses = []
     with pytest.raises(UnexpectedResponse):
         while True:
-            pause = retrying.pause_after(failure)
+            pause = attempts.failed(0, failure)
             pauses.append(pause)
             clock.now += pause
     assert 0.025 <= pauses[0] <= 0.05

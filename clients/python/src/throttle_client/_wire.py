@@ -1,10 +1,10 @@
 """The wire format of Throttle's HTTP API, shared by the blocking and the asyncio client.
 
 Nothing here does I/O. Each route becomes a ``Request`` (method, path, JSON body, long-poll
-duration); each answer, a status and a text, becomes a value or a typed exception; and
-``Retrying`` decides how long to pause before the next attempt of a request whose failure may
-heal. ``Client`` (on ``requests``) and ``aio.AsyncClient`` (on ``aio._http``) only send and receive,
-so the two cannot drift apart on what they send or how they read an answer.
+duration); each answer, a status and a text, becomes a value or a typed exception. Which member a request
+goes to and when it is retried is ``_members``'s. ``Client`` (on ``requests``) and
+``aio.AsyncClient`` (on ``aio._http``) only send and receive, so the two cannot drift apart on
+what they send or how they read an answer.
 
 Durations go out as ``"{milliseconds}ms"``, and semaphore names are percent-encoded as one path
 segment, so ``/`` and ``&`` in a name are safe.
@@ -21,13 +21,11 @@ from __future__ import annotations
 import json
 import os
 import socket
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 from urllib.parse import quote
 
-from ._backoff import Backoff
 from .errors import PEER_STATE_HEADER, ThrottleError, UnexpectedResponse, error_for
 
 #: The environment variable a client without an explicit ``token`` reads its token from.
@@ -204,8 +202,8 @@ def check_answer(
     """Classify an answer: ``None`` for a success (a status below 400); raises the typed
     exception of an answer that must not be retried (a refusal, or a failure that asking again
     will not heal; ``LockLost`` for the ``Unknown peer`` of an expired peer, by ``headers``);
-    returns the failure of one that may heal (a transient 5xx), for ``Retrying`` to decide
-    about."""
+    returns the failure of one that may heal (a transient 5xx), for ``_members.Attempts`` to
+    decide about."""
     if status < 400:
         return None
     peer_state = header(headers, PEER_STATE_HEADER)
@@ -278,30 +276,6 @@ def _peer_from_json(item: Any) -> PeerState:
         fencing_tokens={str(k): int(v) for k, v in item.get("fencing_tokens", {}).items()},
         name=None if name is None else str(name),
     )
-
-
-# Retries.
-
-
-class Retrying:
-    """The retry decisions for one request: a deadline ``retry_for`` after the first attempt
-    and jittered exponential pauses from 50 ms up to 2 s between attempts."""
-
-    def __init__(
-        self, retry_for: timedelta, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._clock = clock
-        self._give_up_at = clock() + retry_for.total_seconds()
-        self._backoff = Backoff(first=0.05, cap=2.0)
-
-    def pause_after(self, failure: Exception) -> float:
-        """Seconds to wait before the next attempt after ``failure``; raises ``failure`` once
-        ``retry_for`` has passed. The last pause is cut short so that one more attempt falls
-        on the deadline."""
-        delay = min(self._backoff.next_delay(), self._give_up_at - self._clock())
-        if delay <= 0:
-            raise failure
-        return delay
 
 
 # Formats.

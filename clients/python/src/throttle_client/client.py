@@ -7,8 +7,9 @@ retried) is in ``_wire``, which the asyncio client shares. All requests go throu
 TCP handshake each.
 
 Failures that may heal on their own (the server is restarting, a connection dropped, a 5xx) are
-retried with jittered exponential backoff for at most ``retry_for``; a server still unreachable
-then raises ``ServerUnavailable`` (also a ``requests.ConnectionError`` or ``requests.Timeout``,
+retried with jittered exponential backoff for at most ``retry_for``, on the next member of a
+cluster after each failure (``_members``); a server still unreachable then raises
+``ServerUnavailable`` (also a ``requests.ConnectionError`` or ``requests.Timeout``,
 see ``_requests_errors``), naming the server and what went wrong. A 4xx answer is never
 retried: repeating a refused request gets the same refusal. Nor is a 503 ``Too many peers``: the
 server is up and at its peer limit, which lasts as long as other clients hold their peers, so it
@@ -29,12 +30,14 @@ import os
 import threading
 import time
 from datetime import timedelta
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from urllib.parse import urlsplit
 
 import requests
 
 from . import _wire
 from ._requests_errors import RETRIED, RequestFailed, as_requests_errors, unavailable_class
+from ._members import Attempts, Servers
 from ._settings import DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_FOR, Settings
 from ._wire import TOKEN_VARIABLE, AcquireResult, PeerState
 
@@ -44,12 +47,16 @@ _log = logging.getLogger(__name__)
 
 
 class Client(Settings):
-    """A connection to one Throttle server, with one method per HTTP route.
+    """A connection to one Throttle server, or to the members of a Throttle cluster, with one
+    method per HTTP route.
 
     For most uses the ``lock`` context manager is the better interface; this class is for code
     that manages peers and locks itself.
 
-    * ``base_url``: the server's URL, e.g. ``http://localhost:8000``.
+    * ``base_url``: the server's URL, e.g. ``http://localhost:8000``; or a cluster's members,
+      as a list of URLs or as one string with the URLs separated by commas. ``None`` (the
+      default) takes them from the environment variable ``THROTTLE_URL``, else
+      ``http://127.0.0.1:8000``.
     * ``retry_for``: how long a request keeps being retried after connection errors and 5xx
       answers before the last error is raised (``ServerUnavailable`` for a server that could
       not be reached, ``UnexpectedResponse`` for a 5xx answer). A 503 ``Too many peers`` is
@@ -65,6 +72,15 @@ class Client(Settings):
       ``hostname:pid`` of the calling process, cut to 256 bytes; ``""`` sends none. A name
       with control characters or longer than 256 bytes of UTF-8 raises ``InvalidName``.
 
+    **Several members.** Requests go to one member at a time, the first one to begin with. Any
+    member answers every route and their state is one; answers name the member that leads, and
+    the client moves its requests there to save a follower's hop to the leader. A request that
+    fails on the way or with a 5xx (503 ``No quorum`` from a member cut off from the others,
+    say) goes to the next member at once; after a round of all members without an answer it
+    pauses as above, until ``retry_for`` is spent, and then raises ``ServerUnavailable`` naming
+    each member and why it failed. Every member is asked at least once. Locks, waits and
+    fencing tokens are the cluster's, so a change of leader does not show in them.
+
     A ``Client`` may be shared between threads and can be pickled (e.g. to hand it to a worker
     process); the unpickled copy opens its own connections on first use. The pickle carries the
     token, so the copy works where the environment lacks it; ``repr`` never shows it.
@@ -72,7 +88,7 @@ class Client(Settings):
 
     def __init__(
         self,
-        base_url: str,
+        base_url: Optional[Servers] = None,
         *,
         retry_for: timedelta = DEFAULT_RETRY_FOR,
         request_timeout: timedelta = DEFAULT_REQUEST_TIMEOUT,
@@ -270,7 +286,7 @@ class Client(Settings):
         pid = os.getpid()
         with self._session_lock:
             if self._session is None or self._session_pid != pid:
-                self._session = _new_session(self.base_url)
+                self._session = _new_session(self.members)
                 self._session_pid = pid
             return self._session
 
@@ -281,28 +297,36 @@ class Client(Settings):
 
         Returns only responses with a status below 400.
         """
-        url, headers, read = self._prepare(request)
+        headers, read = self._headers_and_timeout(request)
         timeout: Tuple[float, float] = (_wire.CONNECT_TIMEOUT_SECONDS, read)
-        retrying = _wire.Retrying(self.retry_for)
+        attempts = Attempts(self._members, self.retry_for)
         while True:
+            member = attempts.target()
             failure: Exception
             try:
                 response = self._session_for_this_process().request(
-                    request.method, url, data=request.body, headers=headers, timeout=timeout
+                    request.method,
+                    self._url(member, request),
+                    data=request.body,
+                    headers=headers,
+                    timeout=timeout,
                 )
             except RETRIED as error:
-                failure = self._unavailable(error, unavailable_class(error))
+                failure = self._unavailable(member, error, unavailable_class(error))
             except requests.RequestException as error:
                 # No retry heals it: a malformed URL, a scheme requests cannot speak, ...
-                raise self._unavailable(error, RequestFailed, retried=False) from error
+                raise self._unavailable(member, error, RequestFailed, retried=False) from error
             else:
+                self._members.answered(member, response.headers)
                 transient = _wire.check_answer(
                     response.status_code, response.text, response.headers
                 )
                 if transient is None:
                     return response
                 failure = transient
-            delay = retrying.pause_after(failure)
+            delay = attempts.failed(member, failure)
+            if delay <= 0:
+                continue
             _log.info(
                 "%s %s failed (%s), retrying in %.2fs", request.method, request.path, failure,
                 delay,
@@ -319,14 +343,23 @@ def resolve_token(token: Optional[str]) -> Optional[str]:
     return _wire.resolve_token(token, os.environ)
 
 
-def _new_session(base_url: str) -> requests.Session:
+def _new_session(members: Sequence[str]) -> requests.Session:
     """A session that reads proxy settings from the environment once, not per request.
 
     By default ``requests`` looks up proxy variables, ``NO_PROXY`` and ``~/.netrc`` on every
-    request, which costs about a third of a loopback round trip. The proxy a base URL needs
-    does not change while the process runs, so it is resolved here and pinned.
+    request, which costs about a third of a loopback round trip. The proxies the members need
+    do not change while the process runs, so they are resolved here and pinned, by scheme and
+    host where the members need different ones.
     """
     session = requests.Session()
     session.trust_env = False
-    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    for url in members:
+        proxies = requests.utils.get_environ_proxies(url)
+        parts = urlsplit(url)
+        for scheme, proxy in proxies.items():
+            if scheme in ("http", "https") and len(members) > 1:
+                # `requests` picks a proxy by "scheme://host" before "scheme".
+                session.proxies[f"{scheme}://{parts.hostname}"] = proxy
+            else:
+                session.proxies[scheme] = proxy
     return session

@@ -238,7 +238,7 @@ def _unavailable_message(attempts: Sequence[Attempt], retry_for: Optional[timede
         url, reason = attempts[0]
         return f"server {url} unreachable{within}: {reason}"
     tried = ", ".join(f"{url}: {reason}" for url, reason in attempts)
-    return f"no server reachable{within} ({tried})"
+    return f"no member reachable{within} ({tried})"
 
 
 def transport_reason(error: BaseException) -> str:

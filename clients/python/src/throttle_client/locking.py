@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Iterator, Optional
 
+from ._members import Servers
 from ._peers import LOCK_SLICE, check_new_lock, lost_error
 from ._waiting import wait_for_grant
 from .errors import LockLost, ServerUnavailable, ThrottleError, UnknownPeer
@@ -32,7 +33,7 @@ LONGEST_SLICE = LOCK_SLICE
 
 @contextmanager
 def lock(
-    server_url: str,
+    server_url: Optional[Servers],
     semaphore: str,
     count: int = 1,
     timeout: Optional[timedelta] = None,
@@ -43,7 +44,10 @@ def lock(
 ) -> Iterator[Peer]:
     """Acquire a lock on ``semaphore`` for the ``with`` block, and release it afterwards.
 
-    * ``server_url``: the Throttle server, e.g. ``http://localhost:8000``.
+    * ``server_url``: the Throttle server, e.g. ``http://localhost:8000``; or a cluster's
+      members, as a list of URLs or one string with commas (``None``: ``THROTTLE_URL``, see
+      ``Client``). A failover among the members does not show in the block: the lock stays
+      held, and a waiting call keeps its place in the queue.
     * ``semaphore``: the semaphore's name, as configured on the server.
     * ``count``: how much of the semaphore to take; at most its ``max``.
     * ``timeout``: give up and raise ``Timeout`` if the lock is not granted within this time.
@@ -100,7 +104,7 @@ def lock(
         raise lost_error(peer, semaphore)
 
 
-def _withdraw(server_url: str, peer: Peer, semaphore: str) -> None:
+def _withdraw(server_url: Optional[Servers], peer: Peer, semaphore: str) -> None:
     """Take back a request that is still pending (or was granted just now), so that giving up
     does not leave a lock in the queue that blocks everyone behind it until the peer expires."""
     peer.fencing_tokens.pop(semaphore, None)
@@ -119,7 +123,7 @@ def _withdraw(server_url: str, peer: Peer, semaphore: str) -> None:
 
 
 def _release(
-    server_url: str, peer: Peer, semaphore: str, on_lost: Optional[OnLost]
+    server_url: Optional[Servers], peer: Peer, semaphore: str, on_lost: Optional[OnLost]
 ) -> None:
     """Release the lock taken by a ``with lock(...)`` block; the peer itself too if that was
     its last lock. A lost peer's locks are gone already; it only leaves the thread."""
@@ -144,7 +148,7 @@ def _release(
         _log.warning("could not release the lock on %r: %s", semaphore, error)
 
 
-def _forget_lost(server_url: str, peer: Peer) -> None:
+def _forget_lost(server_url: Optional[Servers], peer: Peer) -> None:
     """Once a lost peer holds no more locks of ``with`` blocks, stop its heartbeat (it has
     stopped beating already) and drop it from the thread, so the next ``lock`` gets a new
     peer. The server released it already: no request is needed."""
@@ -153,7 +157,7 @@ def _forget_lost(server_url: str, peer: Peer) -> None:
         forget_local_peer(server_url, peer)
 
 
-def _remove_peer(server_url: str, peer: Peer) -> None:
+def _remove_peer(server_url: Optional[Servers], peer: Peer) -> None:
     """Stop the heartbeat and remove the peer from server and thread alike."""
     peer.stop_heartbeat()
     try:

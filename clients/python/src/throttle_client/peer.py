@@ -33,6 +33,7 @@ from ._peers import (
     expiration_or_default,
     interval_or_default,
 )
+from ._members import Servers
 from .client import Client
 from .errors import LockLost, RestoreConflict, UnknownPeer
 
@@ -88,7 +89,7 @@ class Peer(PeerBook):
         self._lost_lock = threading.Lock()
 
     @classmethod
-    def from_server_url(cls: Type[P], baseurl: str, token: Optional[str] = None) -> P:
+    def from_server_url(cls: Type[P], baseurl: Optional[Servers], token: Optional[str] = None) -> P:
         """A new peer on the server at ``baseurl``, with default settings. ``token`` is the
         server's access token (``None``: from ``THROTTLE_TOKEN``, see ``Client``)."""
         return cls(client=Client(base_url=baseurl, token=token))

@@ -12,6 +12,7 @@ import logging
 from datetime import timedelta
 from typing import Optional
 
+from ._members import Servers
 from ._waiting import RATE_LIMIT_SLICE, RATE_LIMIT_WAITING_EXPIRATION, wait_for_grant
 from .client import Client
 from .errors import LockLost, ThrottleError, UnknownPeer
@@ -26,7 +27,7 @@ WAITING_EXPIRATION = RATE_LIMIT_WAITING_EXPIRATION
 
 
 def rate_limit(
-    url: str,
+    url: Optional[Servers],
     semaphore: str,
     per: timedelta,
     count: int = 1,
@@ -42,6 +43,7 @@ def rate_limit(
         rate_limit("http://localhost:8000", "api", per=timedelta(seconds=1))
         call_the_api()
 
+    * ``url``: the server, or a cluster's members (see ``lock``).
     * ``count``: units this call takes (for calls that cost more than one).
     * ``timeout``: raise ``Timeout`` if no unit frees up in time; nothing is left queued then.
     * ``token``: the server's access token, if it needs one; ``None`` takes ``THROTTLE_TOKEN``

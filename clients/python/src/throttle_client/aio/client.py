@@ -22,7 +22,9 @@ Connections belong to the event loop that opened them. An ``AsyncClient`` used o
 client does after a ``fork``.
 
 A server that cannot be reached within ``retry_for`` raises ``ServerUnavailable``, naming the
-server and what went wrong, as the blocking client does.
+server and what went wrong, as the blocking client does; a client of a cluster's members moves
+on from member to member as the blocking client does (``_members``), with a pool of
+connections per member.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from .. import _wire
+from .._members import Attempts, Servers
 from .._settings import DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_FOR, Settings
 from .._wire import AcquireResult, PeerState
 from ._http import Answer, InvalidURL, Pool
@@ -46,18 +49,30 @@ _DEFAULT_MAX_LONG_POLLS = 256
 
 
 class _Pools:
-    """The connections of one event loop, and how many of each kind of request are open."""
+    """The connections of one event loop, a pool per member opened on first use, and how
+    many of each kind of request are open (across members)."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, base_url: str, max_connections: int
+        self, loop: asyncio.AbstractEventLoop, members: Sequence[str], max_connections: int
     ) -> None:
         self.loop = loop
-        self.connections = Pool(base_url, _wire.CONNECT_TIMEOUT_SECONDS)
+        self._members = members
+        self._pools: List[Optional[Pool]] = [None] * len(members)
         self.quick_gate = asyncio.Semaphore(max_connections)
         self.long_polls = 0
 
+    def connections(self, member: int) -> Pool:
+        """The pool of member ``member``; ``InvalidURL`` for a URL that is none."""
+        pool = self._pools[member]
+        if pool is None:
+            pool = Pool(self._members[member], _wire.CONNECT_TIMEOUT_SECONDS)
+            self._pools[member] = pool
+        return pool
+
     def close(self) -> None:
-        self.connections.close()
+        for pool in self._pools:
+            if pool is not None:
+                pool.close()
 
 
 class AsyncClient(Settings):
@@ -66,7 +81,9 @@ class AsyncClient(Settings):
     For most uses ``throttle_client.aio.lock`` is the better interface; this class is for code
     that manages peers and locks itself. The arguments are the blocking ``Client``'s:
 
-    * ``base_url``: the server's URL, e.g. ``http://localhost:8000``.
+    * ``base_url``: the server's URL, e.g. ``http://localhost:8000``, or a cluster's members
+      (a list, or URLs separated by commas; ``None``: ``THROTTLE_URL``, see ``Client``). A
+      client of several members sends to one at a time and moves on as ``Client`` does.
     * ``retry_for``: how long a request keeps being retried after connection errors and 5xx
       answers before the last error is raised (``ServerUnavailable`` or
       ``UnexpectedResponse``). A 503 ``Too many peers`` raises ``TooManyPeers`` at once.
@@ -91,7 +108,7 @@ class AsyncClient(Settings):
 
     def __init__(
         self,
-        base_url: str,
+        base_url: Optional[Servers] = None,
         *,
         retry_for: timedelta = DEFAULT_RETRY_FOR,
         request_timeout: timedelta = DEFAULT_REQUEST_TIMEOUT,
@@ -254,16 +271,16 @@ class AsyncClient(Settings):
     def _pools_for_this_loop(self) -> _Pools:
         loop = asyncio.get_running_loop()
         if self._pools is None or self._pools.loop is not loop:
-            self._pools = _Pools(loop, self.base_url, self.max_connections)
+            self._pools = _Pools(loop, self.members, self.max_connections)
         return self._pools
 
     async def _exchange(
-        self, request: _wire.Request, headers: Dict[str, str], read: float
+        self, member: int, request: _wire.Request, headers: Dict[str, str], read: float
     ) -> Answer:
-        """One attempt: a long poll at once (``acquire`` counted it), any other request once
-        its turn among the quick ones has come."""
+        """One attempt on member ``member``: a long poll at once (``acquire`` counted it), any
+        other request once its turn among the quick ones has come."""
         pools = self._pools_for_this_loop()
-        connections = pools.connections
+        connections = pools.connections(member)
         if request.block_for is not None and request.block_for > timedelta(0):
             return await connections.request(
                 request.method, request.path, headers, request.body, read
@@ -280,24 +297,28 @@ class AsyncClient(Settings):
 
         Returns only answers with a status below 400.
         """
-        _, headers, read = self._prepare(request)
-        retrying = _wire.Retrying(self.retry_for)
+        headers, read = self._headers_and_timeout(request)
+        attempts = Attempts(self._members, self.retry_for)
         while True:
+            member = attempts.target()
             failure: Exception
             try:
-                answer = await self._exchange(request, headers, read)
+                answer = await self._exchange(member, request, headers, read)
             except OSError as error:
                 # Refused, reset, timed out, not resolved, a broken answer (see `_http`).
-                failure = self._unavailable(error)
+                failure = self._unavailable(member, error)
             except InvalidURL as error:
                 # No retry heals it.
-                raise self._unavailable(error, retried=False) from error
+                raise self._unavailable(member, error, retried=False) from error
             else:
+                self._members.answered(member, answer.headers)
                 transient = _wire.check_answer(answer.status_code, answer.text, answer.headers)
                 if transient is None:
                     return answer
                 failure = transient
-            delay = retrying.pause_after(failure)
+            delay = attempts.failed(member, failure)
+            if delay <= 0:
+                continue
             _log.info(
                 "%s %s failed (%s), retrying in %.2fs", request.method, request.path, failure,
                 delay,

@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import AsyncIterator, Optional
 
+from .._members import Servers
 from .._waiting import Waiting
 from .._peers import check_new_lock, lost_error
 from ..errors import LockLost, ThrottleError, UnknownPeer
@@ -34,7 +35,7 @@ _log = logging.getLogger(__name__)
 
 @asynccontextmanager
 async def lock(
-    server_url: str,
+    server_url: Optional[Servers],
     semaphore: str,
     count: int = 1,
     timeout: Optional[timedelta] = None,
@@ -45,7 +46,10 @@ async def lock(
 ) -> AsyncIterator[AsyncPeer]:
     """Acquire a lock on ``semaphore`` for the ``async with`` block, and release it afterwards.
 
-    * ``server_url``: the Throttle server, e.g. ``http://localhost:8000``.
+    * ``server_url``: the Throttle server, e.g. ``http://localhost:8000``; or a cluster's
+      members, as a list of URLs or one string with commas (``None``: ``THROTTLE_URL``, see
+      ``Client``). A failover among the members does not show in the block: the lock stays
+      held, and a waiting call keeps its place in the queue.
     * ``semaphore``: the semaphore's name, as configured on the server.
     * ``count``: how much of the semaphore to take; at most its ``max``.
     * ``timeout``: give up and raise ``Timeout`` if the lock is not granted within this time.
@@ -98,7 +102,7 @@ async def lock(
 
 
 async def _end(
-    server_url: str,
+    server_url: Optional[Servers],
     peer: AsyncPeer,
     semaphore: str,
     bound: Optional[float],

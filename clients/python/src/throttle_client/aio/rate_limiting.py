@@ -12,6 +12,7 @@ import logging
 from datetime import timedelta
 from typing import Optional
 
+from .._members import Servers
 from .._waiting import RATE_LIMIT_SLICE, RATE_LIMIT_WAITING_EXPIRATION, Waiting
 from ..errors import LockLost, ThrottleError, UnknownPeer
 from . import _cleanup
@@ -25,7 +26,7 @@ _log = logging.getLogger(__name__)
 
 
 async def rate_limit(
-    url: str,
+    url: Optional[Servers],
     semaphore: str,
     per: timedelta,
     count: int = 1,
@@ -42,6 +43,7 @@ async def rate_limit(
         await rate_limit("http://localhost:8000", "api", per=timedelta(seconds=1))
         await call_the_api()
 
+    * ``url``: the server, or a cluster's members (see ``lock``).
     * ``count``: units this call takes (for calls that cost more than one).
     * ``timeout``: raise ``Timeout`` if no unit frees up in time; nothing is left queued then,
       nor after a cancellation.

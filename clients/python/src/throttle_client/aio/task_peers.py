@@ -19,10 +19,12 @@ thread, whatever loop runs on it, so all the tasks of a loop share one connectio
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from contextvars import ContextVar
 from typing import Any, Mapping, Optional, Tuple
 
+from .._members import Servers, servers_key
 from .._settings import Clients, shared_client
 from .client import AsyncClient
 from .peer import AsyncPeer
@@ -36,7 +38,7 @@ __all__ = [
     "task_peer",
 ]
 
-# Server URL -> (the task that bound the peer, the peer). Never mutated: every change sets a
+# Server URLs (`servers_key`) -> (the task that bound the peer, the peer). Never mutated: every change sets a
 # new mapping, so the copies other tasks inherited stay as they were.
 _Bindings = Mapping[str, Tuple["asyncio.Task[Any]", AsyncPeer]]
 _bindings: ContextVar[_Bindings] = ContextVar("throttle_client_task_peers", default={})
@@ -50,16 +52,17 @@ class _ThreadClients(threading.local):
 _clients = _ThreadClients()
 
 
-def task_peer(url: str) -> Optional[AsyncPeer]:
-    """The current task's peer for the server at ``url``, or ``None`` if it has none."""
-    binding = _bindings.get().get(url)
+def task_peer(url: Optional[Servers]) -> Optional[AsyncPeer]:
+    """The current task's peer for the server at ``url`` (or the members of a cluster, see
+    ``throttle_client.local_peers``), or ``None`` if it has none."""
+    binding = _bindings.get().get(servers_key(url, os.environ))
     if binding is None or binding[0] is not _current_task():
         return None
     return binding[1]
 
 
 async def get_task_peer(
-    url: str, token: Optional[str] = None, *, name: Optional[str] = None
+    url: Optional[Servers], token: Optional[str] = None, *, name: Optional[str] = None
 ) -> AsyncPeer:
     """The current task's peer for the server at ``url``, created on the server (with default
     settings) if the task has none yet. ``token``: see ``AsyncClient``; ``name``: a new peer's
@@ -72,7 +75,7 @@ async def get_task_peer(
     return peer
 
 
-def set_task_peer(url: str, peer: AsyncPeer) -> Optional[AsyncPeer]:
+def set_task_peer(url: Optional[Servers], peer: AsyncPeer) -> Optional[AsyncPeer]:
     """Make ``peer`` the current task's peer for ``url``, e.g. one created with a custom
     expiration time or heartbeat interval. Returns the peer it replaces, if any.
 
@@ -82,20 +85,21 @@ def set_task_peer(url: str, peer: AsyncPeer) -> Optional[AsyncPeer]:
     old = task_peer(url)
     task = _current_task()
     bindings = {u: b for u, b in _bindings.get().items() if b[0] is task}
-    bindings[url] = (task, peer)
+    bindings[servers_key(url, os.environ)] = (task, peer)
     _bindings.set(bindings)
     return old
 
 
-def forget_task_peer(url: str, peer: AsyncPeer) -> None:
+def forget_task_peer(url: Optional[Servers], peer: AsyncPeer) -> None:
     """Drop ``peer`` as the current task's peer for ``url``, if it still is."""
     if task_peer(url) is not peer:
         return
     task = _current_task()
-    _bindings.set({u: b for u, b in _bindings.get().items() if b[0] is task and u != url})
+    key = servers_key(url, os.environ)
+    _bindings.set({u: b for u, b in _bindings.get().items() if b[0] is task and u != key})
 
 
-def local_client(url: str, token: Optional[str] = None) -> AsyncClient:
+def local_client(url: Optional[Servers], token: Optional[str] = None) -> AsyncClient:
     """This thread's shared client for ``url`` and ``token`` (``None``: from
     ``THROTTLE_TOKEN``), created on first use, the one ``lock`` and ``rate_limit`` use."""
     return shared_client(
