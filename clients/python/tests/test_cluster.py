@@ -54,6 +54,16 @@ def new_leader(cluster: Cluster, old: int) -> int:
     return cluster.leader(among=[member for member in cluster.ids if member != old])
 
 
+def assert_rate(calls: List[Tuple[float, float]], per: float, limit: int) -> None:
+    """Each grant happened between its call and its return, and the server lets no more than
+    ``limit`` grants fall within ``per`` of each other: no ``limit + 1`` calls may span less."""
+    assert len(calls) >= 6, calls
+    for group in itertools.combinations(calls, limit + 1):
+        first_call = min(called for called, _ in group)
+        last_return = max(returned for _, returned in group)
+        assert last_return - first_call >= per, group
+
+
 def test_a_held_lock_rides_through_the_loss_of_the_leader(cluster: Cluster) -> None:
     leader, urls = leader_first(cluster)
     client = Client(urls)
@@ -120,8 +130,6 @@ def test_a_waiting_lock_keeps_its_place_through_the_loss_of_the_leader(
 def test_rate_limit_keeps_its_rate_through_the_loss_of_the_leader(cluster: Cluster) -> None:
     leader, urls = leader_first(cluster)
     per, limit = 1.0, 2  # R = 2 in CONFIG.
-    # Each grant happened between the call and its return; the server lets no more than
-    # `limit` grants fall within `per` of each other.
     calls: List[Tuple[float, float]] = []
     errors: List[BaseException] = []
     stop = time.monotonic() + 6.0
@@ -143,11 +151,7 @@ def test_rate_limit_keeps_its_rate_through_the_loss_of_the_leader(cluster: Clust
     for worker in workers:
         worker.join(60)
     assert not errors, errors
-    assert len(calls) >= 6, calls
-    for group in itertools.combinations(calls, limit + 1):
-        first_call = min(called for called, _ in group)
-        last_return = max(returned for _, returned in group)
-        assert last_return - first_call >= per, group
+    assert_rate(calls, per, limit)
 
 
 def test_with_every_member_down_the_error_names_each_after_retry_for(
@@ -266,11 +270,7 @@ async def test_async_rate_limit_keeps_its_rate_through_the_loss_of_the_leader(
     await asyncio.sleep(2.0)
     cluster.kill(leader)
     await asyncio.wait_for(asyncio.gather(*workers), 60)
-    assert len(calls) >= 6, calls
-    for group in itertools.combinations(calls, limit + 1):
-        first_call = min(called for called, _ in group)
-        last_return = max(returned for _, returned in group)
-        assert last_return - first_call >= per, group
+    assert_rate(calls, per, limit)
 
 
 @pytest.mark.anyio
