@@ -106,6 +106,7 @@ mod backoff;
 mod client;
 mod error;
 mod lock;
+mod members;
 mod rate_limit;
 mod retry;
 
