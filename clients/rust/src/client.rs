@@ -264,8 +264,8 @@ impl Client {
 
     /// A client for the members of a Throttle cluster: requests go to the leader once the
     /// members' answers have said which member leads and which URL it has, and on to the next
-    /// member when one cannot be reached or has no quorum (see [`Client`]). One URL makes the same client as [`Client::new`]. Blank entries are left
-    /// out.
+    /// member when one cannot be reached or has no quorum (see [`Client`]). One URL makes the
+    /// same client as [`Client::new`]. Blank entries are left out.
     ///
     /// ```no_run
     /// use throttle_client::Client;
