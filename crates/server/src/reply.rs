@@ -122,10 +122,9 @@ impl Reply {
     /// knows, if any ([`MEMBER_HEADER`], [`LEADER_HEADER`]). Every answer of a member, errors
     /// included, carries them; a single server's carry neither.
     pub fn with_member(mut self, id: u64, leader: Option<u64>) -> Reply {
-        self.headers.push((MEMBER_HEADER, id.to_string().into()));
+        self.headers.push((MEMBER_HEADER, member_id(id)));
         if let Some(leader) = leader {
-            self.headers
-                .push((LEADER_HEADER, leader.to_string().into()));
+            self.headers.push((LEADER_HEADER, member_id(leader)));
         }
         self
     }
@@ -142,6 +141,16 @@ impl Reply {
     fn vary_by_accept(mut self) -> Reply {
         self.headers.push((VARY_HEADER, ACCEPT_HEADER.into()));
         self
+    }
+}
+
+/// A member's id as a header value: the ids of clusters of up to nine members are static, so
+/// the headers every answer of a member carries cost no formatting.
+fn member_id(id: u64) -> Cow<'static, str> {
+    const IDS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match usize::try_from(id).ok().and_then(|index| IDS.get(index)) {
+        Some(&id) => id.into(),
+        None => id.to_string().into(),
     }
 }
 
@@ -363,6 +372,10 @@ mod tests {
         check_headers(
             Reply::error(&Error::NoQuorum("no leader".into())).with_member(2, None),
             &[(MEMBER_HEADER, "2")],
+        );
+        check_headers(
+            Reply::text(200, "Ok").with_member(12, Some(9)),
+            &[(MEMBER_HEADER, "12"), (LEADER_HEADER, "9")],
         );
     }
 }
