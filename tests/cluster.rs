@@ -284,6 +284,55 @@ fn the_loss_of_the_leader_keeps_every_lock_and_grants_resume() {
     assert_eq!(three.member(old).remainder("M"), 0);
 }
 
+/// The member and the leader a reply names (`Throttle-Member`, `Throttle-Leader`).
+fn named(reply: &common::Reply) -> (Option<u64>, Option<u64>) {
+    let id = |name| reply.header(name).map(|id| id.parse().expect("an id"));
+    (id("Throttle-Member"), id("Throttle-Leader"))
+}
+
+#[test]
+fn every_answer_of_a_member_names_it_and_the_leader_and_follows_a_new_leader() {
+    let mut three = Three::start();
+    let old = three.leader();
+    let leader_id = old as u64 + 1;
+    for index in 0..3 {
+        let member = three.member(index);
+        let id = Some(index as u64 + 1);
+        // Any route, answered by the service or refused, fast or after a wait.
+        for reply in [
+            member.get("/health"),
+            member.get("/status.json"),
+            member.get("/no/such/route"),
+            member.get("/peers/12345/is_acquired"),
+            member.get("/remainder?semaphore=M"),
+        ] {
+            assert_eq!(named(&reply), (id, Some(leader_id)), "{}", reply.text());
+        }
+    }
+    three.kill(old);
+    let new = three.leader();
+    assert_ne!(new, old);
+    for index in three.running().collect::<Vec<_>>() {
+        let reply = three.member(index).get("/health");
+        assert_eq!(
+            named(&reply),
+            (Some(index as u64 + 1), Some(new as u64 + 1))
+        );
+    }
+}
+
+#[test]
+fn only_cluster_members_name_themselves() {
+    let single = Server::start("[semaphores]\nM = 1\n");
+    for path in ["/health", "/no/such/route", "/remainder?semaphore=M"] {
+        let reply = single.get(path);
+        assert_eq!(named(&reply), (None, None), "{path}: {:?}", reply.headers);
+    }
+    let one = Server::start(CLUSTER_OF_ONE);
+    wait_for_leader(&one);
+    assert_eq!(named(&one.get("/health")), (Some(1), Some(1)));
+}
+
 #[test]
 fn a_member_without_a_quorum_grants_nothing_and_says_why() {
     let mut three = Three::start();

@@ -2,14 +2,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Failed, Unreachable, is_no_quorum, is_peer_limit};
+use crate::members::Members;
 use crate::retry::{Next, Schedule};
 
 /// How long [`Client::new`] keeps retrying a request that failed on the way (connection
@@ -50,6 +50,12 @@ const FENCING_TOKEN: &str = "Fencing-Token";
 
 /// The header the server adds to `Unknown peer` when the peer expired.
 const PEER_STATE: &str = "Throttle-Peer-State";
+
+/// The header of a cluster member's answers that names the member (its id).
+const MEMBER: &str = "Throttle-Member";
+
+/// The header of a cluster member's answers that names the leader it knows (its id).
+const LEADER: &str = "Throttle-Leader";
 
 /// The longest holder name the server accepts, in bytes.
 const MAX_NAME_BYTES: usize = 256;
@@ -103,6 +109,9 @@ struct Answer {
     body: String,
     fencing_token: Option<u64>,
     peer_expired: bool,
+    /// The id of the cluster member that answered, and of the leader it knows.
+    member: Option<u64>,
+    leader: Option<u64>,
 }
 
 /// The name a client gives its peers unless told otherwise: `hostname:pid`.
@@ -148,14 +157,21 @@ impl PeerInfo {
 /// [`Client::new_peer`] may leave an unused peer behind, which expires on its own.
 ///
 /// **Several members.** Given the URLs of a cluster's members ([`Client::new`] with commas,
-/// [`Client::for_members`]), the client sends every request to the member that answered last
-/// (the first one to begin with). Any member answers every route (followers forward to the
-/// leader) and their state is one, so it need not know which member leads. A request that
-/// fails on the way or with a 5xx (503 `No quorum` from a member cut off from the others,
-/// say) goes to the next member at once; after a round of all members without an answer it
-/// pauses as above, until the retry budget is spent. Even with a budget of zero each member is
-/// asked once. A held lock, a waiting acquire and its fencing tokens are the cluster's, so a
-/// change of leader is invisible to them.
+/// [`Client::for_members`]), the client follows the leader. Every answer of a member names the
+/// member and the leader it knows (headers `Throttle-Member` and `Throttle-Leader`); the client
+/// remembers which URL is which member, and when an answer names another member as the
+/// leader, sends its next requests to that member's URL, or, while it does not know which URL
+/// that is, to the next member it has not heard from. So it talks to the leader after at most
+/// one answer from each member, without asking anything extra, and follows a new leader with
+/// the next answer that names it. (Any member answers every route, a follower by way of the
+/// leader, so this saves a hop, not a failure.) A request that fails on the way or with a 5xx
+/// (503 `No quorum` from a member cut off from the others, say) goes to the next member at
+/// once, and for a few seconds no answer leads the client back to the member that failed;
+/// after a round of all members without an answer it pauses as above, until the retry budget
+/// is spent. Even with a budget of zero each member is asked once. A held lock, a waiting
+/// acquire and its fencing tokens are the cluster's, so a change of leader is invisible to
+/// them. A client of one URL (one server, or a load balancer in front of the members) always
+/// asks that URL.
 ///
 /// Most programs want the higher-level [`Client::lock`] and [`Client::rate_limit`] instead.
 ///
@@ -180,9 +196,10 @@ pub struct Client {
     /// The servers' URLs without a trailing slash: one, or the members of a cluster. Never
     /// empty.
     members: Arc<[Box<str>]>,
-    /// The index of the member asked first: the one that answered last. Shared by clones, so a
-    /// guard's heartbeat and its owner move on from a lost member together.
-    current: Arc<AtomicUsize>,
+    /// Which member is asked first, and what the client knows of each (its id, whether it
+    /// failed lately). Shared by clones, so a guard's heartbeat and its owner follow the leader
+    /// and move on from a lost member together.
+    known: Arc<Mutex<Members>>,
     retry_budget: Duration,
     /// The value of the `Authorization` header, `Bearer <token>`, if a token is set.
     authorization: Option<Arc<str>>,
@@ -245,10 +262,10 @@ impl Client {
         Client::for_members(base_url.split(','))
     }
 
-    /// A client for the members of a Throttle cluster: requests go to the member that answered
-    /// last, and on to the next one when a member cannot be reached or has no quorum (see
-    /// [`Client`]). One URL makes the same client as [`Client::new`]. Blank entries are left
-    /// out.
+    /// A client for the members of a Throttle cluster: requests go to the leader once the
+    /// members' answers have said which member leads and which URL it has, and on to the next
+    /// member when one cannot be reached or has no quorum (see [`Client`]). One URL makes the
+    /// same client as [`Client::new`]. Blank entries are left out.
     ///
     /// ```no_run
     /// use throttle_client::Client;
@@ -278,8 +295,8 @@ impl Client {
             .new_agent();
         Client {
             agent,
+            known: Arc::new(Mutex::new(Members::new(members.len()))),
             members: members.into(),
-            current: Arc::new(AtomicUsize::new(0)),
             retry_budget: DEFAULT_RETRY_BUDGET,
             authorization: None,
             peer_name: Some(default_peer_name().into()),
@@ -385,9 +402,9 @@ impl Client {
     }
 
     /// The server's URL, without a trailing slash; of a cluster, the member requests go to
-    /// first (the one that answered last).
+    /// now: the leader, once the answers have led the client there (see [`Client`]).
     pub fn base_url(&self) -> &str {
-        &self.members[self.current.load(Ordering::Relaxed) % self.members.len()]
+        &self.members[self.known().current() % self.members.len()]
     }
 
     /// The URLs of every server this client knows, without trailing slashes: one, or the
@@ -611,8 +628,14 @@ impl Client {
         // The last failure of each member, for the error once the budget is spent.
         let mut failures: Vec<Option<Failed>> = (0..count).map(|_| None).collect();
         loop {
-            let index = self.current.load(Ordering::Relaxed) % count;
+            let index = self.known().current() % count;
             let outcome = self.send_once(&self.members[index], &method, path, timeout);
+            if let Ok(answer) = &outcome
+                && count > 1
+            {
+                self.known()
+                    .answered(index, answer.member, answer.leader, Instant::now());
+            }
             let (failure, answer) = match outcome {
                 Ok(answer) if is_no_quorum(answer.status, &answer.body) => {
                     (Failed::NoQuorum(answer.body.trim_end().to_owned()), None)
@@ -640,12 +663,7 @@ impl Client {
             log::debug!("{path} failed on {}: {failure:?}", self.members[index]);
             failures[index] = Some(failure);
             // Move on to the next member, unless another request moved on already.
-            let _ = self.current.compare_exchange(
-                index,
-                (index + 1) % count,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
+            self.known().failed(index, Instant::now());
             match schedule.after_failure(started.elapsed()) {
                 Next::Ask => {}
                 Next::Pause(pause) => {
@@ -696,13 +714,23 @@ impl Client {
         };
         let fencing_token = header(FENCING_TOKEN).and_then(|token| token.parse().ok());
         let peer_expired = header(PEER_STATE).is_some_and(|state| state == "expired");
+        let member = header(MEMBER).and_then(|id| id.parse().ok());
+        let leader = header(LEADER).and_then(|id| id.parse().ok());
         let body = response.body_mut().read_to_string()?;
         Ok(Answer {
             status,
             body,
             fencing_token,
             peer_expired,
+            member,
+            leader,
         })
+    }
+
+    /// What the client knows of the members. Held only to read or record, never across a
+    /// request; nothing panics while it is held, but a poisoned lock is used as it is.
+    fn known(&self) -> MutexGuard<'_, Members> {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Adds what every request carries: the `Authorization` header if a token is set, and the

@@ -65,9 +65,10 @@
 //! # A cluster
 //!
 //! Given the URLs of a cluster's members ([`Client::for_members`], or [`Client::new`] with
-//! commas, or `THROTTLE_URL` for [`Client::from_environment`]), the client asks the member that
-//! answered last and moves on to the next when one cannot be reached or has no quorum, within
-//! its retry budget. Locks, waits and fencing tokens live in the cluster's replicated state,
+//! commas, or `THROTTLE_URL` for [`Client::from_environment`]), the client sends to the leader,
+//! which the members name in every answer (it follows a new one as soon as an answer names
+//! it), and moves on to the next member when one cannot be reached or has no quorum, within its
+//! retry budget. Locks, waits and fencing tokens live in the cluster's replicated state,
 //! so the loss of a member, the leader included, does not show in a held guard or a waiting
 //! acquire. When no member answers in time the error names each one and why.
 //!
@@ -106,6 +107,7 @@ mod backoff;
 mod client;
 mod error;
 mod lock;
+mod members;
 mod rate_limit;
 mod retry;
 

@@ -269,11 +269,11 @@ impl Node {
         config.validate().map_err(other)?;
         let logger = slog_log::logger();
         let raw = RawNode::new(&config, store, &logger).map_err(other)?;
-        let status = StatusHandle(Arc::new(Mutex::new(Status {
+        let status = StatusHandle::new(Status {
             id: settings.id,
             applied: snapshot_index,
             ..Status::default()
-        })));
+        });
         let id = settings.id;
         let mut driver = Driver {
             raw,
@@ -374,19 +374,46 @@ impl Node {
 
 /// Reads a member's [`Status`], as the thread last published it. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct StatusHandle(Arc<Mutex<Status>>);
+pub struct StatusHandle(Arc<Published>);
+
+/// What the thread publishes: the whole status, and the leader on its own, which the HTTP
+/// workers read with every answer (see [`StatusHandle::leader`]).
+#[derive(Debug)]
+struct Published {
+    status: Mutex<Status>,
+    /// `status.leader`, 0 for none (raft's ids start at 1).
+    leader: AtomicU64,
+}
 
 impl StatusHandle {
+    fn new(status: Status) -> StatusHandle {
+        StatusHandle(Arc::new(Published {
+            leader: AtomicU64::new(status.leader.unwrap_or(0)),
+            status: Mutex::new(status),
+        }))
+    }
+
     /// A copy of what the member knows now.
     pub fn get(&self) -> Status {
         self.0
+            .status
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
+    /// The leader this member follows, or itself; `None` during an election: what
+    /// [`Status::leader`] says, read without a lock or a copy, for a caller that asks with
+    /// every request.
+    pub fn leader(&self) -> Option<u64> {
+        Some(self.0.leader.load(Ordering::Relaxed)).filter(|&id| id != 0)
+    }
+
     fn set(&self, status: Status) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = status;
+        self.0
+            .leader
+            .store(status.leader.unwrap_or(0), Ordering::Relaxed);
+        *self.0.status.lock().unwrap_or_else(PoisonError::into_inner) = status;
     }
 }
 

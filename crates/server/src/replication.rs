@@ -41,6 +41,8 @@ pub struct Replication {
     status: StatusHandle,
     shared: Shared,
     members: usize,
+    /// This member's id, its position in `members` from 1.
+    id: u64,
 }
 
 /// What the service's side and the [`Applier`] share.
@@ -64,11 +66,13 @@ impl Replication {
         shared: Shared,
         members: usize,
     ) -> Replication {
+        let id = status.get().id;
         Replication {
             proposer,
             status,
             shared,
             members,
+            id,
         }
     }
 
@@ -81,6 +85,17 @@ impl Replication {
     /// How many members the cluster has.
     pub fn members(&self) -> usize {
         self.members
+    }
+
+    /// This member's id: its position in the cluster's `members`, from 1.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The member that leads as this one knows it (itself, perhaps), `None` during an
+    /// election. Cheap enough for every answer: no lock, no copy.
+    pub fn leader(&self) -> Option<u64> {
+        self.status.leader()
     }
 
     /// Proposes `op` and waits until this member applied it: the result, once the entry is

@@ -1,6 +1,7 @@
 //! An answer before it is written: status code, content type, body and the headers that belong
 //! to it, each added where the answer is made (the fencing token of a grant, the challenge of a
-//! 401, `Vary` of the answers chosen by `Accept`), so nothing works them out again afterwards.
+//! 401, `Vary` of the answers chosen by `Accept`, the member and leader ids of a cluster
+//! member's answers), so nothing works them out again afterwards.
 //!
 //! Also the one place that maps an [`Error`] to its status code. This file knows neither
 //! the HTTP layer nor the state: `workers.rs` builds replies from what the service answered and
@@ -34,6 +35,14 @@ pub const VARY_HEADER: &str = "Vary";
 
 /// The request header that chooses between the greeting and the status page at `GET /`.
 pub const ACCEPT_HEADER: &str = "Accept";
+
+/// The header of every answer of a cluster member: the member's id (its position in the
+/// cluster's `members`, from 1), so a client learns which of its URLs is which member.
+pub const MEMBER_HEADER: &str = "Throttle-Member";
+
+/// The header of a cluster member's answers while it knows a leader: the leader's id, so a
+/// client sends its next requests there and saves the hop from a follower to the leader.
+pub const LEADER_HEADER: &str = "Throttle-Leader";
 
 /// A media type for JSON bodies.
 pub const JSON: &str = "application/json";
@@ -109,6 +118,17 @@ impl Reply {
         reply
     }
 
+    /// This reply as a cluster member answers: naming the member (`id`) and the leader it
+    /// knows, if any ([`MEMBER_HEADER`], [`LEADER_HEADER`]). Every answer of a member, errors
+    /// included, carries them; a single server's carry neither.
+    pub fn with_member(mut self, id: u64, leader: Option<u64>) -> Reply {
+        self.headers.push((MEMBER_HEADER, member_id(id)));
+        if let Some(leader) = leader {
+            self.headers.push((LEADER_HEADER, member_id(leader)));
+        }
+        self
+    }
+
     fn with_type(status: u16, content_type: &'static str, body: Vec<u8>) -> Reply {
         Reply {
             status,
@@ -121,6 +141,16 @@ impl Reply {
     fn vary_by_accept(mut self) -> Reply {
         self.headers.push((VARY_HEADER, ACCEPT_HEADER.into()));
         self
+    }
+}
+
+/// A member's id as a header value: the ids of clusters of up to nine members are static, so
+/// the headers every answer of a member carries cost no formatting.
+fn member_id(id: u64) -> Cow<'static, str> {
+    const IDS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match usize::try_from(id).ok().and_then(|index| IDS.get(index)) {
+        Some(&id) => id.into(),
+        None => id.to_string().into(),
     }
 }
 
@@ -295,6 +325,8 @@ mod tests {
         assert_eq!(header("vary").name, VARY_HEADER);
         assert_eq!(header("vary").value.as_deref(), Some(ACCEPT_HEADER));
         assert_eq!(header("accept").name, ACCEPT_HEADER);
+        assert_eq!(header("member").name, MEMBER_HEADER);
+        assert_eq!(header("leader").name, LEADER_HEADER);
     }
 
     #[track_caller]
@@ -329,5 +361,21 @@ mod tests {
         );
         check_headers(Reply::lock(Answer::Pending), &[]);
         check_headers(Reply::json("1"), &[]);
+        check_headers(
+            Reply::lock(Answer::Acquired(7)).with_member(2, Some(3)),
+            &[
+                (FENCING_TOKEN_HEADER, "7"),
+                (MEMBER_HEADER, "2"),
+                (LEADER_HEADER, "3"),
+            ],
+        );
+        check_headers(
+            Reply::error(&Error::NoQuorum("no leader".into())).with_member(2, None),
+            &[(MEMBER_HEADER, "2")],
+        );
+        check_headers(
+            Reply::text(200, "Ok").with_member(12, Some(9)),
+            &[(MEMBER_HEADER, "12"), (LEADER_HEADER, "9")],
+        );
     }
 }

@@ -179,6 +179,11 @@ fn answer(
         }
         Reply::error(&error)
     });
+    // A cluster member names itself and its leader in every answer: clients follow the leader.
+    let reply = match app.service.replication() {
+        Some(replication) => reply.with_member(replication.id(), replication.leader()),
+        None => reply,
+    };
     log::debug!(
         "{} {} -> {}",
         request.method(),

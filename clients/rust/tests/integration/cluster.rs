@@ -1,6 +1,7 @@
 //! The client against a real three-member cluster (started by the harness): kill -9 of the
 //! leader under a held lock and under a waiting one, every member down, a member without a
-//! quorum. Each client lists the leader first, so the kill hits the member it talks to.
+//! quorum; a client finding the leader from the members' answers. Each client of the other
+//! tests lists the leader first, so the kill hits the member it talks to.
 //!
 //! Assertions about time have seconds of slack, for a loaded two-core machine.
 
@@ -86,6 +87,31 @@ fn holds(client: &Client, peer: throttle_client::PeerId) -> bool {
     client
         .peer_state(peer)
         .is_ok_and(|state| state.acquired.contains_key("M"))
+}
+
+#[test]
+fn a_client_finds_the_leader_from_the_answers_and_follows_a_new_one() {
+    let mut three = Three::start();
+    let leader = three.leader();
+    // The leader listed last: the client hears from both followers before it knows its URL.
+    let client = three.client_asking_first((leader + 1) % 3);
+    assert_eq!(client.base_url(), three.url((leader + 1) % 3));
+    let mut requests = 0;
+    while client.base_url() != three.url(leader) {
+        assert!(requests < 2, "not on the leader after {requests} requests");
+        client.health().unwrap();
+        requests += 1;
+    }
+    // The leader's own answers keep the client there.
+    client.remainder("M").unwrap();
+    assert_eq!(client.base_url(), three.url(leader));
+    three.kill(leader);
+    let new = three.leader();
+    eventually(secs(20), "the client follows the new leader", || {
+        client.health().is_ok() && client.base_url() == three.url(new)
+    });
+    client.remainder("M").unwrap();
+    assert_eq!(client.base_url(), three.url(new));
 }
 
 #[test]

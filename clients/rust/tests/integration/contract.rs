@@ -73,3 +73,24 @@ fn the_token_is_sent_in_the_contracts_header_and_scheme() {
     });
     assert_eq!(sent, Some(expected.as_str()), "{heads:#?}");
 }
+
+#[test]
+fn a_client_of_several_members_follows_the_leader_the_contracts_headers_name() {
+    let (member, _) = header("member");
+    let (leader, _) = header("leader");
+    // Member 1 follows member 2; member 2 leads.
+    let follower = FakeServer::answering_with(
+        200,
+        vec![(member.clone(), "1".into()), (leader.clone(), "2".into())],
+        "Ok",
+    );
+    let leading =
+        FakeServer::answering_with(200, vec![(member, "2".into()), (leader, "2".into())], "Ok");
+    let client = throttle_client::Client::for_members([follower.url(), leading.url()]);
+    client.health().unwrap();
+    assert_eq!(client.base_url(), leading.url());
+    client.health().unwrap();
+    client.health().unwrap();
+    assert_eq!((follower.requests(), leading.requests()), (1, 2));
+    assert_eq!(client.base_url(), leading.url());
+}

@@ -257,6 +257,8 @@ fn three_members_apply_the_same_entries_in_the_same_order() {
             (status.leader == Some(leader) && status.commit >= 3 && status.applied >= 3)
                 .then_some(())
         });
+        // The leader read on its own (for every HTTP answer) is the status's.
+        assert_eq!(cluster.node(id).status_handle().leader(), Some(leader));
     }
 }
 
@@ -271,6 +273,12 @@ fn the_loss_of_the_leader_elects_another_and_loses_nothing_committed() {
     cluster.stop(first);
     let second = cluster.leader();
     assert_ne!(second, first);
+    eventually("the survivors' handles name the new leader", || {
+        cluster
+            .running()
+            .all(|id| cluster.node(id).status_handle().leader() == Some(second))
+            .then_some(())
+    });
     assert!(cluster.node(second).status().term > 1);
     cluster.propose(second, "after");
     for id in cluster.running().collect::<Vec<_>>() {
