@@ -154,6 +154,21 @@ def test_rate_limit_keeps_its_rate_through_the_loss_of_the_leader(cluster: Clust
     assert_rate(calls, per, limit)
 
 
+def test_the_client_finds_the_leader_and_follows_a_new_one(cluster: Cluster) -> None:
+    leader = cluster.leader()
+    followers = [member for member in cluster.ids if member != leader]
+    # The leader last: the client has to learn where it is from the followers' answers.
+    client = Client([cluster.url(member) for member in [*followers, leader]])
+    for _ in range(3):
+        client.remainder("M")
+    assert client.member == cluster.url(leader)
+    cluster.kill(leader)
+    successor = new_leader(cluster, leader)
+    for _ in range(3):
+        client.remainder("M")
+    assert client.member == cluster.url(successor)
+
+
 def test_with_every_member_down_the_error_names_each_after_retry_for(
     cluster: Cluster,
 ) -> None:

@@ -41,6 +41,14 @@ def test_no_url_at_all_is_refused(servers: object) -> None:
         parse_servers(servers, {})  # type: ignore[arg-type]
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def answer(member: int, leader: Optional[int]) -> Dict[str, str]:
     headers = {"Throttle-Member": str(member)}
     if leader is not None:
@@ -72,12 +80,27 @@ def test_answers_without_the_headers_leave_the_member_in_use() -> None:
     assert members.current == 0
 
 
-def test_a_stale_answer_does_not_move_a_client_that_moved_on() -> None:
+def test_a_hint_does_not_lead_back_to_a_member_that_just_failed() -> None:
+    clock = Clock()
+    members = Members([A, B, C], clock)
+    members.answered(0, answer(1, 1))
+    members.answered(1, answer(2, 1))
+    members.answered(2, answer(3, 1))
+    assert members.current == 0
+    members.failed(0)  # The leader is killed; the others name it until they elect another.
+    assert members.current == 1
+    members.answered(1, answer(2, 1))
+    assert members.current == 1
+    clock.now += 5.0  # Long after: member 1 is back and leads again.
+    members.answered(1, answer(2, 1))
+    assert members.current == 0
+
+
+def test_a_failure_of_a_member_not_in_use_moves_nothing() -> None:
     members = Members([A, B, C])
     members.failed(0)
     assert members.current == 1
-    members.answered(0, answer(1, 3))  # A late answer of A.
-    members.failed(0)  # A late failure of A.
+    members.failed(0)  # A late failure of a request that went to A.
     assert members.current == 1
 
 
@@ -86,14 +109,6 @@ def test_a_single_server_is_never_left() -> None:
     members.failed(0)
     members.answered(0, answer(1, 2))
     assert members.current == 0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def refused(url: str) -> ServerUnavailable:

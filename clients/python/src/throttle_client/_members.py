@@ -39,6 +39,10 @@ LEADER_HEADER = "Throttle-Leader"
 #: What a client takes as its server: a URL, URLs separated by commas, or a sequence of URLs.
 Servers = Union[str, Sequence[str]]
 
+#: Seconds during which a leader hint does not lead back to a member that failed: longer than
+#: an election, short enough to follow a member that is back and leads again.
+AVOID_AFTER_FAILURE = 5.0
+
 # The first pause after a round of failures, and the longest, in seconds.
 _FIRST_PAUSE = 0.05
 _LONGEST_PAUSE = 2.0
@@ -75,18 +79,26 @@ class Members:
     following the leader only saves the hop from a follower to it. Answers carry the member's
     id and the leader's (``MEMBER_HEADER``, ``LEADER_HEADER``); the client learns which URL is
     which member from them, and while the leader's URL is unknown it tries the members whose
-    id it has not seen yet, one per request. A server without these headers (a single server,
-    Throttle 0.5, a load balancer's choice) leaves the member in use as it is.
+    id it has not seen yet, one per request, so it reaches the leader after at most one answer
+    of each member, without asking anyone extra. A server without these headers (a single
+    server, Throttle 0.5, a load balancer) leaves the member in use as it is.
 
-    Threads and tasks share it without a lock: each change is one assignment, and a lost
-    race only sends one request to a member that also answers it.
+    For ``AVOID_AFTER_FAILURE`` a hint does not lead back to a member that failed: the others
+    go on naming a killed leader until they elect another.
+
+    Threads and tasks share it without a lock: each change is a few assignments, and a lost
+    race only sends one request to a member that answers it too.
     """
 
-    def __init__(self, urls: Sequence[str]) -> None:
+    def __init__(
+        self, urls: Sequence[str], clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if not urls:
             raise ValueError("a client needs at least one server URL")
         self.urls: Tuple[str, ...] = tuple(urls)
+        self._clock = clock
         self._ids: List[Optional[int]] = [None] * len(self.urls)
+        self._failed: List[Optional[float]] = [None] * len(self.urls)
         self._current = 0
 
     @property
@@ -95,30 +107,48 @@ class Members:
         return self._current
 
     def answered(self, index: int, headers: Optional[Mapping[str, str]]) -> None:
-        """Learn from an answer of member ``index``: its id, and the leader it names."""
+        """Learn from an answer (any status) of member ``index``: its id, and the leader it
+        names. Requests go to that leader's URL if it is known, else to the next member of
+        unknown id; to member ``index`` itself if it leads."""
         if len(self.urls) == 1 or headers is None:
             return
         member = _member_id(header(headers, MEMBER_HEADER))
         leader = _member_id(header(headers, LEADER_HEADER))
         if member is not None:
             self._ids[index] = member
-        if member is None or leader is None or leader == member or self._current != index:
+        self._failed[index] = None
+        if member is None or leader is None:
             return
-        if leader in self._ids:
-            self._current = self._ids.index(leader)
+        if member == leader:
+            self._current = index
             return
-        count = len(self.urls)
-        unknown = [(index + step) % count for step in range(1, count)]
-        unknown = [other for other in unknown if self._ids[other] is None]
-        # Every URL answered with an id and none is the leader's: the ids are stale (a member
-        # moved), so ask the next one again.
-        self._current = unknown[0] if unknown else (index + 1) % count
+        target = self._towards(leader, index)
+        if target is not None:
+            self._current = target
 
     def failed(self, index: int) -> None:
         """Member ``index`` did not answer (or has no quorum): move on to the next, unless
         another request moved on already."""
+        self._failed[index] = self._clock()
         if self._current == index:
             self._current = (index + 1) % len(self.urls)
+
+    def _towards(self, leader: int, index: int) -> Optional[int]:
+        """Where to go for ``leader``, named by member ``index``: a member known to have its
+        id, else the next member after ``index`` of unknown id; one that did not fail lately.
+        ``None`` to stay."""
+        now = self._clock()
+
+        def usable(other: int) -> bool:
+            failed = self._failed[other]
+            return failed is None or now - failed >= AVOID_AFTER_FAILURE
+
+        count = len(self.urls)
+        known = [other for other in range(count) if self._ids[other] == leader]
+        if known:
+            return next((other for other in known if usable(other)), None)
+        later = ((index + step) % count for step in range(1, count))
+        return next((o for o in later if self._ids[o] is None and usable(o)), None)
 
 
 class Attempts:

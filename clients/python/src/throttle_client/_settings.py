@@ -81,6 +81,12 @@ class Settings:
         return self._members.urls
 
     @property
+    def member(self) -> str:
+        """The URL requests go to now: the leader once an answer named it, else the member
+        that answered last (see ``Client``)."""
+        return self._members.urls[self._members.current]
+
+    @property
     def has_token(self) -> bool:
         """Whether requests carry a token (see ``token`` above)."""
         return self._token is not None

@@ -1,5 +1,5 @@
 //! The client against a real three-member cluster (started by the harness): kill -9 of the
-//! leader under a held lock and under a waiting one, every member down, a member without a
+//! leader under a held lock, under a waiting one and under `rate_limit`, every member down, a member without a
 //! quorum; a client finding the leader from the members' answers. Each client of the other
 //! tests lists the leader first, so the kill hits the member it talks to.
 //!
@@ -15,7 +15,7 @@ use throttle_harness::{Cluster, Launch};
 
 use crate::support::{eventually, join_within, secs, someone_waits, throughout};
 
-const CONFIG: &str = "[semaphores]\nM = 1\n";
+const CONFIG: &str = "[semaphores]\nM = 1\nR = 2\n";
 
 /// Three members, and which of them still run.
 struct Three {
@@ -205,6 +205,49 @@ fn a_waiting_lock_keeps_its_place_through_the_loss_of_the_leader() {
     let second = second.unwrap();
     assert!(waited < timeout, "granted after {waited:?}");
     assert!(second.fencing_token().expect("a fencing token") > token);
+}
+
+#[test]
+fn rate_limit_keeps_its_rate_through_the_loss_of_the_leader() {
+    let mut three = Three::start();
+    let leader = three.leader();
+    let client = three.client_asking_first(leader);
+    let (per, limit) = (secs(1), 2); // R = 2 in CONFIG.
+    let stop = Instant::now() + secs(6);
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let client = client.clone();
+            thread::spawn(move || {
+                let mut calls = Vec::new();
+                while Instant::now() < stop {
+                    let called = Instant::now();
+                    client.rate_limit("R", per)?;
+                    calls.push((called, Instant::now()));
+                }
+                Ok::<_, Error>(calls)
+            })
+        })
+        .collect();
+    thread::sleep(secs(2));
+    three.kill(leader);
+    let mut calls = Vec::new();
+    for worker in workers {
+        let done = join_within(worker, secs(60), "a rate-limited worker");
+        calls.extend(done.expect("rate_limit through the failover"));
+    }
+    assert!(calls.len() >= 6, "{} calls", calls.len());
+    // Each grant fell between its call and its return, and the server lets no more than
+    // `limit` grants fall within `per` of each other: no `limit + 1` calls span less.
+    for (a, first) in calls.iter().enumerate() {
+        for (b, second) in calls.iter().enumerate().skip(a + 1) {
+            for third in calls.iter().skip(b + 1) {
+                let group = [first, second, third];
+                let called = group.iter().map(|(called, _)| *called).min().unwrap();
+                let returned = group.iter().map(|(_, returned)| *returned).max().unwrap();
+                assert!(returned - called >= per, "{limit} + 1 grants within {per:?}");
+            }
+        }
+    }
 }
 
 #[test]
