@@ -244,7 +244,10 @@ fn rate_limit_keeps_its_rate_through_the_loss_of_the_leader() {
                 let group = [first, second, third];
                 let called = group.iter().map(|(called, _)| *called).min().unwrap();
                 let returned = group.iter().map(|(_, returned)| *returned).max().unwrap();
-                assert!(returned - called >= per, "{limit} + 1 grants within {per:?}");
+                assert!(
+                    returned - called >= per,
+                    "{limit} + 1 grants within {per:?}"
+                );
             }
         }
     }
