@@ -402,6 +402,12 @@ impl StatusHandle {
             .clone()
     }
 
+    /// `look` applied to what the member knows now, under the lock and without a copy: for
+    /// callers that need one field with every request (the term, the clock).
+    pub fn read<T>(&self, look: impl FnOnce(&Status) -> T) -> T {
+        look(&self.0.status.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// The leader this member follows, or itself; `None` during an election: what
     /// [`Status::leader`] says, read without a lock or a copy, for a caller that asks with
     /// every request.

@@ -110,7 +110,7 @@ impl Replication {
         op.encode(&mut payload);
         let deadline = Instant::now() + COMMIT_TIMEOUT;
         'propose: loop {
-            let term = self.status.get().term;
+            let term = self.status.read(|status| status.term);
             let seq = self.shared.proposals.propose(&self.proposer, &payload)?;
             loop {
                 let until = (Instant::now() + LOOK_AGAIN).min(deadline);
@@ -133,7 +133,7 @@ impl Replication {
                             COMMIT_TIMEOUT.as_secs()
                         )));
                     }
-                    Waited::Pending if self.status.get().term != term => {
+                    Waited::Pending if self.status.read(|status| status.term) != term => {
                         self.shared.proposals.forget(seq);
                         continue 'propose;
                     }
@@ -185,7 +185,7 @@ impl Replication {
 
     /// The log's clock while this member leads.
     pub fn leader_clock(&self) -> Option<LogClock> {
-        self.status.get().clock
+        self.status.read(|status| status.clock)
     }
 
     /// What this member knows of the cluster.
