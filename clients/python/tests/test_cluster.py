@@ -88,6 +88,29 @@ def test_a_held_lock_rides_through_the_loss_of_the_leader(cluster: Cluster) -> N
         assert later is not None and later > token
 
 
+def test_a_held_lock_rides_through_a_leader_that_falls_silent(cluster: Cluster) -> None:
+    """SIGSTOP, not kill: the leader's connections stay open and nothing answers, as when its
+    machine is gone. A heartbeat sent there moves on after 5 s (not ``request_timeout``'s 30),
+    well within a 10 s lease."""
+    leader, urls = leader_first(cluster)
+    client = Client(urls)
+    lease = timedelta(seconds=10)
+    beat = timedelta(seconds=1)
+    set_local_peer(urls, PeerWithHeartbeat(client, expiration_time=lease, heartbeat_interval=beat))
+    lost: List[Peer] = []
+    with lock(urls, "M", on_lost=lost.append) as held:
+        cluster.pause(leader)
+        try:
+            observer = Client([cluster.url(new_leader(cluster, leader))])
+            until = time.monotonic() + lease.total_seconds() + 2
+            while time.monotonic() < until:
+                assert observer.peer_state(held.id).acquired == {"M": 1}
+                time.sleep(0.2)
+        finally:
+            cluster.resume(leader)
+    assert not lost and not held.lost
+
+
 def test_a_waiting_lock_keeps_its_place_through_the_loss_of_the_leader(
     cluster: Cluster,
 ) -> None:

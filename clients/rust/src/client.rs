@@ -33,6 +33,12 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:8000";
 /// server answers in milliseconds; this only bounds how long a silent connection goes unnoticed.
 const ANSWER_MARGIN: Duration = Duration::from_secs(30);
 
+/// [`ANSWER_MARGIN`] for a client of several members. A member answers within its commit
+/// timeout (3 s, then `503 No quorum`); one silent for longer is paused, cut off by a firewall
+/// that drops, or on a machine that is gone, and the request moves on to the next member
+/// instead of waiting out the whole margin while the others elect a leader.
+const MEMBER_ANSWER_MARGIN: Duration = Duration::from_secs(5);
+
 /// The id of a peer, the server-side owner of locks. The server picks it at random, below
 /// 2^53.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -166,8 +172,10 @@ impl PeerInfo {
 /// the next answer that names it. (Any member answers every route, a follower by way of the
 /// leader, so this saves a hop, not a failure.) A request that fails on the way or with a 5xx
 /// (503 `No quorum` from a member cut off from the others, say) goes to the next member at
-/// once, and for a few seconds no answer leads the client back to the member that failed;
-/// after a round of all members without an answer it pauses as above, until the retry budget
+/// once, and for a few seconds no answer leads the client back to the member that failed. A
+/// member that stays silent (paused, its machine gone, a firewall that drops) counts as failed
+/// after 5 s beyond any long poll, not 30 s: a member answers within 3 s even without a quorum.
+/// After a round of all members without an answer it pauses as above, until the retry budget
 /// is spent. Even with a budget of zero each member is asked once. A held lock, a waiting
 /// acquire and its fencing tokens are the cluster's, so a change of leader is invisible to
 /// them. A client of one URL (one server, or a load balancer in front of the members) always
@@ -483,7 +491,7 @@ impl Client {
                 separator = '&';
             }
         }
-        let timeout = block_for.map(|block_for| block_for + ANSWER_MARGIN);
+        let timeout = block_for.map(|block_for| block_for + self.answer_margin());
         let answer = self.send(Method::Put(count.to_string()), &path, timeout)?;
         match answer.status {
             200 => Ok(LockState::Acquired {
@@ -697,7 +705,7 @@ impl Client {
         timeout: Option<Duration>,
     ) -> Result<Answer, ureq::Error> {
         let url = format!("{member}{path}");
-        let timeout = Some(timeout.unwrap_or(ANSWER_MARGIN));
+        let timeout = Some(timeout.unwrap_or(self.answer_margin()));
         let mut response = match method {
             Method::Get => self.prepare(self.agent.get(&url), timeout).call(),
             Method::Delete => self.prepare(self.agent.delete(&url), timeout).call(),
@@ -731,6 +739,16 @@ impl Client {
     /// request; nothing panics while it is held, but a poisoned lock is used as it is.
     fn known(&self) -> MutexGuard<'_, Members> {
         self.known.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How long an attempt may take beyond its `block_for`: shorter with several members, where
+    /// a silent one is better left for the next.
+    fn answer_margin(&self) -> Duration {
+        if self.members.len() > 1 {
+            MEMBER_ANSWER_MARGIN
+        } else {
+            ANSWER_MARGIN
+        }
     }
 
     /// Adds what every request carries: the `Authorization` header if a token is set, and the

@@ -39,6 +39,13 @@ LEADER_HEADER = "Throttle-Leader"
 #: What a client takes as its server: a URL, URLs separated by commas, or a sequence of URLs.
 Servers = Union[str, Sequence[str]]
 
+#: The longest a client of several members waits for an answer beyond its long poll. A member
+#: answers within its commit timeout (3 s, then ``503 No quorum``); one silent for longer is
+#: paused, cut off by a firewall that drops, or on a machine that is gone, and the request
+#: moves on to the next member rather than wait out ``request_timeout`` while the others elect
+#: a leader.
+MEMBER_ANSWER_TIMEOUT = timedelta(seconds=5)
+
 #: Seconds during which a leader hint does not lead back to a member that failed: longer than
 #: an election, short enough to follow a member that is back and leads again.
 AVOID_AFTER_FAILURE = 5.0

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any, Callable, Dict, Optional, Tuple, Type, TypeVar
 
 from . import _wire
-from ._members import Members, Servers, parse_servers, servers_key
+from ._members import MEMBER_ANSWER_TIMEOUT, Members, Servers, parse_servers, servers_key
 from .errors import Attempt, ServerUnavailable, transport_reason
 
 #: ``retry_for`` unless told otherwise.
@@ -97,9 +97,13 @@ class Settings:
         return _wire.holder_name(name, self.peer_name)
 
     def _headers_and_timeout(self, request: _wire.Request) -> Tuple[Dict[str, str], float]:
-        """The headers of ``request`` and the seconds to wait for its answer
-        (``request_timeout`` plus the long poll, if any)."""
-        return request.headers(self._token), request.read_timeout(self.request_timeout)
+        """The headers of ``request`` and the seconds to wait for its answer:
+        ``request_timeout`` (with several members at most ``MEMBER_ANSWER_TIMEOUT``, after
+        which the request moves on to the next member) plus the long poll, if any."""
+        answer_timeout = self.request_timeout
+        if len(self._members.urls) > 1:
+            answer_timeout = min(answer_timeout, MEMBER_ANSWER_TIMEOUT)
+        return request.headers(self._token), request.read_timeout(answer_timeout)
 
     def _url(self, member: int, request: _wire.Request) -> str:
         """The URL of ``request`` on member ``member``."""

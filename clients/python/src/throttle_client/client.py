@@ -61,7 +61,9 @@ class Client(Settings):
       answers before the last error is raised (``ServerUnavailable`` for a server that could
       not be reached, ``UnexpectedResponse`` for a 5xx answer). A 503 ``Too many peers`` is
       not retried; it raises ``TooManyPeers`` at once.
-    * ``request_timeout``: how long to wait for an answer, on top of any ``block_for``.
+    * ``request_timeout``: how long to wait for an answer, on top of any ``block_for``; with
+      several members at most 5 s, after which the request moves on to the next member (a
+      member answers within 3 s, if only ``503 No quorum``: a silent one is paused or gone).
     * ``token``: the server's access token, sent as ``Authorization: Bearer <token>``. ``None``
       (the default) takes it from the environment variable ``THROTTLE_TOKEN`` when the client is
       created, if it is set and not empty; an explicit ``token`` wins over the environment, and

@@ -71,6 +71,18 @@ impl Three {
         self.running[index] = false;
     }
 
+    /// SIGSTOP of one member: its connections stay open and nothing answers, as when its
+    /// machine is gone.
+    fn pause(&mut self, index: usize) {
+        self.cluster.server_mut(index).process.signal("STOP");
+        self.running[index] = false;
+    }
+
+    fn resume(&mut self, index: usize) {
+        self.cluster.server_mut(index).process.signal("CONT");
+        self.running[index] = true;
+    }
+
     /// A client of all three members that asks `first` first.
     fn client_asking_first(&self, first: usize) -> Client {
         Client::for_members((0..3).map(|offset| self.url((first + offset) % 3)))
@@ -145,6 +157,26 @@ fn a_held_lock_rides_through_the_loss_of_the_leader() {
         next.fencing_token().expect("a fencing token") > first,
         "fencing tokens keep growing across leaders"
     );
+}
+
+#[test]
+fn a_held_lock_rides_through_a_leader_that_falls_silent() {
+    let mut three = Three::start();
+    let leader = three.leader();
+    let client = three.client_asking_first(leader);
+    // Heartbeats every 5 s; the one sent to the silent leader moves on after 5 s more (not the
+    // 30 s a client of one server waits), well within the lease.
+    let lease = secs(15);
+    let guard = client.lock("M").expires_in(lease).acquire().unwrap();
+    three.pause(leader);
+    let observer = Client::new(&three.url(three.leader()));
+    // A stopped member that the test leaves stopped is killed with the others at its end.
+    throughout(lease + secs(2), "the lock stays held", || {
+        holds(&observer, guard.peer_id())
+    });
+    three.resume(leader);
+    assert!(!guard.is_lost());
+    guard.release().unwrap();
 }
 
 #[test]
