@@ -327,6 +327,23 @@ async def test_async_with_every_member_down_the_error_names_each(cluster: Cluste
     assert 1.0 <= elapsed < 10.0, elapsed
 
 
+@pytest.mark.anyio
+async def test_an_async_member_without_a_quorum_grants_nothing_and_says_why(
+    cluster: Cluster,
+) -> None:
+    leader, urls = leader_first(cluster)
+    async with aio.AsyncClient(urls, retry_for=timedelta(seconds=1)) as client:
+        peer = await client.new_peer(timedelta(minutes=1))
+        for member in cluster.ids:
+            if member != leader:
+                cluster.kill(member)
+        with pytest.raises(ServerUnavailable) as raised:
+            await client.acquire(peer, "M")
+    reasons = {a.url: a.reason for a in raised.value.attempts}
+    assert reasons[urls[0]].startswith("no quorum"), reasons
+    assert [reasons[url] for url in urls[1:]] == ["connection refused"] * 2
+
+
 def test_a_lease_that_runs_out_on_a_cluster_is_lost(cluster: Cluster) -> None:
     """The control: a lease that does run out still raises ``LockLost``, so the tests above
     would see one."""
