@@ -1816,14 +1816,20 @@ def soak_cluster(args: argparse.Namespace, seed: int, world: World,
         f"{k} {v}" for k, v in sorted(world.events.items())
         if k not in ("clients crashed", "counts lost")))
     print(f"  members' exit on SIGTERM: {codes}")
+    return verdict(world, workdir, "member", args.keep)
+
+
+def verdict(world: World, workdir: Path, logs_of: str, keep: bool) -> int:
+    """Prints the violations and where the evidence is (exit code 1), or that the soak passed
+    (exit code 0, the work directory removed unless ``keep``)."""
     if world.violations:
         print(f"\nsoak: FAILED with {len(world.violations)} violations:")
         for violation in world.violations[:30]:
             print(f"  {violation}")
-        print(f"member logs and the ledger (holds.jsonl) in {workdir}")
+        print(f"{logs_of} logs and the ledger (holds.jsonl) in {workdir}")
         return 1
     print("soak: passed")
-    if not args.keep:
+    if not keep:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
@@ -2022,16 +2028,7 @@ def main() -> int:
           + f"; last server {mib(start_rss)} at start, {mib(max(last))} peak, "
           f"{mib(end_rss)} at the end (allowed {mib(start_rss + slack)}); "
           f"peak overall {mib(peak_kib)}")
-    if world.violations:
-        print(f"\nsoak: FAILED with {len(world.violations)} violations:")
-        for violation in world.violations[:30]:
-            print(f"  {violation}")
-        print(f"server logs and the ledger (holds.jsonl) in {workdir}")
-        return 1
-    print("soak: passed")
-    if not args.keep:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    return verdict(world, workdir, "server", args.keep)
 
 
 if __name__ == "__main__":

@@ -140,12 +140,7 @@ impl Three {
 
     /// Three members whose `[cluster]` tables end with `extra` (more keys).
     fn start_with(extra: &str) -> Three {
-        let ports: Vec<u16> = (0..3)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|listener| listener.local_addr().expect("bound").port())
-            .collect();
+        let ports = common::free_ports(3);
         let links: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let members: Vec<String> = links.iter().map(|link| format!("\"{link}\"")).collect();
         let configs: Vec<String> = (1..=3)

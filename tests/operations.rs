@@ -178,12 +178,7 @@ fn agreed_leader(servers: &[Server]) -> usize {
 
 #[test]
 fn the_contrib_example_elects_and_serves_and_a_member_left_alone_is_not_ready() {
-    let ports: Vec<u16> = (0..3)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
-        .collect::<Vec<_>>()
-        .iter()
-        .map(|listener| listener.local_addr().expect("bound").port())
-        .collect();
+    let ports = common::free_ports(3);
     let mut servers: Vec<Server> = (1..=3)
         .map(|id| {
             Server::start_with(

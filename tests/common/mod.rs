@@ -530,3 +530,16 @@ pub fn run_to_exit(
 ) -> (ExitStatus, String, String) {
     throttle_harness::run_to_exit(Path::new(BINARY), args, dir, env, STARTUP)
 }
+
+/// `count` distinct ports free a moment ago, for configurations that must name them before a
+/// server starts (a cluster's `members`). All are held at once while they are chosen, so none
+/// is chosen twice.
+pub fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().expect("bound").port())
+        .collect()
+}

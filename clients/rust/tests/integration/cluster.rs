@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use throttle_client::{Client, Error};
 use throttle_harness::{Cluster, Launch};
 
-use crate::support::{eventually, join_within, secs, someone_waits, throughout};
+use crate::support::{eventually, join_within, member_reasons, secs, someone_waits, throughout};
 
 const CONFIG: &str = "[semaphores]\nM = 1\nR = 2\n";
 
@@ -298,11 +298,7 @@ fn with_every_member_down_the_error_names_each_after_the_budget() {
     let Error::Transport(unreachable) = &error else {
         panic!("not the crate's transport error: {error:?}");
     };
-    let attempts: Vec<(&str, &str)> = unreachable
-        .attempts()
-        .iter()
-        .map(|attempt| (attempt.member(), attempt.reason()))
-        .collect();
+    let attempts = member_reasons(unreachable);
     let urls: Vec<String> = (0..3).map(|index| three.url(index)).collect();
     let expected: Vec<(&str, &str)> = urls
         .iter()

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use throttle_client::{Client, Error};
 
-use crate::support::{FakeServer, ms, refusing_url, secs};
+use crate::support::{FakeServer, member_reasons, ms, refusing_url, secs};
 
 #[test]
 fn several_members_are_taken_from_a_list_or_commas() {
@@ -64,11 +64,7 @@ fn when_no_member_answers_the_error_names_each_and_why() {
     let Error::Transport(unreachable) = &error else {
         panic!("not the crate's transport error: {error:?}");
     };
-    let attempts: Vec<(&str, &str)> = unreachable
-        .attempts()
-        .iter()
-        .map(|attempt| (attempt.member(), attempt.reason()))
-        .collect();
+    let attempts = member_reasons(unreachable);
     let no_quorum = "no quorum (no leader elected within 3s)";
     assert_eq!(
         attempts,

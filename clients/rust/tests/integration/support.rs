@@ -231,6 +231,15 @@ pub fn someone_waits(client: &Client) -> bool {
         .any(|peer| !peer.pending.is_empty())
 }
 
+/// Each member an `Unreachable` names, with the reason it gives for it.
+pub fn member_reasons(unreachable: &throttle_client::Unreachable) -> Vec<(&str, &str)> {
+    unreachable
+        .attempts()
+        .iter()
+        .map(|attempt| (attempt.member(), attempt.reason()))
+        .collect()
+}
+
 /// The URL of a port nothing listens on: it was free a moment ago, so connections are refused.
 pub fn refusing_url() -> String {
     let port = TcpListener::bind("127.0.0.1:0")
